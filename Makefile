@@ -1,0 +1,42 @@
+# Two commands for a new machine: `make run` and `make test`. Both create and reuse .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUBSCRIBERS ?= 10000
+DAYS ?= 7
+PORT ?= 8050
+
+.PHONY: run test lint typecheck check bench clean help
+
+help:
+	@echo "make run    set up .venv and start the dashboard on the simulated operator (http://127.0.0.1:$(PORT))"
+	@echo "make test   set up .venv with test extras, lint, type-check and run every test"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/vantage run --port $(PORT) --simulate-subscribers $(SUBSCRIBERS) --simulate-days $(DAYS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/simulate.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,165 @@
+"""The connector protocol: streams, ``check()`` and ``read(stream, state)`` yielding batches.
+
+A connector never writes to the store itself. It yields ``Batch`` objects of canonical records
+(dicts or a DataFrame whose columns are a canonical table's columns) together with the cursor
+state reached after that batch; the one ingest path validates, upserts, quarantines and saves the
+state in the same transaction, so a run that dies half-way resumes from its last batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+import builtins
+from typing import Any, ClassVar, TypeAlias
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+JSONDict = dict[str, Any]
+Records: TypeAlias = Sequence[Mapping[str, Any]] | pd.DataFrame
+
+
+class ConnectorError(Exception):
+    """Base of the errors a connector raises; the message is shown to operators, so no secrets."""
+
+
+class RetriableError(ConnectorError):
+    """A transient failure (timeout, 429, 5xx): the run fails now and the next attempt may work."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class FatalError(ConnectorError):
+    """A failure that retrying will not fix (bad configuration, 4xx): an operator must act."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream of a connector: its name, the canonical kinds it yields and its cursor field."""
+
+    name: str
+    kinds: tuple[str, ...]
+    cursor_field: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A payload the connector could not turn into a canonical record, kept for quarantine."""
+
+    raw: Any
+    reason: str
+    record_id: str | None = None
+
+
+@dataclass
+class Batch:
+    """Canonical records of one kind, plus rejects, plus the stream state after this batch."""
+
+    kind: str
+    records: Records = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    state: JSONDict | None = None
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.rejects)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``check()`` found: whether the source is reachable and a line about what it saw."""
+
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """An HTTP request a source pushed to one of a connector's listener endpoints."""
+
+    path: str
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PushResponse:
+    """What to answer the source and what to ingest (``batches`` go through the one ingest path)."""
+
+    status: int = 201
+    body: Any = None
+    batches: list[Batch] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PushRoute:
+    """A listener endpoint, mounted by the web server at ``/push/<connector name><path>``."""
+
+    path: str
+    handler: Callable[[PushRequest], PushResponse]
+    methods: tuple[str, ...] = ("POST",)
+
+
+class ConnectorOptions(BaseModel):
+    """Base for a connector's own options; unknown keys are an error, so typos surface."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What a connector may know of its surroundings: its configured name and the clock."""
+
+    name: str
+    #: Returns the current naive UTC time; None means the wall clock (tests pass a fixed clock).
+    now: Callable[[], datetime] | None = None
+
+    def utcnow(self) -> datetime:
+        if self.now is not None:
+            return self.now()
+        return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Connector(ABC):
+    """Base class for every connector, built-in or third-party."""
+
+    #: The ``type`` used in configuration to pick this connector.
+    type: ClassVar[str]
+    #: The pydantic model of its ``options`` block.
+    Options: ClassVar[builtins.type[ConnectorOptions]] = ConnectorOptions
+
+    def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
+        self.options = options
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.context.name
+
+    @abstractmethod
+    def streams(self) -> list[Stream]:
+        """The streams this connector reads, in the order they should be read."""
+
+    @abstractmethod
+    def check(self) -> CheckResult:
+        """Reach the source without reading data and say what was found."""
+
+    @abstractmethod
+    def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
+        """Yield batches of canonical records newer than ``state``, each with the state after it."""
+
+    def push_routes(self) -> list[PushRoute]:
+        """Listener endpoints for sources that push (TMF hub notifications, VES); none by default."""
+        return []
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Called once when the process that serves push routes or runs jobs starts (hub registration)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the connector holds (clients, hub registrations)."""

@@ -1,0 +1,255 @@
+"""Settings: one YAML file (``vantage.yaml``) validated with pydantic, plus environment overrides.
+
+Errors name the file, the path inside it (``connectors[2].interval``) and what was expected.
+Secrets never live in the file: a connector's auth block names environment variables
+(``token_env: TMF_TOKEN``) and the value is read from the environment when the connector starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectors.base import ConnectorOptions
+from connectors.registry import ConnectorLoadError, UnknownConnectorType
+from connectors.registry import get as get_connector_class
+
+DEFAULT_CONFIG_FILE = "vantage.yaml"
+ENV_CONFIG = "VANTAGE_CONFIG"
+ENV_DATABASE_URL = "VANTAGE_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///var/vantage.db"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the operator who edits the file."""
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
+        self.file = file
+        self.problems = problems
+        lines = [f"{file}: {path or '(top level)'}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"`` or ``"500ms"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 30s, 15m or 1h, got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"expected a positive duration, got {value!r}")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConnectorConfig(_Strict):
+    """One configured connector: which type, how often, and its type-specific options."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
+    type: str
+    enabled: bool = True
+    interval: float = Field(default=300.0, description="seconds between runs; accepts 30s, 15m, 1h")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    def parsed_options(self) -> ConnectorOptions:
+        """The options validated by the connector type's own model."""
+        return get_connector_class(self.type).Options.model_validate(self.options)
+
+
+class WebConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=1, le=65535)
+
+
+class SchedulerConfig(_Strict):
+    #: Run connector jobs inside the web process (`vantage run`). Production sets this false and
+    #: runs `vantage scheduler` once, so jobs run once rather than once per web worker.
+    embedded: bool = True
+    #: A run that could not start on time may still start this many seconds late.
+    misfire_grace_s: float = Field(default=60.0, gt=0)
+    #: After a transient failure the next attempt comes sooner than the interval: backoff doubles
+    #: from `retry_initial_s` up to `retry_max_s` (or follows the source's Retry-After).
+    retry_initial_s: float = Field(default=10.0, gt=0)
+    retry_max_s: float = Field(default=600.0, gt=0)
+
+
+class Settings(_Strict):
+    """Everything Vantage needs to start."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    currency: str = "EUR"
+    kpi_definitions: str = "kpi_definitions.yaml"
+    web: WebConfig = Field(default_factory=WebConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
+    #: Where the settings came from, for messages; not read from the file.
+    config_file: str | None = Field(default=None, exclude=True)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError("expected a three-letter ISO 4217 currency code such as EUR or USD")
+        return v
+
+    @field_validator("connectors")
+    @classmethod
+    def _unique_names(cls, connectors: list[ConnectorConfig]) -> list[ConnectorConfig]:
+        seen: set[str] = set()
+        for c in connectors:
+            if c.name in seen:
+                raise ValueError(f"connector name {c.name!r} is used twice; names must be unique")
+            seen.add(c.name)
+        return connectors
+
+    def connector(self, name: str) -> ConnectorConfig:
+        for c in self.connectors:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.connectors) or "none"
+        raise KeyError(f"no connector named {name!r} (configured: {known})")
+
+    def kpi_definitions_path(self) -> Path:
+        """The KPI catalogue: relative paths are read beside the settings file, else the shipped one."""
+        path = Path(self.kpi_definitions)
+        if path.is_absolute():
+            return path
+        if self.config_file and Path(self.config_file).is_file():
+            beside = Path(self.config_file).resolve().parent / path
+            if beside.exists():
+                return beside
+        if path.exists():
+            return path
+        return Path(__file__).resolve().parents[1] / path
+
+    @property
+    def enabled_connectors(self) -> list[ConnectorConfig]:
+        return [c for c in self.connectors if c.enabled]
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def validation_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    found = []
+    for e in err.errors():
+        path = _loc(tuple(e["loc"]))
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"].startswith("value_error"):
+            msg = msg.removeprefix("Value error, ")
+        if (
+            "input" in e
+            and e["type"] not in ("missing", "extra_forbidden")
+            and "got " not in msg
+            and not isinstance(e["input"], dict | list)
+        ):
+            msg = f"{msg} (got {e['input']!r})"
+        found.append((path, msg))
+    return found
+
+
+def _connector_problems(index: int, type_name: str, options: Any) -> list[tuple[str, str]]:
+    """Check one connector's type and options with the connector type's own model."""
+    where = f"connectors[{index}]"
+    try:
+        cls = get_connector_class(type_name)
+    except UnknownConnectorType as err:
+        return [(f"{where}.type", str(err.args[0]))]
+    except ConnectorLoadError as err:
+        return [(f"{where}.type", str(err))]
+    if not isinstance(options, dict):
+        return []  # already reported by the settings model
+    try:
+        cls.Options.model_validate(options)
+    except ValidationError as err:
+        return validation_problems(err, prefix=f"{where}.options")
+    return []
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], *, file: str = "<settings>", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate settings from a mapping, apply environment overrides and each connector's options."""
+    env = os.environ if environ is None else environ
+    data = dict(data)
+    if env.get(ENV_DATABASE_URL):
+        data["database_url"] = env[ENV_DATABASE_URL]
+    problems: list[tuple[str, str]] = []
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        problems.extend(validation_problems(err))
+    raw_connectors = data.get("connectors")
+    if isinstance(raw_connectors, list):
+        for i, c in enumerate(raw_connectors):
+            if isinstance(c, dict) and isinstance(c.get("type"), str):
+                problems.extend(_connector_problems(i, c["type"], c.get("options") or {}))
+    if problems or settings is None:
+        raise ConfigError(file, problems)
+    settings.config_file = file
+    return settings
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from ``path``, ``$VANTAGE_CONFIG`` or ``./vantage.yaml``."""
+    env = os.environ if environ is None else environ
+    file = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG_FILE)
+    if not file.exists():
+        raise ConfigError(str(file), [("", "file not found")])
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(str(file), [(where, f"not valid YAML: {getattr(err, 'problem', err)}")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(str(file), [("", f"expected a mapping of settings, got {type(raw).__name__}")])
+    return settings_from_mapping(raw, file=str(file), environ=env)
+
+
+def secret_from_env(var_name: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """The value of a secret named by an environment variable; the error names the variable only."""
+    env = os.environ if environ is None else environ
+    value = env.get(var_name)
+    if not value:
+        raise ConfigError("environment", [(var_name, "environment variable is not set or is empty")])
+    return value

@@ -1,0 +1,307 @@
+"""The one ingest path every connector goes through: validate, enrich, upsert, quarantine, checkpoint.
+
+Each batch is one transaction: its valid rows, its quarantined records and the stream state it
+reached commit together, so a run that dies half-way resumes from its last committed batch and
+nothing is counted that was not stored. Each run is recorded in ``connector_runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, insert, select, update
+
+from connectors.base import Batch, Connector, ConnectorError, RetriableError, Stream
+from dashboard.ingest.validate import dedupe, validate
+from dashboard.store.db import Store
+from dashboard.store.schema import CANONICAL_KINDS, connector_runs, connector_state, quarantine
+from dashboard.store.upsert import upsert
+
+log = logging.getLogger(__name__)
+
+#: A function that adds derived columns to validated rows of one kind (e.g. ticket sentiment).
+Enricher = Callable[[pd.DataFrame], pd.DataFrame]
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Counts:
+    records_in: int = 0
+    upserted: int = 0
+    quarantined: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.records_in += other.records_in
+        self.upserted += other.upserted
+        self.quarantined += other.quarantined
+
+
+@dataclass
+class RunSummary:
+    """What one run of one connector did."""
+
+    run_id: int
+    connector: str
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    counts: Counts = field(default_factory=Counts)
+    streams: dict[str, Counts] = field(default_factory=dict)
+    error: str | None = None
+    #: True when every failure of the run was transient (timeout, 429, 5xx): retry sooner.
+    retriable: bool = False
+    retry_after_s: float | None = None
+
+    @property
+    def records_in(self) -> int:
+        return self.counts.records_in
+
+    @property
+    def upserted(self) -> int:
+        return self.counts.upserted
+
+    @property
+    def quarantined(self) -> int:
+        return self.counts.quarantined
+
+
+def _raw_text(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    if isinstance(raw, str):
+        return raw
+    try:
+        return json.dumps(raw, default=str, ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(raw)
+
+
+class Ingestor:
+    """Writes connector batches into a store. One per process is enough; it holds no connection."""
+
+    def __init__(
+        self, store: Store, *, enrichers: Mapping[str, Enricher] | None = None, clock: Clock = utcnow
+    ) -> None:
+        self.store = store
+        self.enrichers = dict(enrichers or {})
+        self.clock = clock
+
+    # --- one batch -----------------------------------------------------------------------
+
+    def ingest_batch(
+        self, conn: Connection, *, connector: str, stream: str, batch: Batch, run_id: int | None = None
+    ) -> Counts:
+        """Validate and store one batch inside the caller's transaction; return its counts."""
+        now = self.clock()
+        counts = Counts(records_in=len(batch))
+        bad: list[dict[str, Any]] = [
+            {
+                "run_id": run_id,
+                "connector": connector,
+                "stream": stream,
+                "kind": batch.kind,
+                "record_id": r.record_id,
+                "reason": r.reason,
+                "raw": _raw_text(r.raw),
+                "received_at": now,
+            }
+            for r in batch.rejects
+        ]
+        table = CANONICAL_KINDS.get(batch.kind)
+        if table is None:
+            reason = f"unknown record kind {batch.kind!r} (known: {', '.join(sorted(CANONICAL_KINDS))})"
+            records = (
+                batch.records.to_dict("records")
+                if isinstance(batch.records, pd.DataFrame)
+                else list(batch.records)
+            )
+            bad.extend(
+                {
+                    "run_id": run_id,
+                    "connector": connector,
+                    "stream": stream,
+                    "kind": batch.kind,
+                    "record_id": None,
+                    "reason": reason,
+                    "raw": _raw_text(r),
+                    "received_at": now,
+                }
+                for r in records
+            )
+        elif len(batch.records):
+            checked = validate(table, batch.records, source=connector)
+            bad.extend(
+                {
+                    "run_id": run_id,
+                    "connector": connector,
+                    "stream": stream,
+                    "kind": batch.kind,
+                    "record_id": r.record_id,
+                    "reason": r.reason,
+                    "raw": _raw_text(r.raw),
+                    "received_at": now,
+                }
+                for r in checked.rejected
+            )
+            rows = dedupe(table, checked.rows)
+            enrich = self.enrichers.get(batch.kind)
+            if enrich is not None and not rows.empty:
+                rows = enrich(rows)
+            counts.upserted = upsert(conn, table, rows, now=now)
+        if bad:
+            conn.execute(insert(quarantine), bad)
+        counts.quarantined = len(bad)
+        return counts
+
+    def ingest(self, connector: str, batches: Iterable[Batch], *, stream: str = "push") -> Counts:
+        """Store batches that arrived outside a scheduled run (push listeners), one transaction each."""
+        total = Counts()
+        for batch in batches:
+            with self.store.begin() as conn:
+                total.add(self.ingest_batch(conn, connector=connector, stream=stream, batch=batch))
+                if batch.state is not None:
+                    save_state(conn, connector, stream, batch.state, now=self.clock())
+        return total
+
+    # --- one run -------------------------------------------------------------------------
+
+    def run(self, connector: Connector, *, streams: Iterable[str] | None = None) -> RunSummary:
+        """Read every (or the named) stream of a connector to its end and record the run."""
+        wanted = set(streams) if streams is not None else None
+        started = self.clock()
+        with self.store.begin() as conn:
+            run_id = int(
+                conn.execute(
+                    insert(connector_runs)
+                    .values(
+                        connector=connector.name,
+                        started_at=started,
+                        status="running",
+                        records_in=0,
+                        upserted=0,
+                        quarantined=0,
+                    )
+                    .returning(connector_runs.c.id)
+                ).scalar_one()
+            )
+        summary = RunSummary(
+            run_id=run_id, connector=connector.name, status="running", started_at=started, finished_at=started
+        )
+        errors: list[str] = []
+        fatal = False
+        for stream in connector.streams():
+            if wanted is not None and stream.name not in wanted:
+                continue
+            counts = summary.streams.setdefault(stream.name, Counts())
+            try:
+                self._read_stream(connector, stream, run_id, counts)
+            except RetriableError as err:
+                errors.append(f"{stream.name}: {err}")
+                summary.retry_after_s = err.retry_after_s
+            except ConnectorError as err:
+                errors.append(f"{stream.name}: {err}")
+                fatal = True
+            except Exception as err:  # a connector bug must not take the scheduler down
+                fatal = True
+                log.error(
+                    "connector %s stream %s failed:\n%s", connector.name, stream.name, traceback.format_exc()
+                )
+                errors.append(f"{stream.name}: {type(err).__name__}: {err}")
+            summary.counts.add(counts)
+        summary.finished_at = self.clock()
+        summary.error = "; ".join(errors) or None
+        summary.retriable = bool(errors) and not fatal
+        if errors:
+            summary.status = "failed"
+        elif summary.counts.quarantined:
+            summary.status = "partial"
+        else:
+            summary.status = "success"
+        with self.store.begin() as conn:
+            conn.execute(
+                update(connector_runs)
+                .where(connector_runs.c.id == run_id)
+                .values(
+                    finished_at=summary.finished_at,
+                    status=summary.status,
+                    records_in=summary.counts.records_in,
+                    upserted=summary.counts.upserted,
+                    quarantined=summary.counts.quarantined,
+                    error=summary.error,
+                    retriable=summary.retriable if errors else None,
+                    streams={k: asdict(v) for k, v in summary.streams.items()},
+                )
+            )
+        log.info(
+            "connector %s run %s: %s, %d in, %d written, %d quarantined",
+            connector.name,
+            run_id,
+            summary.status,
+            summary.records_in,
+            summary.upserted,
+            summary.quarantined,
+        )
+        return summary
+
+    def _read_stream(self, connector: Connector, stream: Stream, run_id: int, counts: Counts) -> None:
+        with self.store.connect() as conn:
+            state = load_state(conn, connector.name, stream.name)
+        for batch in connector.read(stream, state):
+            with self.store.begin() as conn:
+                counts.add(
+                    self.ingest_batch(
+                        conn, connector=connector.name, stream=stream.name, batch=batch, run_id=run_id
+                    )
+                )
+                if batch.state is not None:
+                    save_state(conn, connector.name, stream.name, batch.state, now=self.clock())
+
+
+def load_state(conn: Connection, connector: str, stream: str) -> dict[str, Any]:
+    row = conn.execute(
+        select(connector_state.c.state).where(
+            connector_state.c.connector == connector, connector_state.c.stream == stream
+        )
+    ).first()
+    return dict(row[0]) if row is not None and row[0] else {}
+
+
+def save_state(
+    conn: Connection, connector: str, stream: str, state: Mapping[str, Any], *, now: datetime
+) -> None:
+    # JSON round-trip first: state must be small and serialisable, and must fail loudly if not.
+    value = json.loads(json.dumps(dict(state)))
+    updated = conn.execute(
+        update(connector_state)
+        .where(connector_state.c.connector == connector, connector_state.c.stream == stream)
+        .values(state=value, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        conn.execute(
+            insert(connector_state).values(connector=connector, stream=stream, state=value, updated_at=now)
+        )
+
+
+def run_connector(
+    store: Store,
+    connector: Connector,
+    *,
+    streams: Iterable[str] | None = None,
+    enrichers: Mapping[str, Enricher] | None = None,
+) -> RunSummary:
+    """Run one connector through the ingest path with the default enrichers."""
+    from dashboard.ingest.enrich import default_enrichers
+
+    ingestor = Ingestor(store, enrichers=default_enrichers() if enrichers is None else enrichers)
+    return ingestor.run(connector, streams=streams)

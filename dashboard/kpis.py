@@ -1,0 +1,240 @@
+"""The KPI catalogue (``kpi_definitions.yaml``): validated definitions and a safe expression evaluator.
+
+Derived expressions are parsed with ``ast`` into a small tree of arithmetic over KPI names and
+numbers, never ``eval``; unknown references and cycles fail at start-up with the exact path.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dashboard.config import ConfigError, parse_duration, validation_problems
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Threshold(_Strict):
+    op: Literal["<", "<=", ">", ">="]
+    value: float
+    for_s: float = Field(default=0.0, alias="for")
+
+    @field_validator("for_s", mode="before")
+    @classmethod
+    def _for(cls, v: Any) -> float:
+        return 0.0 if v in (0, "0", None) else parse_duration(v)
+
+    def breached(self, values: pd.Series) -> pd.Series:
+        ops: dict[str, Callable[[Any, Any], Any]] = {
+            "<": operator.lt,
+            "<=": operator.le,
+            ">": operator.gt,
+            ">=": operator.ge,
+        }
+        return ops[self.op](values, self.value)
+
+
+class Thresholds(_Strict):
+    warning: Threshold | None = None
+    critical: Threshold | None = None
+
+
+class Link(_Strict):
+    kpi: str
+    direction: Literal["positive", "negative"]
+
+
+class KpiDefinition(_Strict):
+    name: str = Field(pattern=_NAME)
+    label: str = Field(min_length=1)
+    unit: str
+    description: str = Field(min_length=1)
+    domain: Literal["technical", "business"]
+    type: Literal["simple", "ratio", "derived"]
+    direction: Literal["higher_is_better", "lower_is_better"]
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    no_data: Literal["gap", "zero", "last"] = "gap"
+    drives: list[Link] = Field(default_factory=list)
+    expression: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+
+
+class Scoring(_Strict):
+    weights: dict[str, float]
+    severity_points: dict[str, float]
+    vip_multiplier: float = Field(default=1.0, ge=1.0)
+    enterprise_multiplier: float = Field(default=1.0, ge=1.0)
+
+
+class Catalogue(_Strict):
+    kpis: list[KpiDefinition]
+    scoring: Scoring
+
+    def get(self, name: str) -> KpiDefinition:
+        for k in self.kpis:
+            if k.name == name:
+                return k
+        raise KeyError(f"no KPI named {name!r}")
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.kpis]
+
+
+# --- expressions ------------------------------------------------------------------------------
+
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+
+
+class ExpressionError(ValueError):
+    """A derived expression that is not plain arithmetic over KPI names and numbers."""
+
+
+def parse_expression(text: str) -> ast.expr:
+    """Parse and check an expression; only names, numbers, + - * /, unary minus and parentheses."""
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as err:
+        raise ExpressionError(f"not a valid expression: {err.msg}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and type(node.op) not in _BINOPS:
+            raise ExpressionError(f"operator {type(node.op).__name__} is not allowed")
+        if not isinstance(
+            node,
+            ast.BinOp | ast.UnaryOp | ast.Name | ast.Constant | ast.Load | ast.operator | ast.USub | ast.UAdd,
+        ):
+            raise ExpressionError(f"{type(node).__name__} is not allowed (only arithmetic over KPI names)")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
+            raise ExpressionError(f"constant {node.value!r} is not a number")
+        if isinstance(node, ast.Name) and not re.match(_NAME, node.id):
+            raise ExpressionError(f"{node.id!r} is not a KPI name")
+    return tree
+
+
+def references(text: str) -> set[str]:
+    return {n.id for n in ast.walk(parse_expression(text)) if isinstance(n, ast.Name)}
+
+
+def evaluate(text: str, values: Mapping[str, Any]) -> Any:
+    """Evaluate an expression over scalars or aligned Series/arrays; division by zero gives NaN."""
+
+    def ev(node: ast.expr) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return values[node.id]
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp):
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Div):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = np.asarray(right, dtype=float)
+                    out = np.divide(np.asarray(left, dtype=float), np.where(r == 0, np.nan, r))
+                if isinstance(left, pd.Series) or isinstance(right, pd.Series):
+                    idx = left.index if isinstance(left, pd.Series) else right.index
+                    return pd.Series(out, index=idx)
+                return out if np.ndim(out) else float(out)
+            return _BINOPS[type(node.op)](left, right)
+        raise ExpressionError(f"cannot evaluate {type(node).__name__}")
+
+    return ev(parse_expression(text))
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    known = set(cat.names)
+    seen: set[str] = set()
+    deps: dict[str, set[str]] = {}
+    for i, k in enumerate(cat.kpis):
+        where = f"kpis[{i}]"
+        if k.name in seen:
+            problems.append((f"{where}.name", f"KPI {k.name!r} is defined twice"))
+        seen.add(k.name)
+        for j, link in enumerate(k.drives):
+            if link.kpi not in known:
+                problems.append((f"{where}.drives[{j}].kpi", f"unknown KPI {link.kpi!r}"))
+            elif link.kpi == k.name:
+                problems.append((f"{where}.drives[{j}].kpi", "a KPI cannot drive itself"))
+        if k.type == "derived":
+            if not k.expression:
+                problems.append((f"{where}.expression", "a derived KPI needs an expression"))
+                continue
+            try:
+                refs = references(k.expression)
+            except ExpressionError as err:
+                problems.append((f"{where}.expression", str(err)))
+                continue
+            for ref in sorted(refs - known):
+                problems.append((f"{where}.expression", f"unknown KPI {ref!r}"))
+            deps[k.name] = refs & known
+        elif k.type == "ratio":
+            for part in ("numerator", "denominator"):
+                ref = getattr(k, part)
+                if not ref:
+                    problems.append((f"{where}.{part}", f"a ratio KPI needs a {part}"))
+                elif ref not in known:
+                    problems.append((f"{where}.{part}", f"unknown KPI {ref!r}"))
+            deps[k.name] = {r for r in (k.numerator, k.denominator) if r}
+        elif k.expression:
+            problems.append((f"{where}.expression", "only derived KPIs take an expression"))
+    index = {k.name: i for i, k in enumerate(cat.kpis)}
+    for name in deps:  # cycles among derived and ratio KPIs
+        stack, path = [name], {name}
+        while stack:
+            cur = stack.pop()
+            for nxt in deps.get(cur, ()):
+                if nxt == name:
+                    problems.append((f"kpis[{index[name]}].expression", f"{name!r} depends on itself"))
+                    stack.clear()
+                    break
+                if nxt not in path:
+                    path.add(nxt)
+                    stack.append(nxt)
+    for w in cat.scoring.weights.values():
+        if w < 0:
+            problems.append(("scoring.weights", "weights must not be negative"))
+            break
+    return problems
+
+
+def load_catalogue(path: str | Path) -> Catalogue:
+    """Load and validate the KPI catalogue, raising ConfigError with file and path on any problem."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(str(file), [("", "file not found")])
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(str(file), [("", f"not valid YAML: {err}")]) from None
+    try:
+        cat = Catalogue.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(str(file), validation_problems(err)) from None
+    problems = _check_references(cat)
+    if problems:
+        raise ConfigError(str(file), problems)
+    return cat

@@ -1,0 +1,84 @@
+"""Listener endpoints for sources that push (TMF hub notifications, VES): mounted on the web server.
+
+Each enabled connector's ``push_routes()`` is served at ``/push/<connector name><path>``. What a
+handler returns is ingested through the one ingest path; a handler that fails still leaves the
+request body in quarantine with the reason, so a pushed event is never lost silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from connectors.base import Batch, PushRequest, PushResponse, PushRoute, Reject
+from dashboard.config import Settings
+from dashboard.ingest.runner import Ingestor, save_state
+
+log = logging.getLogger(__name__)
+
+PUSH_STREAM = "push"
+
+
+def handle_push(ingestor: Ingestor, connector: str, route: PushRoute, req: PushRequest) -> PushResponse:
+    """Run a route's handler and ingest what it returns; never raises."""
+    try:
+        resp = route.handler(req)
+    except Exception as err:  # a handler bug must not lose the event
+        log.exception("push handler %s%s failed", connector, route.path)
+        resp = PushResponse(
+            status=500,
+            body={"code": "500", "reason": f"could not process the event: {type(err).__name__}"},
+            batches=[Batch(kind="unknown", rejects=[Reject(raw=req.body, reason=f"handler error: {err}")])],
+        )
+    counts = ingestor.ingest(connector, resp.batches, stream=PUSH_STREAM)
+    with ingestor.store.begin() as conn:
+        now = ingestor.clock()
+        save_state(
+            conn,
+            connector,
+            PUSH_STREAM,
+            {"last_event_at": now.isoformat(), "last_path": route.path, "last_status": resp.status},
+            now=now,
+        )
+    log.debug("push %s%s: %s", connector, route.path, counts)
+    return resp
+
+
+def _view(ingestor: Ingestor, connector: str, route: PushRoute) -> Callable[[], Any]:
+    def view() -> Any:
+        req = PushRequest(
+            path=route.path,
+            body=request.get_data(cache=False),
+            headers=dict(request.headers),
+            query=dict(request.args),
+        )
+        resp = handle_push(ingestor, connector, route, req)
+        if resp.body is None:
+            return Response(status=resp.status)
+        out = jsonify(resp.body)
+        out.status_code = resp.status
+        return out
+
+    return view
+
+
+def mount_push_routes(server: Flask, settings: Settings, ingestor: Ingestor) -> list[str]:
+    """Serve every enabled connector's push routes; return the mounted URL rules."""
+    from dashboard.scheduler import build_connector
+
+    mounted: list[str] = []
+    for cfg in settings.enabled_connectors:
+        connector = build_connector(cfg)
+        for route in connector.push_routes():
+            rule = f"/push/{cfg.name}{route.path}"
+            server.add_url_rule(
+                rule,
+                endpoint=f"push:{cfg.name}:{route.path}",
+                view_func=_view(ingestor, cfg.name, route),
+                methods=list(route.methods),
+            )
+            mounted.append(rule)
+    return mounted

@@ -1,0 +1,164 @@
+"""Connector jobs on APScheduler: each enabled connector runs at its interval, backing off on failure.
+
+Embedded (`vantage run`): a background scheduler inside the web process. Production
+(`vantage run --no-scheduler` on every web worker, plus one `vantage scheduler`): jobs run once,
+not once per worker. A transient failure (timeout, 429, 5xx) brings the next attempt forward with
+exponential backoff (or the source's Retry-After); the attempt time is recorded on the run so the
+Sources page can say "retrying at ...".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import update
+
+from connectors.base import Connector, ConnectorContext
+from connectors.registry import get as get_connector_class
+from dashboard.config import ConnectorConfig, SchedulerConfig, Settings
+from dashboard.ingest.enrich import default_enrichers
+from dashboard.ingest.runner import Ingestor, RunSummary, utcnow
+from dashboard.store.db import Store
+from dashboard.store.schema import connector_runs
+
+log = logging.getLogger(__name__)
+
+
+def build_connector(config: ConnectorConfig) -> Connector:
+    """An instance of the configured connector with its validated options."""
+    cls = get_connector_class(config.type)
+    return cls(config.parsed_options(), ConnectorContext(name=config.name))
+
+
+def backoff_delay(
+    failures: int, *, interval_s: float, policy: SchedulerConfig, retry_after_s: float | None = None
+) -> float:
+    """Seconds until the next attempt after ``failures`` consecutive transient failures."""
+    if retry_after_s is not None and retry_after_s > 0:
+        return min(retry_after_s, max(policy.retry_max_s, retry_after_s))
+    delay = policy.retry_initial_s * (2 ** max(failures - 1, 0))
+    return min(delay, policy.retry_max_s, interval_s)
+
+
+class ConnectorJobs:
+    """Owns the connector instances of one process and runs them through the ingest path."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        ingestor: Ingestor | None = None,
+        extra_jobs: dict[str, tuple[float, Callable[[], Any]]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.ingestor = ingestor or Ingestor(store, enrichers=default_enrichers())
+        self.connectors: dict[str, Connector] = {}
+        self.configs = {c.name: c for c in settings.enabled_connectors}
+        self.failures: dict[str, int] = {}
+        self.extra_jobs = dict(extra_jobs or {})
+        self._lock = threading.Lock()
+        self._scheduler: BaseScheduler | None = None
+
+    def connector(self, name: str) -> Connector:
+        with self._lock:
+            if name not in self.connectors:
+                conn = build_connector(self.configs[name])
+                conn.start()
+                self.connectors[name] = conn
+            return self.connectors[name]
+
+    def run_once(self, name: str) -> RunSummary:
+        """Run one connector now and, under a scheduler, set when it runs next."""
+        summary = self.ingestor.run(self.connector(name))
+        interval = self.configs[name].interval
+        if summary.status == "failed" and summary.retriable:
+            self.failures[name] = self.failures.get(name, 0) + 1
+            delay = backoff_delay(
+                self.failures[name],
+                interval_s=interval,
+                policy=self.settings.scheduler,
+                retry_after_s=summary.retry_after_s,
+            )
+        else:
+            self.failures[name] = 0
+            delay = interval
+        next_at = summary.finished_at + timedelta(seconds=delay)
+        with self.store.begin() as conn:
+            conn.execute(
+                update(connector_runs)
+                .where(connector_runs.c.id == summary.run_id)
+                .values(next_attempt_at=next_at)
+            )
+        if self._scheduler is not None and delay != interval:
+            job = self._scheduler.get_job(f"connector:{name}")
+            if job is not None:
+                job.modify(next_run_time=_as_aware(next_at))
+        return summary
+
+    def run_all_once(self) -> list[RunSummary]:
+        return [self.run_once(name) for name in self.configs]
+
+    def schedule(self, scheduler: BaseScheduler, *, run_now: bool = True) -> None:
+        """Add one interval job per enabled connector (first run immediately) and the extra jobs."""
+        self._scheduler = scheduler
+        now = _as_aware(utcnow())
+        for name, cfg in self.configs.items():
+            scheduler.add_job(
+                self.run_once,
+                IntervalTrigger(seconds=cfg.interval),
+                args=[name],
+                id=f"connector:{name}",
+                name=f"connector {name}",
+                replace_existing=True,
+                next_run_time=now if run_now else None,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(self.settings.scheduler.misfire_grace_s),
+            )
+        for job_name, (interval_s, func) in self.extra_jobs.items():
+            scheduler.add_job(
+                func,
+                IntervalTrigger(seconds=interval_s),
+                id=job_name,
+                name=job_name,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+            )
+
+    def close(self) -> None:
+        for conn in self.connectors.values():
+            try:
+                conn.close()
+            except Exception:  # closing must not hide the reason we stop
+                log.exception("closing connector %s failed", conn.name)
+        self.connectors.clear()
+
+
+def _as_aware(naive_utc: datetime) -> datetime:
+    return naive_utc.replace(tzinfo=UTC)
+
+
+def background_scheduler(jobs: ConnectorJobs) -> BackgroundScheduler:
+    """A started background scheduler running ``jobs`` (for the embedded web process)."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    jobs.schedule(scheduler)
+    scheduler.start()
+    return scheduler
+
+
+def blocking_scheduler(jobs: ConnectorJobs) -> BlockingScheduler:
+    """A blocking scheduler running ``jobs`` (for `vantage scheduler`); call ``start()`` to run."""
+    scheduler = BlockingScheduler(timezone="UTC")
+    jobs.schedule(scheduler)
+    return scheduler

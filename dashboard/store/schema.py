@@ -1,0 +1,505 @@
+"""The canonical model as SQLAlchemy tables: what every connector maps into and every page reads.
+
+Conventions (see docs/data-model.md):
+- Entity tables are keyed by (id, source): ``id`` is the record's id in its source system and
+  ``source`` names the connector that produced it. Ingest upserts on that key, so a replayed batch
+  changes nothing. References between entities (``cell_id``, ``account_id``...) hold the referenced
+  record's ``id``; the ``id`` column is indexed first so joins on it use the primary key.
+- Times are naive UTC ``DateTime`` on both SQLite and PostgreSQL.
+- ``info`` on a column carries what ingest validates beyond its SQL type: ``enum`` (allowed values,
+  compared case-insensitively, stored lower case), ``lenient`` (an unknown enum value is kept as
+  given instead of quarantined: real systems drift), ``min``/``max`` for numbers.
+- ``info`` on a table may name a ``version_column``: an upsert never replaces a row with an older
+  version, so an out-of-order or duplicated event cannot roll a record back.
+- Tables in ``CANONICAL_KINDS`` are what connectors may write; the rest are operational.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SEGMENTS = ["consumer", "smb", "enterprise"]
+SEVERITIES = ["critical", "major", "minor", "warning", "indeterminate", "cleared"]
+ALARM_STATES = ["raised", "updated", "cleared"]
+TECHNOLOGIES = ["2g", "3g", "4g", "5g"]
+ENTITY_TYPES = ["cell", "site", "resource", "service", "region", "subscriber", "account"]
+
+
+def _key() -> list[Column[str]]:
+    return [
+        Column("id", String(128), nullable=False),
+        Column("source", String(64), nullable=False),
+    ]
+
+
+def _ingested() -> Column[object]:
+    # Set by ingest when a row is inserted or actually changed; never by connectors.
+    return Column("ingested_at", DateTime, nullable=True, info={"managed": True})
+
+
+# --- Topology -------------------------------------------------------------------------------
+
+regions = Table(
+    "regions",
+    metadata,
+    *_key(),
+    Column("name", String(128), nullable=False),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    *_key(),
+    Column("region_id", String(128), nullable=True, index=True),
+    Column("name", String(128), nullable=False),
+    Column("lat", Float, nullable=True, info={"min": -90.0, "max": 90.0}),
+    Column("lon", Float, nullable=True, info={"min": -180.0, "max": 180.0}),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+cells = Table(
+    "cells",
+    metadata,
+    *_key(),
+    Column("site_id", String(128), nullable=True, index=True),
+    Column("name", String(128), nullable=False),
+    Column("technology", String(8), nullable=True, info={"enum": TECHNOLOGIES, "lenient": True}),
+    Column("band", String(32), nullable=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    *_key(),
+    Column("site_id", String(128), nullable=True, index=True),
+    Column("name", String(128), nullable=False),
+    # router, ran_node, power, transport, core... kept as the source calls it.
+    Column("kind", String(64), nullable=True),
+    Column("vendor", String(64), nullable=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+# Directed edges of the impact graph: resource -> resource, resource -> cell, cell -> service.
+topology_edges = Table(
+    "topology_edges",
+    metadata,
+    Column("source", String(64), nullable=False),
+    Column("parent_type", String(16), nullable=False, info={"enum": ["resource", "cell", "site"]}),
+    Column("parent_id", String(128), nullable=False),
+    Column("child_type", String(16), nullable=False, info={"enum": ["resource", "cell", "service"]}),
+    Column("child_id", String(128), nullable=False),
+    _ingested(),
+    PrimaryKeyConstraint("parent_id", "child_id", "parent_type", "child_type", "source"),
+    Index("ix_topology_edges_child", "child_id", "child_type"),
+)
+
+# --- Customers ------------------------------------------------------------------------------
+
+accounts = Table(
+    "accounts",
+    metadata,
+    *_key(),
+    Column("name", String(256), nullable=False),
+    Column("segment", String(16), nullable=False, info={"enum": SEGMENTS}),
+    Column("vip", Boolean, nullable=False, default=False),
+    Column("account_manager", String(128), nullable=True),
+    # Contract: restore target for service-affecting incidents and the penalty once it is missed.
+    Column("sla_restore_minutes", Integer, nullable=True, info={"min": 0}),
+    Column("penalty_per_hour", Float, nullable=True, info={"min": 0.0}),
+    Column("contract_end", Date, nullable=True),
+    # Personal data, stored for masking by role.
+    Column("contact_name", String(256), nullable=True, info={"personal": True}),
+    Column("contact_email", String(256), nullable=True, info={"personal": True}),
+    Column("contact_phone", String(64), nullable=True, info={"personal": True}),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+    Index("ix_accounts_segment_vip", "segment", "vip"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    *_key(),
+    Column("account_id", String(128), nullable=True, index=True),
+    Column("msisdn", String(32), nullable=True, info={"personal": True}),
+    Column("plan", String(64), nullable=True),
+    Column("arpu", Float, nullable=True, info={"min": 0.0}),
+    Column("activated_at", DateTime, nullable=True),
+    Column("status", String(16), nullable=False, default="active",
+           info={"enum": ["active", "suspended", "churned"], "lenient": True}),
+    Column("home_cell_id", String(128), nullable=True, index=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+# The cells that serve a subscriber, with the share of their traffic on each.
+subscriber_cells = Table(
+    "subscriber_cells",
+    metadata,
+    Column("source", String(64), nullable=False),
+    Column("subscriber_id", String(128), nullable=False),
+    Column("cell_id", String(128), nullable=False),
+    Column("share", Float, nullable=False, info={"min": 0.0, "max": 1.0}),
+    _ingested(),
+    PrimaryKeyConstraint("subscriber_id", "cell_id", "source"),
+    Index("ix_subscriber_cells_cell", "cell_id"),
+)
+
+services = Table(
+    "services",
+    metadata,
+    *_key(),
+    Column("subscriber_id", String(128), nullable=True, index=True),
+    Column("account_id", String(128), nullable=True, index=True),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(64), nullable=True),
+    Column("status", String(32), nullable=True, info={"enum": ["active", "inactive", "terminated"],
+                                                         "lenient": True}),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+# --- Events ---------------------------------------------------------------------------------
+
+alarms = Table(
+    "alarms",
+    metadata,
+    *_key(),
+    Column("resource_id", String(128), nullable=True, index=True),
+    Column("alarmed_object", String(256), nullable=True),
+    Column("alarmed_object_type", String(64), nullable=True),
+    Column("severity", String(16), nullable=False, info={"enum": SEVERITIES}),
+    Column("state", String(16), nullable=False, info={"enum": ALARM_STATES, "lenient": True}),
+    Column("ack_state", String(32), nullable=True,
+           info={"enum": ["acknowledged", "unacknowledged"], "lenient": True}),
+    Column("alarm_type", String(64), nullable=True),
+    Column("probable_cause", String(128), nullable=True),
+    Column("specific_problem", String(256), nullable=True),
+    Column("service_affecting", Boolean, nullable=True),
+    Column("raised_at", DateTime, nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Column("cleared_at", DateTime, nullable=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+    Index("ix_alarms_state_raised", "state", "raised_at"),
+    info={"version_column": "changed_at"},
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    *_key(),
+    Column("title", String(256), nullable=False),
+    Column("root_resource_id", String(128), nullable=True, index=True),
+    Column("severity", String(16), nullable=False, info={"enum": SEVERITIES}),
+    Column("state", String(16), nullable=False,
+           info={"enum": ["open", "acknowledged", "resolved", "closed"], "lenient": True}),
+    Column("probable_cause", String(128), nullable=True),
+    Column("owner", String(128), nullable=True),
+    Column("opened_at", DateTime, nullable=False),
+    Column("acked_at", DateTime, nullable=True),
+    Column("resolved_at", DateTime, nullable=True),
+    Column("changed_at", DateTime, nullable=False),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+    Index("ix_incidents_state_opened", "state", "opened_at"),
+    info={"version_column": "changed_at"},
+)
+
+incident_alarms = Table(
+    "incident_alarms",
+    metadata,
+    Column("source", String(64), nullable=False),
+    Column("incident_id", String(128), nullable=False),
+    Column("alarm_id", String(128), nullable=False),
+    _ingested(),
+    PrimaryKeyConstraint("incident_id", "alarm_id", "source"),
+    Index("ix_incident_alarms_alarm", "alarm_id"),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    *_key(),
+    Column("account_id", String(128), nullable=True, index=True),
+    Column("subscriber_id", String(128), nullable=True, index=True),
+    Column("incident_id", String(128), nullable=True, index=True),
+    Column("status", String(32), nullable=False,
+           info={"enum": ["acknowledged", "inprogress", "pending", "held", "resolved", "closed",
+                          "cancelled", "rejected", "submitted", "new"], "lenient": True}),
+    Column("channel", String(32), nullable=True,
+           info={"enum": ["phone", "email", "chat", "app", "social", "store", "web"], "lenient": True}),
+    Column("category", String(64), nullable=True),
+    Column("priority", String(16), nullable=True),
+    Column("subject", String(256), nullable=True),
+    Column("description", Text, nullable=True),
+    # Filled by the sentiment scorer on ingest (-1 negative .. +1 positive).
+    Column("sentiment", Float, nullable=True, info={"min": -1.0, "max": 1.0}),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("resolved_at", DateTime, nullable=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+    Index("ix_tickets_created", "created_at"),
+    info={"version_column": "updated_at"},
+)
+
+ticket_notes = Table(
+    "ticket_notes",
+    metadata,
+    *_key(),
+    Column("ticket_id", String(128), nullable=False, index=True),
+    Column("author", String(128), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("sentiment", Float, nullable=True, info={"min": -1.0, "max": 1.0}),
+    Column("created_at", DateTime, nullable=False),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+ticket_status_changes = Table(
+    "ticket_status_changes",
+    metadata,
+    Column("source", String(64), nullable=False),
+    Column("ticket_id", String(128), nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Column("status", String(32), nullable=False),
+    _ingested(),
+    PrimaryKeyConstraint("ticket_id", "changed_at", "status", "source"),
+)
+
+churn_events = Table(
+    "churn_events",
+    metadata,
+    *_key(),
+    Column("subscriber_id", String(128), nullable=False, index=True),
+    Column("account_id", String(128), nullable=True),
+    Column("occurred_at", DateTime, nullable=False, index=True),
+    Column("reason", String(128), nullable=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+offer_events = Table(
+    "offer_events",
+    metadata,
+    *_key(),
+    Column("subscriber_id", String(128), nullable=True, index=True),
+    Column("account_id", String(128), nullable=True),
+    Column("offer", String(128), nullable=False),
+    Column("outcome", String(16), nullable=False,
+           info={"enum": ["offered", "accepted", "declined"], "lenient": True}),
+    Column("occurred_at", DateTime, nullable=False),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+# --- Measurements ---------------------------------------------------------------------------
+
+kpi_samples = Table(
+    "kpi_samples",
+    metadata,
+    Column("source", String(64), nullable=False),
+    Column("entity_type", String(16), nullable=False, info={"enum": ENTITY_TYPES}),
+    Column("entity_id", String(128), nullable=False),
+    Column("kpi", String(64), nullable=False),
+    Column("period_start", DateTime, nullable=False),
+    Column("value", Float, nullable=False),
+    PrimaryKeyConstraint("entity_id", "kpi", "period_start", "entity_type", "source"),
+    Index("ix_kpi_samples_kpi_period", "kpi", "period_start"),
+)
+
+bills = Table(
+    "bills",
+    metadata,
+    *_key(),
+    Column("account_id", String(128), nullable=False, index=True),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("currency", String(3), nullable=True),
+    Column("state", String(32), nullable=True),
+    Column("issued_at", DateTime, nullable=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+    Index("ix_bills_period", "period_start"),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    *_key(),
+    Column("subscriber_id", String(128), nullable=True, index=True),
+    Column("account_id", String(128), nullable=True, index=True),
+    Column("period_start", Date, nullable=False),
+    Column("usage_type", String(32), nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("unit", String(16), nullable=True),
+    Column("amount", Float, nullable=True),
+    Column("currency", String(3), nullable=True),
+    _ingested(),
+    PrimaryKeyConstraint("id", "source"),
+)
+
+# --- Operations -----------------------------------------------------------------------------
+
+connector_state = Table(
+    "connector_state",
+    metadata,
+    Column("connector", String(64), nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("connector", "stream"),
+)
+
+connector_runs = Table(
+    "connector_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("connector", String(64), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    # running, success, partial (some records quarantined), failed
+    Column("status", String(16), nullable=False),
+    Column("records_in", Integer, nullable=False, default=0),
+    Column("upserted", Integer, nullable=False, default=0),
+    Column("quarantined", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    # Whether the error is transient (timeout, 429, 5xx) and when the scheduler tries again.
+    Column("retriable", Boolean, nullable=True),
+    Column("next_attempt_at", DateTime, nullable=True),
+    # Per stream: {"stream": {"records_in": n, "upserted": n, "quarantined": n}}
+    Column("streams", JSON, nullable=True),
+    Index("ix_connector_runs_connector_started", "connector", "started_at"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("connector_runs.id", ondelete="SET NULL"), nullable=True),
+    Column("connector", String(64), nullable=False),
+    Column("stream", String(64), nullable=True),
+    Column("kind", String(64), nullable=True),
+    Column("record_id", String(256), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Index("ix_quarantine_connector_received", "connector", "received_at"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(128), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Index("ix_audit_at", "at"),
+)
+
+# Canonical record kinds that connectors may emit, by name, mapped to their table.
+CANONICAL_KINDS: dict[str, Table] = {
+    t.name: t
+    for t in (
+        regions, sites, cells, resources, topology_edges,
+        accounts, subscribers, subscriber_cells, services,
+        alarms, incidents, incident_alarms, tickets, ticket_notes, ticket_status_changes,
+        churn_events, offer_events, kpi_samples, bills, usage,
+    )
+}
+
+
+# --- Analytics ------------------------------------------------------------------------------
+# Written by dashboard.analytics (churn models and the signals on customer records); not canonical
+# kinds, so no connector writes them. Drivers are JSON text, not JSON columns, so bulk upserts can
+# compare them on PostgreSQL (json has no equality operator).
+
+from sqlalchemy import LargeBinary  # noqa: E402
+
+churn_models = Table(
+    "churn_models",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=True),
+    Column("trained_at", DateTime, nullable=False),
+    # "store" (subscriber history, time split) or the file a table model was trained from.
+    Column("trained_on", String(256), nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("cutoff", DateTime, nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("features", JSON, nullable=False),
+    Column("model", LargeBinary, nullable=False),
+    Index("ix_churn_models_trained_at", "trained_at"),
+)
+
+subscriber_signals = Table(
+    "subscriber_signals",
+    metadata,
+    Column("subscriber_id", String(128), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("account_id", String(128), nullable=True, index=True),
+    Column("churn_risk", Float, nullable=True),
+    # [{"feature": ..., "value": ..., "impact": risk points}, ...] highest first.
+    Column("churn_drivers", Text, nullable=True),
+    Column("model_version", Integer, nullable=True),
+    Column("sentiment_30d", Float, nullable=True),
+    Column("tickets_30d", Integer, nullable=False, default=0),
+    Column("negative_tickets_30d", Integer, nullable=False, default=0),
+    Column("scored_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("subscriber_id", "source"),
+    Index("ix_subscriber_signals_churn_risk", "churn_risk"),
+)
+
+account_signals = Table(
+    "account_signals",
+    metadata,
+    Column("account_id", String(128), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("subscribers", Integer, nullable=False, default=0),
+    Column("churn_risk_mean", Float, nullable=True),
+    Column("churn_risk_max", Float, nullable=True),
+    # Sum of the subscribers' risks, and of their ARPU weighted by risk (money per month).
+    Column("expected_churners", Float, nullable=True),
+    Column("arpu_at_risk", Float, nullable=True),
+    Column("high_risk_subscribers", Integer, nullable=True),
+    Column("model_version", Integer, nullable=True),
+    Column("sentiment_30d", Float, nullable=True),
+    Column("tickets_30d", Integer, nullable=False, default=0),
+    Column("negative_tickets_30d", Integer, nullable=False, default=0),
+    Column("scored_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("account_id", "source"),
+)

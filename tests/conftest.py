@@ -1,0 +1,78 @@
+"""Shared fixtures: fresh stores on SQLite and PostgreSQL, each migrated and removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from dashboard.store import Store
+from tests.loopback import LoopbackServer, loopback
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("VANTAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+_pg_reachable: bool | None = None
+
+
+def pg_available() -> bool:
+    """Whether the test PostgreSQL answers; in CI its absence is a failure, not a skip."""
+    global _pg_reachable
+    if _pg_reachable is None:
+        try:
+            engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            engine.dispose()
+            _pg_reachable = True
+        except Exception:
+            _pg_reachable = False
+    return _pg_reachable
+
+
+def require_pg() -> None:
+    if not pg_available():
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable at {PG_URL}")
+        pytest.skip("PostgreSQL not reachable (set VANTAGE_TEST_PG_URL)")
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path / 'vantage.db'}")
+    store.upgrade()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    require_pg()
+    schema = f"vt_{uuid.uuid4().hex[:12]}"
+    store = Store(PG_URL, schema=schema)
+    store.upgrade()
+    try:
+        yield store
+    finally:
+        store.dispose()
+        admin = create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request) -> Store:  # type: ignore[no-untyped-def]
+    """The store suite runs once per backend."""
+    name = "sqlite_store" if request.param == "sqlite" else "pg_store"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    """A real HTTP server on 127.0.0.1 with routes and scripted responses (tests/loopback.py)."""
+    with loopback() as server:
+        yield server
