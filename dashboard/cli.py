@@ -32,7 +32,12 @@ BUILTIN_SETTINGS: dict[str, Any] = {
             "name": "simulator",
             "type": "simulator",
             "interval": "1m",
-            "options": {"seed": 42, "subscribers": 10000, "days": 7},
+            "options": {
+                "seed": 42,
+                "subscribers": 10000,
+                "days": 7,
+                "causal": {"incident_rate_per_resource_day": 0.05},
+            },
         },
     ]
 }

@@ -1,0 +1,256 @@
+"""The built-in simulated operator, a connector like any other (``type: simulator``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from connectors.base import (
+    Batch,
+    CheckResult,
+    Connector,
+    ConnectorContext,
+    ConnectorOptions,
+    JSONDict,
+    Stream,
+)
+from connectors.simulator.billing import billing_frames
+from connectors.simulator.causal import DEFAULT_CAUSAL, CausalParameters
+from connectors.simulator.experience import Experience
+from connectors.simulator.faults import DAY_S, Incident, fault_events, incidents_for_day, to_s
+from connectors.simulator.kpis import kpi_frames
+from connectors.simulator.tickets import churn_events, ticket_events
+from connectors.simulator.world import World, build_world, customer_frames, topology_frames
+
+STEP = timedelta(minutes=15)
+EVENT_BATCH = 5_000
+
+
+class SimulatorOptions(ConnectorOptions):
+    """Options of the simulated operator."""
+
+    seed: int = 42
+    subscribers: int = Field(default=10_000, ge=100, le=1_000_000)
+    days: int = Field(default=7, ge=1, le=90, description="history to backfill on the first run")
+    subscribers_per_cell: int = Field(default=50, ge=5, le=5_000)
+    anchor: datetime | None = Field(
+        default=None, description="end of history; None = now floored to 15 minutes"
+    )
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    causal: dict[str, float] = Field(default_factory=dict, description="overrides of CausalParameters")
+
+    @field_validator("anchor")
+    @classmethod
+    def _naive_utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is not None:
+            from datetime import UTC
+
+            v = v.astimezone(UTC).replace(tzinfo=None)
+        return v
+
+    @field_validator("causal")
+    @classmethod
+    def _known_parameters(cls, v: dict[str, float]) -> dict[str, float]:
+        DEFAULT_CAUSAL.with_overrides(v)  # raises on unknown names
+        return v
+
+
+def floor_15(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0) - timedelta(minutes=t.minute % 15)
+
+
+STREAMS = [
+    Stream(
+        "topology",
+        ("regions", "sites", "cells", "resources", "topology_edges"),
+        None,
+        "the network, emitted on the first run",
+    ),
+    Stream(
+        "customers",
+        ("accounts", "subscribers", "subscriber_cells", "services"),
+        None,
+        "the customer base, emitted on the first run with statuses as of its end",
+    ),
+    Stream("kpis", ("kpi_samples",), "period_start", "15-minute cell KPIs"),
+    Stream(
+        "faults",
+        ("alarms", "incidents", "incident_alarms"),
+        "changed_at",
+        "TMF642-shaped alarms and the incidents that group them",
+    ),
+    Stream(
+        "tickets",
+        ("tickets", "ticket_notes", "ticket_status_changes"),
+        "updated_at",
+        "TMF621-shaped trouble tickets with notes and status history",
+    ),
+    Stream(
+        "churn",
+        ("offer_events", "churn_events", "subscribers"),
+        "occurred_at",
+        "retention offers, churn and the subscriber status changes they cause",
+    ),
+    Stream("billing", ("bills", "usage"), "issued_at", "monthly bills and usage"),
+]
+
+
+class SimulatorConnector(Connector):
+    """A deterministic simulated mobile operator: network, customers, faults, tickets, churn, bills."""
+
+    type = "simulator"
+    Options = SimulatorOptions
+
+    def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
+        if not isinstance(options, SimulatorOptions):
+            options = SimulatorOptions.model_validate(options.model_dump())
+        super().__init__(options, context)
+        self.opts: SimulatorOptions = options
+        self.causal: CausalParameters = DEFAULT_CAUSAL.with_overrides(options.causal)
+        self._world: World | None = None
+        self._experience: Experience | None = None
+        self._incidents = lru_cache(maxsize=256)(self._incidents_uncached)
+
+    # --- the world, built lazily (no work at construction or import) ---------------------------
+
+    @property
+    def world(self) -> World:
+        if self._world is None:
+            o = self.opts
+            self._world = build_world(o.seed, o.subscribers, o.subscribers_per_cell)
+        return self._world
+
+    @property
+    def experience(self) -> Experience:
+        if self._experience is None:
+            self._experience = Experience(self.world, self.causal, self.incidents_for)
+        return self._experience
+
+    def _incidents_uncached(self, day: int) -> list[Incident]:
+        return incidents_for_day(self.world, self.causal, day)
+
+    def incidents_for(self, day: int) -> list[Incident]:
+        """The incidents starting on absolute day ``day`` (days since 1970-01-01)."""
+        return self._incidents(day)
+
+    # --- protocol ------------------------------------------------------------------------------
+
+    def streams(self) -> list[Stream]:
+        return list(STREAMS)
+
+    def check(self) -> CheckResult:
+        w = self.world
+        return CheckResult(
+            ok=True,
+            detail=(
+                f"simulated operator: {w.n_subscribers} subscribers, {w.n_cells} cells, seed {self.opts.seed}"
+            ),
+        )
+
+    def history_end(self) -> datetime:
+        return floor_15(self.opts.anchor if self.opts.anchor is not None else self.context.utcnow())
+
+    def window(self, state: JSONDict) -> tuple[datetime, datetime] | None:
+        """The slice to generate: the backfill on the first run, else from the cursor up to now."""
+        if state.get("until"):
+            start = datetime.fromisoformat(str(state["until"]))
+            end = floor_15(self.context.utcnow())
+            return (start, end) if end > start else None
+        end = self.history_end()
+        return end - timedelta(days=self.opts.days), end
+
+    def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
+        first_run = not state.get("until")
+        win = self.window(state)
+        if win is None:
+            return
+        start, end = win
+        new_state = {"until": end.isoformat()}
+        a_s, b_s = to_s(start), to_s(end)
+        src = self.name
+        batches: Iterator[Batch]
+        if stream.name == "topology":
+            batches = (
+                (Batch(kind=k, records=df) for k, df in topology_frames(self.world, src))
+                if first_run
+                else iter(())
+            )
+        elif stream.name == "customers":
+            if first_run:
+                churned = self.experience.churned_at(b_s)
+                batches = (Batch(kind=k, records=df) for k, df in customer_frames(self.world, src, churned))
+            else:
+                batches = iter(())
+        elif stream.name == "kpis":
+            batches = (
+                Batch(kind="kpi_samples", records=df)
+                for df in kpi_frames(self.world, self.causal, src, a_s, b_s, self.incidents_for)
+            )
+        elif stream.name == "faults":
+            batches = self._fault_batches(src, a_s, b_s)
+        elif stream.name == "tickets":
+            batches = self._event_batches(
+                ticket_events(self.world, self.experience, src, a_s, b_s, self.opts.currency)
+            )
+        elif stream.name == "churn":
+            batches = (
+                Batch(kind=k, records=r) for k, r in churn_events(self.world, self.experience, src, a_s, b_s)
+            )
+        elif stream.name == "billing":
+            # The first run reaches back far enough to include the last two monthly bills.
+            bill_a = a_s
+            if first_run:
+                prev = date(end.year - (end.month == 1), (end.month - 2) % 12 + 1, 1)
+                bill_a = min(a_s, to_s(datetime(prev.year, prev.month, 1)))
+            batches = (
+                Batch(kind=k, records=df)
+                for k, df in billing_frames(self.world, src, bill_a, b_s, self.opts.currency)
+            )
+        else:
+            raise ValueError(f"unknown stream {stream.name!r}")
+        yield from _with_final_state(batches, stream.kinds[0], new_state)
+
+    def _fault_batches(self, src: str, a_s: int, b_s: int) -> Iterator[Batch]:
+        for day in range(a_s // DAY_S - 1, (b_s - 1) // DAY_S + 1):
+            events = sorted(
+                fault_events(self.world, self.incidents_for(day), a_s, b_s, src), key=lambda e: e[0]
+            )
+            yield from self._event_batches(iter(events))
+
+    def _event_batches(self, events: Iterator[tuple[int, str, dict[str, Any]]]) -> Iterator[Batch]:
+        """Group (time, kind, record) events into per-kind batches, keeping versions in time order."""
+        pending: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        count = 0
+        for t, kind, record in events:
+            pending.setdefault(kind, []).append((t, record))
+            count += 1
+            if count >= EVENT_BATCH:
+                yield from _flush(pending)
+                count = 0
+        yield from _flush(pending)
+
+
+def _flush(pending: dict[str, list[tuple[int, dict[str, Any]]]]) -> Iterator[Batch]:
+    for kind in list(pending):
+        rows = sorted(pending.pop(kind), key=lambda r: r[0])
+        yield Batch(kind=kind, records=[r for _, r in rows])
+
+
+def _with_final_state(batches: Iterator[Batch], default_kind: str, state: JSONDict) -> Iterator[Batch]:
+    """Attach the new cursor to the last batch only (an empty batch if the slice had no records)."""
+    prev: Batch | None = None
+    for b in batches:
+        if prev is not None:
+            yield prev
+        prev = b
+    if prev is None:
+        prev = Batch(kind=default_kind, records=[])
+    prev.state = state
+    yield prev
+
+
+__all__ = ["STREAMS", "SimulatorConnector", "SimulatorOptions", "floor_15"]

@@ -1,0 +1,304 @@
+"""Incidents per day: which resource fails, for how long, which cells suffer, and its alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from connectors.simulator.causal import CausalParameters
+from connectors.simulator.world import POWER, RAN, ROUTER, TRANSPORT, World, rng_for
+
+EPOCH = datetime(1970, 1, 1)
+DAY_S = 86_400
+
+NOC_OWNERS = {
+    RAN: "NOC Tier 2 - RAN",
+    POWER: "Field Operations - Power",
+    TRANSPORT: "NOC Tier 2 - Transport",
+    ROUTER: "NOC Tier 3 - IP Core",
+}
+# (title, probable cause, specific problem, X.733 alarm type) of the root alarm, per resource kind
+ROOT_ALARM = {
+    RAN: ("Baseband unit failure", "equipmentMalfunction", "BBU not responding", "equipmentAlarm"),
+    POWER: ("Mains power failure", "powerProblem", "AC mains lost, battery exhausted", "environmentalAlarm"),
+    TRANSPORT: ("Transport link failure", "lossOfSignal", "Microwave link down", "communicationsAlarm"),
+    ROUTER: (
+        "Aggregation router line card failure",
+        "equipmentMalfunction",
+        "Line card reset loop",
+        "equipmentAlarm",
+    ),
+}
+DEGRADED_ROOT = {
+    TRANSPORT: (
+        "Transport link degradation",
+        "degradedSignal",
+        "High bit error rate on microwave link",
+        "communicationsAlarm",
+    ),
+    ROUTER: ROOT_ALARM[ROUTER],
+}
+SYMPTOM_ALARM = {
+    True: ("lossOfSignal", "S1/NG link failure", "communicationsAlarm"),
+    False: ("thresholdCrossed", "Packet loss above threshold on backhaul", "qualityOfServiceAlarm"),
+}
+
+
+@dataclass(frozen=True)
+class Alarm:
+    id: str
+    resource: int
+    severity: str
+    probable_cause: str
+    specific_problem: str
+    alarm_type: str
+    service_affecting: bool
+    raised_s: int
+    cleared_s: int
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One failure of one resource: its timing (epoch seconds) and what it does to cells."""
+
+    id: str
+    day: int
+    resource: int
+    kind: int
+    outage: bool
+    magnitude: float
+    severity: str
+    title: str
+    probable_cause: str
+    start_s: int
+    acked_s: int
+    end_s: int
+    closed_s: int
+    cell_lo: int
+    cell_hi: int
+    alarms: tuple[Alarm, ...]
+
+
+def to_dt(seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=int(seconds))
+
+
+def to_s(t: datetime) -> int:
+    return int((t - EPOCH).total_seconds())
+
+
+def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]:
+    """The incidents that start on absolute day ``day``; a pure function of (seed, day)."""
+    rng = rng_for(w.seed, "incidents", day)
+    kind_weight = np.array(
+        [c.ran_failure_weight, c.power_failure_weight, c.transport_failure_weight, c.router_failure_weight]
+    )
+    rates = c.incident_rate_per_resource_day * kind_weight[w.res_kind]
+    n = int(rng.poisson(rates.sum()))
+    if n == 0:
+        return []
+    resources = rng.choice(w.n_resources, size=n, p=rates / rates.sum())
+    starts = day * DAY_S + rng.integers(0, DAY_S // 60, n) * 60
+    minutes = np.clip(rng.lognormal(np.log(c.incident_median_minutes), 0.7, n), 12, 720).round()
+    ack = np.minimum(rng.uniform(3, 25, n), minutes - 5).round()
+    close = rng.uniform(30, 240, n).round()
+    u = rng.random((n, 3))
+    out: list[Incident] = []
+    for i in range(n):
+        r = int(resources[i])
+        kind = int(w.res_kind[r])
+        if kind in (RAN, POWER):
+            outage, magnitude = True, 1.0
+        elif kind == TRANSPORT:
+            outage = bool(u[i, 0] < c.transport_outage_probability)
+            magnitude = 1.0 if outage else float(0.4 + 0.6 * u[i, 1])
+        else:
+            outage, magnitude = False, c.router_degradation_magnitude
+        title, cause, problem, atype = (ROOT_ALARM if outage else DEGRADED_ROOT)[kind]
+        severity = "critical" if outage or kind == ROUTER else "major"
+        start = int(starts[i])
+        end = start + int(minutes[i]) * 60
+        inc_id = f"INC-{day}-{i:04d}"
+        alarms = [Alarm(f"ALM-{day}-{i:04d}-0", r, severity, cause, problem, atype, True, start, end + 60)]
+        if kind in (TRANSPORT, ROUTER):
+            # Symptomatic alarms from a few RAN nodes behind the failure.
+            lo, hi = int(w.res_cell_lo[r]) // 3, int(w.res_cell_hi[r]) // 3
+            s_cause, s_problem, s_type = SYMPTOM_ALARM[outage]
+            for j, site in enumerate(range(lo, min(hi, lo + 4)), start=1):
+                alarms.append(
+                    Alarm(
+                        f"ALM-{day}-{i:04d}-{j}",
+                        site,
+                        "major",
+                        s_cause,
+                        s_problem,
+                        s_type,
+                        outage,
+                        start + 60 * j,
+                        end + 60 + 30 * j,
+                    )
+                )
+        elif kind == POWER:
+            site = int(w.res_site[r])
+            alarms.append(
+                Alarm(
+                    f"ALM-{day}-{i:04d}-1",
+                    site,
+                    "critical",
+                    "equipmentMalfunction",
+                    "Cell out of service",
+                    "equipmentAlarm",
+                    True,
+                    start + 120,
+                    end + 90,
+                )
+            )
+        out.append(
+            Incident(
+                id=inc_id,
+                day=day,
+                resource=r,
+                kind=kind,
+                outage=outage,
+                magnitude=magnitude,
+                severity=severity,
+                title=f"{title} at {w.site_names.iloc[int(w.res_site[r])]}",
+                probable_cause=cause,
+                start_s=start,
+                acked_s=start + int(ack[i]) * 60,
+                end_s=end,
+                closed_s=end + int(close[i]) * 60,
+                cell_lo=int(w.res_cell_lo[r]),
+                cell_hi=int(w.res_cell_hi[r]),
+                alarms=tuple(alarms),
+            )
+        )
+    return out
+
+
+def fault_events(
+    w: World, incidents: list[Incident], a_s: int, b_s: int, source: str
+) -> Iterator[tuple[int, str, dict[str, object]]]:
+    """(time, kind, record) for every alarm/incident version whose time falls in [a_s, b_s)."""
+    for inc in incidents:
+        res_name = str(w.res_names.iloc[inc.resource])
+        versions = (
+            (inc.start_s, "open"),
+            (inc.acked_s, "acknowledged"),
+            (inc.end_s, "resolved"),
+            (inc.closed_s, "closed"),
+        )
+        for t, state in versions:
+            if a_s <= t < b_s:
+                yield (
+                    t,
+                    "incidents",
+                    {
+                        "id": inc.id,
+                        "source": source,
+                        "title": inc.title,
+                        "root_resource_id": str(w.res_ids.iloc[inc.resource]),
+                        "severity": inc.severity,
+                        "state": state,
+                        "probable_cause": inc.probable_cause,
+                        "owner": NOC_OWNERS[inc.kind],
+                        "opened_at": to_dt(inc.start_s),
+                        "acked_at": to_dt(inc.acked_s) if t >= inc.acked_s else None,
+                        "resolved_at": to_dt(inc.end_s) if t >= inc.end_s else None,
+                        "changed_at": to_dt(t),
+                    },
+                )
+        for al in inc.alarms:
+            base = {
+                "id": al.id,
+                "source": source,
+                "resource_id": str(w.res_ids.iloc[al.resource]),
+                "alarmed_object": str(w.res_names.iloc[al.resource])
+                if al.resource != inc.resource
+                else res_name,
+                "alarmed_object_type": "ManagedElement",
+                "alarm_type": al.alarm_type,
+                "probable_cause": al.probable_cause,
+                "specific_problem": al.specific_problem,
+                "service_affecting": al.service_affecting,
+                "raised_at": to_dt(al.raised_s),
+            }
+            acked = max(inc.acked_s, al.raised_s + 30)
+            if a_s <= al.raised_s < b_s:
+                yield (
+                    al.raised_s,
+                    "incident_alarms",
+                    {
+                        "source": source,
+                        "incident_id": inc.id,
+                        "alarm_id": al.id,
+                    },
+                )
+                yield (
+                    al.raised_s,
+                    "alarms",
+                    base
+                    | {
+                        "severity": al.severity,
+                        "state": "raised",
+                        "ack_state": "unacknowledged",
+                        "changed_at": to_dt(al.raised_s),
+                        "cleared_at": None,
+                    },
+                )
+            if acked < al.cleared_s and a_s <= acked < b_s:
+                yield (
+                    acked,
+                    "alarms",
+                    base
+                    | {
+                        "severity": al.severity,
+                        "state": "updated",
+                        "ack_state": "acknowledged",
+                        "changed_at": to_dt(acked),
+                        "cleared_at": None,
+                    },
+                )
+            if a_s <= al.cleared_s < b_s:
+                # X.733 / TMF642: a clear carries perceived severity "cleared".
+                yield (
+                    al.cleared_s,
+                    "alarms",
+                    base
+                    | {
+                        "severity": "cleared",
+                        "state": "cleared",
+                        "ack_state": "acknowledged",
+                        "changed_at": to_dt(al.cleared_s),
+                        "cleared_at": to_dt(al.cleared_s),
+                    },
+                )
+
+
+def cell_impact(
+    incidents: list[Incident], n_cells: int, period_s: np.ndarray, step_s: int = 900
+) -> tuple[np.ndarray, np.ndarray]:
+    """Outage and degradation (0..1, fraction of the period times magnitude) per (period, cell)."""
+    outage = np.zeros((len(period_s), n_cells))
+    degraded = np.zeros((len(period_s), n_cells))
+    if len(period_s) == 0:
+        return outage, degraded
+    lo_t, hi_t = int(period_s[0]), int(period_s[-1]) + step_s
+    for inc in incidents:
+        if inc.end_s <= lo_t or inc.start_s >= hi_t:
+            continue
+        frac = (
+            np.clip(
+                (np.minimum(inc.end_s, period_s + step_s) - np.maximum(inc.start_s, period_s)) / step_s,
+                0.0,
+                1.0,
+            )
+            * inc.magnitude
+        )
+        target = outage if inc.outage else degraded
+        block = target[:, inc.cell_lo : inc.cell_hi]
+        np.maximum(block, frac[:, None], out=block)
+    return outage, degraded

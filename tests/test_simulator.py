@@ -1,0 +1,377 @@
+"""Contract and behaviour tests of the built-in simulated operator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Boolean, Date, DateTime, Float, Integer, String, Text
+
+from connectors.base import ConnectorContext
+from connectors.simulator import DEFAULT_CAUSAL, CausalParameters, SimulatorConnector, SimulatorOptions
+from connectors.simulator.experience import ANGRY
+from connectors.simulator.texts import OPENERS
+from dashboard.store.schema import CANONICAL_KINDS
+
+# 2026-11-19 00:00 UTC is the start of a 28-day churn epoch (day 20776 = 28 * 742), so a three-day
+# history ending on 2026-11-22 covers one epoch from its first day: no earlier exposure blurs churn.
+ANCHOR = datetime(2026, 11, 22)
+# A 30-cell network has ~0.2 incidents a day at the default rate; raise it so every kind appears.
+SMALL: dict[str, Any] = {
+    "subscribers": 1500,
+    "days": 2,
+    "anchor": ANCHOR,
+    "causal": {"incident_rate_per_resource_day": 0.05},
+}
+
+
+def make(now: Callable[[], datetime] | None = None, **options: Any) -> SimulatorConnector:
+    return SimulatorConnector(SimulatorOptions(**options), ConnectorContext(name="sim", now=now))
+
+
+def read_all(conn: SimulatorConnector, state: dict[str, Any] | None = None) -> dict[str, pd.DataFrame]:
+    """Every record of every stream, concatenated per kind, in emission order."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for stream in conn.streams():
+        for batch in conn.read(stream, dict(state or {})):
+            recs = batch.records
+            df = recs if isinstance(recs, pd.DataFrame) else pd.DataFrame([dict(r) for r in recs])
+            if len(df):
+                parts.setdefault(batch.kind, []).append(df)
+    return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+
+
+@pytest.fixture(scope="module")
+def small() -> dict[str, pd.DataFrame]:
+    return read_all(make(**SMALL))
+
+
+def _frames_equal(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(a[k].equals(b[k]) for k in a)
+
+
+def test_same_seed_same_records_and_different_seed_differs(small: dict[str, pd.DataFrame]) -> None:
+    again = read_all(make(**SMALL))
+    assert _frames_equal(small, again)
+    other = read_all(make(seed=7, **SMALL))
+    for kind in ("kpi_samples", "subscribers", "accounts", "sites"):
+        assert not small[kind].equals(other[kind]), kind
+
+
+def test_every_kind_is_produced(small: dict[str, pd.DataFrame]) -> None:
+    assert set(small) == set(CANONICAL_KINDS)
+
+
+def _type_ok(value: Any, sql_type: Any) -> bool:
+    if isinstance(sql_type, (String, Text)):
+        return isinstance(value, str)
+    if isinstance(sql_type, Boolean):
+        return isinstance(value, (bool, np.bool_))
+    if isinstance(sql_type, Integer):
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if isinstance(sql_type, Float):
+        return isinstance(value, (float, int, np.floating, np.integer)) and np.isfinite(value)
+    if isinstance(sql_type, DateTime):
+        return isinstance(value, datetime) and value.tzinfo is None
+    if isinstance(sql_type, Date):
+        return isinstance(value, date) and not isinstance(value, datetime)
+    raise AssertionError(f"unhandled type {sql_type!r}")
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT
+
+
+def test_records_match_their_tables(small: dict[str, pd.DataFrame]) -> None:
+    for kind, df in small.items():
+        table = CANONICAL_KINDS[kind]
+        expected = [c.name for c in table.columns if c.name != "ingested_at"]
+        assert sorted(df.columns) == sorted(expected), kind
+        sample = df.iloc[np.linspace(0, len(df) - 1, min(len(df), 400)).astype(int)]
+        for record in sample.to_dict("records"):
+            for col in table.columns:
+                if col.name == "ingested_at":
+                    continue
+                value = record[col.name]
+                if _is_null(value):
+                    assert col.nullable, f"{kind}.{col.name} is null"
+                    continue
+                assert _type_ok(value, col.type), f"{kind}.{col.name}={value!r}"
+                info = col.info
+                if "enum" in info and not info.get("lenient"):
+                    assert str(value).lower() in info["enum"], f"{kind}.{col.name}={value!r}"
+                if "min" in info:
+                    assert value >= info["min"], f"{kind}.{col.name}={value!r}"
+                if "max" in info:
+                    assert value <= info["max"], f"{kind}.{col.name}={value!r}"
+            assert record["source"] == "sim"
+        assert df["source"].eq("sim").all()
+
+
+def test_dict_batches_have_exact_keys() -> None:
+    conn = make(**SMALL)
+    seen = set()
+    for stream in conn.streams():
+        for batch in conn.read(stream, {}):
+            if isinstance(batch.records, pd.DataFrame):
+                continue
+            expected = {c.name for c in CANONICAL_KINDS[batch.kind].columns} - {"ingested_at"}
+            for r in batch.records:
+                assert set(r) == expected, batch.kind
+            seen.add(batch.kind)
+    assert {"alarms", "incidents", "tickets", "ticket_notes", "churn_events"} <= seen
+
+
+def test_topology_is_referentially_whole(small: dict[str, pd.DataFrame]) -> None:
+    regions, sites, cells = small["regions"], small["sites"], small["cells"]
+    resources, edges = small["resources"], small["topology_edges"]
+    assert sites["region_id"].isin(regions["id"]).all()
+    assert cells["site_id"].isin(sites["id"]).all()
+    assert resources["site_id"].isin(sites["id"]).all()
+    assert sites["lat"].between(36.5, 42.5).all() and sites["lon"].between(-10, -6).all()
+    # ~50 subscribers per cell, three sectors per site.
+    assert 1500 / len(cells) == pytest.approx(50, rel=0.1)
+    assert len(cells) == 3 * len(sites)
+    assert set(cells["technology"]) == {"4g", "5g"}
+    ids = {
+        "resource": set(resources["id"]),
+        "cell": set(cells["id"]),
+        "service": set(small["services"]["id"]),
+    }
+    for kind in ("parent", "child"):
+        for t, group in edges.groupby(f"{kind}_type"):
+            assert group[f"{kind}_id"].isin(ids[str(t)]).all(), (kind, t)
+    # Every cell hangs under a RAN node, every RAN node under a transport and a power unit.
+    assert set(edges.loc[edges.child_type == "cell", "child_id"]) == ids["cell"]
+    kinds = resources.set_index("id")["kind"]
+    ran = set(resources.loc[resources.kind == "ran_node", "id"])
+    parents_of_ran = edges[edges.child_id.isin(ran)].assign(k=lambda d: d.parent_id.map(kinds))
+    assert (parents_of_ran.groupby("child_id")["k"].apply(set) == {"transport", "power"}).all()
+    assert set(kinds.unique()) == {"ran_node", "power", "transport", "router"}
+
+
+def test_customers_are_consistent(small: dict[str, pd.DataFrame]) -> None:
+    subs = small["subscribers"].drop_duplicates("id", keep="first")
+    accounts, sc = small["accounts"], small["subscriber_cells"]
+    cells = set(small["cells"]["id"])
+    assert len(subs) == 1500 and subs["id"].is_unique and subs["msisdn"].is_unique
+    assert subs["account_id"].isin(accounts["id"]).all()
+    assert subs["home_cell_id"].isin(cells).all()
+    assert sc["cell_id"].isin(cells).all() and sc["subscriber_id"].isin(subs["id"]).all()
+    shares = sc.groupby("subscriber_id")["share"].agg(["sum", "size"])
+    assert np.allclose(shares["sum"], 1.0) and shares["size"].between(1, 3).all()
+    assert len(shares) == len(subs)
+    assert set(accounts["segment"]) == {"consumer", "smb", "enterprise"}
+    managed = accounts[(accounts.segment != "consumer") | accounts.vip]
+    assert managed["account_manager"].notna().all() and managed["sla_restore_minutes"].notna().all()
+    assert accounts.loc[accounts.segment == "enterprise", "penalty_per_hour"].astype(float).gt(0).all()
+    assert (subs["activated_at"] < ANCHOR).all() and (subs["arpu"] > 0).all()
+
+
+def test_kpis_have_daily_rhythm_and_exact_grid(small: dict[str, pd.DataFrame]) -> None:
+    k = small["kpi_samples"]
+    n_cells = len(small["cells"])
+    periods = pd.date_range(ANCHOR - timedelta(days=2), ANCHOR, freq="15min", inclusive="left")
+    assert len(k) == len(periods) * n_cells * 7
+    assert set(k["period_start"]) == set(periods)
+    assert not k.duplicated(["entity_id", "kpi", "period_start"]).any()
+    traffic = k[k.kpi == "traffic_gb"]
+    by_hour = traffic.groupby(traffic.period_start.dt.hour)["value"].mean()
+    # The evening busy hour carries several times the 03:00-05:00 trough.
+    assert by_hour.loc[19:21].mean() > 3 * by_hour.loc[3:4].mean()
+    prb = k[k.kpi == "prb_utilisation_pct"]
+    prb_hour = prb.groupby(prb.period_start.dt.hour)["value"].mean()
+    assert prb_hour.loc[19:21].mean() > prb_hour.loc[3:4].mean() + 20
+
+
+def _frame_of(conn: SimulatorConnector, stream_name: str, state: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    stream = next(s for s in conn.streams() if s.name == stream_name)
+    out: dict[str, list[pd.DataFrame]] = {}
+    for b in conn.read(stream, state):
+        df = b.records if isinstance(b.records, pd.DataFrame) else pd.DataFrame([dict(r) for r in b.records])
+        if len(df):
+            out.setdefault(b.kind, []).append(df)
+    return {k: pd.concat(v, ignore_index=True) for k, v in out.items()}
+
+
+def test_alarms_raise_then_clear_as_newer_versions(small: dict[str, pd.DataFrame]) -> None:
+    alarms = small["alarms"]
+    raised = alarms[alarms.state == "raised"].set_index("id")
+    cleared = alarms[alarms.state == "cleared"].set_index("id")
+    both = raised.index.intersection(cleared.index)
+    assert len(both) > 0
+    assert (cleared.loc[both, "changed_at"] > raised.loc[both, "changed_at"]).all()
+    assert (cleared.loc[both, "cleared_at"] == cleared.loc[both, "changed_at"]).all()
+    assert raised["cleared_at"].isna().all()
+    links = small["incident_alarms"]
+    assert links["alarm_id"].isin(alarms["id"]).all()
+    assert links["incident_id"].isin(small["incidents"]["id"]).all()
+
+
+def test_live_slice_continues_history_without_gap_or_overlap() -> None:
+    """A live run after the history emits exactly what a longer history would hold for that slice."""
+    # A busier network (about four incidents a day) so that the one-day slice holds every kind.
+    options: dict[str, Any] = {**SMALL, "causal": {"incident_rate_per_resource_day": 0.15}}
+    clock = {"now": ANCHOR + timedelta(hours=24, minutes=7)}
+    live = make(now=lambda: clock["now"], **options)
+    state: dict[str, Any] = {}
+    for b in live.read(next(s for s in live.streams() if s.name == "kpis"), {}):
+        if b.state:
+            state = b.state
+    assert state == {"until": ANCHOR.isoformat()}
+    longer = make(**{**options, "anchor": ANCHOR + timedelta(hours=24)})
+    lo, hi = ANCHOR, ANCHOR + timedelta(hours=24)
+    for stream, kind, time_col in (
+        ("kpis", "kpi_samples", "period_start"),
+        ("faults", "alarms", "changed_at"),
+        ("faults", "incidents", "changed_at"),
+        ("tickets", "tickets", "updated_at"),
+        ("tickets", "ticket_notes", "created_at"),
+    ):
+        got = _frame_of(live, stream, state).get(kind, pd.DataFrame())
+        full = _frame_of(longer, stream, {})[kind]
+        want = full[(full[time_col] >= lo) & (full[time_col] < hi)]
+        if kind == "kpi_samples":
+            assert got[time_col].min() == lo and got[time_col].max() == hi - timedelta(minutes=15)
+            assert len(got) == 96 * len(live.world.cell_ids) * 7
+        assert len(want) > 0, kind
+        key = [c for c in ("id", "entity_id", "kpi", time_col) if c in want.columns]
+        g = got.sort_values(key).reset_index(drop=True)
+        w = want.sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(g[w.columns], w, check_dtype=False)
+    # The next run, before a new period has closed, emits nothing.
+    nxt = next(
+        b.state for b in live.read(next(s for s in live.streams() if s.name == "kpis"), state) if b.state
+    )
+    assert nxt == {"until": hi.isoformat()}
+    assert list(live.read(live.streams()[2], nxt)) == []
+
+
+def test_incidents_degrade_cells_and_drive_tickets_and_churn() -> None:
+    """Subscribers on cells behind a failed resource file more tickets and churn more.
+
+    Effects are amplified over the defaults (more incidents, a higher churn baseline and a stronger
+    experience term) so that a 3000-subscriber, 3-day world yields enough events to compare: with
+    seed 42 about 700 subscribers have a degraded cell as their main cell, ~55 tickets and ~100 churns
+    in all. Expected ratios are ~5-10x for tickets (an hour-plus outage adds ~0.03-0.05 to a 3-day
+    baseline hazard of 0.0045) and ~2-4x for churn; the asserted 3x and 1.5x leave room for binomial
+    noise (a standard error of ~15-25 % on those counts). Seeds 0-11 were tried: in every world with
+    over 300 exposed subscribers (10 of 12) the smallest ratios seen were 3.9x and 2.0x.
+    """
+    causal = {
+        "incident_rate_per_resource_day": 0.03,
+        "churn_base_daily": 0.004,
+        "churn_per_degraded_hour": 0.5,
+    }
+    conn = make(subscribers=3000, days=3, anchor=ANCHOR, causal=causal)
+    data = read_all(conn)
+    edges, incidents = data["topology_edges"], data["incidents"].drop_duplicates("id")
+    children: dict[str, list[str]] = {}
+    for p, c in zip(edges.parent_id, edges.child_id, strict=True):
+        children.setdefault(p, []).append(c)
+    degraded: set[str] = set()
+    stack = list(incidents.root_resource_id)
+    while stack:
+        node = stack.pop()
+        if node.startswith("cell-"):
+            degraded.add(node)
+        else:
+            stack.extend(children.get(node, []))
+    assert 0 < len(degraded) < len(data["cells"]) / 2
+
+    # KPIs: cells behind an outage lose availability while it lasts.
+    k = data["kpi_samples"]
+    avail = k[k.kpi == "availability_pct"]
+    assert avail.loc[avail.entity_id.isin(degraded), "value"].min() < 50
+    assert avail.loc[~avail.entity_id.isin(degraded), "value"].min() > 85
+
+    sc = data["subscriber_cells"]
+    exposed_ids = set(sc.loc[sc.cell_id.isin(degraded) & (sc.share >= 0.5), "subscriber_id"])
+    subs = data["subscribers"].drop_duplicates("id")["id"]
+    exposed = subs.isin(exposed_ids)
+    tickets = data["tickets"].drop_duplicates("id")
+    tickets = tickets[tickets.created_at >= ANCHOR - timedelta(days=3)]
+    per_sub = tickets.groupby("subscriber_id").size().reindex(subs, fill_value=0).to_numpy()
+    churned = subs.isin(set(data["churn_events"]["subscriber_id"])).to_numpy()
+    e, h = exposed.to_numpy(), ~exposed.to_numpy()
+    assert e.sum() > 300 and h.sum() > 300
+    assert per_sub[e].mean() > 3 * per_sub[h].mean()
+    assert churned[e].mean() > 1.5 * churned[h].mean()
+    # Tickets caused by an incident name it, and name only incidents of this history.
+    linked = tickets[tickets.incident_id.notna()]
+    assert len(linked) > 0 and linked.incident_id.isin(incidents.id).all()
+    assert linked.subscriber_id.isin(
+        exposed_ids | set(sc.loc[sc.cell_id.isin(degraded), "subscriber_id"])
+    ).all()
+
+
+def test_ticket_texts_are_varied_and_follow_experience(small: dict[str, pd.DataFrame]) -> None:
+    conn = make(subscribers=3000, days=3, anchor=ANCHOR, causal={"incident_rate_per_resource_day": 0.03})
+    tickets = _frame_of(conn, "tickets", {})["tickets"].drop_duplicates("id")
+    assert len(tickets) > 50
+    assert tickets["description"].nunique() > 0.9 * len(tickets)
+    assert tickets["subject"].nunique() > 25
+    assert tickets["channel"].nunique() >= 5 and tickets["category"].nunique() >= 7
+    assert tickets["sentiment"].isna().all()
+    outage = tickets[tickets.category == "outage"]
+    assert len(outage) > 0 and outage.incident_id.notna().all()
+    assert tickets.loc[tickets.category == "billing", "incident_id"].isna().all()
+    # Tone follows the experience: angry openings appear on outage tickets, never on requests.
+    angry = tuple(OPENERS[ANGRY])
+    requests = tickets[tickets.category.isin(["plan_change", "device", "roaming"])]
+    assert len(requests) > 0 and not requests.description.str.startswith(angry).any()
+    assert outage.description.str.startswith(angry).mean() > 0.3
+
+
+def test_bills_and_usage(small: dict[str, pd.DataFrame]) -> None:
+    bills, usage = small["bills"], small["usage"]
+    issued = bills[bills.state == "new"]
+    assert issued["account_id"].isin(small["accounts"]["id"]).all()
+    # The first run carries the last two monthly bills of every account, then their payment state.
+    assert issued.groupby("account_id").size().eq(2).all()
+    assert issued["account_id"].nunique() == len(small["accounts"])
+    assert set(bills["state"]) == {"new", "settled", "overdue"}
+    assert (bills["issued_at"] < ANCHOR).all()
+    assert set(usage["usage_type"]) == {"data", "voice", "sms"}
+    total = usage.groupby("period_start").size()
+    assert (total == 3 * 1500).all()
+    assert (bills["amount"] > 0).all()
+
+
+def test_check_and_causal_parameters() -> None:
+    conn = make(**SMALL)
+    result = conn.check()
+    assert result.ok and result.detail == "simulated operator: 1500 subscribers, 30 cells, seed 42"
+    assert isinstance(DEFAULT_CAUSAL, CausalParameters)
+    tuned = make(**{**SMALL, "causal": {"ticket_base_daily": 0.01}})
+    assert tuned.causal.ticket_base_daily == 0.01
+    assert tuned.causal.churn_base_daily == DEFAULT_CAUSAL.churn_base_daily
+    with pytest.raises(ValueError, match="unknown causal"):
+        SimulatorOptions(causal={"no_such_knob": 1.0})
+    with pytest.raises(ValueError):
+        SimulatorOptions(subscribers=10)
+
+
+def test_churned_subscribers_are_re_emitted(small: dict[str, pd.DataFrame]) -> None:
+    churn = small["churn_events"]
+    subs = small["subscribers"]
+    assert len(churn) > 0
+    last = subs.drop_duplicates("id", keep="last").set_index("id")
+    assert (last.loc[churn.subscriber_id, "status"] == "churned").all()
+    offers = small["offer_events"]
+    assert set(offers["outcome"]) <= {"offered", "accepted", "declined"} and len(offers) > 0
+
+
+def test_docs_list_every_causal_parameter_with_its_default() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "simulator.md").read_text()
+    for f in fields(CausalParameters):
+        assert f"| `{f.name}` | {getattr(DEFAULT_CAUSAL, f.name)} |" in doc, f.name
