@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,10 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.base import Batch  # noqa: E402
-from dashboard.ingest import Ingestor, validate  # noqa: E402
-from dashboard.store import CANONICAL_KINDS, Store  # noqa: E402
-from dashboard.store.upsert import _csv_chunk, iter_rows  # noqa: E402
+from connectors.base import Batch
+from dashboard.ingest import Ingestor, validate
+from dashboard.store import CANONICAL_KINDS, Store
+from dashboard.store.upsert import _csv_chunk, iter_rows
 
 T0 = datetime(2026, 1, 5)
 
@@ -44,13 +45,15 @@ def kpi_frame(n: int, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     cells = 2000
     idx = np.arange(n)
-    return pd.DataFrame({
-        "entity_type": "cell",
-        "entity_id": pd.Series([f"cell-{i:05d}" for i in range(cells)]).to_numpy()[idx % cells],
-        "kpi": "latency_ms",
-        "period_start": pd.Timestamp(T0) + pd.to_timedelta((idx // cells) * 15, unit="m"),
-        "value": rng.gamma(4.0, 8.0, n),
-    })
+    return pd.DataFrame(
+        {
+            "entity_type": "cell",
+            "entity_id": pd.Series([f"cell-{i:05d}" for i in range(cells)]).to_numpy()[idx % cells],
+            "kpi": "latency_ms",
+            "period_start": pd.Timestamp(T0) + pd.to_timedelta((idx // cells) * 15, unit="m"),
+            "value": rng.gamma(4.0, 8.0, n),
+        }
+    )
 
 
 def alarm_dicts(n: int, seed: int = 2) -> list[dict[str, Any]]:
@@ -59,12 +62,22 @@ def alarm_dicts(n: int, seed: int = 2) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         t = T0 + timedelta(seconds=int(i * 7))
-        out.append({
-            "id": f"alm-{i}", "resource_id": f"res-{i % 5000}", "alarmed_object": f"res-{i % 5000}",
-            "severity": str(sev[i]), "state": "raised", "ack_state": "unacknowledged",
-            "alarm_type": "equipmentAlarm", "probable_cause": "powerProblem", "specific_problem": "mains failure",
-            "service_affecting": bool(i % 3 == 0), "raised_at": t.isoformat() + "Z", "changed_at": t.isoformat() + "Z",
-        })
+        out.append(
+            {
+                "id": f"alm-{i}",
+                "resource_id": f"res-{i % 5000}",
+                "alarmed_object": f"res-{i % 5000}",
+                "severity": str(sev[i]),
+                "state": "raised",
+                "ack_state": "unacknowledged",
+                "alarm_type": "equipmentAlarm",
+                "probable_cause": "powerProblem",
+                "specific_problem": "mains failure",
+                "service_affecting": bool(i % 3 == 0),
+                "raised_at": t.isoformat() + "Z",
+                "changed_at": t.isoformat() + "Z",
+            }
+        )
     return out
 
 
@@ -84,7 +97,9 @@ def _sqlite_plain(store: Store, kind: str, prepared: tuple[list[str], Any]) -> N
     raw = store.engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.executemany(f"INSERT INTO {kind} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", rows)
+        cur.executemany(
+            f"INSERT INTO {kind} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", rows
+        )
         raw.commit()
     finally:
         raw.close()
@@ -115,18 +130,24 @@ def _timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t
 
 
-def bench_backend(name: str, make_store: Callable[[], tuple[Store, Callable[[], None]]], plain: Any,
-                  kpis: pd.DataFrame, alarms: list[dict[str, Any]], repeat: int) -> dict[str, float]:
+def bench_backend(
+    name: str,
+    make_store: Callable[[], tuple[Store, Callable[[], None]]],
+    plain: Any,
+    kpis: pd.DataFrame,
+    alarms: list[dict[str, Any]],
+    repeat: int,
+) -> dict[str, float]:
     out: dict[str, float] = {}
     for kind, data in (("kpi_samples", kpis), ("alarms", alarms)):
         best_ref, best_ing = float("inf"), float("inf")
         prepared = _prepared(kind, data, "sqlite" if name == "sqlite" else "postgresql")
         for _ in range(repeat):
             store, drop = make_store()
-            best_ref = min(best_ref, _timed(lambda s=store: plain(s, kind, prepared)))
+            best_ref = min(best_ref, _timed(partial(plain, store, kind, prepared)))
             drop()
             store, drop = make_store()
-            best_ing = min(best_ing, _timed(lambda s=store: _ingest(s, kind, data)))
+            best_ing = min(best_ing, _timed(partial(_ingest, store, kind, data)))
             drop()
         n = len(data)
         short = "kpi" if kind == "kpi_samples" else "alarm"
@@ -135,8 +156,11 @@ def bench_backend(name: str, make_store: Callable[[], tuple[Store, Callable[[], 
         out[f"{name}_{short}_ingest_ms"] = round(best_ing * 1000, 1)
         out[f"{name}_{short}_reference_ms"] = round(best_ref * 1000, 1)
         out[f"{name}_{short}_ratio"] = round(best_ref / best_ing, 3)
-        print(f"{name:8} {kind:12} ingest {n / best_ing:>10,.0f} rows/s   plain {n / best_ref:>10,.0f} rows/s   "
-              f"ratio {best_ref / best_ing:.2f}", file=sys.stderr)
+        print(
+            f"{name:8} {kind:12} ingest {n / best_ing:>10,.0f} rows/s   "
+            f"plain {n / best_ref:>10,.0f} rows/s   ratio {best_ref / best_ing:.2f}",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -145,8 +169,10 @@ def main() -> None:
     p.add_argument("--kpi-rows", type=int, default=500_000)
     p.add_argument("--alarms", type=int, default=100_000)
     p.add_argument("--repeat", type=int, default=2, help="best of N for each measurement")
-    p.add_argument("--pg-url", default=os.environ.get("VANTAGE_TEST_PG_URL",
-                                                      "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    p.add_argument(
+        "--pg-url",
+        default=os.environ.get("VANTAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    )
     p.add_argument("--no-pg", action="store_true")
     args = p.parse_args()
 
@@ -179,6 +205,7 @@ def main() -> None:
             print(f"PostgreSQL not reachable ({type(err).__name__}); skipping it", file=sys.stderr)
             reachable = False
         if reachable:
+
             def pg_store() -> tuple[Store, Callable[[], None]]:
                 schema = f"bench_{uuid.uuid4().hex[:10]}"
                 store = Store(args.pg_url, schema=schema)

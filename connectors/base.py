@@ -8,11 +8,11 @@ state in the same transaction, so a run that dies half-way resumes from its last
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-import builtins
 from typing import Any, ClassVar, TypeAlias
 
 import pandas as pd

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectors.base import ConnectorOptions
+from connectors.options import parse_duration
 from connectors.registry import ConnectorLoadError, UnknownConnectorType
 from connectors.registry import get as get_connector_class
 
@@ -24,9 +25,6 @@ DEFAULT_CONFIG_FILE = "vantage.yaml"
 ENV_CONFIG = "VANTAGE_CONFIG"
 ENV_DATABASE_URL = "VANTAGE_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///var/vantage.db"
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 class ConfigError(Exception):
@@ -37,21 +35,6 @@ class ConfigError(Exception):
         self.problems = problems
         lines = [f"{file}: {path or '(top level)'}: {msg}" for path, msg in problems]
         super().__init__("\n".join(lines))
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"`` or ``"500ms"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 15m or 1h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 30s, 15m or 1h, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"expected a positive duration, got {value!r}")
-    return seconds
 
 
 class _Strict(BaseModel):

@@ -18,7 +18,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dashboard.config import ConfigError, parse_duration, validation_problems
+from connectors.options import parse_duration
+from dashboard.config import ConfigError, validation_problems
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 

@@ -130,8 +130,10 @@ def _catalogue_problems(tmp_path: Path, kpis: str) -> dict[str, str]:
     return dict(info.value.problems)
 
 
-BASE = """  - {name: a, label: A, unit: x, description: d, domain: technical, type: simple, direction: higher_is_better}
-"""
+BASE = (
+    "  - {name: a, label: A, unit: x, description: d, domain: technical, type: simple,"
+    " direction: higher_is_better}\n"
+)
 
 
 def test_catalogue_errors_have_exact_paths(tmp_path: Path) -> None:

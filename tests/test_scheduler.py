@@ -58,8 +58,11 @@ class Flaky(Connector):
             raise RetriableError("HTTP 503 from source", retry_after_s=self.options.retry_after_s)
         n = int(state.get("n", 0)) + 1
         t = datetime(2026, 1, 1) + timedelta(minutes=n)
-        yield Batch("alarms", [{"id": f"a{n}", "severity": "major", "state": "raised", "raised_at": t,
-                                "changed_at": t}], state={"n": n})
+        yield Batch(
+            "alarms",
+            [{"id": f"a{n}", "severity": "major", "state": "raised", "raised_at": t, "changed_at": t}],
+            state={"n": n},
+        )
 
     def push_routes(self) -> list[PushRoute]:
         return [PushRoute("/listener/alarmCreateEvent", self._on_event)]
@@ -67,7 +70,9 @@ class Flaky(Connector):
     def _on_event(self, req: PushRequest) -> PushResponse:
         body = json.loads(req.body)  # a bug on malformed JSON, on purpose: the web layer must cope
         if "id" not in body:
-            return PushResponse(400, {"reason": "no id"}, [Batch("alarms", rejects=[Reject(req.body, "no id")])])
+            return PushResponse(
+                400, {"reason": "no id"}, [Batch("alarms", rejects=[Reject(req.body, "no id")])]
+            )
         return PushResponse(201, {"ok": True}, [Batch("alarms", [body])])
 
 
@@ -80,13 +85,24 @@ def _reset() -> None:
 
 
 def _settings(store: Store, **options: object) -> Settings:
-    return settings_from_mapping({"database_url": store.url, "connectors": [
-        {"name": "flaky", "type": "test_flaky", "interval": "10m", "options": options}]}, environ={})
+    return settings_from_mapping(
+        {
+            "database_url": store.url,
+            "connectors": [{"name": "flaky", "type": "test_flaky", "interval": "10m", "options": options}],
+        },
+        environ={},
+    )
 
 
 def test_backoff_doubles_up_to_the_cap_and_follows_retry_after() -> None:
     policy = SchedulerConfig(retry_initial_s=10, retry_max_s=100)
-    assert [backoff_delay(n, interval_s=3600, policy=policy) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
+    assert [backoff_delay(n, interval_s=3600, policy=policy) for n in (1, 2, 3, 4, 5)] == [
+        10,
+        20,
+        40,
+        80,
+        100,
+    ]
     assert backoff_delay(3, interval_s=15, policy=policy) == 15  # never later than the normal interval
     assert backoff_delay(3, interval_s=3600, policy=policy, retry_after_s=42) == 42
 
@@ -139,8 +155,13 @@ def test_push_routes_ingest_quarantine_and_survive_handler_bugs(sqlite_store: St
     mounted = mount_push_routes(server, _settings(sqlite_store), Ingestor(sqlite_store))
     assert mounted == ["/push/flaky/listener/alarmCreateEvent"]
     client = server.test_client()
-    ok = {"id": "p1", "severity": "critical", "state": "raised", "raised_at": "2026-01-01T00:00:00Z",
-          "changed_at": "2026-01-01T00:00:00Z"}
+    ok = {
+        "id": "p1",
+        "severity": "critical",
+        "state": "raised",
+        "raised_at": "2026-01-01T00:00:00Z",
+        "changed_at": "2026-01-01T00:00:00Z",
+    }
     assert client.post(mounted[0], json=ok).status_code == 201
     assert client.post(mounted[0], json={"severity": "minor"}).status_code == 400
     assert client.post(mounted[0], data=b"{not json").status_code == 500

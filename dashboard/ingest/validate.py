@@ -105,7 +105,9 @@ def _as_str(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Serie
         canon = {e.replace("_", ""): e for e in enum}
         if obj.isin(enum).to_numpy()[present.to_numpy()].all():
             return obj  # the common case: already canonical
-        lowered = obj.str.strip().str.lower().str.replace(" ", "", regex=False).str.replace("_", "", regex=False)
+        lowered = (
+            obj.str.strip().str.lower().str.replace(" ", "", regex=False).str.replace("_", "", regex=False)
+        )
         known = lowered.isin(list(canon)).to_numpy()
         mapped = lowered.map(canon)
         if col.info.get("lenient"):
@@ -113,8 +115,10 @@ def _as_str(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Serie
             # when it matches a known value, as given otherwise.
             obj = obj.where(~known, mapped)
         else:
-            reasons.add(present.to_numpy() & ~known,
-                        lambda i: f"{col.name}: {_fmt(s.iloc[i])} is not one of {', '.join(enum)}")
+            reasons.add(
+                present.to_numpy() & ~known,
+                lambda i: f"{col.name}: {_fmt(s.iloc[i])} is not one of {', '.join(enum)}",
+            )
             obj = mapped.where(known, None)
     return obj
 
@@ -122,7 +126,9 @@ def _as_str(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Serie
 def _as_number(
     s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Series, integer: bool
 ) -> pd.Series:
-    if s.dtype == bool or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("boolean", "mixed")):
+    if s.dtype == bool or (
+        s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("boolean", "mixed")
+    ):
         is_bool = s.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
         reasons.add(is_bool, lambda i: f"{col.name}: expected a number, got {_fmt(s.iloc[i])}")
     num = pd.to_numeric(s, errors="coerce")

@@ -152,11 +152,15 @@ def _csv_chunk(table: Table, rows: pd.DataFrame) -> bytes:
         elif isinstance(t, DateTime):
             arrays.append(pa.array(s.to_numpy(dtype="datetime64[us]"), type=pa.timestamp("us")))
         elif isinstance(t, Boolean):
-            arrays.append(pa.array([None if v is None or pd.isna(v) else bool(v) for v in s], type=pa.bool_()))
+            arrays.append(
+                pa.array([None if v is None or pd.isna(v) else bool(v) for v in s], type=pa.bool_())
+            )
         elif isinstance(t, Integer):
             arrays.append(pa.array(s.astype("Int64"), type=pa.int64(), from_pandas=True))
         elif isinstance(t, Float):
-            arrays.append(pa.array(s.to_numpy(dtype="float64", na_value=np.nan), type=pa.float64(), from_pandas=True))
+            arrays.append(
+                pa.array(s.to_numpy(dtype="float64", na_value=np.nan), type=pa.float64(), from_pandas=True)
+            )
         else:
             arrays.append(pa.array(s, type=pa.string(), from_pandas=True))
     batch = pa.table(arrays, names=list(rows.columns))
