@@ -71,7 +71,11 @@ def mount_push_routes(server: Flask, settings: Settings, ingestor: Ingestor) -> 
 
     mounted: list[str] = []
     for cfg in settings.enabled_connectors:
-        connector = build_connector(cfg)
+        try:
+            connector = build_connector(cfg)
+        except Exception:  # one misconfigured connector must not take the pages down with it
+            log.exception("connector %s cannot be built; its listener routes are not served", cfg.name)
+            continue
         for route in connector.push_routes():
             rule = f"/push/{cfg.name}{route.path}"
             server.add_url_rule(

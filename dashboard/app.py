@@ -1,0 +1,208 @@
+"""The app factory: ``create_app(settings)`` builds the Dash app, its shell, its pages and /healthz."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import flask
+from dash import Input, Output, State, dcc, html
+
+from dashboard import health, ids, queries
+from dashboard.config import Settings
+from dashboard.ingest.enrich import default_enrichers
+from dashboard.ingest.runner import Ingestor
+from dashboard.pages import (
+    PAGE_MODULES,
+    REFRESH_KEY,
+    REFRESH_MS,
+    SETTINGS_KEY,
+    STORE_KEY,
+    fmt_count,
+    fmt_money,
+    fmt_time,
+    utcnow,
+)
+from dashboard.push import mount_push_routes
+from dashboard.store.db import Store
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PAGES_DIR = PACKAGE_DIR / "pages"
+ASSETS_DIR = PACKAGE_DIR.parent / "assets"
+
+NAV = [("Wall", "/"), ("Incidents", "/incidents"), ("Linkage", "/linkage"),
+       ("Subscribers", "/subscribers"), ("Sources", "/sources")]  # fmt: skip
+
+#: The strip's figures in display order: key, label.
+STRIP_METRICS = [
+    ("active_alarms", "Active alarms"),
+    ("open_incidents", "Open incidents"),
+    ("tickets_today", "Tickets today"),
+    ("active_subscribers", "Subscribers"),
+    ("revenue_month", "Revenue this month"),
+]
+
+
+def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: int = REFRESH_MS) -> dash.Dash:
+    """Build the Dash app for ``settings``; nothing here touches the database.
+
+    ``store`` defaults to one on ``settings.database_url``; ``refresh_ms`` is how often the overview
+    strip and the live parts of pages re-read the store.
+    """
+    store = store if store is not None else Store(settings.database_url)
+    app = dash.Dash(
+        "dashboard",  # the package name, so Dash imports pages as dashboard.pages.<name>
+        use_pages=True,
+        pages_folder=str(PAGES_DIR),
+        assets_folder=str(ASSETS_DIR),
+        title="Vantage",
+        update_title="",
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    app.server.config[STORE_KEY] = store
+    app.server.config[SETTINGS_KEY] = settings
+    app.server.config[REFRESH_KEY] = refresh_ms
+    app.layout = shell_layout(refresh_ms)
+    _register_shell_callbacks(app, store, settings)
+    for name in PAGE_MODULES:
+        importlib.import_module(f"dashboard.pages.{name}").register_callbacks(app)
+
+    @app.server.get("/healthz")
+    def _healthz() -> tuple[flask.Response, int]:
+        body, code = check_health(store, settings, now=utcnow())
+        return flask.jsonify(body), code
+
+    # Listener endpoints of connectors whose sources push (TMF hubs, VES): /push/<name>/...
+    mount_push_routes(app.server, settings, Ingestor(store, enrichers=default_enrichers()))
+    return app
+
+
+# --- Shell ---------------------------------------------------------------------------------
+
+
+def navbar() -> dbc.Navbar:
+    links = [dbc.NavItem(dbc.NavLink(label, href=href, active="exact")) for label, href in NAV]
+    return dbc.Navbar(
+        dbc.Container(
+            [
+                dbc.NavbarBrand("Vantage", href="/", className="vt-brand"),
+                dbc.Nav(links, navbar=True, className="vt-nav"),
+            ],
+            fluid=True,
+        ),
+        color="dark",
+        dark=True,
+        className="vt-navbar",
+    )
+
+
+def shell_layout(refresh_ms: int = REFRESH_MS) -> html.Div:
+    """Navbar, the live overview strip and the page; the strip fills in on the first tick."""
+    return html.Div(
+        [
+            dcc.Interval(id=ids.SHELL_INTERVAL, interval=refresh_ms),
+            dcc.Store(id=ids.SHELL_STRIP_LAST, storage_type="memory"),
+            navbar(),
+            html.Div(
+                strip_children(None, stale=False, last_ok=None),
+                id=ids.SHELL_STRIP,
+                className="vt-strip vt-strip--loading",
+            ),
+            dbc.Container(dash.page_container, fluid=True, className="vt-page"),
+        ]
+    )
+
+
+def _strip_value(key: str, ov: queries.Overview) -> str:
+    value = getattr(ov, key)
+    return fmt_money(value, ov.currency) if key == "revenue_month" else fmt_count(value)
+
+
+def strip_children(overview: queries.Overview | None, *, stale: bool, last_ok: datetime | None) -> list[Any]:
+    """The strip's content: five figures and when they were read.
+
+    ``stale`` shows ``overview`` (the last good read, possibly None) as out of date: the figures
+    stay visible, greyed, under a label with the time of that read, never as current.
+    """
+    items: list[Any] = []
+    for key, label in STRIP_METRICS:
+        value = "—" if overview is None else _strip_value(key, overview)
+        items.append(
+            html.Div(
+                [html.Span(value, className="vt-strip-value"), html.Span(label, className="vt-strip-label")],
+                id={"type": ids.SHELL_METRIC, "metric": key},
+                className="vt-strip-item",
+            )
+        )
+    if stale:
+        when = f"last updated {fmt_time(last_ok, seconds=True)}" if last_ok else "never updated"
+        status = html.Span(
+            f"STALE: store unreachable, {when}", className="vt-strip-asof vt-strip-asof--stale"
+        )
+    elif overview is None:
+        status = html.Span("loading…", className="vt-strip-asof")
+    else:
+        status = html.Span(f"as of {fmt_time(overview.as_of, seconds=True)}", className="vt-strip-asof")
+    return [*items, status]
+
+
+def refresh_strip(
+    store: Store, currency: str, last: dict[str, Any] | None, *, now: datetime
+) -> tuple[list[Any], str, dict[str, Any] | None]:
+    """Read the overview; on failure keep the last good read and mark the strip stale.
+
+    Returns the strip's children, its class and the data for the last-good store.
+    """
+    try:
+        with store.connect() as conn:
+            ov = queries.overview(conn, now=now, currency=currency)
+    except Exception as err:  # the strip must survive a store outage and say so
+        log.warning("overview strip: store read failed: %s", type(err).__name__)
+        previous = queries.Overview.from_json(last) if last else None
+        children = strip_children(previous, stale=True, last_ok=previous.as_of if previous else None)
+        return children, "vt-strip vt-strip--stale", last
+    return strip_children(ov, stale=False, last_ok=ov.as_of), "vt-strip vt-strip--fresh", ov.to_json()
+
+
+def _register_shell_callbacks(app: dash.Dash, store: Store, settings: Settings) -> None:
+    @app.callback(
+        Output(ids.SHELL_STRIP, "children"),
+        Output(ids.SHELL_STRIP, "className"),
+        Output(ids.SHELL_STRIP_LAST, "data"),
+        Input(ids.SHELL_INTERVAL, "n_intervals"),
+        State(ids.SHELL_STRIP_LAST, "data"),
+    )
+    def _refresh(_n: int | None, last: dict[str, Any] | None) -> tuple[list[Any], str, dict[str, Any] | None]:
+        return refresh_strip(store, settings.currency, last, now=utcnow())
+
+
+# --- Health --------------------------------------------------------------------------------
+
+
+def check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[dict[str, Any], int]:
+    """The /healthz body and status: whether the store answers and how fresh each source is."""
+    reachable = store.ping()
+    statuses = None
+    error = None
+    if reachable:
+        try:
+            with store.connect() as conn:
+                summaries = queries.run_summaries(conn, now=now)
+            statuses = health.source_statuses(settings.connectors, summaries, now)
+        except Exception as err:  # reachable but not readable (e.g. not migrated)
+            error = f"connector runs could not be read: {type(err).__name__}"
+    return health.health_report(
+        reachable=reachable,
+        dialect=store.dialect,
+        statuses=statuses,
+        connectors=settings.connectors,
+        now=now,
+        error=error,
+    )

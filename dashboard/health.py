@@ -1,0 +1,178 @@
+"""Freshness and health of sources, as pure functions of configuration, run summaries and a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from dashboard.config import ConnectorConfig
+
+#: A source is fresh while its last success is at most this many intervals old.
+FRESH_INTERVALS = 2.0
+
+FRESH, STALE, NEVER, UNKNOWN = "fresh", "stale", "never", "unknown"
+HEALTHY, RETRYING, FAILING, RUNNING, NEVER_RUN = "healthy", "retrying", "failing", "running", "never run"
+
+STATUS_COLUMNS = [
+    "connector",
+    "type",
+    "enabled",
+    "configured",
+    "interval_s",
+    "state",
+    "freshness",
+    "last_status",
+    "last_started_at",
+    "last_finished_at",
+    "last_success_at",
+    "last_records_in",
+    "last_upserted",
+    "last_quarantined",
+    "runs_24h",
+    "records_in_24h",
+    "upserted_24h",
+    "quarantined_24h",
+    "last_error",
+    "next_attempt_at",
+]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str | bool) and bool(pd.isna(value)))
+
+
+def _dt(value: Any) -> datetime | None:
+    return None if _missing(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def freshness(last_success: datetime | None, interval_s: float | None, now: datetime) -> str:
+    """``fresh`` if the last success is within 2 intervals of ``now``, else ``stale``.
+
+    ``never`` without any success; ``unknown`` when there is no interval to judge by (a connector
+    seen in the runs but no longer configured).
+    """
+    if last_success is None:
+        return NEVER
+    if interval_s is None:
+        return UNKNOWN
+    return FRESH if now - last_success <= timedelta(seconds=FRESH_INTERVALS * interval_s) else STALE
+
+
+def source_state(last_status: str | None, retriable: bool | None) -> str:
+    """What an operator should read from the last run: healthy, retrying, failing, running or never run."""
+    if last_status is None:
+        return NEVER_RUN
+    if last_status == "running":
+        return RUNNING
+    if last_status == "failed":
+        return RETRYING if retriable else FAILING
+    return HEALTHY
+
+
+def source_statuses(
+    connectors: Sequence[ConnectorConfig], summaries: pd.DataFrame, now: datetime
+) -> pd.DataFrame:
+    """One row per configured connector, then per connector only seen in the runs, with its verdicts.
+
+    ``summaries`` has the columns of ``dashboard.queries.RUN_SUMMARY_COLUMNS``.
+    """
+    by_name: dict[str, dict[str, Any]] = {str(row["connector"]): row for row in summaries.to_dict("records")}
+    names = [c.name for c in connectors] + sorted(set(by_name) - {c.name for c in connectors})
+    configs = {c.name: c for c in connectors}
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        cfg = configs.get(name)
+        run = by_name.get(name, {})
+        last_status = None if _missing(run.get("last_status")) else str(run["last_status"])
+        retriable = None if _missing(run.get("last_retriable")) else bool(run["last_retriable"])
+        interval = cfg.interval if cfg is not None else None
+        last_success = _dt(run.get("last_success_at"))
+        state = source_state(last_status, retriable)
+        rows.append(
+            {
+                "connector": name,
+                "type": cfg.type if cfg is not None else None,
+                "enabled": cfg.enabled if cfg is not None else False,
+                "configured": cfg is not None,
+                "interval_s": interval,
+                "state": state,
+                "freshness": freshness(last_success, interval, now),
+                "last_status": last_status,
+                "last_started_at": _dt(run.get("last_started_at")),
+                "last_finished_at": _dt(run.get("last_finished_at")),
+                "last_success_at": last_success,
+                "last_records_in": _int(run.get("last_records_in")),
+                "last_upserted": _int(run.get("last_upserted")),
+                "last_quarantined": _int(run.get("last_quarantined")),
+                "runs_24h": _int(run.get("runs_24h")) or 0,
+                "records_in_24h": _int(run.get("records_in_24h")) or 0,
+                "upserted_24h": _int(run.get("upserted_24h")) or 0,
+                "quarantined_24h": _int(run.get("quarantined_24h")) or 0,
+                "last_error": None if _missing(run.get("last_error")) else str(run["last_error"]),
+                "next_attempt_at": _dt(run.get("last_next_attempt_at")) if state == RETRYING else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+def _int(value: Any) -> int | None:
+    return None if _missing(value) else int(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat() + "Z"
+
+
+def health_report(
+    *,
+    reachable: bool,
+    dialect: str,
+    statuses: pd.DataFrame | None,
+    connectors: Sequence[ConnectorConfig],
+    now: datetime,
+    error: str | None = None,
+) -> tuple[dict[str, Any], int]:
+    """The /healthz body and HTTP status.
+
+    ``down`` (503) when the store is unreachable; ``degraded`` (200) when it answers but an enabled
+    configured source is not fresh or the runs could not be read; ``ok`` (200) otherwise.
+    """
+    sources: dict[str, dict[str, Any]] = {}
+    if statuses is not None:
+        for row in statuses.to_dict("records"):
+            sources[str(row["connector"])] = {
+                "last_success": _iso(_dt(row["last_success_at"])),
+                "fresh": row["freshness"] == FRESH,
+                "interval_s": None if _missing(row["interval_s"]) else float(row["interval_s"]),
+                "state": row["state"],
+                "enabled": bool(row["enabled"]),
+            }
+    else:
+        for c in connectors:
+            sources[c.name] = {
+                "last_success": None,
+                "fresh": False,
+                "interval_s": c.interval,
+                "state": UNKNOWN,
+                "enabled": c.enabled,
+            }
+    if not reachable:
+        status = "down"
+    elif statuses is None or any(
+        not sources[c.name]["fresh"] for c in connectors if c.enabled and c.name in sources
+    ):
+        status = "degraded"
+    else:
+        status = "ok"
+    body: dict[str, Any] = {
+        "status": status,
+        "store": {"reachable": reachable, "dialect": dialect},
+        "sources": sources,
+        "time": _iso(now),
+    }
+    if error:
+        body["error"] = error
+    return body, (200 if reachable else 503)
