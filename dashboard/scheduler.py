@@ -31,6 +31,8 @@ from dashboard.store.schema import connector_runs
 
 log = logging.getLogger(__name__)
 
+EXTRA_JOBS_FIRST_DELAY_S = 120.0
+
 
 def build_connector(config: ConnectorConfig) -> Connector:
     """An instance of the configured connector with its validated options."""
@@ -125,6 +127,9 @@ class ConnectorJobs:
                 coalesce=True,
                 misfire_grace_time=int(self.settings.scheduler.misfire_grace_s),
             )
+        # Built-in jobs (analytics) first run shortly after start, once connectors have had time to
+        # write a first backfill, then at their own interval.
+        first = now + timedelta(seconds=EXTRA_JOBS_FIRST_DELAY_S)
         for job_name, (interval_s, func) in self.extra_jobs.items():
             scheduler.add_job(
                 func,
@@ -132,6 +137,7 @@ class ConnectorJobs:
                 id=job_name,
                 name=job_name,
                 replace_existing=True,
+                next_run_time=first if run_now else None,
                 max_instances=1,
                 coalesce=True,
             )

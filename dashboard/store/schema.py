@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -155,8 +156,13 @@ subscribers = Table(
     Column("plan", String(64), nullable=True),
     Column("arpu", Float, nullable=True, info={"min": 0.0}),
     Column("activated_at", DateTime, nullable=True),
-    Column("status", String(16), nullable=False, default="active",
-           info={"enum": ["active", "suspended", "churned"], "lenient": True}),
+    Column(
+        "status",
+        String(16),
+        nullable=False,
+        default="active",
+        info={"enum": ["active", "suspended", "churned"], "lenient": True},
+    ),
     Column("home_cell_id", String(128), nullable=True, index=True),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
@@ -183,8 +189,12 @@ services = Table(
     Column("account_id", String(128), nullable=True, index=True),
     Column("name", String(256), nullable=False),
     Column("kind", String(64), nullable=True),
-    Column("status", String(32), nullable=True, info={"enum": ["active", "inactive", "terminated"],
-                                                         "lenient": True}),
+    Column(
+        "status",
+        String(32),
+        nullable=True,
+        info={"enum": ["active", "inactive", "terminated"], "lenient": True},
+    ),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
 )
@@ -200,8 +210,12 @@ alarms = Table(
     Column("alarmed_object_type", String(64), nullable=True),
     Column("severity", String(16), nullable=False, info={"enum": SEVERITIES}),
     Column("state", String(16), nullable=False, info={"enum": ALARM_STATES, "lenient": True}),
-    Column("ack_state", String(32), nullable=True,
-           info={"enum": ["acknowledged", "unacknowledged"], "lenient": True}),
+    Column(
+        "ack_state",
+        String(32),
+        nullable=True,
+        info={"enum": ["acknowledged", "unacknowledged"], "lenient": True},
+    ),
     Column("alarm_type", String(64), nullable=True),
     Column("probable_cause", String(128), nullable=True),
     Column("specific_problem", String(256), nullable=True),
@@ -222,8 +236,12 @@ incidents = Table(
     Column("title", String(256), nullable=False),
     Column("root_resource_id", String(128), nullable=True, index=True),
     Column("severity", String(16), nullable=False, info={"enum": SEVERITIES}),
-    Column("state", String(16), nullable=False,
-           info={"enum": ["open", "acknowledged", "resolved", "closed"], "lenient": True}),
+    Column(
+        "state",
+        String(16),
+        nullable=False,
+        info={"enum": ["open", "acknowledged", "resolved", "closed"], "lenient": True},
+    ),
     Column("probable_cause", String(128), nullable=True),
     Column("owner", String(128), nullable=True),
     Column("opened_at", DateTime, nullable=False),
@@ -254,11 +272,32 @@ tickets = Table(
     Column("account_id", String(128), nullable=True, index=True),
     Column("subscriber_id", String(128), nullable=True, index=True),
     Column("incident_id", String(128), nullable=True, index=True),
-    Column("status", String(32), nullable=False,
-           info={"enum": ["acknowledged", "inprogress", "pending", "held", "resolved", "closed",
-                          "cancelled", "rejected", "submitted", "new"], "lenient": True}),
-    Column("channel", String(32), nullable=True,
-           info={"enum": ["phone", "email", "chat", "app", "social", "store", "web"], "lenient": True}),
+    Column(
+        "status",
+        String(32),
+        nullable=False,
+        info={
+            "enum": [
+                "acknowledged",
+                "inprogress",
+                "pending",
+                "held",
+                "resolved",
+                "closed",
+                "cancelled",
+                "rejected",
+                "submitted",
+                "new",
+            ],
+            "lenient": True,
+        },
+    ),
+    Column(
+        "channel",
+        String(32),
+        nullable=True,
+        info={"enum": ["phone", "email", "chat", "app", "social", "store", "web"], "lenient": True},
+    ),
     Column("category", String(64), nullable=True),
     Column("priority", String(16), nullable=True),
     Column("subject", String(256), nullable=True),
@@ -317,8 +356,12 @@ offer_events = Table(
     Column("subscriber_id", String(128), nullable=True, index=True),
     Column("account_id", String(128), nullable=True),
     Column("offer", String(128), nullable=False),
-    Column("outcome", String(16), nullable=False,
-           info={"enum": ["offered", "accepted", "declined"], "lenient": True}),
+    Column(
+        "outcome",
+        String(16),
+        nullable=False,
+        info={"enum": ["offered", "accepted", "declined"], "lenient": True},
+    ),
     Column("occurred_at", DateTime, nullable=False),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
@@ -436,10 +479,26 @@ audit = Table(
 CANONICAL_KINDS: dict[str, Table] = {
     t.name: t
     for t in (
-        regions, sites, cells, resources, topology_edges,
-        accounts, subscribers, subscriber_cells, services,
-        alarms, incidents, incident_alarms, tickets, ticket_notes, ticket_status_changes,
-        churn_events, offer_events, kpi_samples, bills, usage,
+        regions,
+        sites,
+        cells,
+        resources,
+        topology_edges,
+        accounts,
+        subscribers,
+        subscriber_cells,
+        services,
+        alarms,
+        incidents,
+        incident_alarms,
+        tickets,
+        ticket_notes,
+        ticket_status_changes,
+        churn_events,
+        offer_events,
+        kpi_samples,
+        bills,
+        usage,
     )
 }
 
@@ -448,8 +507,6 @@ CANONICAL_KINDS: dict[str, Table] = {
 # Written by dashboard.analytics (churn models and the signals on customer records); not canonical
 # kinds, so no connector writes them. Drivers are JSON text, not JSON columns, so bulk upserts can
 # compare them on PostgreSQL (json has no equality operator).
-
-from sqlalchemy import LargeBinary  # noqa: E402
 
 churn_models = Table(
     "churn_models",
