@@ -37,6 +37,11 @@ STATUS_COLUMNS = [
     "quarantined_24h",
     "last_error",
     "next_attempt_at",
+    "last_push_at",
+    "push_requests",
+    "push_records_in",
+    "push_upserted",
+    "push_quarantined",
 ]
 
 
@@ -113,6 +118,11 @@ def source_statuses(
                 "quarantined_24h": _int(run.get("quarantined_24h")) or 0,
                 "last_error": None if _missing(run.get("last_error")) else str(run["last_error"]),
                 "next_attempt_at": _dt(run.get("last_next_attempt_at")) if state == RETRYING else None,
+                "last_push_at": _dt(run.get("last_push_at")),
+                "push_requests": _int(run.get("push_requests")),
+                "push_records_in": _int(run.get("push_records_in")),
+                "push_upserted": _int(run.get("push_upserted")),
+                "push_quarantined": _int(run.get("push_quarantined")),
             }
         )
     return pd.DataFrame(rows, columns=STATUS_COLUMNS)
@@ -149,6 +159,7 @@ def health_report(
                 "interval_s": None if _missing(row["interval_s"]) else float(row["interval_s"]),
                 "state": row["state"],
                 "enabled": bool(row["enabled"]),
+                "last_push": _iso(_dt(row["last_push_at"])),
             }
     else:
         for c in connectors:

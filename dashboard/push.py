@@ -15,11 +15,9 @@ from flask import Flask, Response, jsonify, request
 
 from connectors.base import Batch, PushRequest, PushResponse, PushRoute, Reject
 from dashboard.config import Settings
-from dashboard.ingest.runner import Ingestor, save_state
+from dashboard.ingest.runner import PUSH_STREAM, Ingestor, load_state, save_state
 
 log = logging.getLogger(__name__)
-
-PUSH_STREAM = "push"
 
 
 def handle_push(ingestor: Ingestor, connector: str, route: PushRoute, req: PushRequest) -> PushResponse:
@@ -34,15 +32,21 @@ def handle_push(ingestor: Ingestor, connector: str, route: PushRoute, req: PushR
             batches=[Batch(kind="unknown", rejects=[Reject(raw=req.body, reason=f"handler error: {err}")])],
         )
     counts = ingestor.ingest(connector, resp.batches, stream=PUSH_STREAM)
+    # Cumulative counts and the last event, for the Sources page and /healthz: read with a row lock
+    # (PostgreSQL; SQLite serialises writers) and written in one transaction, so they stay exact.
     with ingestor.store.begin() as conn:
         now = ingestor.clock()
-        save_state(
-            conn,
-            connector,
-            PUSH_STREAM,
-            {"last_event_at": now.isoformat(), "last_path": route.path, "last_status": resp.status},
-            now=now,
-        )
+        prev = load_state(conn, connector, PUSH_STREAM, for_update=True)
+        state = {
+            "last_event_at": now.isoformat(),
+            "last_path": route.path,
+            "last_status": resp.status,
+            "requests": int(prev.get("requests", 0)) + 1,
+            "records_in": int(prev.get("records_in", 0)) + counts.records_in,
+            "upserted": int(prev.get("upserted", 0)) + counts.upserted,
+            "quarantined": int(prev.get("quarantined", 0)) + counts.quarantined,
+        }
+        save_state(conn, connector, PUSH_STREAM, state, now=now)
     log.debug("push %s%s: %s", connector, route.path, counts)
     return resp
 

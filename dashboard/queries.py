@@ -13,11 +13,13 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Select, case, func, literal, or_, select
 
+from dashboard.ingest.runner import PUSH_STREAM
 from dashboard.store.schema import (
     accounts,
     alarms,
     bills,
     connector_runs,
+    connector_state,
     incidents,
     kpi_samples,
     quarantine,
@@ -224,6 +226,15 @@ def find_subscribers(conn: Connection, text: str, *, limit: int = 20) -> pd.Data
 
 # --- Sources -------------------------------------------------------------------------------
 
+PUSH_COLUMNS = [
+    "last_push_at",
+    "last_push_status",
+    "push_requests",
+    "push_records_in",
+    "push_upserted",
+    "push_quarantined",
+]
+
 RUN_SUMMARY_COLUMNS = [
     "connector",
     "last_run_id",
@@ -241,11 +252,41 @@ RUN_SUMMARY_COLUMNS = [
     "records_in_24h",
     "upserted_24h",
     "quarantined_24h",
+    *PUSH_COLUMNS,
 ]
 
 
+def push_activity(conn: Connection) -> pd.DataFrame:
+    """Per connector with listener endpoints: its last pushed event and cumulative push counts.
+
+    The web process keeps these in ``connector_state`` under the stream ``push`` (see
+    ``dashboard.push``); a connector that never received a push has no row.
+    """
+    rows = conn.execute(
+        select(connector_state.c.connector, connector_state.c.state).where(
+            connector_state.c.stream == PUSH_STREAM
+        )
+    ).all()
+    out = []
+    for name, state in rows:
+        state = state or {}
+        out.append(
+            {
+                "connector": name,
+                "last_push_at": pd.Timestamp(state["last_event_at"]) if state.get("last_event_at") else None,
+                "last_push_status": state.get("last_status"),
+                "push_requests": int(state.get("requests", 0)),
+                "push_records_in": int(state.get("records_in", 0)),
+                "push_upserted": int(state.get("upserted", 0)),
+                "push_quarantined": int(state.get("quarantined", 0)),
+            }
+        )
+    return pd.DataFrame(out, columns=["connector", *PUSH_COLUMNS])
+
+
 def run_summaries(conn: Connection, *, now: datetime) -> pd.DataFrame:
-    """One row per connector seen in ``connector_runs``: its last run, last success, last-24h totals."""
+    """One row per connector seen in ``connector_runs`` or pushed to: last run, last success,
+    last-24h totals and push activity."""
     r = connector_runs.c
     last_id = select(r.connector, func.max(r.id).label("last_run_id")).group_by(r.connector).subquery()
     last = _frame(
@@ -282,7 +323,11 @@ def run_summaries(conn: Connection, *, now: datetime) -> pd.DataFrame:
         .where(r.started_at >= now - timedelta(hours=24))
         .group_by(r.connector),
     )
-    out = last.merge(success, on="connector", how="left").merge(day, on="connector", how="left")
+    out = (
+        last.merge(success, on="connector", how="left")
+        .merge(day, on="connector", how="left")
+        .merge(push_activity(conn), on="connector", how="outer")
+    )
     for col in ("runs_24h", "records_in_24h", "upserted_24h", "quarantined_24h"):
         out[col] = out[col].fillna(0).astype(int)
     return out[RUN_SUMMARY_COLUMNS].sort_values("connector", ignore_index=True)

@@ -92,6 +92,7 @@ def test_healthz_is_ok_when_every_enabled_source_is_fresh(seeded: Store) -> None
         "interval_s": 60.0,
         "state": "healthy",
         "enabled": True,
+        "last_push": None,
     }
     # Two intervals and one second later, alpha is stale and the service degraded.
     body, code = check_health(seeded, settings, now=NOW + timedelta(seconds=91))

@@ -173,3 +173,26 @@ def test_push_routes_ingest_quarantine_and_survive_handler_bugs(sqlite_store: St
     assert reasons[0][0] == "no id" and json.loads(reasons[0][1]) == {"severity": "minor"}
     assert reasons[1][0].startswith("handler error:") and reasons[1][1] == "{not json"
     assert state["last_status"] == 500 and state["last_event_at"]
+
+
+def test_push_activity_is_counted_and_shown_per_connector(sqlite_store: Store) -> None:
+    from dashboard import health, queries
+
+    clock = iter([datetime(2026, 1, 1, 12, 0, s) for s in range(0, 60)])
+    ingestor = Ingestor(sqlite_store, clock=lambda: next(clock))
+    server = Flask("t")
+    settings = _settings(sqlite_store)
+    (rule,) = mount_push_routes(server, settings, ingestor)
+    client = server.test_client()
+    for i in range(3):
+        t = f"2026-01-01T00:0{i}:00Z"
+        body = {"id": f"p{i}", "severity": "major", "state": "raised", "raised_at": t, "changed_at": t}
+        assert client.post(rule, json=body).status_code == 201
+    assert client.post(rule, json={"severity": "minor"}).status_code == 400
+    now = datetime(2026, 1, 1, 12, 5)
+    with sqlite_store.connect() as conn:
+        summaries = queries.run_summaries(conn, now=now)
+    row = health.source_statuses(settings.connectors, summaries, now).set_index("connector").loc["flaky"]
+    assert (row.push_requests, row.push_records_in, row.push_upserted, row.push_quarantined) == (4, 4, 3, 1)
+    assert row.last_push_at == datetime(2026, 1, 1, 12, 0, 7)  # the clock when the 4th request was counted
+    assert row.state == "never run"  # pushes are not runs; the pull side has not run yet

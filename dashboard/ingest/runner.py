@@ -26,6 +26,9 @@ from dashboard.store.upsert import upsert
 
 log = logging.getLogger(__name__)
 
+#: The stream name under which pushed events (listener endpoints) are ingested and counted.
+PUSH_STREAM = "push"
+
 #: A function that adds derived columns to validated rows of one kind (e.g. ticket sentiment).
 Enricher = Callable[[pd.DataFrame], pd.DataFrame]
 Clock = Callable[[], datetime]
@@ -164,7 +167,7 @@ class Ingestor:
         counts.quarantined = len(bad)
         return counts
 
-    def ingest(self, connector: str, batches: Iterable[Batch], *, stream: str = "push") -> Counts:
+    def ingest(self, connector: str, batches: Iterable[Batch], *, stream: str = PUSH_STREAM) -> Counts:
         """Store batches that arrived outside a scheduled run (push listeners), one transaction each."""
         total = Counts()
         for batch in batches:
@@ -268,12 +271,12 @@ class Ingestor:
                     save_state(conn, connector.name, stream.name, batch.state, now=self.clock())
 
 
-def load_state(conn: Connection, connector: str, stream: str) -> dict[str, Any]:
-    row = conn.execute(
-        select(connector_state.c.state).where(
-            connector_state.c.connector == connector, connector_state.c.stream == stream
-        )
-    ).first()
+def load_state(conn: Connection, connector: str, stream: str, *, for_update: bool = False) -> dict[str, Any]:
+    """A stream's saved state; ``for_update`` locks the row until the transaction ends (PostgreSQL)."""
+    query = select(connector_state.c.state).where(
+        connector_state.c.connector == connector, connector_state.c.stream == stream
+    )
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     return dict(row[0]) if row is not None and row[0] else {}
 
 

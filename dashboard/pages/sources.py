@@ -86,6 +86,16 @@ STATUS_COLUMNS: list[dict[str, Any]] = [
             {"field": "quarantined_24h", "headerName": "Quarant.", "width": 110, "type": "rightAligned"},
         ],
     },
+    {
+        "headerName": "Pushed to listeners",
+        "children": [
+            {"field": "last_push_at", "headerName": "Last event (UTC)", "width": 200},
+            {"field": "push_requests", "headerName": "Requests", "width": 110, "type": "rightAligned"},
+            {"field": "push_records_in", "headerName": "In", "width": 100, "type": "rightAligned"},
+            {"field": "push_upserted", "headerName": "Upserted", "width": 110, "type": "rightAligned"},
+            {"field": "push_quarantined", "headerName": "Quarant.", "width": 110, "type": "rightAligned"},
+        ],
+    },
 ]
 
 RUN_COLUMNS: list[dict[str, Any]] = [
@@ -137,6 +147,7 @@ def status_rows(statuses: pd.DataFrame) -> list[dict[str, Any]]:
         row["enabled"] = ("yes" if row["enabled"] else "no") if row["configured"] else "—"
         row["type"] = row["type"] or "not configured"
         row["last_success_at"] = row["last_success_at"] or "never"
+        row["last_push_at"] = row["last_push_at"] or "—"
     return rows
 
 
