@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,12 @@ def writable_columns(table: Table) -> list[Column[Any]]:
 def _frame(records: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     if isinstance(records, pd.DataFrame):
         return records.reset_index(drop=True)
-    return pd.DataFrame.from_records(list(records)) if len(records) else pd.DataFrame()
+    if not len(records):
+        return pd.DataFrame()
+    # Object columns, built directly: values stay the Python objects the connector gave (no
+    # round trip through Arrow strings), which is what the database driver wants in the end.
+    keys = dict.fromkeys(chain.from_iterable(records))
+    return pd.DataFrame({k: pd.Series([r.get(k) for r in records], dtype=object) for k in keys})
 
 
 def _is_null(s: pd.Series) -> pd.Series:
@@ -96,9 +102,16 @@ def _as_str(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Serie
         obj = converted
     length = getattr(col.type, "length", None)
     if length:
-        # Arrow-backed text (pandas' default) measures lengths in C; object columns fall back.
-        measured = s if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object else obj
-        too_long = (measured.str.len() > length).to_numpy(dtype=bool, na_value=False)
+        if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+            # Arrow-backed text (pandas' default) measures lengths in C.
+            too_long = (s.str.len() > length).to_numpy(dtype=bool, na_value=False)
+        else:
+            values = obj.to_numpy()
+            mask = obj.notna().to_numpy()
+            too_long = np.zeros(len(values), dtype=bool)
+            too_long[mask] = (
+                np.fromiter(map(len, values[mask]), dtype=np.int64, count=int(mask.sum())) > length
+            )
         reasons.add(too_long, lambda i: f"{col.name}: longer than {length} characters")
     enum = col.info.get("enum")
     if enum:
@@ -156,6 +169,8 @@ def _as_number(
 def _as_bool(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Series) -> pd.Series:
     if s.dtype == bool:
         return s.astype(object)
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "boolean":
+        return s  # already True/False/None
 
     def conv(v: Any) -> Any:
         if isinstance(v, bool | np.bool_):

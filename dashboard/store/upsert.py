@@ -5,7 +5,8 @@ for tables with a ``version_column``, when it is not older than the stored row).
 not touched, so their ``ingested_at`` stays put and the count of written rows is honest.
 
 SQLite: ``executemany`` of ``INSERT .. ON CONFLICT DO UPDATE .. WHERE changed``.
-PostgreSQL: ``COPY`` into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT``.
+PostgreSQL: ``COPY`` straight into the table when every key is new (the common case), else
+``COPY`` into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT``.
 Both go through the raw DBAPI connection: this is the hot path of every connector.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from sqlalchemy import Boolean, Connection, Date, DateTime, Float, Integer, Table
@@ -32,6 +34,12 @@ def _quote(name: str) -> str:
 
 def _sqlite_datetimes(values: np.ndarray, date_only: bool) -> np.ndarray:
     """datetime64 -> the text SQLAlchemy's SQLite dialect stores, vectorised (no per-row strftime)."""
+    nat = np.isnat(values)
+    if nat.all():
+        return np.full(len(values), None, dtype=object)
+    if len(values) > 1 and not nat.any() and values.min() == values.max():
+        # One time for every row (ingested_at): format it once.
+        return np.full(len(values), _sqlite_datetimes(values[:1], date_only)[0], dtype=object)
     unit = "D" if date_only else "us"
     text: np.ndarray = np.datetime_as_string(values.astype(f"datetime64[{unit}]"), unit=unit)  # type: ignore[call-overload]
     if not date_only:
@@ -40,7 +48,7 @@ def _sqlite_datetimes(values: np.ndarray, date_only: bool) -> np.ndarray:
         buf[:, 10] = ord(" ")  # 2026-01-01T00:00:00 -> 2026-01-01 00:00:00, as SQLAlchemy binds it
         text = raw.astype("U26")
     out = text.astype(object)
-    out[np.isnat(values)] = None
+    out[nat] = None
     return out
 
 
@@ -68,10 +76,15 @@ def _column_values(table: Table, rows: pd.DataFrame, dialect: str) -> list[np.nd
             arr = f.astype(object)
             arr[np.isnan(f)] = None
             arrays.append(arr)
-        elif isinstance(t, Integer):
-            arrays.append(np.array([None if pd.isna(v) else int(v) for v in s], dtype=object))
-        elif isinstance(t, Boolean):
-            arrays.append(np.array([None if v is None or pd.isna(v) else bool(v) for v in s], dtype=object))
+        elif isinstance(t, Integer | Boolean):
+            # Whole numbers and flags as Python int/bool (DBAPI drivers reject numpy scalars).
+            missing = s.isna().to_numpy()
+            arr = np.empty(len(s), dtype=object)
+            present = s[~missing]
+            if len(present):
+                native = present.astype("int64" if isinstance(t, Integer) else bool).tolist()
+                arr[~missing] = native
+            arrays.append(arr)
         else:
             arr = s.to_numpy(dtype=object, copy=True)
             arr[pd.isna(s).to_numpy()] = None
@@ -169,32 +182,58 @@ def _csv_chunk(table: Table, rows: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
+def _copy_chunks(cur: Any, table_name: str, cols: str, chunks: list[bytes]) -> None:
+    for data in chunks:
+        with cur.copy(f"COPY {table_name} ({cols}) FROM STDIN (FORMAT csv)") as cp:
+            cp.write(data)
+
+
 def copy_rows(conn: Connection, table_name: str, table: Table, rows: pd.DataFrame) -> None:
     """COPY a frame into ``table_name`` (which has ``table``'s columns) through psycopg."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    cols = ", ".join(map(_quote, rows.columns))
+    chunks = [_csv_chunk(table, rows.iloc[i : i + PG_CHUNK]) for i in range(0, len(rows), PG_CHUNK)]
     with raw.cursor() as cur:  # type: ignore[attr-defined]
-        for start in range(0, len(rows), PG_CHUNK):
-            data = _csv_chunk(table, rows.iloc[start : start + PG_CHUNK])
-            with cur.copy(f"COPY {table_name} ({cols}) FROM STDIN (FORMAT csv)") as cp:
-                cp.write(data)
+        _copy_chunks(cur, table_name, ", ".join(map(_quote, rows.columns)), chunks)
+
+
+#: After a batch of a table turned out to hold keys that were stored already, this many of its
+#: next batches go straight to the upsert path before a direct COPY is tried again.
+DIRECT_COPY_BACKOFF = 8
+_skip_direct: dict[str, int] = {}
 
 
 def _upsert_postgres(conn: Connection, table: Table, rows: pd.DataFrame) -> int:
     cols = list(rows.columns)
+    collist = ", ".join(map(_quote, cols))
     tname = _quote(table.name)
     tmp = _quote(f"_in_{table.name}")
     raw = conn.connection.dbapi_connection
     assert raw is not None
+    chunks = [_csv_chunk(table, rows.iloc[i : i + PG_CHUNK]) for i in range(0, len(rows), PG_CHUNK)]
+    if _skip_direct.get(table.name, 0) > 0:
+        _skip_direct[table.name] -= 1
+    else:
+        # New rows are the common case (the next KPI periods, new alarms): COPY them straight into
+        # the table, one write instead of two. If any key is stored already the COPY fails as a
+        # whole, is undone to the savepoint, and the batch takes the upsert path below.
+        with raw.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute("SAVEPOINT vt_direct_copy")
+            try:
+                _copy_chunks(cur, tname, collist, chunks)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT vt_direct_copy")
+                _skip_direct[table.name] = DIRECT_COPY_BACKOFF
+            else:
+                cur.execute("RELEASE SAVEPOINT vt_direct_copy")
+                return len(rows)
     with raw.cursor() as cur:  # type: ignore[attr-defined]
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {tname} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         cur.execute(f"TRUNCATE {tmp}")
-    copy_rows(conn, tmp, table, rows)
+        _copy_chunks(cur, tmp, collist, chunks)
     key = ", ".join(_quote(c.name) for c in table.primary_key.columns)
-    collist = ", ".join(map(_quote, cols))
     # Identifiers come from the schema and are quoted; no values in the text.
     sql = (
         f"INSERT INTO {tname} AS t ({collist}) SELECT {collist} FROM {tmp} "  # noqa: S608

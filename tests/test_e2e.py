@@ -1,0 +1,122 @@
+"""As a new user: `vantage run` on the simulated operator serves every page, /healthz, and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser import chromium, free_port, require_chromium, severe_console_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SETTINGS = """
+database_url: sqlite:///{db}
+connectors:
+  - name: simulator
+    type: simulator
+    interval: 1m
+    options: {{seed: 7, subscribers: 600, days: 2, causal: {{incident_rate_per_resource_day: 0.2}}}}
+"""
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except OSError:
+        return 0, b""
+
+
+def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    config = tmp_path / "vantage.yaml"
+    config.write_text(SETTINGS.format(db=tmp_path / "vantage.db"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT")}
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.cli", "--config", str(config), "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def test_vantage_run_serves_pages_and_health_on_the_simulator(
+    running: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    url, proc = running
+    started = time.monotonic()
+    _wait(lambda: _get(url + "/healthz")[0] == 200, 60, "/healthz to answer 200")
+    assert time.monotonic() - started < 60
+    assert _get(url + "/")[0] == 200
+
+    def fresh() -> bool:
+        body = json.loads(_get(url + "/healthz")[1] or b"{}")
+        return bool(body.get("sources", {}).get("simulator", {}).get("fresh"))
+
+    _wait(fresh, 90, "the first simulator run to succeed")
+    body = json.loads(_get(url + "/healthz")[1])
+    assert body["status"] == "ok" and body["store"]["reachable"] is True
+
+    require_chromium()
+    with chromium() as driver:
+        for path, ready in (
+            ("/", "#wall-tiles .vt-tile"),
+            ("/incidents", "#incidents-grid .ag-root"),
+            ("/linkage", "#linkage-graph .main-svg"),
+            ("/subscribers", "#subscribers-page, .vt-page, body"),
+            ("/sources", "#sources-status-grid .ag-row"),
+        ):
+            driver.get(url + path)
+            WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, ready)))
+            # The strip shows the simulated operator's numbers, not placeholders.
+            WebDriverWait(driver, 30).until(
+                lambda d: "SUBSCRIBERS" in d.find_element(By.TAG_NAME, "body").text.upper()
+            )
+            errors = severe_console_errors(driver)
+            assert errors == [], f"{path}: {errors}"
+        driver.get(url + "/sources")
+        WebDriverWait(driver, 30).until(
+            ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#sources-status-grid"), "healthy")
+        )
+    assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 0
