@@ -35,7 +35,7 @@ BUILTIN_SETTINGS: dict[str, Any] = {
             "options": {
                 "seed": 42,
                 "subscribers": 10000,
-                "days": 7,
+                "days": 28,
                 "causal": {"incident_rate_per_resource_day": 0.05},
             },
         },

@@ -152,20 +152,26 @@ def test_training_cutoffs_never_see_held_out_labels() -> None:
 simulator = pytest.importorskip("connectors.simulator", reason="the simulator connector is not available")
 
 
-@pytest.fixture(scope="module")
-def simulated_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def _simulate(store: Store, anchor: datetime) -> None:
+    """The shipped demo operator (vantage.yaml: 10,000 lines, raised incident rate), 28 days of it."""
     from connectors.base import ConnectorContext
     from dashboard.ingest import run_connector
 
-    store = Store(f"sqlite:///{tmp_path_factory.mktemp('sim') / 'vantage.db'}")
-    store.upgrade()
-    # 2026-11-19 starts a simulated churn epoch (days since 1970 divisible by 28), so the held-out
-    # week is the last week of an epoch. KPI samples are left out to keep the test fast; the
-    # incidents and tickets carry the causal signal.
-    anchor = datetime(2026, 11, 19)
-    options = simulator.SimulatorOptions(subscribers=5000, days=56, anchor=anchor, seed=42)
+    options = simulator.SimulatorOptions(
+        subscribers=10000, days=28, anchor=anchor, seed=42, causal={"incident_rate_per_resource_day": 0.05}
+    )
     connector = simulator.SimulatorConnector(options, ConnectorContext(name="sim", now=lambda: anchor))
     run_connector(store, connector, streams=["topology", "customers", "faults", "tickets", "churn"])
+
+
+@pytest.fixture(scope="module")
+def simulated_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('sim') / 'vantage.db'}")
+    store.upgrade()
+    # The shipped demo settings (vantage.yaml): 10,000 lines and the raised incident rate. KPI samples
+    # are left out to keep the test fast; the incidents and tickets carry the causal signal.
+    anchor = datetime(2026, 11, 19)
+    _simulate(store, anchor)
     yield store
     store.dispose()
 
@@ -176,18 +182,18 @@ def test_churn_risk_ranks_later_churners_first_on_the_simulator(simulated_store:
     trained = train_from_history(load_history(simulated_store), horizon_days=7, lookback_days=28)
     m = trained.metrics
     print(f"simulator held-out: {m}")
-    # What the simulator's causal parameters allow: churn hazard is 0.0005/day x exp(0.12 per
-    # degraded hour, capped at 12 h, + 1.2 per negative ticket), and all of it resets every 28-day
-    # epoch. Most churners in a week are hit by incidents inside that week, which nothing before
-    # the cutoff can foresee; only the exposure earlier in the same epoch carries over (x4.2 at the
-    # 12-hour cap, x3.3 per negative ticket). Scoring with the simulator's own hidden state at the
-    # cutoff ranks the held-out week at an AUC of about 0.6-0.75 (depending on the seed and epoch
-    # phase), and this model reaches about 0.62 with lift 2 in the top decile. A floor of 0.55 is
-    # about 2 standard errors (~0.03 for ~80 churners) above chance: it fails if the features lose
-    # the incident and ticket signal, without demanding more than the simulation can give.
-    assert m["positives"] >= 40
-    assert m["roc_auc"] > 0.55
-    assert m["lift_top_decile"] > 1.3
+    # What the simulator's causal structure allows (docs/simulator.md): a line decides to leave at
+    # a hazard driven by its dissatisfaction, a 28-day decayed sum (half-life 7 days) of degraded
+    # hours beyond 5 tolerated ones and of negative tickets, and the churn lands 3 to 21 days later.
+    # So a week's churners were mostly made unhappy before the cutoff, which the features see. On
+    # these demo settings (10,000 lines, 28 days, the shipped incident rate) ranking by the hidden
+    # hazard itself reaches about 0.70-0.75; this model reaches 0.69 on 86 held-out churners with
+    # lift 2.8 in the top decile, and 0.69-0.71 at other anchors. With ~86 positives the AUC's
+    # standard error is about 0.03: a floor of 0.60 is three of them above chance and below what is
+    # measured, so it fails when the features lose the incident or ticket signal, not by chance.
+    assert m["positives"] >= 60
+    assert m["roc_auc"] > 0.60
+    assert m["lift_top_decile"] > 1.5
     assert "incident_hours" in list(m["top_features"])[:3]
 
 
@@ -226,15 +232,11 @@ def test_retrain_and_score_writes_versioned_models_and_signals(simulated_store: 
 @pytest.mark.postgres
 def test_models_and_signals_round_trip_on_postgresql(pg_store: Store) -> None:
     """The same training, model storage and bulk signal upsert on PostgreSQL."""
-    from connectors.base import ConnectorContext
     from dashboard.analytics.signals import retrain_and_score
-    from dashboard.ingest import run_connector
     from dashboard.store.schema import subscriber_signals, subscribers
 
     anchor = datetime(2026, 11, 19)
-    options = simulator.SimulatorOptions(subscribers=5000, days=56, anchor=anchor, seed=42)
-    connector = simulator.SimulatorConnector(options, ConnectorContext(name="sim", now=lambda: anchor))
-    run_connector(pg_store, connector, streams=["topology", "customers", "faults", "tickets", "churn"])
+    _simulate(pg_store, anchor)
     first = retrain_and_score(pg_store, now=anchor)
     again = retrain_and_score(pg_store, now=anchor)
     assert again["version"] == first["version"] + 1

@@ -60,19 +60,41 @@ class CausalParameters:
     offer_acceptance_probability: float = 0.45
     """Probability that a retention offer is accepted."""
     accepted_offer_churn_multiplier: float = 0.4
-    """Churn hazard multiplier for the rest of the epoch once an offer is accepted."""
+    """Churn hazard multiplier while an accepted offer is within the dissatisfaction lookback."""
+
+    # --- Dissatisfaction: a decaying memory of bad experience ------------------------------------
+    dissatisfaction_lookback_days: int = 28
+    """Days of past experience (degraded hours, negative tickets) a customer still remembers."""
+    dissatisfaction_half_life_days: float = 7.0
+    """Age in days at which a bad experience weighs half as much as yesterday's."""
 
     # --- Churn ----------------------------------------------------------------------------------
-    churn_base_daily: float = 0.0005
-    """Baseline churn hazard per subscriber-day (about 1.5 % a month)."""
-    churn_per_degraded_hour: float = 0.25
-    """Log-hazard added per degraded-hour experienced this epoch (outage hours count double)."""
+    churn_base_daily: float = 0.0004
+    """Baseline hazard of a churn decision per subscriber-day (about 1.5 % a month in all)."""
+    churn_tolerated_degraded_hours: float = 5.0
+    """Remembered degraded hours a customer shrugs off: only hours beyond this raise the hazard."""
+    churn_per_degraded_hour: float = 0.35
+    """Log-hazard added per remembered degraded hour beyond the tolerated ones (outage hours x2)."""
     churn_degraded_hours_cap: float = 8.0
-    """Degraded hours beyond this add nothing more to the churn hazard."""
-    churn_per_negative_ticket: float = 1.2
-    """Log-hazard added per negative ticket filed this epoch (x3.3 per ticket)."""
-    epoch_days: int = 28
-    """Length of a churn epoch: churned lines are re-sold (active again) at the next epoch."""
+    """Remembered degraded hours beyond the tolerated ones that still add to the churn hazard."""
+    churn_per_negative_ticket: float = 1.5
+    """Log-hazard added per remembered negative ticket (decayed; x4.5 for one filed yesterday)."""
+    churn_new_customer_log_hazard: float = 0.9
+    """Log-hazard added at zero tenure, fading as exp(-tenure / churn_tenure_days) (x2.5 when new)."""
+    churn_tenure_days: float = 365.0
+    """Tenure, in days, over which the new-customer churn effect fades by a factor e."""
+    churn_per_arpu_doubling: float = 0.35
+    """Log-hazard added per doubling of ARPU above 25 (removed below it): dearer plans shop around."""
+    enterprise_churn_multiplier: float = 0.5
+    """Churn hazard multiplier of enterprise lines (fleet contracts churn less)."""
+    churn_lag_min_days: float = 3.0
+    """Shortest delay, in days, from a churn decision to the churn (port-out, notice period)."""
+    churn_lag_mean_days: float = 7.0
+    """Mean delay, in days, from a churn decision to the churn (exponential above the minimum)."""
+    churn_lag_max_days: float = 21.0
+    """Longest delay, in days, from a churn decision to the churn (longer notices are cut here)."""
+    resell_after_days: int = 28
+    """Days a churned line stays out of service before it is re-sold (active again, same line id)."""
 
     def with_overrides(self, overrides: dict[str, Any]) -> CausalParameters:
         """A copy with the given fields replaced; unknown names are an error."""

@@ -1,15 +1,30 @@
-"""What subscribers live through each day: exposure to incidents, tickets, offers and churn."""
+"""What subscribers live through each day: exposure to incidents, tickets, offers and churn.
+
+Everything here is a pure function of the seed and the day, with bounded memory:
+
+* **Tickets** of a day (``DayOutcome``) are drawn for every line, churned or not (a *latent*
+  ticket); a ticket is only emitted when its line is in service at the time (``in_service``).
+* **Dissatisfaction** at the start of a day is a decaying sum of the degraded hours on a line's
+  cells and of the negative tickets it filed over the ``dissatisfaction_lookback_days`` before it.
+* **Churn decisions** of a day are drawn from a hazard driven by that dissatisfaction (plus
+  baseline, tenure, ARPU and segment effects); each lands as a churn ``churn_lag_*`` days later.
+* **Service status** follows from the landings alone: a line is out of service for
+  ``resell_after_days`` after a landing and is then re-sold. A landing while it is out of service
+  is no churn event but keeps it out longer. So the status at any time needs only the landings of
+  the ``resell_after_days`` before it, and those only the decisions and tickets of a bounded past.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
 from connectors.simulator.causal import CausalParameters
 from connectors.simulator.faults import DAY_S, Incident
-from connectors.simulator.world import ENTERPRISE, World, rng_for
+from connectors.simulator.world import ENTERPRISE, REFERENCE, World, rng_for
 
 # Ticket categories and tones (codes used in arrays; texts.py turns them into words).
 CATEGORIES = (
@@ -40,7 +55,7 @@ CHURN_REASONS = (
 
 @dataclass
 class DayOutcome:
-    """The events of one absolute day, decided once and reused by every stream."""
+    """The latent tickets and offers of one absolute day, decided once and reused by every stream."""
 
     day: int
     incidents: list[Incident]
@@ -53,61 +68,85 @@ class DayOutcome:
     offer_sub: np.ndarray
     offer_ticket: np.ndarray
     offer_accepted: np.ndarray
-    churn_sub: np.ndarray
-    churn_s: np.ndarray
-    churn_reason: np.ndarray
+    cell_score: np.ndarray  # degraded-hours score per cell on this day (outage hours count double)
+    negative_sub: np.ndarray  # lines that filed a negative ticket (repeated per ticket)
+    accepted_sub: np.ndarray  # lines that accepted a retention offer
 
 
 @dataclass
-class _EpochState:
-    day: int  # the next day to simulate
-    active: np.ndarray
-    degraded_h: np.ndarray
-    negative: np.ndarray
-    offer_accepted: np.ndarray
+class DayChurn:
+    """The churn decisions taken on one absolute day and when each lands (epoch seconds)."""
+
+    day: int
+    sub: np.ndarray
+    landing_s: np.ndarray
+    reason: np.ndarray
+
+
+@dataclass
+class Landings:
+    """Churn landings in a time range, sorted by (subscriber, time), with a searchable key."""
+
+    sub: np.ndarray
+    time_s: np.ndarray
+    reason: np.ndarray
+    key: np.ndarray  # sub << 34 | time_s, sorted
+
+    def any_in(self, subs: np.ndarray, lo_s: np.ndarray, hi_s: np.ndarray) -> np.ndarray:
+        """Whether each ``subs[i]`` has a landing in ``[lo_s[i], hi_s[i])``."""
+        s = subs.astype(np.int64) << 34
+        lo = np.searchsorted(self.key, s | np.maximum(lo_s, 0).astype(np.int64), side="left")
+        hi = np.searchsorted(self.key, s | np.maximum(hi_s, 0).astype(np.int64), side="left")
+        return np.asarray(hi > lo)
 
 
 class Experience:
-    """Steps the subscriber base day by day within churn epochs; results are cached per day."""
+    """Latent tickets, dissatisfaction, churn decisions and service status; cached per day."""
 
     def __init__(self, w: World, c: CausalParameters, incidents_for: Callable[[int], list[Incident]]) -> None:
         self.w = w
         self.c = c
         self.incidents_for = incidents_for
         self._days: dict[int, DayOutcome] = {}
-        self._state: _EpochState | None = None
+        self._churn: dict[int, DayChurn] = {}
+        self._static: np.ndarray | None = None
+        self._tenure0: np.ndarray | None = None
+        lookback = int(c.dissatisfaction_lookback_days)
+        ages = np.arange(1, lookback + 1)
+        self._weights = np.exp2(-(ages - 1) / max(c.dissatisfaction_half_life_days, 1e-6))
+        self.lag_min_s = round(c.churn_lag_min_days * DAY_S)
+        self.lag_max_s = max(round(c.churn_lag_max_days * DAY_S), self.lag_min_s)
+        self.resell_s = int(c.resell_after_days) * DAY_S
 
-    def epoch_start(self, day: int) -> int:
-        return day - day % self.c.epoch_days
+    @property
+    def memory_days(self) -> int:
+        """How far before a time its service status reaches: re-sell, lag and dissatisfaction."""
+        c = self.c
+        return (
+            int(c.resell_after_days)
+            + int(np.ceil(c.churn_lag_max_days))
+            + int(c.dissatisfaction_lookback_days)
+            + 2
+        )
+
+    def _trim(self, day: int) -> None:
+        """Keep the caches bounded: a few memory spans of small per-day outcomes around ``day``."""
+        keep = 3 * self.memory_days
+        for cache in (self._days, self._churn):
+            if len(cache) > 2 * keep:
+                for d in [d for d in cache if abs(d - day) > keep]:
+                    del cache[d]
+
+    # --- tickets -------------------------------------------------------------------------------
 
     def day(self, day: int) -> DayOutcome:
-        if day in self._days:
-            return self._days[day]
-        start = self.epoch_start(day)
-        st = self._state
-        if st is None or st.day > day or st.day < start or self.epoch_start(st.day) != start:
-            n = self.w.n_subscribers
-            st = _EpochState(
-                start, np.ones(n, bool), np.zeros(n, np.float32), np.zeros(n, np.int16), np.zeros(n, bool)
-            )
-        while st.day <= day:
-            out = self._step(st)
-            self._days[out.day] = out
-            st.day += 1
-        self._state = st
-        # Keep the cache bounded: a few epochs of small per-day outcomes.
-        for d in [d for d in self._days if d < day - 3 * self.c.epoch_days]:
-            del self._days[d]
-        return self._days[day]
-
-    def churned_at(self, t_s: int) -> np.ndarray:
-        """Which subscribers are churned at time ``t_s`` (churned earlier in the same epoch)."""
-        day = int(t_s // DAY_S)
-        mask = np.zeros(self.w.n_subscribers, bool)
-        for d in range(self.epoch_start(day), day + 1):
-            out = self.day(d)
-            mask[out.churn_sub[out.churn_s < t_s]] = True
-        return mask
+        """The latent tickets and offers of ``day``: a pure function of (seed, day)."""
+        out = self._days.get(day)
+        if out is None:
+            out = self._tickets(day)
+            self._days[day] = out
+            self._trim(day)
+        return out
 
     def _cell_exposure(self, day: int) -> tuple[list[Incident], np.ndarray, np.ndarray, np.ndarray]:
         """Per cell: added ticket hazard, degraded-hours score and dominant incident on ``day``."""
@@ -143,26 +182,24 @@ class Experience:
             best[sl] = np.maximum(best[sl], add)
         return incidents, hazard, score, np.stack([outage_h, dominant.astype(float)])
 
-    def _step(self, st: _EpochState) -> DayOutcome:
-        w, c, day = self.w, self.c, st.day
+    def _tickets(self, day: int) -> DayOutcome:
+        w, c = self.w, self.c
         n = w.n_subscribers
         rng = rng_for(w.seed, "experience", day)
         incidents, cell_hazard, cell_score, extra = self._cell_exposure(day)
         cell_outage_h, cell_dom = extra[0], extra[1].astype(np.int64)
-        sub_hazard: np.ndarray
-        sub_score: np.ndarray
-        if incidents:
-            sub_hazard = np.bincount(w.sc_sub, weights=w.sc_share * cell_hazard[w.sc_cell], minlength=n)
-            sub_score = np.bincount(w.sc_sub, weights=w.sc_share * cell_score[w.sc_cell], minlength=n)
-        else:
-            sub_hazard = np.zeros(n)
-            sub_score = np.zeros(n)
-        u_ticket, u_cause, u_churn = rng.random(n), rng.random(n), rng.random(n)
-        total = c.ticket_base_daily + sub_hazard
-        files = st.active & (u_ticket < -np.expm1(-total))
-        subs = np.flatnonzero(files)
-        from_incident = u_cause[subs] < sub_hazard[subs] / total[subs]
+        u_ticket = rng.random(n)
+        total = np.full(n, c.ticket_base_daily)
+        hit = np.flatnonzero(cell_hazard > 0)
+        if len(hit):
+            rows = self._rows_of_cells(hit)
+            total += np.bincount(
+                w.sc_sub[rows], weights=w.sc_share[rows] * cell_hazard[w.sc_cell[rows]], minlength=n
+            )
+        subs = np.flatnonzero(u_ticket < -np.expm1(-total))
         m = len(subs)
+        sub_hazard = total[subs] - c.ticket_base_daily
+        from_incident = rng.random(m) < sub_hazard / total[subs]
 
         # Which incident, category and tone; ticket time.
         inc_idx = np.full(m, -1, dtype=np.int64)
@@ -196,30 +233,8 @@ class Experience:
             created[j] = min(begin + 300 + rng.exponential(2400), (day + 1) * DAY_S - 1)
         inc_idx[~from_incident] = -1
         negative = (tone == ANGRY) | (tone == MILD)
-
-        # Offers after negative tickets, churn after bad experience and negative tickets.
-        np.add.at(st.negative, subs[negative], 1)
-        st.degraded_h += sub_score.astype(np.float32)
         offered = negative & (rng.random(m) < c.offer_probability_after_negative_ticket)
         accepted = offered & (rng.random(m) < c.offer_acceptance_probability)
-        st.offer_accepted[subs[accepted]] = True
-        log_h = (
-            c.churn_per_degraded_hour * np.minimum(st.degraded_h, c.churn_degraded_hours_cap)
-            + c.churn_per_negative_ticket * st.negative
-        )
-        hazard = (
-            c.churn_base_daily
-            * np.exp(log_h)
-            * np.where(st.offer_accepted, c.accepted_offer_churn_multiplier, 1.0)
-        )
-        hazard[w.acc_segment[w.sub_account] == ENTERPRISE] *= 0.5  # fleet contracts churn less
-        churn = st.active & (u_churn < -np.expm1(-hazard))
-        churn_sub = np.flatnonzero(churn)
-        k = len(churn_sub)
-        churn_s = day * DAY_S + rng.integers(0, DAY_S, k)
-        bad = (st.degraded_h[churn_sub] > 0.5) | (st.negative[churn_sub] > 0)
-        reason = np.where(bad, rng.integers(0, 3, k), rng.integers(3, len(CHURN_REASONS), k))
-        st.active[churn_sub] = False
         return DayOutcome(
             day=day,
             incidents=incidents,
@@ -232,7 +247,175 @@ class Experience:
             offer_sub=subs[offered],
             offer_ticket=np.flatnonzero(offered),
             offer_accepted=accepted[offered],
-            churn_sub=churn_sub,
-            churn_s=churn_s.astype(np.int64),
-            churn_reason=reason,
+            cell_score=cell_score.astype(np.float32),
+            negative_sub=subs[negative],
+            accepted_sub=subs[accepted],
         )
+
+    def _rows_of_cells(self, cells: np.ndarray) -> np.ndarray:
+        """Rows of the subscriber-cell table whose cell is in ``cells`` (sorted, unique cells)."""
+        order, indptr = self._cell_index()
+        lo, hi = indptr[cells], indptr[cells + 1]
+        counts = hi - lo
+        if counts.sum() == 0:
+            return np.zeros(0, dtype=np.int64)
+        starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        return np.asarray(order[starts + np.arange(int(counts.sum()))])
+
+    def _cell_index(self) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "_by_cell"):
+            w = self.w
+            order = np.argsort(w.sc_cell, kind="stable")
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(w.sc_cell, minlength=w.n_cells))])
+            self._by_cell = (order, indptr)
+        return self._by_cell
+
+    # --- dissatisfaction and churn decisions ---------------------------------------------------
+
+    def static_log_hazard(self, day: int) -> np.ndarray:
+        """Per line: the log churn hazard of tenure, ARPU and segment on ``day`` (no experience)."""
+        w, c = self.w, self.c
+        if self._static is None:
+            arpu = np.log2(np.maximum(w.sub_arpu, 1.0) / 25.0)
+            seg = np.where(
+                w.acc_segment[w.sub_account] == ENTERPRISE,
+                np.log(max(c.enterprise_churn_multiplier, 1e-9)),
+                0.0,
+            )
+            self._static = c.churn_per_arpu_doubling * np.maximum(arpu, -2.0) + seg
+            tenure_ref = rng_for(w.seed, "tenure").exponential(1100, w.n_subscribers)  # as subscriber_frame
+            self._tenure0 = tenure_ref - day_of(REFERENCE)  # tenure on day d is tenure0 + d
+        assert self._tenure0 is not None
+        tenure = np.maximum(self._tenure0 + day, 0.0)
+        fresh = np.exp(-tenure / max(c.churn_tenure_days, 1e-6))
+        return np.asarray(self._static + c.churn_new_customer_log_hazard * fresh)
+
+    def dissatisfaction(self, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per line at the start of ``day``: remembered degraded hours, negative tickets, offer taken."""
+        w = self.w
+        n = w.n_subscribers
+        cell = np.zeros(w.n_cells)
+        negs: list[np.ndarray] = []
+        neg_w: list[np.ndarray] = []
+        accepted: list[np.ndarray] = []
+        for k, weight in enumerate(self._weights, start=1):
+            out = self.day(day - k)
+            cell += weight * out.cell_score
+            negs.append(out.negative_sub)
+            neg_w.append(np.full(len(out.negative_sub), weight))
+            accepted.append(out.accepted_sub)
+        hit = np.flatnonzero(cell > 0)
+        degraded: np.ndarray = np.zeros(n)
+        if len(hit):
+            rows = self._rows_of_cells(hit)
+            degraded = np.bincount(
+                w.sc_sub[rows], weights=w.sc_share[rows] * cell[w.sc_cell[rows]], minlength=n
+            )
+        neg_sub = np.concatenate(negs) if negs else np.zeros(0, dtype=np.int64)
+        negative = np.bincount(neg_sub, weights=np.concatenate(neg_w) if neg_w else None, minlength=n)
+        offer = np.zeros(n, dtype=bool)
+        if accepted:
+            offer[np.concatenate(accepted)] = True
+        return degraded, negative, offer
+
+    def churn_hazard(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per line: the churn-decision hazard of ``day`` and the part of it with no experience."""
+        c = self.c
+        degraded, negative, offer = self.dissatisfaction(day)
+        static = c.churn_base_daily * np.exp(self.static_log_hazard(day))
+        excess = np.clip(degraded - c.churn_tolerated_degraded_hours, 0.0, c.churn_degraded_hours_cap)
+        log_h = c.churn_per_degraded_hour * excess
+        log_h += c.churn_per_negative_ticket * negative
+        hazard = static * np.exp(log_h)
+        hazard[offer] *= c.accepted_offer_churn_multiplier
+        static[offer] *= c.accepted_offer_churn_multiplier
+        return hazard, static
+
+    def decisions(self, day: int) -> DayChurn:
+        """The churn decisions of ``day`` and their landing times: a pure function of (seed, day)."""
+        out = self._churn.get(day)
+        if out is not None:
+            return out
+        c, n = self.c, self.w.n_subscribers
+        hazard, static = self.churn_hazard(day)
+        rng = rng_for(self.w.seed, "churn", day)
+        decide = rng.random(n) < -np.expm1(-hazard)
+        subs = np.flatnonzero(decide)
+        k = len(subs)
+        mean_extra = max(c.churn_lag_mean_days - c.churn_lag_min_days, 0.0)
+        lag = np.minimum(c.churn_lag_min_days + rng.exponential(mean_extra, k), c.churn_lag_max_days)
+        decided = day * DAY_S + rng.integers(0, DAY_S, k)
+        landing = decided + np.clip(np.round(lag * DAY_S), self.lag_min_s, self.lag_max_s).astype(np.int64)
+        # The reason follows the part of the hazard that bad experience added.
+        bad = rng.random(k) < 1.0 - static[subs] / hazard[subs]
+        reason = np.where(bad, rng.integers(0, 3, k), rng.integers(3, len(CHURN_REASONS), k))
+        out = DayChurn(day=day, sub=subs, landing_s=landing.astype(np.int64), reason=reason)
+        self._churn[day] = out
+        self._trim(day)
+        return out
+
+    # --- landings and service status -----------------------------------------------------------
+
+    def landings(self, lo_s: int, hi_s: int) -> Landings:
+        """Every churn landing (a decided churn taking effect) in ``[lo_s, hi_s)``."""
+        first = (lo_s - self.lag_max_s) // DAY_S - 1
+        last = (hi_s - 1 - self.lag_min_s) // DAY_S
+        subs: list[np.ndarray] = []
+        times: list[np.ndarray] = []
+        reasons: list[np.ndarray] = []
+        for d in range(first, last + 1):
+            out = self.decisions(d)
+            keep = (out.landing_s >= lo_s) & (out.landing_s < hi_s)
+            subs.append(out.sub[keep])
+            times.append(out.landing_s[keep])
+            reasons.append(out.reason[keep])
+        sub = np.concatenate(subs).astype(np.int64) if subs else np.zeros(0, np.int64)
+        t = np.concatenate(times).astype(np.int64) if times else np.zeros(0, np.int64)
+        r = np.concatenate(reasons) if reasons else np.zeros(0, np.int64)
+        key = (sub << 34) | t
+        order = np.argsort(key, kind="stable")
+        return Landings(sub=sub[order], time_s=t[order], reason=r[order], key=key[order])
+
+    def in_service(self, subs: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+        """Whether line ``subs[i]`` is in service at ``t_s[i]``: no landing in the re-sell span before."""
+        subs = np.asarray(subs, dtype=np.int64)
+        t_s = np.asarray(t_s, dtype=np.int64)
+        if len(subs) == 0:
+            return np.zeros(0, dtype=bool)
+        lands = self.landings(int(t_s.min()) - self.resell_s, int(t_s.max()))
+        return ~lands.any_in(subs, t_s - self.resell_s, t_s)
+
+    def churned_at(self, t_s: int) -> np.ndarray:
+        """Which lines are out of service just before ``t_s`` (a landing in the re-sell span before)."""
+        mask = np.zeros(self.w.n_subscribers, bool)
+        lands = self.landings(t_s - self.resell_s, t_s)
+        mask[lands.sub] = True
+        return mask
+
+    def status_changes(self, a_s: int, b_s: int) -> tuple[Landings, np.ndarray, np.ndarray]:
+        """Churn events and re-sales in ``[a_s, b_s)``.
+
+        Returns the landings that are churn events (the line was in service just before), and the
+        lines re-sold in the slice with the time of each re-sale (``resell_after_days`` after the
+        last landing, when no landing came in between).
+        """
+        r = self.resell_s
+        lands = self.landings(a_s - r, b_s)
+        prev_same = np.concatenate([[False], lands.sub[1:] == lands.sub[:-1]])
+        gap = np.concatenate([[np.iinfo(np.int64).max], np.diff(lands.time_s)])
+        # A landing is a churn event when the same line had no landing in [t - r, t).
+        event = ~(prev_same & (gap <= r)) & (lands.time_s >= a_s)
+        nxt_same = np.concatenate([lands.sub[1:] == lands.sub[:-1], [False]])
+        nxt_gap = np.concatenate([np.diff(lands.time_s), [np.iinfo(np.int64).max]])
+        # A re-sale r after a landing when no landing came in (t, t + r].
+        resold_t = lands.time_s + r
+        resale = ~(nxt_same & (nxt_gap <= r)) & (resold_t >= a_s) & (resold_t < b_s)
+        ev = Landings(
+            sub=lands.sub[event], time_s=lands.time_s[event], reason=lands.reason[event], key=lands.key[event]
+        )
+        return ev, lands.sub[resale], resold_t[resale]
+
+
+def day_of(t: datetime) -> int:
+    """Days since 1970-01-01 of a naive UTC time."""
+    return int((t - datetime(1970, 1, 1)).total_seconds() // DAY_S)

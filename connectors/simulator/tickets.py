@@ -53,10 +53,10 @@ def ticket_events(
     first = a_s // DAY_S - TICKET_LOOKBACK_DAYS
     for day in range(first, (b_s - 1) // DAY_S + 1):
         out = exp.day(day)
-        for k in range(len(out.ticket_sub)):
-            if out.ticket_created_s[k] >= b_s:
-                continue
-            yield from _one_ticket(w, out, k, source, a_s, b_s, currency)
+        # Tickets are drawn for every line; only lines in service when they write one file it.
+        filed = exp.in_service(out.ticket_sub, out.ticket_created_s) & (out.ticket_created_s < b_s)
+        for k in np.flatnonzero(filed):
+            yield from _one_ticket(w, out, int(k), source, a_s, b_s, currency)
 
 
 def _one_ticket(
@@ -168,7 +168,11 @@ def churn_events(
     offers: list[dict[str, Any]] = []
     for day in range(first_day - OFFER_LOOKBACK_DAYS, last_day + 1):
         out = exp.day(day)
-        for j in range(len(out.offer_sub)):
+        if not len(out.offer_sub):
+            continue
+        # An offer answers a ticket, so it exists only when the ticket was filed (line in service).
+        filed = exp.in_service(out.offer_sub, out.ticket_created_s[out.offer_ticket])
+        for j in np.flatnonzero(filed):
             k = int(out.offer_ticket[j])
             rng = rng_for(w.seed, "offer", day, k)
             t_offer = int(out.ticket_created_s[k]) + int(rng.uniform(1, 24) * 3600)
@@ -192,36 +196,29 @@ def churn_events(
     if offers:
         yield "offer_events", offers
 
-    # Lines churned in the previous epoch are re-sold at the start of a new one.
-    epoch_len = exp.c.epoch_days
-    reactivated: list[np.ndarray] = []
-    for day in range(first_day, last_day + 1):
-        if day % epoch_len == 0 and a_s <= day * DAY_S < b_s:
-            for d in range(day - epoch_len, day):
-                reactivated.append(exp.day(d).churn_sub)
-    if reactivated:
-        idx = np.unique(np.concatenate(reactivated))
-        if len(idx):
-            yield "subscribers", subscriber_frame(w, source, idx, np.zeros(len(idx), bool))
-
+    events, resold, resold_s = exp.status_changes(a_s, b_s)
     churns: list[dict[str, Any]] = []
-    churned_idx: list[int] = []
-    for day in range(first_day, last_day + 1):
-        out = exp.day(day)
-        for pos in np.flatnonzero((out.churn_s >= a_s) & (out.churn_s < b_s)):
-            sub = int(out.churn_sub[pos])
-            churned_idx.append(sub)
-            churns.append(
-                {
-                    "id": f"CHN-{day}-{sub:07d}",
-                    "source": source,
-                    "subscriber_id": str(w.sub_ids.iloc[sub]),
-                    "account_id": str(w.acc_ids.iloc[int(w.sub_account[sub])]),
-                    "occurred_at": to_dt(int(out.churn_s[pos])),
-                    "reason": CHURN_REASONS[int(out.churn_reason[pos])],
-                }
-            )
+    for sub, t, reason in zip(
+        events.sub.tolist(), events.time_s.tolist(), events.reason.tolist(), strict=True
+    ):
+        churns.append(
+            {
+                "id": f"CHN-{t // DAY_S}-{sub:07d}",
+                "source": source,
+                "subscriber_id": str(w.sub_ids.iloc[sub]),
+                "account_id": str(w.acc_ids.iloc[int(w.sub_account[sub])]),
+                "occurred_at": to_dt(t),
+                "reason": CHURN_REASONS[reason],
+            }
+        )
     if churns:
+        churns.sort(key=lambda r: (r["occurred_at"], r["id"]))
         yield "churn_events", churns
-        idx = np.asarray(churned_idx)
-        yield "subscribers", subscriber_frame(w, source, idx, np.ones(len(idx), bool))
+    # Status changes in time order (the store keeps the last of a line's versions in a batch):
+    # churned at each churn event, active again when the line is re-sold.
+    subs = np.concatenate([events.sub, resold]).astype(np.int64)
+    if len(subs):
+        times = np.concatenate([events.time_s, resold_s])
+        churned = np.concatenate([np.ones(len(events.sub), bool), np.zeros(len(resold), bool)])
+        order = np.lexsort((subs, times))
+        yield "subscribers", subscriber_frame(w, source, subs[order], churned[order])
