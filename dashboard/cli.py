@@ -295,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.log_level.upper() == "INFO":
+        # Each run is logged by the ingest path; per-request and per-job lines would drown it.
+        for noisy in ("werkzeug", "apscheduler", "alembic.runtime.plugins"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except ConfigError as err:
