@@ -68,6 +68,14 @@ class TmfPushOptions(TmfOptions):
 # --- small, forgiving readers of TMF payloads --------------------------------------------------
 
 
+def required_id(item: JSONDict, what: str) -> str:
+    """The item's ``id`` as text, or a MappingError naming what had no usable id."""
+    found = text_id(item.get("id"))
+    if found is None:
+        raise MappingError(f"{what} has no usable id (got {item.get('id')!r})"[:200])
+    return found
+
+
 def text_id(value: Any) -> str | None:
     """An id as text: strings as given, integers converted (TMF v4 swagger types ids as integer)."""
     if isinstance(value, bool) or value is None:

@@ -12,6 +12,7 @@ from connectors.tmf._base import (
     TmfPushOptions,
     parse_time,
     ref_id,
+    required_id,
     text,
     text_id,
 )
@@ -25,9 +26,7 @@ class Tmf642Options(TmfPushOptions):
 
 def map_alarm(alarm: JSONDict, *, when: datetime | None = None) -> JSONDict:
     """The canonical fields an alarm payload carries; absent ones are None (fallbacks come later)."""
-    alarm_id = text_id(alarm.get("id"))
-    if alarm_id is None:
-        raise MappingError(f"alarm has no usable id (got {alarm.get('id')!r})"[:200])
+    alarm_id = required_id(alarm, "alarm")
     severity_raw = alarm.get("perceivedSeverity")
     if severity_raw is not None and not isinstance(severity_raw, str):
         raise MappingError(f"perceivedSeverity: expected text, got {severity_raw!r}"[:200])

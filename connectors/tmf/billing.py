@@ -18,8 +18,8 @@ from connectors.tmf._base import (
     parse_time,
     party_by_role,
     ref_id,
+    required_id,
     text,
-    text_id,
 )
 
 Money = tuple[float | None, str | None]
@@ -83,9 +83,7 @@ class Tmf678Connector(TmfConnector):
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
         assert isinstance(o, Tmf678Options)
-        bid = text_id(item.get("id"))
-        if bid is None:
-            raise MappingError(f"bill has no usable id (got {item.get('id')!r})"[:200])
+        bid = required_id(item, "bill")
         account = ref_id(item.get("billingAccount"))
         if account is None:
             party = party_by_role(item.get("relatedParty"), o.account_roles)
@@ -145,9 +143,7 @@ class Tmf635Connector(TmfConnector):
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
         assert isinstance(o, Tmf635Options)
-        uid = text_id(item.get("id"))
-        if uid is None:
-            raise MappingError(f"usage has no usable id (got {item.get('id')!r})"[:200])
+        uid = required_id(item, "usage")
         date = parse_time(item.get("usageDate"), "usageDate")
         if date is None:
             raise MappingError(f"usage {uid} has no usageDate")

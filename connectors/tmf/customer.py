@@ -9,7 +9,6 @@ from pydantic import Field
 
 from connectors.base import JSONDict, Stream
 from connectors.tmf._base import (
-    MappingError,
     Rows,
     TmfConnector,
     TmfOptions,
@@ -17,8 +16,8 @@ from connectors.tmf._base import (
     dig,
     party_by_role,
     ref_id,
+    required_id,
     text,
-    text_id,
     truthy,
 )
 
@@ -98,9 +97,7 @@ class Tmf629Connector(TmfConnector):
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
         assert isinstance(o, Tmf629Options)
-        cid = text_id(item.get("id"))
-        if cid is None:
-            raise MappingError(f"customer has no usable id (got {item.get('id')!r})"[:200])
+        cid = required_id(item, "customer")
         chars = _characteristics(item)
         raw_segment: str | None = None
         for source in o.segment_from:

@@ -9,7 +9,6 @@ from pydantic import Field
 
 from connectors.base import ConnectorContext, ConnectorOptions, JSONDict, Stream
 from connectors.tmf._base import (
-    MappingError,
     Rows,
     TmfConnector,
     TmfOptions,
@@ -17,8 +16,8 @@ from connectors.tmf._base import (
     dig,
     party_by_role,
     ref_id,
+    required_id,
     text,
-    text_id,
 )
 
 #: Fields of a resource (or a reference to one) that may say it is a cell.
@@ -128,9 +127,7 @@ class Tmf639Connector(_Inventory):
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
         assert isinstance(o, Tmf639Options)
-        rid = text_id(item.get("id"))
-        if rid is None:
-            raise MappingError(f"resource has no usable id (got {item.get('id')!r})"[:200])
+        rid = required_id(item, "resource")
         name = text(item.get("name")) or text(item.get("value")) or rid
         place = next((p for p in as_list(item.get("place")) if isinstance(p, dict) and ref_id(p)), None)
         site_id = ref_id(place) if place else None
@@ -215,9 +212,7 @@ class Tmf638Connector(_Inventory):
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
         assert isinstance(o, Tmf638Options)
-        sid = text_id(item.get("id"))
-        if sid is None:
-            raise MappingError(f"service has no usable id (got {item.get('id')!r})"[:200])
+        sid = required_id(item, "service")
         account = party_by_role(item.get("relatedParty"), o.account_roles)
         subscriber = party_by_role(item.get("relatedParty"), o.subscriber_roles)
         rows.add(

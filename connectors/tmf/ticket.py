@@ -18,6 +18,7 @@ from connectors.tmf._base import (
     parse_time,
     party_by_role,
     ref_id,
+    required_id,
     text,
     text_id,
 )
@@ -73,9 +74,7 @@ class Tmf621Connector(TmfPushConnector):
     def _ticket(self, item: JSONDict, when: datetime | None) -> JSONDict:
         o = self.options
         assert isinstance(o, Tmf621Options)
-        ticket_id = text_id(item.get("id"))
-        if ticket_id is None:
-            raise MappingError(f"ticket has no usable id (got {item.get('id')!r})"[:200])
+        ticket_id = required_id(item, "ticket")
         created = parse_time(item.get("creationDate"), "creationDate")
         updated = (
             parse_time(item.get("lastUpdate"), "lastUpdate")

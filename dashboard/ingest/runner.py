@@ -108,19 +108,19 @@ class Ingestor:
         """Validate and store one batch inside the caller's transaction; return its counts."""
         now = self.clock()
         counts = Counts(records_in=len(batch))
-        bad: list[dict[str, Any]] = [
-            {
+        def held(raw: Any, reason: str, record_id: str | None) -> dict[str, Any]:
+            return {
                 "run_id": run_id,
                 "connector": connector,
                 "stream": stream,
                 "kind": batch.kind,
-                "record_id": r.record_id,
-                "reason": r.reason,
-                "raw": _raw_text(r.raw),
+                "record_id": record_id,
+                "reason": reason,
+                "raw": _raw_text(raw),
                 "received_at": now,
             }
-            for r in batch.rejects
-        ]
+
+        bad = [held(r.raw, r.reason, r.record_id) for r in batch.rejects]
         table = CANONICAL_KINDS.get(batch.kind)
         if table is None:
             reason = f"unknown record kind {batch.kind!r} (known: {', '.join(sorted(CANONICAL_KINDS))})"
@@ -129,34 +129,10 @@ class Ingestor:
                 if isinstance(batch.records, pd.DataFrame)
                 else list(batch.records)
             )
-            bad.extend(
-                {
-                    "run_id": run_id,
-                    "connector": connector,
-                    "stream": stream,
-                    "kind": batch.kind,
-                    "record_id": None,
-                    "reason": reason,
-                    "raw": _raw_text(r),
-                    "received_at": now,
-                }
-                for r in records
-            )
+            bad.extend(held(r, reason, None) for r in records)
         elif len(batch.records):
             checked = validate(table, batch.records, source=connector)
-            bad.extend(
-                {
-                    "run_id": run_id,
-                    "connector": connector,
-                    "stream": stream,
-                    "kind": batch.kind,
-                    "record_id": r.record_id,
-                    "reason": r.reason,
-                    "raw": _raw_text(r.raw),
-                    "received_at": now,
-                }
-                for r in checked.rejected
-            )
+            bad.extend(held(r.raw, r.reason, r.record_id) for r in checked.rejected)
             rows = dedupe(table, checked.rows)
             enrich = self.enrichers.get(batch.kind)
             if enrich is not None and not rows.empty:
