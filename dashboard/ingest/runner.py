@@ -108,6 +108,7 @@ class Ingestor:
         """Validate and store one batch inside the caller's transaction; return its counts."""
         now = self.clock()
         counts = Counts(records_in=len(batch))
+
         def held(raw: Any, reason: str, record_id: str | None) -> dict[str, Any]:
             return {
                 "run_id": run_id,
