@@ -17,7 +17,9 @@ from dashboard import health, ids, queries
 from dashboard.config import Settings
 from dashboard.ingest.enrich import default_enrichers
 from dashboard.ingest.runner import Ingestor
+from dashboard.kpis import load_catalogue
 from dashboard.pages import (
+    CATALOGUE_KEY,
     PAGE_MODULES,
     REFRESH_KEY,
     REFRESH_MS,
@@ -69,6 +71,8 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
     app.server.config[STORE_KEY] = store
     app.server.config[SETTINGS_KEY] = settings
     app.server.config[REFRESH_KEY] = refresh_ms
+    # Labels, units and thresholds for the pages; a broken catalogue stops start-up with its path.
+    app.server.config[CATALOGUE_KEY] = load_catalogue(settings.kpi_definitions_path())
     app.layout = shell_layout(refresh_ms)
     _register_shell_callbacks(app, store, settings)
     for name in PAGE_MODULES:

@@ -360,3 +360,32 @@ def test_revenue_counts_what_was_billed_this_month(seeded: Store) -> None:
         before = queries.overview(conn, now=last_period + timedelta(days=3), currency="EUR")
     assert now.revenue_month == 300.5 + 70.0
     assert before.revenue_month == 50.0  # B4 only: B9 was not billed yet in its own period's month
+
+
+def test_linkage_names_kpis_by_their_catalogue_label_and_draws_thresholds(app_ctx: Store) -> None:
+    from dashboard.pages import kpi_title, utcnow
+
+    linkage = page("linkage")
+    assert kpi_title("drop_call_rate_pct") == "Dropped call rate (%)"
+    assert kpi_title("drop_rate") == "drop_rate"  # not in the catalogue: its name
+    Ingestor(app_ctx).ingest(
+        "pm",
+        [
+            Batch(
+                kind="kpi_samples",
+                records=[
+                    {
+                        "entity_type": "cell",
+                        "entity_id": "C9",
+                        "kpi": "drop_call_rate_pct",
+                        "period_start": utcnow() - timedelta(hours=1),
+                        "value": 0.8,
+                    }
+                ],
+            )
+        ],
+    )
+    fig = linkage.trend("drop_call_rate_pct")
+    assert fig.layout.title.text.startswith("Dropped call rate (%)")
+    lines = {s.y0 for s in fig.layout.shapes}
+    assert lines == {1.5, 3.0}  # warning and critical from kpi_definitions.yaml

@@ -11,11 +11,13 @@ import pandas as pd
 from dash import html
 
 from dashboard.config import Settings
+from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.store.db import Store
 
 STORE_KEY = "VANTAGE_STORE"
 SETTINGS_KEY = "VANTAGE_SETTINGS"
 REFRESH_KEY = "VANTAGE_REFRESH_MS"
+CATALOGUE_KEY = "VANTAGE_KPI_CATALOGUE"
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
 PAGE_MODULES = ("wall", "incidents", "linkage", "subscribers", "sources")
@@ -30,6 +32,23 @@ def current_store() -> Store:
 
 def current_settings() -> Settings:
     return flask.current_app.config[SETTINGS_KEY]
+
+
+def current_kpi(name: str) -> KpiDefinition | None:
+    """The catalogue's definition of a KPI (label, unit, thresholds), or None for one it lacks."""
+    catalogue: Catalogue | None = flask.current_app.config.get(CATALOGUE_KEY)
+    if catalogue is None:
+        return None
+    try:
+        return catalogue.get(name)
+    except KeyError:
+        return None
+
+
+def kpi_title(name: str) -> str:
+    """``Dropped call rate (%)`` for a catalogued KPI, its name otherwise."""
+    kpi = current_kpi(name)
+    return f"{kpi.label} ({kpi.unit})" if kpi is not None else name
 
 
 def current_refresh_ms() -> int:

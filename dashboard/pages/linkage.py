@@ -11,7 +11,7 @@ from dash import Input, Output, dcc, html
 
 from dashboard import ids, queries
 from dashboard.figures import empty_figure, kpi_trend_figure
-from dashboard.pages import coming, current_store, store_error, utcnow
+from dashboard.pages import coming, current_kpi, current_store, kpi_title, store_error, utcnow
 
 dash.register_page(__name__, path="/linkage", name="Linkage", title="Vantage · Linkage", order=2)
 
@@ -20,10 +20,17 @@ NO_KPIS = "No KPI samples in the store yet"
 
 
 def trend(kpi: str) -> go.Figure:
-    """The figure for ``kpi`` over the last 7 days, read now."""
+    """The figure for ``kpi`` over the last 7 days, read now, with its catalogue thresholds."""
     with current_store().connect() as conn:
         df = queries.kpi_network_trend(conn, kpi, since=utcnow() - timedelta(days=TREND_DAYS))
-    return kpi_trend_figure(df, kpi)
+    definition = current_kpi(kpi)
+    thresholds = {}
+    if definition is not None:
+        for level in ("warning", "critical"):
+            t = getattr(definition.thresholds, level)
+            if t is not None:
+                thresholds[level] = t.value
+    return kpi_trend_figure(df, kpi, title=kpi_title(kpi), thresholds=thresholds)
 
 
 def layout(kpi: str = "", **_query: str) -> html.Div:
@@ -38,7 +45,7 @@ def layout(kpi: str = "", **_query: str) -> html.Div:
         dbc.Col(
             dbc.Select(
                 id=ids.LINKAGE_KPI,
-                options=[{"label": n, "value": n} for n in names],
+                options=[{"label": kpi_title(n), "value": n} for n in names],
                 value=chosen,
                 disabled=not names,
             ),
