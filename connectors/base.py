@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -126,8 +126,16 @@ class ConnectorContext:
         return datetime.now(UTC).replace(tzinfo=None)
 
 
-class Connector(ABC):
-    """Base class for every connector, built-in or third-party."""
+OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)
+
+
+class Connector(ABC, Generic[OptionsT]):
+    """Base class for every connector, built-in or third-party.
+
+    Subclasses name their options model twice: as ``Options`` (what configuration is validated
+    with) and as the type parameter (``class FileConnector(Connector[FileOptions])``), so
+    ``self.options`` is typed without a check in every connector.
+    """
 
     #: The ``type`` used in configuration to pick this connector.
     type: ClassVar[str]
@@ -135,7 +143,11 @@ class Connector(ABC):
     Options: ClassVar[builtins.type[ConnectorOptions]] = ConnectorOptions
 
     def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
-        self.options = options
+        if not isinstance(options, self.Options):
+            raise TypeError(
+                f"{type(self).__name__} takes {self.Options.__name__}, got {type(options).__name__}"
+            )
+        self.options: OptionsT = cast(OptionsT, options)
         self.context = context
 
     @property
@@ -158,8 +170,8 @@ class Connector(ABC):
         """Listener endpoints for sources that push (TMF hub notifications, VES); none by default."""
         return []
 
-    def start(self) -> None:  # noqa: B027 - optional hook
+    def start(self) -> None:
         """Called once when the process that serves push routes or runs jobs starts (hub registration)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release what the connector holds (clients, hub registrations)."""

@@ -15,7 +15,6 @@ from connectors.base import (
     Batch,
     CheckResult,
     Connector,
-    ConnectorContext,
     ConnectorOptions,
     FatalError,
     JSONDict,
@@ -257,37 +256,32 @@ class FileOptions(ConnectorOptions):
         return v
 
 
-class FileConnector(Connector):
+class FileConnector(Connector[FileOptions]):
     """Reads each new CSV/Parquet file once into one canonical kind."""
 
     type = "file"
     Options = FileOptions
 
-    def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
-        super().__init__(options, context)
-        assert isinstance(options, FileOptions)
-        self.opts: FileOptions = options
-
     def streams(self) -> list[Stream]:
         return [
             Stream(
                 "files",
-                (self.opts.kind,),
+                (self.options.kind,),
                 cursor_field=None,
-                description=f"{self.opts.kind} rows from {self.opts.path}",
+                description=f"{self.options.kind} rows from {self.options.path}",
             )
         ]
 
     def check(self) -> CheckResult:
-        base = Path(self.opts.path).expanduser()
-        if not base.is_dir() and not base.parent.exists() and "*" not in self.opts.path:
-            return CheckResult(False, f"{self.opts.path}: no such folder")
-        files = resolve_paths(self.opts.path)
-        return CheckResult(True, f"{len(files)} file(s) match {self.opts.path}")
+        base = Path(self.options.path).expanduser()
+        if not base.is_dir() and not base.parent.exists() and "*" not in self.options.path:
+            return CheckResult(False, f"{self.options.path}: no such folder")
+        files = resolve_paths(self.options.path)
+        return CheckResult(True, f"{len(files)} file(s) match {self.options.path}")
 
     def _format(self, path: Path) -> str:
-        if self.opts.format:
-            return self.opts.format
+        if self.options.format:
+            return self.options.format
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
             return "parquet"
@@ -301,8 +295,8 @@ class FileConnector(Connector):
         # Text columns stay text (ids such as "007" keep their zeros); validation types the rest.
         return pd.read_csv(
             path,
-            sep=self.opts.delimiter,
-            encoding=self.opts.encoding,
+            sep=self.options.delimiter,
+            encoding=self.options.encoding,
             dtype=str,
             keep_default_na=False,
             na_values=[""],
@@ -312,14 +306,14 @@ class FileConnector(Connector):
         import time
 
         done, todo = iter_new_files(
-            self.opts.path, state, self.opts.remember, self.opts.min_age_s, time.time()
+            self.options.path, state, self.options.remember, self.options.min_age_s, time.time()
         )
-        kind = self.opts.kind
+        kind = self.options.kind
         for path, fp in todo:
             try:
                 df = self._load(path)
-                df = apply_mapping(df, self.opts.mapping, self.opts.defaults)
-                df = convert_units(df, self.opts.units)
+                df = apply_mapping(df, self.options.mapping, self.options.defaults)
+                df = convert_units(df, self.options.units)
             except Exception as err:  # any unreadable file is quarantined whole, others go on
                 done.mark(path, fp)
                 yield Batch(
@@ -335,9 +329,9 @@ class FileConnector(Connector):
                 done.mark(path, fp)
                 yield Batch(kind, [], [], state=done.state())
                 continue
-            for start in range(0, n, self.opts.batch_size):
-                chunk = df.iloc[start : start + self.opts.batch_size].reset_index(drop=True)
-                last = start + self.opts.batch_size >= n
+            for start in range(0, n, self.options.batch_size):
+                chunk = df.iloc[start : start + self.options.batch_size].reset_index(drop=True)
+                last = start + self.options.batch_size >= n
                 if last:
                     done.mark(path, fp)
                 # The state moves only after a file's last chunk: a run that dies mid-file

@@ -156,7 +156,7 @@ class PmParser:
     """Turns measCollecFile XML into samples by the connector's rules (caching rule lookups)."""
 
     def __init__(self, opts: PmXmlOptions) -> None:
-        self.opts = opts
+        self.options = opts
         self._kpi_cache: dict[str, tuple[str, float] | None] = {}
         self._entity_cache: dict[str, tuple[str, str] | None] = {}
 
@@ -164,11 +164,11 @@ class PmParser:
         if counter in self._kpi_cache:
             return self._kpi_cache[counter]
         found: tuple[str, float] | None = None
-        for rule in self.opts.counters:
+        for rule in self.options.counters:
             if rule.matches(counter):
                 found = (rule.kpi, rule.scale)
                 break
-        if found is None and self.opts.unmapped == "keep":
+        if found is None and self.options.unmapped == "keep":
             found = (counter, 1.0)
         self._kpi_cache[counter] = found
         return found
@@ -177,13 +177,13 @@ class PmParser:
         if ldn in self._entity_cache:
             return self._entity_cache[ldn]
         found: tuple[str, str] | None = None
-        for rule in self.opts.entities:
+        for rule in self.options.entities:
             ident = rule.match(ldn)
             if ident is not None:
                 found = (rule.entity_type, ident)
                 break
-        if found is None and self.opts.unmatched_ldn == "keep":
-            found = (self.opts.default_entity_type, ldn)
+        if found is None and self.options.unmatched_ldn == "keep":
+            found = (self.options.default_entity_type, ldn)
         if len(self._entity_cache) < 100_000:
             self._entity_cache[ldn] = found
         return found
@@ -280,7 +280,7 @@ class PmParser:
             "values": {k: v for k, v, _m in mapped},
         }
         if suspect:
-            if self.opts.suspect == "quarantine":
+            if self.options.suspect == "quarantine":
                 out.rejects.append(Reject(raw, f"{name}: suspect values for {ldn!r} (not stored)", ldn))
             else:
                 out.suspect_skipped += len(mapped)
@@ -315,7 +315,7 @@ class PmParser:
 # --- the connector -------------------------------------------------------------------------
 
 
-class PmXmlConnector(Connector):
+class PmXmlConnector(Connector[PmXmlOptions]):
     """Reads each new 32.435 file once; a broken file is quarantined whole and the others go on."""
 
     type = "pm_xml"
@@ -323,9 +323,7 @@ class PmXmlConnector(Connector):
 
     def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
         super().__init__(options, context)
-        assert isinstance(options, PmXmlOptions)
-        self.opts: PmXmlOptions = options
-        self.parser = PmParser(options)
+        self.parser = PmParser(self.options)
 
     def streams(self) -> list[Stream]:
         return [
@@ -333,20 +331,20 @@ class PmXmlConnector(Connector):
                 "pm_files",
                 ("kpi_samples",),
                 cursor_field=None,
-                description=f"3GPP TS 32.435 files from {self.opts.path}",
+                description=f"3GPP TS 32.435 files from {self.options.path}",
             )
         ]
 
     def check(self) -> CheckResult:
-        files = resolve_paths(self.opts.path)
-        base = Path(self.opts.path).expanduser()
-        if not files and not base.is_dir() and not any(ch in self.opts.path for ch in "*?["):
-            return CheckResult(False, f"{self.opts.path}: no such file or folder")
-        return CheckResult(True, f"{len(files)} file(s) match {self.opts.path}")
+        files = resolve_paths(self.options.path)
+        base = Path(self.options.path).expanduser()
+        if not files and not base.is_dir() and not any(ch in self.options.path for ch in "*?["):
+            return CheckResult(False, f"{self.options.path}: no such file or folder")
+        return CheckResult(True, f"{len(files)} file(s) match {self.options.path}")
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
         done, todo = iter_new_files(
-            self.opts.path, state, self.opts.remember, self.opts.min_age_s, time.time()
+            self.options.path, state, self.options.remember, self.options.min_age_s, time.time()
         )
         for path, fp in todo:
             try:
@@ -363,7 +361,7 @@ class PmXmlConnector(Connector):
                 continue
             df = parsed.frame()
             n = len(df)
-            size = self.opts.batch_size
+            size = self.options.batch_size
             starts = list(range(0, n, size)) or [0]
             for i, start in enumerate(starts):
                 last = i == len(starts) - 1

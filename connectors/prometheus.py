@@ -99,7 +99,7 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
 
 
-class PrometheusConnector(Connector):
+class PrometheusConnector(Connector[PrometheusOptions]):
     """Pulls ``query_range`` results incrementally, one stream per query."""
 
     type = "prometheus"
@@ -107,15 +107,16 @@ class PrometheusConnector(Connector):
 
     def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
         super().__init__(options, context)
-        assert isinstance(options, PrometheusOptions)
-        self.opts: PrometheusOptions = options
         self._client: HttpClient | None = None
 
     @property
     def client(self) -> HttpClient:
         if self._client is None:
             self._client = HttpClient(
-                self.opts.base_url, auth=self.opts.auth, retry=self.opts.retry, timeout_s=self.opts.timeout_s
+                self.options.base_url,
+                auth=self.options.auth,
+                retry=self.options.retry,
+                timeout_s=self.options.timeout_s,
             )
         return self._client
 
@@ -127,7 +128,7 @@ class PrometheusConnector(Connector):
     def streams(self) -> list[Stream]:
         return [
             Stream(q.stream, ("kpi_samples",), cursor_field="period_start", description=q.query)
-            for q in self.opts.queries
+            for q in self.options.queries
         ]
 
     def check(self) -> CheckResult:
@@ -137,21 +138,23 @@ class PrometheusConnector(Connector):
             return CheckResult(False, str(err))
         if not isinstance(body, dict) or body.get("status") != "success":
             return CheckResult(False, f"unexpected answer to a test query: {str(body)[:200]}")
-        return CheckResult(True, f"Prometheus API answers; {len(self.opts.queries)} quer(y/ies) configured")
+        return CheckResult(
+            True, f"Prometheus API answers; {len(self.options.queries)} quer(y/ies) configured"
+        )
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
-        q = next((q for q in self.opts.queries if q.stream == stream.name), None)
+        q = next((q for q in self.options.queries if q.stream == stream.name), None)
         if q is None:
             raise FatalError(f"no query for stream {stream.name!r}")
-        step = self.opts.step
+        step = self.options.step
         now = self.context.utcnow().replace(tzinfo=UTC).timestamp()
-        end = math.floor((now - self.opts.delay) / step) * step
+        end = math.floor((now - self.options.delay) / step) * step
         if isinstance(state.get("end"), int | float):
             start = float(state["end"]) + step
         else:
-            start = math.floor((now - self.opts.lookback) / step) * step
+            start = math.floor((now - self.options.lookback) / step) * step
         while start <= end:
-            w_end = min(end, start + step * (self.opts.max_points - 1))
+            w_end = min(end, start + step * (self.options.max_points - 1))
             body = self.client.get_json(
                 "api/v1/query_range",
                 params={"query": q.query, "start": _num(start), "end": _num(w_end), "step": _num(step)},

@@ -164,7 +164,7 @@ def _cursor_param(value: Any, kind: str) -> Any:
     return bindparam("cursor", str(value), type_=String())
 
 
-class SqlConnector(Connector):
+class SqlConnector(Connector[SqlOptions]):
     """Reads a table or query of any SQLAlchemy database into one canonical kind."""
 
     type = "sql"
@@ -172,15 +172,13 @@ class SqlConnector(Connector):
 
     def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
         super().__init__(options, context)
-        assert isinstance(options, SqlOptions)
-        self.opts: SqlOptions = options
         self._engine: Engine | None = None
         self._table: Table | None = None
 
     # --- plumbing ---
 
     def _url(self) -> URL:
-        o = self.opts
+        o = self.options
         if o.url_env:
             raw = os.environ.get(o.url_env)
             if not raw:
@@ -227,7 +225,7 @@ class SqlConnector(Connector):
 
     def _source(self, conn: Connection) -> Any:
         """The table (reflected, so its column types type the values read) or the query as a subquery."""
-        o = self.opts
+        o = self.options
         if o.table:
             if self._table is None:
                 schema, _, name = o.table.rpartition(".")
@@ -237,7 +235,7 @@ class SqlConnector(Connector):
         return text(o.query).columns().subquery("src")
 
     def _statement(self, conn: Connection, cursor: Any | None) -> Any:
-        o = self.opts
+        o = self.options
         src = self._source(conn)
         known = src.c if isinstance(src, Table) else None
 
@@ -263,10 +261,10 @@ class SqlConnector(Connector):
     def streams(self) -> list[Stream]:
         return [
             Stream(
-                self.opts.stream or self.opts.kind,
-                (self.opts.kind,),
-                cursor_field=self.opts.cursor,
-                description=f"{self.opts.kind} from {self.opts.table or 'a query'}",
+                self.options.stream or self.options.kind,
+                (self.options.kind,),
+                cursor_field=self.options.cursor,
+                description=f"{self.options.kind} from {self.options.table or 'a query'}",
             )
         ]
 
@@ -283,7 +281,7 @@ class SqlConnector(Connector):
         return CheckResult(True, f"{_redact(self.engine.url)}: columns {', '.join(shown)}")
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
-        o = self.opts
+        o = self.options
         param = None
         if o.cursor and state.get("cursor") is not None:
             param = _cursor_param(state["cursor"], str(state.get("cursor_type", "str")))

@@ -314,14 +314,14 @@ class VesMapper:
     """Maps checked VES events to canonical records by the connector's options."""
 
     def __init__(self, opts: VesOptions) -> None:
-        self.opts = opts
+        self.options = opts
         self._entities: dict[str, tuple[str, str]] = {}
 
     def entity(self, source_name: str) -> tuple[str, str]:
         found = self._entities.get(source_name)
         if found is None:
-            found = (self.opts.default_entity_type, source_name)
-            for rule in self.opts.entities:
+            found = (self.options.default_entity_type, source_name)
+            for rule in self.options.entities:
                 ident = rule.match(source_name)
                 if ident is not None:
                     found = (rule.entity_type, ident)
@@ -355,7 +355,7 @@ class VesMapper:
         cleared = sev == "NORMAL"
         key = (
             header["eventId"]
-            if self.opts.alarm_key == "event_id"
+            if self.options.alarm_key == "event_id"
             else f"{header['sourceName']}:{ff['alarmCondition']}"
         )
         return {
@@ -379,7 +379,7 @@ class VesMapper:
         etype, eid = self.entity(header["sourceName"])
         period = start.replace(microsecond=0)
         out: list[dict[str, Any]] = []
-        for rule in self.opts.measurements:
+        for rule in self.options.measurements:
             raw = rule.lookup(mf)
             if raw is None:
                 continue
@@ -420,7 +420,7 @@ def _refused(status: int, reason: str, raw: Any, kind: str = "alarms") -> PushRe
     return PushResponse(status, _error(reason), [Batch(kind, [], [Reject(raw, reason)])])
 
 
-class VesConnector(Connector):
+class VesConnector(Connector[VesOptions]):
     """A push-only listener: no streams to read, two routes a VES sender posts to."""
 
     type = "ves"
@@ -428,21 +428,19 @@ class VesConnector(Connector):
 
     def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
         super().__init__(options, context)
-        assert isinstance(options, VesOptions)
-        self.opts: VesOptions = options
-        self.mapper = VesMapper(options)
+        self.mapper = VesMapper(self.options)
 
     def streams(self) -> list[Stream]:
         return []
 
     def check(self) -> CheckResult:
-        for var in (self.opts.username_env, self.opts.password_env):
+        for var in (self.options.username_env, self.options.password_env):
             if var and not os.environ.get(var):
                 return CheckResult(False, f"environment variable {var} is not set")
         return CheckResult(
             True,
             f"listening on {EVENT_ROUTE} and {BATCH_ROUTE}; "
-            f"{len(self.opts.measurements)} measurement rule(s)",
+            f"{len(self.options.measurements)} measurement rule(s)",
         )
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
@@ -458,9 +456,9 @@ class VesConnector(Connector):
         return self._handle(request, "eventList")
 
     def _authorised(self, headers: Mapping[str, str]) -> bool:
-        if not self.opts.username_env or not self.opts.password_env:
+        if not self.options.username_env or not self.options.password_env:
             return True
-        user, password = os.environ.get(self.opts.username_env), os.environ.get(self.opts.password_env)
+        user, password = os.environ.get(self.options.username_env), os.environ.get(self.options.password_env)
         if not user or not password:
             return False  # misconfigured: refuse rather than accept anyone
         given = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
@@ -470,8 +468,8 @@ class VesConnector(Connector):
     def _handle(self, request: PushRequest, key: str) -> PushResponse:
         if not self._authorised(request.headers):
             return PushResponse(401, _error("Unauthorized", message_id="POL2000"))
-        if len(request.body) > self.opts.max_body_bytes:
-            reason = f"body of {len(request.body)} bytes exceeds {self.opts.max_body_bytes}"
+        if len(request.body) > self.options.max_body_bytes:
+            reason = f"body of {len(request.body)} bytes exceeds {self.options.max_body_bytes}"
             return _refused(413, reason, request.body[:65536])
         try:
             doc = json.loads(request.body)

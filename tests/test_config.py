@@ -192,3 +192,11 @@ def test_safe_evaluator() -> None:
     for bad in ("a ** 2", "a.__class__", "f(a)", "a if b else c", "'text'"):
         with pytest.raises(ExpressionError):
             parse_expression(bad)
+
+
+def test_a_connector_refuses_options_meant_for_another_type() -> None:
+    from connectors.base import ConnectorContext, ConnectorOptions
+    from connectors.files import FileConnector
+
+    with pytest.raises(TypeError, match="FileConnector takes FileOptions, got ConnectorOptions"):
+        FileConnector(ConnectorOptions(), ConnectorContext(name="f"))

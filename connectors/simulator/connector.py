@@ -99,7 +99,7 @@ STREAMS = [
 ]
 
 
-class SimulatorConnector(Connector):
+class SimulatorConnector(Connector[SimulatorOptions]):
     """A deterministic simulated mobile operator: network, customers, faults, tickets, churn, bills."""
 
     type = "simulator"
@@ -109,7 +109,6 @@ class SimulatorConnector(Connector):
         if not isinstance(options, SimulatorOptions):
             options = SimulatorOptions.model_validate(options.model_dump())
         super().__init__(options, context)
-        self.opts: SimulatorOptions = options
         self.causal: CausalParameters = DEFAULT_CAUSAL.with_overrides(options.causal)
         self._world: World | None = None
         self._experience: Experience | None = None
@@ -120,7 +119,7 @@ class SimulatorConnector(Connector):
     @property
     def world(self) -> World:
         if self._world is None:
-            o = self.opts
+            o = self.options
             self._world = build_world(o.seed, o.subscribers, o.subscribers_per_cell)
         return self._world
 
@@ -147,12 +146,13 @@ class SimulatorConnector(Connector):
         return CheckResult(
             ok=True,
             detail=(
-                f"simulated operator: {w.n_subscribers} subscribers, {w.n_cells} cells, seed {self.opts.seed}"
+                f"simulated operator: {w.n_subscribers} subscribers, {w.n_cells} cells, "
+                f"seed {self.options.seed}"
             ),
         )
 
     def history_end(self) -> datetime:
-        return floor_15(self.opts.anchor if self.opts.anchor is not None else self.context.utcnow())
+        return floor_15(self.options.anchor if self.options.anchor is not None else self.context.utcnow())
 
     def window(self, state: JSONDict) -> tuple[datetime, datetime] | None:
         """The slice to generate: the backfill on the first run, else from the cursor up to now."""
@@ -161,7 +161,7 @@ class SimulatorConnector(Connector):
             end = floor_15(self.context.utcnow())
             return (start, end) if end > start else None
         end = self.history_end()
-        return end - timedelta(days=self.opts.days), end
+        return end - timedelta(days=self.options.days), end
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
         first_run = not state.get("until")
@@ -194,7 +194,7 @@ class SimulatorConnector(Connector):
             batches = self._fault_batches(src, a_s, b_s)
         elif stream.name == "tickets":
             batches = self._event_batches(
-                ticket_events(self.world, self.experience, src, a_s, b_s, self.opts.currency)
+                ticket_events(self.world, self.experience, src, a_s, b_s, self.options.currency)
             )
         elif stream.name == "churn":
             batches = (
@@ -208,7 +208,7 @@ class SimulatorConnector(Connector):
                 bill_a = min(a_s, to_s(datetime(prev.year, prev.month, 1)))
             batches = (
                 Batch(kind=k, records=df)
-                for k, df in billing_frames(self.world, src, bill_a, b_s, self.opts.currency)
+                for k, df in billing_frames(self.world, src, bill_a, b_s, self.options.currency)
             )
         else:
             raise ValueError(f"unknown stream {stream.name!r}")

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pandas as pd
 from pydantic import Field
@@ -226,7 +226,11 @@ class _Cache:
 # --- the base connector ---------------------------------------------------------------------
 
 
-class TmfConnector(Connector):
+TmfOptionsT = TypeVar("TmfOptionsT", bound=TmfOptions)
+PushOptionsT = TypeVar("PushOptionsT", bound=TmfPushOptions)
+
+
+class TmfConnector(Connector[TmfOptionsT]):
     """A TMF Open API source read by ``GET {base}/{resource}`` with offset/limit paging."""
 
     Options: ClassVar[type[ConnectorOptions]] = TmfOptions
@@ -246,19 +250,14 @@ class TmfConnector(Connector):
         self.sleep: Callable[[float], None] = time.sleep
 
     @property
-    def opts(self) -> TmfOptions:
-        assert isinstance(self.options, TmfOptions)
-        return self.options
-
-    @property
     def base_path(self) -> str:
-        if self.opts.base_path is not None:
-            return "/" + self.opts.base_path.strip("/")
-        return f"/tmf-api/{self.api}/v{self.opts.version}"
+        if self.options.base_path is not None:
+            return "/" + self.options.base_path.strip("/")
+        return f"/tmf-api/{self.api}/v{self.options.version}"
 
     def http(self) -> HttpClient:
         if self._client is None:
-            o = self.opts
+            o = self.options
             self._client = HttpClient(
                 o.base_url.rstrip("/") + self.base_path,
                 auth=o.auth,
@@ -306,7 +305,7 @@ class TmfConnector(Connector):
         high, ids_at_high = since, set(seen_at_since)
         primary = stream.kinds[0]
         try:
-            for page in self.http().pages(self.resource, params=params, limit=self.opts.page_size):
+            for page in self.http().pages(self.resource, params=params, limit=self.options.page_size):
                 rows = Rows()
                 for item in page.items:
                     if not isinstance(item, dict):
@@ -361,7 +360,7 @@ class TmfConnector(Connector):
         return parse_time(item.get(self.cursor_field), self.cursor_field)
 
 
-class TmfPushConnector(TmfConnector):
+class TmfPushConnector(TmfConnector[PushOptionsT]):
     """A TMF connector that also registers with the source's hub and serves listener endpoints."""
 
     Options: ClassVar[type[ConnectorOptions]] = TmfPushOptions
@@ -374,14 +373,9 @@ class TmfPushConnector(TmfConnector):
         self.hub_id: str | None = None
         self._cache = _Cache()
 
-    @property
-    def push_opts(self) -> TmfPushOptions:
-        assert isinstance(self.options, TmfPushOptions)
-        return self.options
-
     def start(self) -> None:
         """Subscribe to the source's hub with our callback URL (when one is configured)."""
-        o = self.push_opts
+        o = self.options
         if not o.callback_url or self.hub_id is not None:
             return
         body: JSONDict = {"callback": o.callback_url}

@@ -82,7 +82,7 @@ def complete(record: JSONDict) -> JSONDict:
     return out
 
 
-class Tmf642Connector(TmfPushConnector):
+class Tmf642Connector(TmfPushConnector[Tmf642Options]):
     """Alarms from a TMF642 Alarm Management API: ``GET /alarm`` plus hub notifications."""
 
     type = "tmf642"

@@ -71,7 +71,7 @@ class Tmf635Options(TmfOptions):
     )
 
 
-class Tmf678Connector(TmfConnector):
+class Tmf678Connector(TmfConnector[Tmf678Options]):
     """Customer bills from a TMF678 Customer Bill Management API."""
 
     type = "tmf678"
@@ -82,7 +82,6 @@ class Tmf678Connector(TmfConnector):
 
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
-        assert isinstance(o, Tmf678Options)
         bid = required_id(item, "bill")
         account = ref_id(item.get("billingAccount"))
         if account is None:
@@ -125,7 +124,7 @@ class Tmf678Connector(TmfConnector):
         return None
 
 
-class Tmf635Connector(TmfConnector):
+class Tmf635Connector(TmfConnector[Tmf635Options]):
     """Usage records from a TMF635 Usage Management API, incremental on usageDate."""
 
     type = "tmf635"
@@ -142,7 +141,6 @@ class Tmf635Connector(TmfConnector):
 
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
-        assert isinstance(o, Tmf635Options)
         uid = required_id(item, "usage")
         date = parse_time(item.get("usageDate"), "usageDate")
         if date is None:

@@ -83,7 +83,7 @@ def _characteristics(item: JSONDict) -> dict[str, Any]:
     return out
 
 
-class Tmf629Connector(TmfConnector):
+class Tmf629Connector(TmfConnector[Tmf629Options]):
     """Customers from a TMF629 Customer Management API, as accounts."""
 
     type = "tmf629"
@@ -96,7 +96,6 @@ class Tmf629Connector(TmfConnector):
 
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
-        assert isinstance(o, Tmf629Options)
         cid = required_id(item, "customer")
         chars = _characteristics(item)
         raw_segment: str | None = None

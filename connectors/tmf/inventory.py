@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
@@ -88,7 +88,10 @@ def _characteristic(item: JSONDict, *names: str) -> str | None:
     return None
 
 
-class _Inventory(TmfConnector):
+InventoryOptionsT = TypeVar("InventoryOptionsT", bound=InventoryOptions)
+
+
+class _Inventory(TmfConnector[InventoryOptionsT]):
     def __init__(self, options: ConnectorOptions, context: ConnectorContext) -> None:
         super().__init__(options, context)
         self._cells: set[str] = set()
@@ -96,7 +99,6 @@ class _Inventory(TmfConnector):
 
     def is_cell(self, obj: Any) -> bool:
         o = self.options
-        assert isinstance(o, InventoryOptions)
         markers = [m.lower() for m in o.cell_markers]
         for name in o.cell_fields:
             value = dig(obj, name)
@@ -107,7 +109,7 @@ class _Inventory(TmfConnector):
         return False
 
 
-class Tmf639Connector(_Inventory):
+class Tmf639Connector(_Inventory[Tmf639Options]):
     """Resources and cells from a TMF639 Resource Inventory, with the edges between them."""
 
     type = "tmf639"
@@ -126,7 +128,6 @@ class Tmf639Connector(_Inventory):
 
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
-        assert isinstance(o, Tmf639Options)
         rid = required_id(item, "resource")
         name = text(item.get("name")) or text(item.get("value")) or rid
         place = next((p for p in as_list(item.get("place")) if isinstance(p, dict) and ref_id(p)), None)
@@ -196,7 +197,7 @@ class Tmf639Connector(_Inventory):
             )
 
 
-class Tmf638Connector(_Inventory):
+class Tmf638Connector(_Inventory[Tmf638Options]):
     """Services from a TMF638 Service Inventory, with edges from their supporting resources and cells."""
 
     type = "tmf638"
@@ -211,7 +212,6 @@ class Tmf638Connector(_Inventory):
 
     def map_item(self, item: JSONDict, rows: Rows, *, when: datetime | None = None) -> datetime | None:
         o = self.options
-        assert isinstance(o, Tmf638Options)
         sid = required_id(item, "service")
         account = party_by_role(item.get("relatedParty"), o.account_roles)
         subscriber = party_by_role(item.get("relatedParty"), o.subscriber_roles)

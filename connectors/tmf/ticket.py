@@ -33,7 +33,7 @@ class Tmf621Options(TmfPushOptions):
     subscriber_roles: list[str] = Field(default_factory=lambda: ["subscriber", "user", "serviceUser"])
 
 
-class Tmf621Connector(TmfPushConnector):
+class Tmf621Connector(TmfPushConnector[Tmf621Options]):
     """Trouble tickets from a TMF621 API: ``GET /troubleTicket`` plus hub notifications."""
 
     type = "tmf621"
@@ -73,7 +73,6 @@ class Tmf621Connector(TmfPushConnector):
 
     def _ticket(self, item: JSONDict, when: datetime | None) -> JSONDict:
         o = self.options
-        assert isinstance(o, Tmf621Options)
         ticket_id = required_id(item, "ticket")
         created = parse_time(item.get("creationDate"), "creationDate")
         updated = (
