@@ -14,6 +14,7 @@ import flask
 from dash import Input, Output, State, dcc, html
 
 from dashboard import health, ids, queries
+from dashboard.api import register_api
 from dashboard.config import Settings
 from dashboard.ingest.enrich import default_enrichers
 from dashboard.ingest.runner import Ingestor
@@ -72,7 +73,8 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
     app.server.config[SETTINGS_KEY] = settings
     app.server.config[REFRESH_KEY] = refresh_ms
     # Labels, units and thresholds for the pages; a broken catalogue stops start-up with its path.
-    app.server.config[CATALOGUE_KEY] = load_catalogue(settings.kpi_definitions_path())
+    catalogue = load_catalogue(settings.kpi_definitions_path())
+    app.server.config[CATALOGUE_KEY] = catalogue
     app.layout = shell_layout(refresh_ms)
     _register_shell_callbacks(app, store, settings)
     for name in PAGE_MODULES:
@@ -83,6 +85,7 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
         body, code = check_health(store, settings, now=utcnow())
         return flask.jsonify(body), code
 
+    register_api(app.server, store, settings, catalogue.scoring)
     # Listener endpoints of connectors whose sources push (TMF hubs, VES): /push/<name>/...
     mount_push_routes(app.server, settings, Ingestor(store, enrichers=default_enrichers()))
     return app

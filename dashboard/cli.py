@@ -86,14 +86,12 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extra_jobs(store: Store) -> dict[str, tuple[float, Any]]:
-    """Built-in jobs beside the connectors (analytics retraining and scoring), when available."""
-    try:
-        import dashboard.analytics as analytics
-    except ImportError:
-        return {}
-    jobs = getattr(analytics, "scheduled_jobs", None)
-    return dict(jobs(store)) if jobs is not None else {}
+def _extra_jobs(store: Store, settings: Settings) -> dict[str, tuple[float, Any]]:
+    """Built-in jobs beside the connectors: the incident queue, analytics retraining and scoring."""
+    import dashboard.analytics as analytics
+    import dashboard.incidents as incident_queue
+
+    return dict(incident_queue.scheduled_jobs(store, settings)) | dict(analytics.scheduled_jobs(store))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -112,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     scheduler = None
     jobs = None
     if settings.scheduler.embedded and not args.no_scheduler:
-        jobs = ConnectorJobs(settings, store, extra_jobs=_extra_jobs(store))
+        jobs = ConnectorJobs(settings, store, extra_jobs=_extra_jobs(store, settings))
         scheduler = background_scheduler(jobs)
         log.info("scheduler: %d connector job(s) embedded", len(jobs.configs))
     log.info("Vantage on http://%s:%d (store %s)", host, port, redact(store.url))
@@ -133,7 +131,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     store = _store(settings)
     if not args.no_migrate:
         store.upgrade()
-    jobs = ConnectorJobs(settings, store, extra_jobs=_extra_jobs(store))
+    jobs = ConnectorJobs(settings, store, extra_jobs=_extra_jobs(store, settings))
     try:
         if args.once:
             failed = 0
@@ -157,7 +155,9 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from connectors.base import ConnectorContext
     from connectors.registry import get
+    from dashboard.incidents import refresh_queue
     from dashboard.ingest import run_connector
+    from dashboard.kpis import load_catalogue
 
     settings = _settings(args)
     store = _store(settings)
@@ -169,6 +169,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     connector = cls(options, ConnectorContext(name=args.name))
     started = time.perf_counter()
     summary = run_connector(store, connector)
+    # Correlate the backfilled alarms into incidents and rank them, as the scheduler would.
+    queue = refresh_queue(
+        store, load_catalogue(settings.kpi_definitions_path()).scoring, currency=settings.currency
+    )
     elapsed = time.perf_counter() - started
     print(
         json.dumps(
@@ -180,6 +184,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 "quarantined": summary.quarantined,
                 "elapsed_s": round(elapsed, 2),
                 "error": summary.error,
+                "incidents_opened": queue.correlation.opened,
+                "incidents_active": queue.active,
             }
         )
     )
@@ -280,12 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name")
     p.set_defaults(func=cmd_connectors)
 
-    try:
-        from dashboard.analytics.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    from dashboard.analytics.cli import register as register_churn
+    from dashboard.incidents.cli import register as register_incidents
+
+    register_incidents(sub)
+    register_churn(sub)
     return parser
 
 

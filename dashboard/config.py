@@ -75,6 +75,8 @@ class SchedulerConfig(_Strict):
     #: from `retry_initial_s` up to `retry_max_s` (or follows the source's Retry-After).
     retry_initial_s: float = Field(default=10.0, gt=0)
     retry_max_s: float = Field(default=600.0, gt=0)
+    #: How often the incident queue is re-correlated, re-measured and re-ranked.
+    queue_refresh_s: float = Field(default=30.0, gt=0)
 
 
 class Settings(_Strict):

@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.options import parse_duration
 from dashboard.config import ConfigError, validation_problems
+from dashboard.store.schema import SEVERITIES
 
 _NAME = r"^[a-z][a-z0-9_]*$"
+Segment = Literal["consumer", "smb", "enterprise"]
 
 
 class _Strict(BaseModel):
@@ -74,11 +76,82 @@ class KpiDefinition(_Strict):
     denominator: str | None = None
 
 
+def _duration(v: Any) -> float:
+    return 0.0 if v in (0, "0", None) else parse_duration(v)
+
+
+class QueueWeights(_Strict):
+    """How much each normalised factor (0..1) counts in the priority score."""
+
+    severity: float = Field(ge=0)
+    subscriber_value: float = Field(ge=0)
+    revenue_at_risk: float = Field(ge=0)
+    sla_urgency: float = Field(ge=0)
+    sentiment: float = Field(ge=0)
+    churn_risk: float = Field(ge=0)
+
+    def total(self) -> float:
+        return sum(self.model_dump().values())
+
+
+class SlaRules(_Strict):
+    min_degraded_share: float = Field(default=0.2, ge=0, le=1)
+    urgency_horizon_s: float = Field(default=7200.0, alias="urgency_horizon", gt=0)
+    default_restore_minutes: dict[Segment, int] = Field(default_factory=dict)
+
+    @field_validator("urgency_horizon_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _duration(v)
+
+
+class RevenueRules(_Strict):
+    hours_per_month: float = Field(default=730.0, gt=0)
+    churn_hazard_per_outage_hour: float = Field(default=0.001, ge=0, le=1)
+    churn_risk_amplifier: float = Field(default=4.0, ge=0)
+    lifetime_months: float = Field(default=24.0, ge=0)
+
+
+class CorrelationRules(_Strict):
+    window_s: float = Field(default=600.0, alias="window", ge=0)
+    flap_hold_s: float = Field(default=900.0, alias="flap_hold", ge=0)
+    close_after_s: float = Field(default=3600.0, alias="close_after", ge=0)
+    lookback_s: float = Field(default=35 * 86400.0, alias="lookback", gt=0)
+
+    @field_validator("window_s", "flap_hold_s", "close_after_s", "lookback_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _duration(v)
+
+
+class ImpactRules(_Strict):
+    availability_kpi: str = "availability_pct"
+    throughput_kpi: str = "dl_throughput_mbps"
+    baseline_s: float = Field(default=3600.0, alias="baseline", gt=0)
+    assumed_share: float = Field(default=1.0, ge=0, le=1)
+    min_share: float = Field(default=0.05, ge=0, le=1)
+
+    @field_validator("baseline_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _duration(v)
+
+
 class Scoring(_Strict):
-    weights: dict[str, float]
+    """The value-weighted incident priority: weights, multipliers, SLA and correlation rules."""
+
+    weights: QueueWeights
     severity_points: dict[str, float]
+    segment_multipliers: dict[Segment, float] = Field(default_factory=dict)
     vip_multiplier: float = Field(default=1.0, ge=1.0)
-    enterprise_multiplier: float = Field(default=1.0, ge=1.0)
+    value_half_point: float = Field(default=5000.0, gt=0)
+    revenue_half_point: float = Field(default=500.0, gt=0)
+    sentiment_floor: float = Field(default=-0.5, lt=0, ge=-1)
+    churn_risk_ceiling: float = Field(default=0.25, gt=0, le=1)
+    sla: SlaRules = Field(default_factory=SlaRules)
+    revenue_at_risk: RevenueRules = Field(default_factory=RevenueRules)
+    correlation: CorrelationRules = Field(default_factory=CorrelationRules)
+    impact: ImpactRules = Field(default_factory=ImpactRules)
 
 
 class Catalogue(_Strict):
@@ -215,10 +288,17 @@ def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
                 if nxt not in path:
                     path.add(nxt)
                     stack.append(nxt)
-    for w in cat.scoring.weights.values():
-        if w < 0:
-            problems.append(("scoring.weights", "weights must not be negative"))
-            break
+    if cat.scoring.weights.total() <= 0:
+        problems.append(("scoring.weights", "at least one weight must be above 0"))
+    for sev in cat.scoring.severity_points:
+        if sev not in SEVERITIES:
+            problems.append(
+                (f"scoring.severity_points.{sev}", f"unknown severity; expected one of {SEVERITIES}")
+            )
+    for part in ("availability_kpi", "throughput_kpi"):
+        ref = getattr(cat.scoring.impact, part)
+        if ref not in known:
+            problems.append((f"scoring.impact.{part}", f"unknown KPI {ref!r}"))
     return problems
 
 

@@ -127,10 +127,11 @@ class ConnectorJobs:
                 coalesce=True,
                 misfire_grace_time=int(self.settings.scheduler.misfire_grace_s),
             )
-        # Built-in jobs (analytics) first run shortly after start, once connectors have had time to
-        # write a first backfill, then at their own interval.
-        first = now + timedelta(seconds=EXTRA_JOBS_FIRST_DELAY_S)
+        # Built-in jobs (incident queue, analytics) first run shortly after start, once connectors
+        # have had time to write a first backfill (frequent jobs after one interval), then at their
+        # own interval.
         for job_name, (interval_s, func) in self.extra_jobs.items():
+            first = now + timedelta(seconds=min(interval_s, EXTRA_JOBS_FIRST_DELAY_S))
             scheduler.add_job(
                 func,
                 IntervalTrigger(seconds=interval_s),

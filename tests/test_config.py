@@ -36,7 +36,7 @@ def test_every_kpi_is_documented_and_every_link_resolves() -> None:
         assert f"`{k.name}`" in text, f"{k.name} is not described in docs/kpis.md"
         for link in k.drives:
             assert cat.get(link.kpi).domain in ("technical", "business")
-    assert abs(sum(cat.scoring.weights.values()) - 1.0) < 1e-9
+    assert abs(cat.scoring.weights.total() - 1.0) < 1e-9
 
 
 @pytest.mark.parametrize(
@@ -122,9 +122,16 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert f"{bad}: connectors[0].interval: expected a positive duration" in err
 
 
+SCORING = """scoring:
+  weights: {severity: 1.0, subscriber_value: 0, revenue_at_risk: 0, sla_urgency: 0, sentiment: 0, churn_risk: 0}
+  severity_points: {critical: 1.0}
+  impact: {availability_kpi: a, throughput_kpi: a}
+"""
+
+
 def _catalogue_problems(tmp_path: Path, kpis: str) -> dict[str, str]:
     f = tmp_path / "kpis.yaml"
-    f.write_text(kpis + "\nscoring: {weights: {severity: 1.0}, severity_points: {critical: 1.0}}\n")
+    f.write_text(kpis + "\n" + SCORING)
     with pytest.raises(ConfigError) as info:
         load_catalogue(f)
     return dict(info.value.problems)
@@ -182,6 +189,36 @@ def test_catalogue_rejects_unknown_references_and_cycles(tmp_path: Path) -> None
     assert "depends on itself" in problems["kpis[1].expression"]
     problems = _catalogue_problems(tmp_path, "kpis:\n" + BASE + derived.format(n="b", e="__import__('os')"))
     assert "not allowed" in problems["kpis[1].expression"]
+
+
+def test_queue_scoring_rules_are_checked_with_paths(tmp_path: Path) -> None:
+    f = tmp_path / "kpis.yaml"
+    f.write_text(
+        "kpis:\n"
+        + BASE
+        + """scoring:
+  weights: {severity: 1.0, subscriber_value: -1, revenue_at_risk: 0, sla_urgency: 0, sentiment: 0, churn_risk: 0}
+  severity_points: {critical: 1.0, catastrophic: 2.0}
+  sla: {urgency_horizon: soon, min_degraded_share: 2}
+  impact: {availability_kpi: a, throughput_kpi: ghost}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        load_catalogue(f)
+    problems = dict(info.value.problems)
+    assert "scoring.weights.subscriber_value" in problems
+    assert "scoring.sla.urgency_horizon" in problems
+    assert "scoring.sla.min_degraded_share" in problems
+    f.write_text(
+        f.read_text()
+        .replace("subscriber_value: -1", "subscriber_value: 0")
+        .replace("{urgency_horizon: soon, min_degraded_share: 2}", "{}")
+    )
+    with pytest.raises(ConfigError) as info:
+        load_catalogue(f)
+    problems = dict(info.value.problems)
+    assert "unknown severity" in problems["scoring.severity_points.catastrophic"]
+    assert problems["scoring.impact.throughput_kpi"] == "unknown KPI 'ghost'"
 
 
 def test_safe_evaluator() -> None:

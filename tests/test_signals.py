@@ -162,6 +162,12 @@ def _simulate(store: Store, anchor: datetime) -> None:
     )
     connector = simulator.SimulatorConnector(options, ConnectorContext(name="sim", now=lambda: anchor))
     run_connector(store, connector, streams=["topology", "customers", "faults", "tickets", "churn"])
+    # Incidents are Vantage's correlation of the alarms, as the scheduler's queue job builds them.
+    from dashboard.incidents.correlate import correlate
+    from dashboard.kpis import CorrelationRules
+
+    with store.begin() as conn:
+        correlate(conn, CorrelationRules(), now=anchor)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import pandas as pd
 from pydantic import Field, field_validator
 
 from connectors.base import (
@@ -21,7 +22,7 @@ from connectors.base import (
 from connectors.simulator.billing import billing_frames
 from connectors.simulator.causal import DEFAULT_CAUSAL, CausalParameters
 from connectors.simulator.experience import Experience
-from connectors.simulator.faults import DAY_S, Incident, fault_events, incidents_for_day, to_s
+from connectors.simulator.faults import DAY_S, Incident, fault_events, incidents_for_day, to_dt, to_s
 from connectors.simulator.kpis import kpi_frames
 from connectors.simulator.tickets import churn_events, ticket_events
 from connectors.simulator.world import World, build_world, customer_frames, topology_frames
@@ -79,9 +80,9 @@ STREAMS = [
     Stream("kpis", ("kpi_samples",), "period_start", "15-minute cell KPIs"),
     Stream(
         "faults",
-        ("alarms", "incidents", "incident_alarms"),
+        ("alarms",),
         "changed_at",
-        "TMF642-shaped alarms and the incidents that group them",
+        "TMF642-shaped alarms: raised, acknowledged and cleared",
     ),
     Stream(
         "tickets",
@@ -135,6 +136,35 @@ class SimulatorConnector(Connector[SimulatorOptions]):
     def incidents_for(self, day: int) -> list[Incident]:
         """The incidents starting on absolute day ``day`` (days since 1970-01-01)."""
         return self._incidents(day)
+
+    def incident_truth(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """The simulated faults that started in [start, end): the ground truth correlation is tested on.
+
+        One row per fault: id, root_resource_id, the ids of its alarms, severity, title, when it
+        opened and when its root alarm cleared (resolved_at). Not emitted as records: only alarms
+        leave the network, and Vantage groups them into incidents itself.
+        """
+        rows = []
+        w = self.world
+        for day in range(to_s(start) // DAY_S, to_s(end) // DAY_S + 1):
+            for inc in self.incidents_for(day):
+                if not to_s(start) <= inc.start_s < to_s(end):
+                    continue
+                rows.append(
+                    {
+                        "id": inc.id,
+                        "root_resource_id": str(w.res_ids.iloc[inc.resource]),
+                        "alarm_ids": [a.id for a in inc.alarms],
+                        "root_alarm_id": inc.alarms[0].id,
+                        "severity": inc.severity,
+                        "title": inc.title,
+                        "opened_at": to_dt(inc.start_s),
+                        "resolved_at": to_dt(inc.alarms[0].cleared_s),
+                        "outage": inc.outage,
+                    }
+                )
+        cols = ["id", "root_resource_id", "alarm_ids", "root_alarm_id", "severity", "title", "opened_at"]
+        return pd.DataFrame(rows, columns=[*cols, "resolved_at", "outage"])
 
     # --- protocol ------------------------------------------------------------------------------
 

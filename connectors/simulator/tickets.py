@@ -106,7 +106,7 @@ def _one_ticket(
         "source": source,
         "account_id": str(w.acc_ids.iloc[acc]),
         "subscriber_id": str(w.sub_ids.iloc[sub]),
-        "incident_id": inc.id if inc is not None else None,
+        "incident_id": None,  # care does not see the NOC's incident numbers
         "channel": channel,
         "category": CATEGORIES[int(out.ticket_category[k])],
         "priority": priority,

@@ -46,6 +46,7 @@ metadata = MetaData(
 SEGMENTS = ["consumer", "smb", "enterprise"]
 SEVERITIES = ["critical", "major", "minor", "warning", "indeterminate", "cleared"]
 ALARM_STATES = ["raised", "updated", "cleared"]
+INCIDENT_STATES = ["open", "acknowledged", "resolved", "closed", "merged"]
 TECHNOLOGIES = ["2g", "3g", "4g", "5g"]
 ENTITY_TYPES = ["cell", "site", "resource", "service", "region", "subscriber", "account"]
 
@@ -122,6 +123,7 @@ topology_edges = Table(
     _ingested(),
     PrimaryKeyConstraint("parent_id", "child_id", "parent_type", "child_type", "source"),
     Index("ix_topology_edges_child", "child_id", "child_type"),
+    Index("ix_topology_edges_ingested_at", "ingested_at"),
 )
 
 # --- Customers ------------------------------------------------------------------------------
@@ -144,6 +146,7 @@ accounts = Table(
     Column("contact_phone", String(64), nullable=True, info={"personal": True}),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
+    Index("ix_accounts_ingested_at", "ingested_at"),
     Index("ix_accounts_segment_vip", "segment", "vip"),
 )
 
@@ -166,6 +169,7 @@ subscribers = Table(
     Column("home_cell_id", String(128), nullable=True, index=True),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
+    Index("ix_subscribers_ingested_at", "ingested_at"),
 )
 
 # The cells that serve a subscriber, with the share of their traffic on each.
@@ -179,6 +183,7 @@ subscriber_cells = Table(
     _ingested(),
     PrimaryKeyConstraint("subscriber_id", "cell_id", "source"),
     Index("ix_subscriber_cells_cell", "cell_id"),
+    Index("ix_subscriber_cells_ingested_at", "ingested_at"),
 )
 
 services = Table(
@@ -197,6 +202,7 @@ services = Table(
     ),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
+    Index("ix_services_ingested_at", "ingested_at"),
 )
 
 # --- Events ---------------------------------------------------------------------------------
@@ -226,6 +232,7 @@ alarms = Table(
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_alarms_state_raised", "state", "raised_at"),
+    Index("ix_alarms_ingested_at", "ingested_at"),
     info={"version_column": "changed_at"},
 )
 
@@ -240,7 +247,7 @@ incidents = Table(
         "state",
         String(16),
         nullable=False,
-        info={"enum": ["open", "acknowledged", "resolved", "closed"], "lenient": True},
+        info={"enum": INCIDENT_STATES, "lenient": True},
     ),
     Column("probable_cause", String(128), nullable=True),
     Column("owner", String(128), nullable=True),
@@ -248,6 +255,11 @@ incidents = Table(
     Column("acked_at", DateTime, nullable=True),
     Column("resolved_at", DateTime, nullable=True),
     Column("changed_at", DateTime, nullable=False),
+    # Kept by the correlation engine (dashboard.incidents) on the incidents it builds.
+    Column("root_alarm_id", String(128), nullable=True),
+    Column("region_id", String(128), nullable=True),
+    Column("flaps", Integer, nullable=True),
+    Column("merged_into", String(128), nullable=True),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_incidents_state_opened", "state", "opened_at"),
@@ -539,6 +551,7 @@ subscriber_signals = Table(
     Column("scored_at", DateTime, nullable=False),
     PrimaryKeyConstraint("subscriber_id", "source"),
     Index("ix_subscriber_signals_churn_risk", "churn_risk"),
+    Index("ix_subscriber_signals_scored_at", "scored_at"),
 )
 
 account_signals = Table(
@@ -559,4 +572,104 @@ account_signals = Table(
     Column("negative_tickets_30d", Integer, nullable=False, default=0),
     Column("scored_at", DateTime, nullable=False),
     PrimaryKeyConstraint("account_id", "source"),
+)
+
+
+# --- Incident queue -------------------------------------------------------------------------
+# Written by dashboard.incidents: value aggregates per cell (maintained as the customer base
+# changes, so ranking costs O(affected cells), not O(subscribers)), the cells each incident
+# affects with how degraded they are, the ranked queue, and what operators did.
+
+# Lines served by a cell per (segment, VIP), each weighted by the share of its traffic on the cell.
+cell_value = Table(
+    "cell_value",
+    metadata,
+    Column("cell_id", String(128), nullable=False),
+    Column("segment", String(16), nullable=False),
+    Column("vip", Boolean, nullable=False),
+    Column("lines", Float, nullable=False),
+    Column("arpu", Float, nullable=False),  # sum of share x ARPU: revenue per month
+    Column("risk", Float, nullable=False),  # sum of share x churn risk, over scored lines
+    Column("risk_arpu", Float, nullable=False),  # sum of share x churn risk x ARPU
+    Column("risk_lines", Float, nullable=False),
+    Column("sentiment", Float, nullable=False),  # sum of share x 30-day sentiment, over lines with tickets
+    Column("sentiment_lines", Float, nullable=False),
+    Column("negative_tickets", Float, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("cell_id", "segment", "vip"),
+)
+
+# Business, VIP and SLA accounts per cell: their lines and account services there.
+cell_account_value = Table(
+    "cell_account_value",
+    metadata,
+    Column("cell_id", String(128), nullable=False),
+    Column("account_id", String(128), nullable=False),
+    Column("lines", Float, nullable=False),
+    Column("arpu", Float, nullable=False),
+    Column("services", Integer, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("cell_id", "account_id"),
+    Index("ix_cell_account_value_account", "account_id"),
+)
+
+# The cells an incident affects and the share of each cell's service degraded (1.0 = down).
+incident_cells = Table(
+    "incident_cells",
+    metadata,
+    Column("incident_id", String(128), nullable=False),
+    Column("cell_id", String(128), nullable=False),
+    Column("degraded_share", Float, nullable=False),
+    # "kpi" when measured from the cell's KPIs, "assumed" before any sample arrived.
+    Column("basis", String(16), nullable=False),
+    Column("baseline_throughput", Float, nullable=True),
+    Column("measured_period", DateTime, nullable=True),
+    PrimaryKeyConstraint("incident_id", "cell_id"),
+    Index("ix_incident_cells_cell", "cell_id"),
+)
+
+# The ranked queue as of computed_at: one row per open, acknowledged or recently resolved incident.
+incident_queue = Table(
+    "incident_queue",
+    metadata,
+    Column("incident_id", String(128), primary_key=True),
+    Column("rank", Integer, nullable=True),  # None once resolved
+    Column("score", Float, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("title", String(256), nullable=False),
+    Column("region_id", String(128), nullable=True),
+    Column("owner", String(128), nullable=True),
+    Column("opened_at", DateTime, nullable=False),
+    Column("resolved_at", DateTime, nullable=True),
+    Column("cells", Integer, nullable=False),
+    Column("lines", Float, nullable=False),
+    Column("consumer_lines", Float, nullable=False),
+    Column("smb_lines", Float, nullable=False),
+    Column("enterprise_lines", Float, nullable=False),
+    Column("vip_lines", Float, nullable=False),
+    Column("accounts", Integer, nullable=False),  # business accounts affected
+    Column("value", Float, nullable=False),
+    Column("revenue_at_risk_per_hour", Float, nullable=False),
+    Column("penalty_per_hour", Float, nullable=False),
+    Column("sla_accounts", Integer, nullable=False),
+    Column("sla_breached", Integer, nullable=False),
+    Column("sla_deadline", DateTime, nullable=True),  # the earliest running SLA clock
+    Column("sla_account_id", String(128), nullable=True),
+    Column("sentiment", Float, nullable=True),
+    Column("churn_risk", Float, nullable=True),
+    Column("breakdown", Text, nullable=False),  # JSON: factors, weights, contributions
+    Column("reason", Text, nullable=False),
+    Column("computed_at", DateTime, nullable=False),
+    Index("ix_incident_queue_rank", "rank"),
+)
+
+incident_notes = Table(
+    "incident_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(128), nullable=False, index=True),
+    Column("author", String(128), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
 )

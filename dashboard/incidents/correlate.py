@@ -1,0 +1,526 @@
+"""Correlation of alarms into incidents: topology-related alarms close in time form one incident.
+
+The core (:class:`Correlator`) is pure: it takes alarms, the incidents they may join and the
+resource ancestry, and returns what changed. :func:`correlate` wraps it with the store: it reads
+the alarms ingested since its last pass (a watermark with some overlap, so a late commit is never
+missed; reprocessing an alarm is harmless), writes incidents and memberships, and closes resolved
+incidents that stayed quiet. Processing is in (raised time, alarm id) order, so replaying the same
+alarms, at once or in slices, builds the same incidents with the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, and_, case, delete, insert, or_, select, update
+
+from dashboard.ingest.runner import load_state, save_state
+from dashboard.kpis import CorrelationRules
+from dashboard.store.schema import alarms, incident_alarms, incidents, resources, sites, topology_edges
+
+ENGINE_SOURCE = "vantage"
+STATE_KEY = ("vantage", "correlation")
+# Re-read alarms ingested this long before the watermark: a transaction that committed late is
+# still seen, and an alarm seen twice changes nothing.
+OVERLAP = timedelta(minutes=5)
+ACTIVE_STATES = ("open", "acknowledged")
+CANDIDATE_STATES = ("open", "acknowledged", "resolved")
+SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "warning": 3, "indeterminate": 4, "cleared": 5}
+_CHUNK = 5_000
+
+
+@dataclass
+class Alarm:
+    id: str
+    resource: str
+    severity: str
+    active: bool
+    raised_at: datetime
+    cleared_at: datetime | None
+    probable_cause: str | None = None
+    specific_problem: str | None = None
+
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.raised_at, self.id)
+
+
+@dataclass
+class Incident:
+    id: str
+    state: str
+    opened_at: datetime
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+    acked_at: datetime | None = None
+    resolved_at: datetime | None = None
+    owner: str | None = None
+    flaps: int = 0
+    merged_into: str | None = None
+    root: Alarm | None = None
+    severity: str = "indeterminate"
+    is_new: bool = False
+    merged_human: bool = False  # owner or acknowledgement taken over from a merged incident
+    # As stored before this pass: (state, root alarm, severity, resolved_at, opened_at) and members.
+    stored: tuple[Any, ...] | None = None
+    stored_members: frozenset[str] = frozenset()
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return (
+            self.state,
+            self.root.id if self.root else None,
+            self.severity,
+            self.resolved_at,
+            self.opened_at,
+        )
+
+
+def incident_id(alarm: Alarm) -> str:
+    """A readable id that only depends on the alarm that opened the incident."""
+    digest = hashlib.sha1(alarm.id.encode()).hexdigest()[:4]
+    return f"INC-{alarm.raised_at:%Y%m%d-%H%M}-{digest}"
+
+
+class Correlator:
+    """Groups alarms into incidents; ``ancestors[r]`` holds r's ancestors in the topology (not r)."""
+
+    def __init__(
+        self,
+        rules: CorrelationRules,
+        ancestors: Mapping[str, frozenset[str]],
+        taken: Callable[[str], bool] = lambda _id: False,
+    ) -> None:
+        self.rules = rules
+        self.ancestors = ancestors
+        self.taken = taken  # whether an incident id is already stored (closed incidents are not loaded)
+        self.incidents: dict[str, Incident] = {}
+        self.alarm_incident: dict[str, str] = {}
+        self._by_resource: dict[str, set[str]] = defaultdict(set)  # resource -> incidents with alarms on it
+        self._by_ancestor: dict[str, set[str]] = defaultdict(
+            set
+        )  # resource -> incidents with alarms below it
+        self.changed: set[str] = set()
+
+    # --- state -----------------------------------------------------------------------------
+
+    def load(self, incident: Incident) -> None:
+        """Add a stored incident; its member alarms are read as they are now."""
+        self.incidents[incident.id] = incident
+        incident.stored_members = frozenset(incident.alarms)
+        for a in incident.alarms.values():
+            self._index(incident.id, a)
+
+    def _index(self, inc_id: str, a: Alarm) -> None:
+        self.alarm_incident[a.id] = inc_id
+        self._by_resource[a.resource].add(inc_id)
+        for anc in self.ancestors.get(a.resource, ()):
+            self._by_ancestor[anc].add(inc_id)
+
+    def _related(self, r1: str, r2: str) -> bool:
+        return r1 == r2 or r1 in self.ancestors.get(r2, ()) or r2 in self.ancestors.get(r1, ())
+
+    def _close_in_time(self, a: Alarm, m: Alarm) -> bool:
+        hold = timedelta(seconds=self.rules.flap_hold_s if a.resource == m.resource else self.rules.window_s)
+        window = timedelta(seconds=self.rules.window_s)
+        if abs(a.raised_at - m.raised_at) <= window:
+            return True
+        a_end = None if a.active or a.cleared_at is None else a.cleared_at
+        m_end = None if m.active or m.cleared_at is None else m.cleared_at
+        return (m_end is None or a.raised_at <= m_end + hold) and (
+            a_end is None or m.raised_at <= a_end + hold
+        )
+
+    # --- processing --------------------------------------------------------------------------
+
+    def process(self, batch: Iterable[Alarm], now: datetime) -> set[str]:
+        """Apply new or changed alarms; returns the ids of the incidents that changed."""
+        for inc in self.incidents.values():
+            self._refresh(inc, now)  # member alarms may have changed since the last pass
+        for a in sorted(batch, key=Alarm.sort_key):
+            known = self.alarm_incident.get(a.id)
+            inc = self.incidents.get(known) if known else None
+            if inc is not None and inc.state in CANDIDATE_STATES:
+                inc.alarms[a.id] = a
+                self._refresh(inc, now)
+                continue
+            if inc is not None and not a.active:
+                continue  # a late update of an alarm whose incident is closed
+            self._place(a, now)
+        self.close_quiet(now)
+        for inc in self.incidents.values():
+            if inc.is_new or inc.id in self.changed:
+                self.changed.add(inc.id)
+                continue
+            if (inc.stored is not None and inc.stored != inc.snapshot()) or inc.stored_members != frozenset(
+                inc.alarms
+            ):
+                if inc.stored is not None and inc.stored[0] == "resolved" and inc.state in ACTIVE_STATES:
+                    inc.flaps += 1  # re-raised after it had cleared: a flap, not a new incident
+                self.changed.add(inc.id)
+        return self.changed
+
+    def _candidates(self, a: Alarm) -> list[Incident]:
+        ids = set(self._by_resource.get(a.resource, ())) | self._by_ancestor.get(a.resource, set())
+        for anc in self.ancestors.get(a.resource, ()):
+            ids |= self._by_resource.get(anc, set())
+        out = []
+        for inc_id in ids:
+            inc = self.incidents[inc_id]
+            if inc.state not in CANDIDATE_STATES:
+                continue
+            if any(
+                self._related(a.resource, m.resource) and self._close_in_time(a, m)
+                for m in inc.alarms.values()
+            ):
+                out.append(inc)
+        return sorted(out, key=lambda i: (i.opened_at, i.id))
+
+    def _place(self, a: Alarm, now: datetime) -> None:
+        cands = self._candidates(a)
+        if not cands:
+            inc = Incident(id=incident_id(a), state="open", opened_at=a.raised_at, is_new=True)
+            base, n = inc.id, 1
+            while inc.id in self.incidents or self.taken(inc.id):  # e.g. the same alarm id re-raised
+                n += 1
+                inc.id = f"{base}-{n}"
+            self.incidents[inc.id] = inc
+        else:
+            inc = cands[0]
+            for other in cands[1:]:
+                self._merge(other, into=inc, now=now)
+        inc.alarms[a.id] = a
+        self._index(inc.id, a)
+        self._refresh(inc, now)
+
+    def _merge(self, other: Incident, *, into: Incident, now: datetime) -> None:
+        for a in other.alarms.values():
+            into.alarms[a.id] = a
+            self._index(into.id, a)
+        for index in (self._by_resource, self._by_ancestor):
+            for ids in index.values():
+                ids.discard(other.id)
+        if into.owner is None and other.owner is not None:
+            into.owner, into.merged_human = other.owner, True
+        if other.acked_at and (into.acked_at is None or other.acked_at < into.acked_at):
+            into.acked_at, into.merged_human = other.acked_at, True
+        into.flaps += other.flaps
+        other.state, other.merged_into, other.resolved_at = "merged", into.id, now
+        self.changed.add(other.id)
+        self.changed.add(into.id)
+
+    def _refresh(self, inc: Incident, now: datetime | None = None) -> None:
+        """Root, severity and state from the member alarms."""
+        if inc.state not in CANDIDATE_STATES or not inc.alarms:
+            return  # closed and merged incidents are history
+        members = list(inc.alarms.values())
+        resources_with_alarms = {m.resource for m in members}
+        tops = [
+            m for m in members if not (self.ancestors.get(m.resource, frozenset()) & resources_with_alarms)
+        ]
+        active_tops = [m for m in tops if m.active]
+        inc.root = min(active_tops or tops, key=Alarm.sort_key)
+        active = [m for m in members if m.active]
+        inc.severity = min((m.severity for m in (active or members)), key=lambda s: SEVERITY_ORDER.get(s, 9))
+        inc.opened_at = min(m.raised_at for m in members)
+        if active_tops:
+            inc.state = "acknowledged" if inc.acked_at else "open"
+            inc.resolved_at = None
+        else:
+            cleared = [m.cleared_at for m in tops if m.cleared_at is not None]
+            inc.resolved_at = max(cleared) if cleared else (now or inc.opened_at)
+            inc.state = "resolved"
+
+    def close_quiet(self, now: datetime) -> None:
+        after = timedelta(seconds=self.rules.close_after_s)
+        for inc in self.incidents.values():
+            if inc.state == "resolved" and inc.resolved_at is not None and now - inc.resolved_at >= after:
+                inc.state = "closed"
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorrelationSummary:
+    alarms: int
+    opened: int
+    changed: int
+    watermark: datetime | None
+
+
+def _chunks(values: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(values), _CHUNK):
+        yield values[i : i + _CHUNK]
+
+
+def ancestors_of(
+    conn: Connection, resource_ids: Iterable[str], *, max_depth: int = 8
+) -> dict[str, frozenset[str]]:
+    """Each resource's ancestors through resource -> resource edges, walking up level by level."""
+    parents: dict[str, set[str]] = defaultdict(set)
+    frontier = set(resource_ids)
+    seen = set(frontier)
+    for _ in range(max_depth):
+        if not frontier:
+            break
+        nxt: set[str] = set()
+        for part in _chunks(sorted(frontier)):
+            rows = conn.execute(
+                select(topology_edges.c.child_id, topology_edges.c.parent_id).where(
+                    topology_edges.c.child_type == "resource",
+                    topology_edges.c.parent_type == "resource",
+                    topology_edges.c.child_id.in_(part),
+                )
+            )
+            for child, parent in rows:
+                parents[child].add(parent)
+                if parent not in seen:
+                    seen.add(parent)
+                    nxt.add(parent)
+        frontier = nxt
+    out: dict[str, frozenset[str]] = {}
+
+    def up(r: str, depth: int = 0) -> frozenset[str]:
+        if r in out:
+            return out[r]
+        acc: set[str] = set()
+        if depth < max_depth:
+            for p in parents.get(r, ()):
+                acc.add(p)
+                acc |= up(p, depth + 1)
+        out[r] = frozenset(acc - {r})
+        return out[r]
+
+    for r in seen:
+        up(r)
+    return out
+
+
+def _dt(v: Any) -> datetime | None:
+    if v is None or v is pd.NaT or (isinstance(v, float) and pd.isna(v)):
+        return None
+    return (
+        pd.Timestamp(v).to_pydatetime() if not isinstance(v, datetime) or isinstance(v, pd.Timestamp) else v
+    )
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+
+def _alarm(row: Any) -> Alarm:
+    raised = _dt(row.raised_at)
+    cleared = _dt(row.cleared_at)
+    assert raised is not None
+    return Alarm(
+        id=str(row.id),
+        resource=str(_text(row.resource_id) or _text(row.alarmed_object) or f"alarm:{row.id}"),
+        severity=str(row.severity),
+        active=row.state != "cleared" and cleared is None,
+        raised_at=raised,
+        cleared_at=cleared,
+        probable_cause=_text(row.probable_cause),
+        specific_problem=_text(row.specific_problem),
+    )
+
+
+_ALARM_COLS = (
+    alarms.c.id,
+    alarms.c.resource_id,
+    alarms.c.alarmed_object,
+    alarms.c.severity,
+    alarms.c.state,
+    alarms.c.raised_at,
+    alarms.c.cleared_at,
+    alarms.c.probable_cause,
+    alarms.c.specific_problem,
+    alarms.c.ingested_at,
+)
+
+
+def _changed_alarms(
+    conn: Connection, since: datetime | None, now: datetime, rules: CorrelationRules
+) -> pd.DataFrame:
+    stmt = select(*_ALARM_COLS)
+    if since is None:
+        horizon = now - timedelta(seconds=rules.lookback_s)
+        stmt = stmt.where(or_(alarms.c.raised_at >= horizon, alarms.c.cleared_at.is_(None)))
+    else:
+        stmt = stmt.where(alarms.c.ingested_at > since - OVERLAP)
+    return pd.DataFrame(conn.execute(stmt).fetchall(), columns=[c.name for c in _ALARM_COLS])
+
+
+def _load_incidents(conn: Connection, ids: set[str] | None) -> dict[str, Incident]:
+    """Engine incidents that may still change (and, by id, those the changed alarms belong to)."""
+    cond = and_(incidents.c.source == ENGINE_SOURCE, incidents.c.state.in_(CANDIDATE_STATES))
+    stmt = select(
+        incidents.c.id,
+        incidents.c.state,
+        incidents.c.opened_at,
+        incidents.c.acked_at,
+        incidents.c.resolved_at,
+        incidents.c.owner,
+        incidents.c.flaps,
+        incidents.c.merged_into,
+        incidents.c.root_alarm_id,
+        incidents.c.severity,
+    )
+    out: dict[str, Incident] = {}
+
+    def make(r: Any) -> Incident:
+        inc = Incident(
+            r.id, r.state, r.opened_at, {}, r.acked_at, r.resolved_at, r.owner, r.flaps or 0, r.merged_into
+        )
+        inc.stored = (r.state, r.root_alarm_id, r.severity, r.resolved_at, r.opened_at)
+        return inc
+
+    for r in conn.execute(stmt.where(cond)):
+        out[r.id] = make(r)
+    extra = sorted((ids or set()) - set(out))
+    for part in _chunks(extra):
+        for r in conn.execute(stmt.where(incidents.c.source == ENGINE_SOURCE, incidents.c.id.in_(part))):
+            out[r.id] = make(r)
+    members = list(out)
+    for part in _chunks(members):
+        q = (
+            select(incident_alarms.c.incident_id, *_ALARM_COLS)
+            .join(alarms, alarms.c.id == incident_alarms.c.alarm_id)
+            .where(incident_alarms.c.source == ENGINE_SOURCE, incident_alarms.c.incident_id.in_(part))
+        )
+        for row in conn.execute(q):
+            out[row.incident_id].alarms[str(row.id)] = _alarm(row)
+    return out
+
+
+def _membership(conn: Connection, alarm_ids: list[str]) -> dict[str, str]:
+    """alarm id -> the latest incident it belongs to."""
+    found: dict[str, tuple[datetime, str]] = {}
+    for part in _chunks(alarm_ids):
+        q = (
+            select(incident_alarms.c.alarm_id, incidents.c.id, incidents.c.opened_at)
+            .join(
+                incidents,
+                and_(incidents.c.id == incident_alarms.c.incident_id, incidents.c.source == ENGINE_SOURCE),
+            )
+            .where(incident_alarms.c.source == ENGINE_SOURCE, incident_alarms.c.alarm_id.in_(part))
+        )
+        for alarm_id, inc_id, opened in conn.execute(q):
+            if alarm_id not in found or (opened, inc_id) > found[alarm_id]:
+                found[alarm_id] = (opened, inc_id)
+    return {a: v[1] for a, v in found.items()}
+
+
+def _describe(conn: Connection, resource_ids: set[str]) -> dict[str, tuple[str, str | None]]:
+    """resource id -> (name, region id)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for part in _chunks(sorted(resource_ids)):
+        q = (
+            select(resources.c.id, resources.c.name, sites.c.region_id)
+            .select_from(resources.outerjoin(sites, sites.c.id == resources.c.site_id))
+            .where(resources.c.id.in_(part))
+        )
+        for rid, name, region in conn.execute(q):
+            out[rid] = (name, region)
+    return out
+
+
+def correlate(conn: Connection, rules: CorrelationRules, *, now: datetime) -> CorrelationSummary:
+    """One correlation pass in the caller's transaction."""
+    state = load_state(conn, *STATE_KEY, for_update=True)
+    since = datetime.fromisoformat(state["ingested_at"]) if state.get("ingested_at") else None
+    changed = _changed_alarms(conn, since, now, rules)
+    alarm_ids = changed["id"].astype(str).tolist()
+    membership = _membership(conn, alarm_ids)
+    loaded = _load_incidents(conn, set(membership.values()))
+    batch = [_alarm(r) for r in changed.itertuples(index=False)]
+    resources_seen = {a.resource for a in batch} | {
+        a.resource for i in loaded.values() for a in i.alarms.values()
+    }
+
+    def taken(inc_id: str) -> bool:
+        stmt = select(incidents.c.id).where(incidents.c.id == inc_id, incidents.c.source == ENGINE_SOURCE)
+        return conn.execute(stmt).first() is not None
+
+    corr = Correlator(rules, ancestors_of(conn, resources_seen), taken)
+    for inc in loaded.values():
+        corr.load(inc)
+    for alarm_id, inc_id in membership.items():
+        corr.alarm_incident[alarm_id] = inc_id
+    touched = corr.process(batch, now)
+    _write(conn, corr, touched, now)
+    mark = changed["ingested_at"].max() if len(changed) else None
+    new_mark = pd.Timestamp(mark).to_pydatetime() if mark is not None and pd.notna(mark) else (since or now)
+    save_state(conn, *STATE_KEY, {"ingested_at": new_mark.isoformat()}, now=now)
+    opened = sum(1 for i in touched if corr.incidents[i].is_new)
+    return CorrelationSummary(alarms=len(batch), opened=opened, changed=len(touched), watermark=new_mark)
+
+
+def _write(conn: Connection, corr: Correlator, touched: set[str], now: datetime) -> None:
+    if not touched:
+        return
+    roots = {root.resource for i in touched if (root := corr.incidents[i].root) is not None}
+    names = _describe(conn, roots)
+    existing_members: dict[str, set[str]] = defaultdict(set)
+    for part in _chunks(sorted(touched)):
+        for inc_id, alarm_id in conn.execute(
+            select(incident_alarms.c.incident_id, incident_alarms.c.alarm_id).where(
+                incident_alarms.c.source == ENGINE_SOURCE, incident_alarms.c.incident_id.in_(part)
+            )
+        ):
+            existing_members[inc_id].add(alarm_id)
+    for inc_id in sorted(touched):
+        inc = corr.incidents[inc_id]
+        values: dict[str, Any] = {"state": inc.state, "resolved_at": inc.resolved_at, "changed_at": now}
+        if inc.state == "merged":
+            values["merged_into"] = inc.merged_into
+        root = inc.root
+        if root is not None:
+            name, region = names.get(root.resource, (root.resource, None))
+            problem = root.specific_problem or root.probable_cause or "Alarm"
+            values |= {
+                "title": f"{problem} at {name}"[:256],
+                "root_resource_id": root.resource,
+                "root_alarm_id": root.id,
+                "severity": inc.severity,
+                "probable_cause": root.probable_cause,
+                "opened_at": inc.opened_at,
+                "region_id": region,
+                "flaps": inc.flaps,
+            }
+        if inc.is_new or inc.merged_human:
+            # Owner and acknowledgement belong to operators; only a merge carries them over.
+            values |= {"owner": inc.owner, "acked_at": inc.acked_at}
+        elif values["state"] == "open":
+            # An operator may have acknowledged it since this pass read it.
+            values["state"] = case((incidents.c.acked_at.is_not(None), "acknowledged"), else_="open")
+        if inc.is_new:
+            conn.execute(insert(incidents).values(id=inc.id, source=ENGINE_SOURCE, ingested_at=now, **values))
+        else:
+            conn.execute(
+                update(incidents)
+                .where(incidents.c.id == inc.id, incidents.c.source == ENGINE_SOURCE)
+                .values(ingested_at=now, **values)
+            )
+        current = set(inc.alarms) if inc.state != "merged" else set()
+        gone = existing_members[inc.id] - current
+        added = current - existing_members[inc.id]
+        if gone:
+            conn.execute(
+                delete(incident_alarms).where(
+                    incident_alarms.c.source == ENGINE_SOURCE,
+                    incident_alarms.c.incident_id == inc.id,
+                    incident_alarms.c.alarm_id.in_(sorted(gone)),
+                )
+            )
+        if added:
+            conn.execute(
+                insert(incident_alarms),
+                [
+                    {"source": ENGINE_SOURCE, "incident_id": inc.id, "alarm_id": a, "ingested_at": now}
+                    for a in sorted(added)
+                ],
+            )

@@ -1,0 +1,414 @@
+"""What the Incidents page, the wall and the API read: the ranked queue and one incident's story.
+
+Every function takes a connection and returns plain frames or dicts; the queue itself is one
+indexed read of ``incident_queue`` (written by :func:`dashboard.incidents.queue.refresh_queue`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, and_, case, func, literal, or_, select
+
+from dashboard.incidents.correlate import ENGINE_SOURCE
+from dashboard.incidents.scoring import account_clocks
+from dashboard.kpis import Scoring
+from dashboard.store.schema import (
+    accounts,
+    alarms,
+    cell_account_value,
+    cells,
+    incident_alarms,
+    incident_cells,
+    incident_notes,
+    incident_queue,
+    incidents,
+    kpi_samples,
+    regions,
+    resources,
+    sites,
+    subscriber_cells,
+    subscriber_signals,
+    subscribers,
+    tickets,
+)
+
+SEGMENT_COLUMNS = {"consumer": "consumer_lines", "smb": "smb_lines", "enterprise": "enterprise_lines"}
+SORTABLE = ("value", "arpu", "share", "churn_risk", "sentiment", "segment", "id")
+
+
+def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
+    result = conn.execute(stmt)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def queue(
+    conn: Connection,
+    *,
+    states: list[str] | None = None,
+    region: str | None = None,
+    segment: str | None = None,
+    severity: str | None = None,
+    owner: str | None = None,
+    limit: int = 500,
+) -> pd.DataFrame:
+    """The ranked queue: active incidents by rank, then the resolved ones, newest first.
+
+    ``segment`` keeps incidents that affect lines of that segment, or ``vip`` for VIP lines;
+    ``owner`` ``"-"`` keeps unassigned incidents.
+    """
+    q = incident_queue
+    stmt = select(q, regions.c.name.label("region")).select_from(
+        q.outerjoin(regions, regions.c.id == q.c.region_id)
+    )
+    if states:
+        stmt = stmt.where(q.c.state.in_(states))
+    if region:
+        stmt = stmt.where(or_(q.c.region_id == region, regions.c.name == region))
+    if segment in SEGMENT_COLUMNS:
+        stmt = stmt.where(q.c[SEGMENT_COLUMNS[segment]] >= 0.5)
+    elif segment == "vip":
+        stmt = stmt.where(q.c.vip_lines >= 0.5)
+    if severity:
+        stmt = stmt.where(q.c.severity == severity)
+    if owner == "-":
+        stmt = stmt.where(q.c.owner.is_(None))
+    elif owner:
+        stmt = stmt.where(q.c.owner == owner)
+    unranked = case((q.c.rank.is_(None), 1), else_=0)
+    stmt = stmt.order_by(unranked, q.c.rank, q.c.resolved_at.desc(), q.c.incident_id).limit(limit)
+    return _frame(conn, stmt)
+
+
+def queue_facets(conn: Connection) -> dict[str, list[Any]]:
+    """Values the filters offer: regions (id, name) and owners present in the queue."""
+    q = incident_queue
+    regs = conn.execute(
+        select(q.c.region_id, func.max(regions.c.name))
+        .select_from(q.outerjoin(regions, regions.c.id == q.c.region_id))
+        .where(q.c.region_id.is_not(None))
+        .group_by(q.c.region_id)
+        .order_by(func.max(regions.c.name))
+    ).fetchall()
+    owners = [
+        r[0]
+        for r in conn.execute(select(q.c.owner).where(q.c.owner.is_not(None)).distinct().order_by(q.c.owner))
+    ]
+    return {"regions": [(r[0], r[1] or r[0]) for r in regs], "owners": owners}
+
+
+def queue_computed_at(conn: Connection) -> datetime | None:
+    return conn.execute(select(func.max(incident_queue.c.computed_at))).scalar()
+
+
+def incident(conn: Connection, incident_id: str) -> dict[str, Any] | None:
+    """The incident record merged with its queue row (breakdown parsed), or None."""
+    row = conn.execute(
+        select(incidents).where(incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE)
+    ).first()
+    if row is None:
+        return None
+    out: dict[str, Any] = dict(row._mapping)
+    qrow = conn.execute(select(incident_queue).where(incident_queue.c.incident_id == incident_id)).first()
+    if qrow is not None:
+        qd = dict(qrow._mapping)
+        qd.pop("incident_id")
+        qd["breakdown"] = json.loads(qd["breakdown"])
+        out["queue"] = qd
+    else:
+        out["queue"] = None
+    if out.get("region_id"):
+        out["region"] = conn.execute(select(regions.c.name).where(regions.c.id == out["region_id"])).scalar()
+    return out
+
+
+def alarm_timeline(conn: Connection, incident_id: str) -> pd.DataFrame:
+    """The incident's alarms in raise order, with the resource they sit on and which is the root."""
+    root = conn.execute(
+        select(incidents.c.root_alarm_id).where(
+            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
+        )
+    ).scalar()
+    a = alarms
+    df = _frame(
+        conn,
+        select(
+            a.c.id,
+            a.c.source,
+            a.c.severity,
+            a.c.state,
+            a.c.raised_at,
+            a.c.cleared_at,
+            a.c.resource_id,
+            resources.c.name.label("resource"),
+            resources.c.kind,
+            a.c.probable_cause,
+            a.c.specific_problem,
+        )
+        .select_from(
+            incident_alarms.join(a, a.c.id == incident_alarms.c.alarm_id).outerjoin(
+                resources, resources.c.id == a.c.resource_id
+            )
+        )
+        .where(incident_alarms.c.source == ENGINE_SOURCE, incident_alarms.c.incident_id == incident_id)
+        .order_by(a.c.raised_at, a.c.id),
+    )
+    df = df.drop_duplicates("id")
+    df["root"] = df["id"] == root
+    return df
+
+
+def affected_cells(conn: Connection, incident_id: str) -> pd.DataFrame:
+    """Cells the incident affects, with site coordinates, degraded share and lines served."""
+    from dashboard.store.schema import cell_value
+
+    lines = (
+        select(cell_value.c.cell_id, func.sum(cell_value.c.lines).label("lines"))
+        .group_by(cell_value.c.cell_id)
+        .subquery()
+    )
+    ic = incident_cells
+    return _frame(
+        conn,
+        select(
+            ic.c.cell_id,
+            cells.c.name,
+            cells.c.technology,
+            sites.c.id.label("site_id"),
+            sites.c.name.label("site"),
+            sites.c.lat,
+            sites.c.lon,
+            ic.c.degraded_share,
+            ic.c.basis,
+            ic.c.measured_period,
+            func.coalesce(lines.c.lines, 0.0).label("lines"),
+        )
+        .select_from(
+            ic.outerjoin(cells, cells.c.id == ic.c.cell_id)
+            .outerjoin(sites, sites.c.id == cells.c.site_id)
+            .outerjoin(lines, lines.c.cell_id == ic.c.cell_id)
+        )
+        .where(ic.c.incident_id == incident_id)
+        .order_by(ic.c.degraded_share.desc(), ic.c.cell_id),
+    ).drop_duplicates("cell_id")
+
+
+def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, now: datetime) -> pd.DataFrame:
+    """Business, VIP and SLA accounts the incident affects, by value, with their SLA clocks."""
+    inc = conn.execute(
+        select(incidents.c.opened_at).where(
+            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
+        )
+    ).scalar()
+    if inc is None:
+        return pd.DataFrame()
+    ic = incident_cells
+    cells_df = _frame(
+        conn,
+        select(ic.c.incident_id, ic.c.cell_id, ic.c.degraded_share).where(ic.c.incident_id == incident_id),
+    )
+    cav = cell_account_value
+    acct_cells = _frame(
+        conn,
+        select(cav.c.cell_id, cav.c.account_id, cav.c.lines, cav.c.arpu, cav.c.services).join(
+            ic, and_(ic.c.cell_id == cav.c.cell_id, ic.c.incident_id == incident_id)
+        ),
+    )
+    acc = _frame(
+        conn,
+        select(
+            accounts.c.id,
+            accounts.c.name,
+            accounts.c.segment,
+            accounts.c.vip,
+            accounts.c.sla_restore_minutes,
+            accounts.c.penalty_per_hour,
+        ).where(accounts.c.id.in_(sorted(set(acct_cells["account_id"])) if not acct_cells.empty else [])),
+    ).drop_duplicates("id")
+    clocks = account_clocks(cells_df, acct_cells, acc, {incident_id: inc}, scoring, now=now)
+    if clocks.empty:
+        return clocks
+    managers = _frame(
+        conn,
+        select(accounts.c.id.label("account_id"), accounts.c.account_manager).where(
+            accounts.c.id.in_(clocks["account_id"].tolist())
+        ),
+    ).drop_duplicates("account_id")
+    out = clocks.merge(managers, on="account_id", how="left")
+    mult = out["segment"].map(scoring.segment_multipliers).fillna(1.0)
+    out["value"] = out["arpu"] * mult * out["vip"].map({True: scoring.vip_multiplier, False: 1.0})
+    return out.sort_values(["value", "account_id"], ascending=[False, True]).reset_index(drop=True)
+
+
+def kpi_impact(
+    conn: Connection,
+    incident_id: str,
+    kpis: list[str],
+    *,
+    now: datetime,
+    before: timedelta = timedelta(hours=3),
+) -> pd.DataFrame:
+    """Mean of each KPI over the affected cells per period, from ``before`` the incident to now."""
+    inc = conn.execute(
+        select(incidents.c.opened_at, incidents.c.resolved_at).where(
+            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
+        )
+    ).first()
+    if inc is None:
+        return pd.DataFrame(columns=["period_start", "kpi", "value"])
+    end = (inc.resolved_at + before) if inc.resolved_at else now
+    ks = kpi_samples
+    ic = incident_cells
+    return _frame(
+        conn,
+        select(ks.c.period_start, ks.c.kpi, func.avg(ks.c.value).label("value"))
+        .join(ic, and_(ic.c.cell_id == ks.c.entity_id, ic.c.incident_id == incident_id))
+        .where(
+            ks.c.entity_type == "cell",
+            ks.c.kpi.in_(kpis),
+            ks.c.period_start >= inc.opened_at - before,
+            ks.c.period_start <= end,
+        )
+        .group_by(ks.c.period_start, ks.c.kpi)
+        .order_by(ks.c.period_start),
+    )
+
+
+def related_tickets(conn: Connection, incident_id: str, *, limit: int = 100) -> pd.DataFrame:
+    """Tickets opened since shortly before the incident by its affected accounts' or cells' customers."""
+    inc = conn.execute(
+        select(incidents.c.opened_at, incidents.c.resolved_at).where(
+            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
+        )
+    ).first()
+    if inc is None:
+        return pd.DataFrame()
+    start = inc.opened_at - timedelta(minutes=30)
+    ic = incident_cells
+    affected_subs = (
+        select(subscriber_cells.c.subscriber_id)
+        .join(ic, and_(ic.c.cell_id == subscriber_cells.c.cell_id, ic.c.incident_id == incident_id))
+        .where(ic.c.degraded_share > 0)
+    )
+    affected_accounts_q = (
+        select(cell_account_value.c.account_id)
+        .join(ic, and_(ic.c.cell_id == cell_account_value.c.cell_id, ic.c.incident_id == incident_id))
+        .where(ic.c.degraded_share > 0)
+    )
+    t = tickets
+    stmt = (
+        select(
+            t.c.id,
+            t.c.created_at,
+            t.c.channel,
+            t.c.status,
+            t.c.subject,
+            t.c.description,
+            t.c.sentiment,
+            t.c.subscriber_id,
+            t.c.account_id,
+        )
+        .where(
+            t.c.created_at >= start,
+            or_(
+                t.c.incident_id == incident_id,
+                t.c.subscriber_id.in_(affected_subs),
+                t.c.account_id.in_(affected_accounts_q),
+            ),
+        )
+        .order_by(t.c.created_at.desc(), t.c.id)
+        .limit(limit)
+    )
+    if inc.resolved_at is not None:
+        stmt = stmt.where(t.c.created_at <= inc.resolved_at + timedelta(hours=6))
+    return _frame(conn, stmt)
+
+
+def notes(conn: Connection, incident_id: str) -> pd.DataFrame:
+    n = incident_notes
+    return _frame(
+        conn,
+        select(n.c.id, n.c.author, n.c.text, n.c.created_at)
+        .where(n.c.incident_id == incident_id)
+        .order_by(n.c.created_at, n.c.id),
+    )
+
+
+def mask_msisdn(msisdn: str | None) -> str:
+    """All but the last three digits hidden."""
+    if not msisdn:
+        return ""
+    keep = 3 if len(msisdn) > 3 else 0
+    return "•" * (len(msisdn) - keep) + msisdn[len(msisdn) - keep :]
+
+
+def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
+    ic = incident_cells
+    s, a, g = subscribers, accounts, subscriber_signals
+    per_sub = (
+        select(
+            subscriber_cells.c.subscriber_id.label("sid"),
+            func.sum(subscriber_cells.c.share).label("share"),
+            func.sum(subscriber_cells.c.share * ic.c.degraded_share).label("degraded"),
+        )
+        .join(ic, and_(ic.c.cell_id == subscriber_cells.c.cell_id, ic.c.incident_id == incident_id))
+        .where(ic.c.degraded_share > 0)
+        .group_by(subscriber_cells.c.subscriber_id)
+        .subquery()
+    )
+    segment = func.coalesce(a.c.segment, "consumer")
+    seg_mult = case(
+        *[(segment == k, literal(v)) for k, v in scoring.segment_multipliers.items()], else_=literal(1.0)
+    )
+    vip_mult = case((a.c.vip.is_(True), literal(scoring.vip_multiplier)), else_=literal(1.0))
+    value = (func.coalesce(s.c.arpu, 0.0) * per_sub.c.degraded * seg_mult * vip_mult).label("value")
+    return select(
+        s.c.id,
+        s.c.msisdn,
+        s.c.plan,
+        s.c.arpu,
+        s.c.account_id,
+        a.c.name.label("account"),
+        segment.label("segment"),
+        func.coalesce(a.c.vip, False).label("vip"),
+        per_sub.c.share,
+        per_sub.c.degraded,
+        value,
+        g.c.churn_risk,
+        g.c.sentiment_30d.label("sentiment"),
+    ).select_from(
+        per_sub.join(s, and_(s.c.id == per_sub.c.sid, s.c.status != "churned"))
+        .outerjoin(a, a.c.id == s.c.account_id)
+        .outerjoin(g, g.c.subscriber_id == s.c.id)
+    )
+
+
+def affected_subscribers(
+    conn: Connection,
+    incident_id: str,
+    scoring: Scoring,
+    *,
+    sort: str = "value",
+    descending: bool = True,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[pd.DataFrame, int]:
+    """One page of the incident's affected subscribers (MSISDN masked) and how many there are."""
+    stmt = _affected_subscribers_stmt(incident_id, scoring).subquery()
+    total = conn.execute(select(func.count()).select_from(stmt)).scalar_one()
+    col = stmt.c[sort] if sort in SORTABLE else stmt.c.value
+    order = [col.desc() if descending else col.asc(), stmt.c.id]
+    df = _frame(conn, select(stmt).order_by(*order).offset(max(0, offset)).limit(max(1, min(limit, 1000))))
+    df["msisdn"] = df["msisdn"].map(mask_msisdn)
+    return df, int(total)
+
+
+def affected_subscribers_csv(conn: Connection, incident_id: str, scoring: Scoring) -> str:
+    """Every affected subscriber, by value, as CSV (MSISDN masked)."""
+    stmt = _affected_subscribers_stmt(incident_id, scoring).subquery()
+    df = _frame(conn, select(stmt).order_by(stmt.c.value.desc(), stmt.c.id))
+    df["msisdn"] = df["msisdn"].map(mask_msisdn)
+    return df.to_csv(index=False)

@@ -1,0 +1,403 @@
+"""Value, urgency and priority of incidents: pure functions of small frames, every rule from the catalogue.
+
+Inputs are the affected cells of each incident with their degraded share, the value aggregates of
+those cells (``cell_value``), the tracked accounts on them (``cell_account_value`` joined with the
+account's contract) and the incidents themselves. Nothing here reads subscribers one by one, so the
+cost follows the affected cells. See the ``scoring`` section of kpi_definitions.yaml for the rules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dashboard.kpis import Scoring
+
+FACTORS = ("severity", "subscriber_value", "revenue_at_risk", "sla_urgency", "sentiment", "churn_risk")
+PHRASE_ORDER = ("subscriber_value", "revenue_at_risk", "sla_urgency", "sentiment", "churn_risk", "severity")
+SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "warning": 3, "indeterminate": 4, "cleared": 5}
+ACTIVE = ("open", "acknowledged")
+
+_METRIC_COLS = [
+    "cells",
+    "lines",
+    "consumer_lines",
+    "smb_lines",
+    "enterprise_lines",
+    "vip_lines",
+    "value",
+    "service_revenue_per_hour",
+    "churn_revenue_per_hour",
+    "churn_risk",
+    "sentiment",
+    "negative_tickets",
+]
+
+
+def incident_metrics(cells: pd.DataFrame, values: pd.DataFrame, scoring: Scoring) -> pd.DataFrame:
+    """Per incident: affected lines by segment, value, revenue per hour, churn risk and sentiment.
+
+    ``cells``: incident_id, cell_id, degraded_share. ``values``: rows of ``cell_value``.
+    A line counts as affected by its traffic share on affected cells (share > 0); its value and
+    revenue at risk are further weighted by how degraded the cell is.
+    """
+    cells = cells[cells["degraded_share"] > 0]
+    if cells.empty:
+        return pd.DataFrame(columns=_METRIC_COLS).rename_axis("incident_id")
+    m = cells.merge(values, on="cell_id", how="left")
+    for col in (
+        "lines",
+        "arpu",
+        "risk",
+        "risk_arpu",
+        "risk_lines",
+        "sentiment",
+        "sentiment_lines",
+        "negative_tickets",
+    ):
+        m[col] = m[col].fillna(0.0).astype(float) if col in m else 0.0
+    m["segment"] = m["segment"].fillna("consumer")
+    m["vip"] = m["vip"].fillna(False).astype(bool)
+    d = m["degraded_share"].astype(float)
+    seg_mult = m["segment"].map(scoring.segment_multipliers).fillna(1.0)
+    vip_mult = np.where(m["vip"], scoring.vip_multiplier, 1.0)
+    r = scoring.revenue_at_risk
+    m["value"] = d * m["arpu"] * seg_mult * vip_mult
+    m["service_revenue_per_hour"] = d * m["arpu"] / r.hours_per_month
+    m["churn_revenue_per_hour"] = (
+        d
+        * r.churn_hazard_per_outage_hour
+        * r.lifetime_months
+        * (m["arpu"] + r.churn_risk_amplifier * m["risk_arpu"])
+    )
+    for seg in ("consumer", "smb", "enterprise"):
+        m[f"{seg}_lines"] = np.where(m["segment"] == seg, m["lines"], 0.0)
+    m["vip_lines"] = np.where(m["vip"], m["lines"], 0.0)
+    g = m.groupby("incident_id")
+    out = g[
+        [
+            "lines",
+            "consumer_lines",
+            "smb_lines",
+            "enterprise_lines",
+            "vip_lines",
+            "value",
+            "service_revenue_per_hour",
+            "churn_revenue_per_hour",
+            "risk",
+            "risk_lines",
+            "sentiment",
+            "sentiment_lines",
+            "negative_tickets",
+        ]
+    ].sum()
+    out["cells"] = g["cell_id"].nunique()
+    out["churn_risk"] = (out["risk"] / out["risk_lines"]).where(out["risk_lines"] > 0)
+    out["sentiment"] = (out["sentiment"] / out["sentiment_lines"]).where(out["sentiment_lines"] > 0)
+    return out[_METRIC_COLS]
+
+
+_CLOCK_COLS = [
+    "incident_id",
+    "account_id",
+    "name",
+    "segment",
+    "vip",
+    "lines",
+    "services",
+    "arpu",
+    "degraded_share",
+    "restore_minutes",
+    "deadline",
+    "running",
+    "breached",
+    "minutes_to_breach",
+    "penalty_per_hour",
+]
+
+
+def account_clocks(
+    cells: pd.DataFrame,
+    account_cells: pd.DataFrame,
+    accounts: pd.DataFrame,
+    opened_at: Mapping[str, datetime],
+    scoring: Scoring,
+    *,
+    now: datetime,
+) -> pd.DataFrame:
+    """Per (incident, tracked account): affected lines and services, degraded share and SLA clock.
+
+    ``account_cells``: rows of ``cell_account_value``; ``accounts``: id, name, segment, vip,
+    sla_restore_minutes, penalty_per_hour. A clock runs when the account has a restore target and
+    at least ``sla.min_degraded_share`` of its affected lines and services is degraded.
+    """
+    if cells.empty or account_cells.empty:
+        return pd.DataFrame(columns=_CLOCK_COLS)
+    m = cells.merge(account_cells, on="cell_id")
+    if m.empty:
+        return pd.DataFrame(columns=_CLOCK_COLS)
+    m["units"] = m["lines"].astype(float) + m["services"].astype(float)
+    m["degraded_units"] = m["units"] * m["degraded_share"].astype(float)
+    m["affected_lines"] = np.where(m["degraded_share"] > 0, m["lines"], 0.0)
+    m["affected_services"] = np.where(m["degraded_share"] > 0, m["services"], 0)
+    m["affected_arpu"] = m["arpu"] * m["degraded_share"]
+    g = m.groupby(["incident_id", "account_id"], as_index=False).agg(
+        units=("units", "sum"),
+        degraded_units=("degraded_units", "sum"),
+        lines=("affected_lines", "sum"),
+        services=("affected_services", "sum"),
+        arpu=("affected_arpu", "sum"),
+    )
+    g = g[(g["lines"] > 0) | (g["services"] > 0)]
+    acc = accounts.rename(columns={"id": "account_id"})
+    g = g.merge(acc, on="account_id", how="inner")
+    g["degraded_share"] = (g["degraded_units"] / g["units"].where(g["units"] > 0)).fillna(0.0)
+    default = g["segment"].map(scoring.sla.default_restore_minutes)
+    g["restore_minutes"] = g["sla_restore_minutes"].astype(float).fillna(default.astype(float))
+    g["opened_at"] = pd.to_datetime(g["incident_id"].map(opened_at))
+    g["deadline"] = g["opened_at"] + pd.to_timedelta(g["restore_minutes"], unit="m")
+    g["running"] = g["restore_minutes"].notna() & (g["degraded_share"] >= scoring.sla.min_degraded_share)
+    g["minutes_to_breach"] = ((g["deadline"] - pd.Timestamp(now)).dt.total_seconds() / 60.0).where(
+        g["running"]
+    )
+    g["breached"] = g["running"] & (g["minutes_to_breach"] <= 0)
+    g["penalty_per_hour"] = np.where(g["running"], g["penalty_per_hour"].astype(float).fillna(0.0), 0.0)
+    g["vip"] = g["vip"].fillna(False).astype(bool)
+    return g[_CLOCK_COLS].reset_index(drop=True)
+
+
+def _fmt_count(x: float) -> str:
+    return f"{round(x):,}"
+
+
+def fmt_money_short(x: float, currency: str) -> str:
+    """EUR 41k, EUR 1.2M, EUR 950."""
+    if x >= 999_500:
+        return f"{currency} {x / 1e6:.1f}M"
+    if x >= 9_950:
+        return f"{currency} {x / 1e3:.0f}k"
+    if x >= 1_000:
+        return f"{currency} {x / 1e3:.1f}k"
+    return f"{currency} {x:.0f}"
+
+
+def fmt_minutes(minutes: float) -> str:
+    m = abs(minutes)
+    if m < 90:
+        return f"{math.ceil(m) if minutes > 0 else math.floor(m)} min"
+    return f"{m / 60:.1f} h"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def reason(rank: int | None, row: Mapping[str, Any], breakdown: Mapping[str, Any], currency: str) -> str:
+    """One sentence on why the incident ranks where it does: its three strongest factors, in words."""
+    if rank is None:
+        when = row.get("resolved_at")
+        stamp = f" at {when:%H:%M} UTC" if isinstance(when, datetime) else ""
+        return f"Resolved{stamp}; kept in the queue until it closes."
+    factors = breakdown["factors"]
+    strongest = sorted(
+        (name for name in FACTORS if factors[name]["points"] > 0),
+        key=lambda n: (-factors[n]["points"], FACTORS.index(n)),
+    )[:3]
+    phrases: list[str] = []
+    for name in PHRASE_ORDER:  # who is hit, what it costs, how urgent, then the rest
+        if name not in strongest:
+            continue
+        if name == "subscriber_value":
+            ent, vip, lines = row["enterprise_lines"], row["vip_lines"], row["lines"]
+            if round(ent) >= 1:
+                n_acc = int(row.get("enterprise_accounts", 0))
+                text = f"{_fmt_count(ent)} enterprise lines"
+                text += f" on {_plural(n_acc, 'account')}" if n_acc else ""
+                if round(vip) >= 1:
+                    text += f" and {_fmt_count(vip)} VIP"
+            elif round(vip) >= 1:
+                text = f"{_fmt_count(lines)} lines incl. {_fmt_count(vip)} VIP"
+            else:
+                text = f"{_fmt_count(lines)} lines affected"
+            phrases.append(text)
+        elif name == "revenue_at_risk":
+            phrases.append(f"{fmt_money_short(row['revenue_at_risk_per_hour'], currency)}/h at risk")
+        elif name == "sla_urgency":
+            mins = row["minutes_to_breach"]
+            n = int(row["sla_accounts"])
+            on = f" on {_plural(n, 'account')}" if n > 1 else ""
+            if mins <= 0:
+                phrases.append(f"SLA breached {fmt_minutes(mins)} ago{on}")
+            else:
+                phrases.append(f"SLA breach in {fmt_minutes(mins)}{on}")
+        elif name == "severity":
+            phrases.append(f"{row['severity']} severity")
+        elif name == "sentiment":
+            phrases.append(f"customers' recent tickets negative ({row['sentiment']:+.2f})")
+        elif name == "churn_risk":
+            phrases.append(f"churn risk {row['churn_risk'] * 100:.0f}%")
+    if not phrases:
+        phrases.append(f"{row['severity']} alarm, no customers measured as affected")
+    return f"#{rank}: " + ", ".join(phrases)
+
+
+def _factor_values(row: Mapping[str, Any], scoring: Scoring) -> dict[str, tuple[float | None, float]]:
+    """factor -> (raw input, normalised 0..1)."""
+    sev = str(row["severity"])
+    value = float(row["value"])
+    rev = float(row["revenue_at_risk_per_hour"])
+    mins = row["minutes_to_breach"]
+    if mins is None or (isinstance(mins, float) and math.isnan(mins)):
+        sla_raw, sla = None, 0.0
+    else:
+        horizon_min = scoring.sla.urgency_horizon_s / 60.0
+        sla_raw, sla = float(mins), float(min(1.0, max(0.0, 1.0 - float(mins) / horizon_min)))
+    sent = row["sentiment"]
+    sent_ok = sent is not None and not (isinstance(sent, float) and math.isnan(sent))
+    risk = row["churn_risk"]
+    risk_ok = risk is not None and not (isinstance(risk, float) and math.isnan(risk))
+    return {
+        "severity": (None, float(scoring.severity_points.get(sev, 0.0))),
+        "subscriber_value": (value, value / (value + scoring.value_half_point)),
+        "revenue_at_risk": (rev, rev / (rev + scoring.revenue_half_point)),
+        "sla_urgency": (sla_raw, sla),
+        "sentiment": (
+            float(sent) if sent_ok else None,
+            float(min(1.0, max(0.0, float(sent) / scoring.sentiment_floor))) if sent_ok else 0.0,
+        ),
+        "churn_risk": (
+            float(risk) if risk_ok else None,
+            float(min(1.0, max(0.0, float(risk) / scoring.churn_risk_ceiling))) if risk_ok else 0.0,
+        ),
+    }
+
+
+def rank_incidents(
+    incidents: pd.DataFrame,
+    metrics: pd.DataFrame,
+    clocks: pd.DataFrame,
+    scoring: Scoring,
+    *,
+    now: datetime,
+    currency: str,
+) -> pd.DataFrame:
+    """Score, rank and explain incidents.
+
+    ``incidents``: id, severity, state, opened_at, resolved_at, title, region_id, owner.
+    Returns one row per incident with the ``incident_queue`` columns; active incidents ranked 1..n by
+    score, then severity, then the earliest opened, then id; resolved ones unranked with score 0.
+    """
+    inc = incidents.set_index("id")
+    met = metrics.reindex(inc.index)
+    for col in _METRIC_COLS:
+        if col not in met:
+            met[col] = np.nan
+    zero_cols = [c for c in _METRIC_COLS if c not in ("churn_risk", "sentiment")]
+    met[zero_cols] = met[zero_cols].fillna(0.0)
+    q = inc.join(met)
+    running = clocks[clocks["running"]] if not clocks.empty else clocks
+    if not running.empty:
+        first = running.sort_values(["deadline", "account_id"]).groupby("incident_id").first()
+        per = running.groupby("incident_id").agg(
+            sla_accounts=("account_id", "nunique"),
+            sla_breached=("breached", "sum"),
+            penalty_per_hour=("penalty_per_hour", "sum"),
+        )
+        q = q.join(per).join(
+            first[["deadline", "account_id"]].rename(
+                columns={"deadline": "sla_deadline", "account_id": "sla_account_id"}
+            )
+        )
+    else:
+        q["sla_accounts"] = 0
+        q["sla_breached"] = 0
+        q["penalty_per_hour"] = 0.0
+        q["sla_deadline"] = pd.NaT
+        q["sla_account_id"] = None
+    if not clocks.empty:
+        biz = clocks[clocks["segment"] != "consumer"]
+        q = q.join(biz.groupby("incident_id")["account_id"].nunique().rename("accounts"))
+        ent = clocks[clocks["segment"] == "enterprise"]
+        q = q.join(ent.groupby("incident_id")["account_id"].nunique().rename("enterprise_accounts"))
+    else:
+        q["accounts"] = 0
+        q["enterprise_accounts"] = 0
+    for col in ("sla_accounts", "sla_breached", "accounts", "enterprise_accounts"):
+        q[col] = q[col].fillna(0).astype(int)
+    q["penalty_per_hour"] = q["penalty_per_hour"].fillna(0.0).astype(float)
+    q["sla_deadline"] = pd.to_datetime(q["sla_deadline"])
+    q["minutes_to_breach"] = (q["sla_deadline"] - pd.Timestamp(now)).dt.total_seconds() / 60.0
+    q["revenue_at_risk_per_hour"] = (
+        q["service_revenue_per_hour"] + q["churn_revenue_per_hour"] + q["penalty_per_hour"]
+    )
+    active = q["state"].isin(ACTIVE)
+    total_w = scoring.weights.total()
+    weights = scoring.weights.model_dump()
+    scores, breakdowns = [], []
+    for inc_id, row in q.iterrows():
+        fv = _factor_values(row, scoring)
+        factors = {
+            name: {
+                "input": fv[name][0],
+                "factor": round(fv[name][1], 6),
+                "weight": weights[name],
+                "points": round(100.0 * weights[name] * fv[name][1] / total_w, 4) if active[inc_id] else 0.0,
+            }
+            for name in FACTORS
+        }
+        score = round(sum(f["points"] for f in factors.values()), 4)
+        scores.append(score)
+        breakdowns.append({"score": score, "factors": factors})
+    q["score"] = scores
+    q["_breakdown"] = breakdowns
+    q["_sev"] = q["severity"].map(SEVERITY_ORDER).fillna(9)
+    q = q.reset_index().rename(columns={"index": "id"})
+    q["_active"] = q["state"].isin(ACTIVE)
+    q = q.sort_values(
+        ["_active", "score", "_sev", "opened_at", "id"], ascending=[False, False, True, True, True]
+    )
+    n_active = int(q["_active"].sum())
+    q["rank"] = [i + 1 if i < n_active else None for i in range(len(q))]
+    q["reason"] = [
+        reason(None if pd.isna(rk) else int(rk), row, bd, currency)
+        for rk, row, bd in zip(q["rank"], q.to_dict("records"), q["_breakdown"], strict=True)
+    ]
+    q["breakdown"] = [
+        json.dumps(bd | {"inputs": _inputs(row)}, default=str)
+        for bd, row in zip(q["_breakdown"], q.to_dict("records"), strict=True)
+    ]
+    return q.drop(columns=["_breakdown", "_sev", "_active"]).reset_index(drop=True)
+
+
+def _inputs(row: Mapping[str, Any]) -> dict[str, Any]:
+    keys = (
+        "lines",
+        "enterprise_lines",
+        "vip_lines",
+        "enterprise_accounts",
+        "value",
+        "service_revenue_per_hour",
+        "churn_revenue_per_hour",
+        "penalty_per_hour",
+        "revenue_at_risk_per_hour",
+        "sla_accounts",
+        "sla_breached",
+        "minutes_to_breach",
+        "sentiment",
+        "churn_risk",
+    )
+    out: dict[str, Any] = {}
+    for k in keys:
+        v = row.get(k)
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        elif isinstance(v, np.integer | np.floating):
+            v = v.item()
+        out[k] = round(v, 4) if isinstance(v, float) else v
+    return out
