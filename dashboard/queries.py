@@ -28,7 +28,7 @@ from dashboard.store.schema import (
 )
 
 #: Incident states that are over; every other state counts as open.
-CLOSED_INCIDENT_STATES = ("resolved", "closed")
+CLOSED_INCIDENT_STATES = ("resolved", "closed", "merged")
 #: Run statuses that delivered data: a partial run stored its good records.
 SUCCESS_STATUSES = ("success", "partial")
 SEVERITY_ORDER = ("critical", "major", "minor", "warning", "indeterminate")
