@@ -96,6 +96,17 @@ def test_vantage_run_serves_pages_and_health_on_the_simulator(
     body = json.loads(_get(url + "/healthz")[1])
     assert body["status"] == "ok" and body["store"]["reachable"] is True
 
+    # The scheduler's queue job correlates the backfilled alarms and ranks them.
+    def queue_computed() -> dict[str, Any] | None:
+        status, raw = _get(url + "/api/v1/incidents?state=open,acknowledged,resolved")
+        queue = json.loads(raw or b"{}") if status == 200 else {}
+        return queue if queue.get("computed_at") else None
+
+    queue = _wait(queue_computed, 90, "the incident queue to be computed")
+    ranks = [i["rank"] for i in queue["incidents"] if i["rank"] is not None]
+    assert ranks == list(range(1, len(ranks) + 1))
+    assert all(i["reason"] for i in queue["incidents"])
+
     require_chromium()
     with chromium() as driver:
         for path, ready in (

@@ -138,8 +138,8 @@ class Correlator:
 
     def process(self, batch: Iterable[Alarm], now: datetime) -> set[str]:
         """Apply new or changed alarms; returns the ids of the incidents that changed."""
-        for inc in self.incidents.values():
-            self._refresh(inc, now)  # member alarms may have changed since the last pass
+        for loaded in self.incidents.values():
+            self._refresh(loaded, now)  # member alarms may have changed since the last pass
         for a in sorted(batch, key=Alarm.sort_key):
             known = self.alarm_incident.get(a.id)
             inc = self.incidents.get(known) if known else None

@@ -21,6 +21,7 @@ from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, cor
 from dashboard.incidents.impact import refresh_impact
 from dashboard.incidents.scoring import ACTIVE, account_clocks, incident_metrics, rank_incidents
 from dashboard.incidents.value import ValueRefresh, refresh_values
+from dashboard.ingest.runner import save_state
 from dashboard.kpis import Scoring
 from dashboard.store.db import Store
 from dashboard.store.schema import (
@@ -35,6 +36,7 @@ from dashboard.store.schema import (
 )
 
 _CHUNK = 5_000
+STATE_KEY = ("vantage", "queue")
 QUEUE_STATES = ("open", "acknowledged", "resolved")
 
 
@@ -198,6 +200,13 @@ def refresh_queue(
         rows = _queue_rows(ranked, now)
         if rows:
             conn.execute(insert(incident_queue), rows)
+        n_active = int(ranked["rank"].notna().sum()) if len(ranked) else 0
+        # When the queue was last computed, also when it is empty (pages show it).
+        save_state(
+            conn,
+            *STATE_KEY,
+            {"computed_at": now.isoformat(), "queued": len(rows), "active": n_active},
+            now=now,
+        )
     t["write_ms"] = (time.perf_counter() - t0) * 1000
-    n_active = int(ranked["rank"].notna().sum()) if len(ranked) else 0
     return QueueRefresh(corr, vals, 0, len(ranked), n_active, t)

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.scoring import account_clocks
+from dashboard.ingest.runner import load_state
 from dashboard.kpis import Scoring
 from dashboard.store.schema import (
     accounts,
@@ -101,7 +102,11 @@ def queue_facets(conn: Connection) -> dict[str, list[Any]]:
 
 
 def queue_computed_at(conn: Connection) -> datetime | None:
-    return conn.execute(select(func.max(incident_queue.c.computed_at))).scalar()
+    """When the queue was last computed (None: never), whether or not it holds any incident."""
+    from dashboard.incidents.queue import STATE_KEY
+
+    state = load_state(conn, *STATE_KEY)
+    return datetime.fromisoformat(state["computed_at"]) if state.get("computed_at") else None
 
 
 def incident(conn: Connection, incident_id: str) -> dict[str, Any] | None:
