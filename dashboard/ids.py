@@ -16,9 +16,33 @@ WALL_TILES = "wall-tiles"
 WALL_TILE = "wall-tile"
 
 # --- Incidents -----------------------------------------------------------------------------
+INCIDENTS_INTERVAL = "incidents-interval"
+INCIDENTS_URL = "incidents-url"  # dcc.Location: the filters and selection as the query string
+INCIDENTS_REGION = "incidents-region"
+INCIDENTS_SEGMENT = "incidents-segment"
 INCIDENTS_SEVERITY = "incidents-severity"
+INCIDENTS_STATE = "incidents-state"
+INCIDENTS_OWNER = "incidents-owner"
+INCIDENTS_SUMMARY = "incidents-summary"
 INCIDENTS_GRID = "incidents-grid"
-INCIDENTS_COUNT = "incidents-count"
+INCIDENTS_SELECTED = "incidents-selected"  # dcc.Store: the incident shown in the detail panel
+INCIDENTS_ACTED = "incidents-acted"  # dcc.Store: bumped after each action, to re-read
+INCIDENTS_DETAIL = "incidents-detail"
+INCIDENTS_DETAIL_HEADER = "incidents-detail-header"
+INCIDENTS_DETAIL_BODY = "incidents-detail-body"
+INCIDENTS_CLOSE = "incidents-close"
+INCIDENTS_ACK = "incidents-ack"
+INCIDENTS_OWNER_INPUT = "incidents-owner-input"
+INCIDENTS_ASSIGN = "incidents-assign"
+INCIDENTS_NOTE_TEXT = "incidents-note-text"
+INCIDENTS_NOTE_ADD = "incidents-note-add"
+INCIDENTS_ACTION_RESULT = "incidents-action-result"
+INCIDENTS_EXPORT = "incidents-export"
+INCIDENTS_DOWNLOAD = "incidents-download"
+#: {"type": INCIDENTS_SUBSCRIBERS, "incident": id}: the affected subscribers of one incident,
+#: one grid per incident so a new selection starts a fresh server-side row model.
+INCIDENTS_SUBSCRIBERS = "incidents-subscribers"
+INCIDENTS_SUBSCRIBERS_BOX = "incidents-subscribers-box"
 
 # --- Linkage -------------------------------------------------------------------------------
 LINKAGE_KPI = "linkage-kpi"

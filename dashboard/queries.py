@@ -136,36 +136,6 @@ def active_alarms_by_severity(conn: Connection) -> dict[str, int]:
 # --- Incidents -----------------------------------------------------------------------------
 
 
-def _severity_rank() -> Any:
-    return case(
-        {sev: i for i, sev in enumerate(SEVERITY_ORDER)},
-        value=incidents.c.severity,
-        else_=len(SEVERITY_ORDER),
-    )
-
-
-def open_incidents(conn: Connection, *, severity: str | None = None, limit: int = 500) -> pd.DataFrame:
-    """Open incidents, most severe first, then oldest first."""
-    stmt = (
-        select(
-            incidents.c.id,
-            incidents.c.source,
-            incidents.c.title,
-            incidents.c.severity,
-            incidents.c.state,
-            incidents.c.opened_at,
-            incidents.c.root_resource_id,
-            incidents.c.owner,
-        )
-        .where(incidents.c.state.not_in(CLOSED_INCIDENT_STATES))
-        .order_by(_severity_rank(), incidents.c.opened_at, incidents.c.id)
-        .limit(limit)
-    )
-    if severity:
-        stmt = stmt.where(incidents.c.severity == severity.lower())
-    return _frame(conn, stmt)
-
-
 # --- KPIs ----------------------------------------------------------------------------------
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from connectors.base import Batch, CheckResult, Connector, ConnectorContext, Reject, RetriableError, Stream
 from dashboard.config import ConnectorConfig, Settings
 from dashboard.ingest import Ingestor
 from dashboard.store.db import Store
-from dashboard.store.schema import connector_runs
+from dashboard.store.schema import connector_runs, incident_queue
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -238,6 +238,155 @@ def seed(store: Store, now: datetime) -> Expected:
     # legacy: not configured any more, ran successfully an hour ago.
     Ingestor(store, clock=fixed_clock(now - timedelta(hours=1))).run(ListConnector("legacy", []))
     return Expected()
+
+
+# --- A hand-made network with a ranked incident queue ------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueExpected:
+    """What ``seed_queue`` builds, worked out by hand."""
+
+    harbour: str  # the incident on ran-1: 5 enterprise lines with a 30-min SLA (rank 1)
+    hill: str  # the incident on ran-2: 40 consumer and 2 VIP lines, no SLA (rank 2)
+    harbour_title: str = "ran-1 down at Harbour gNodeB"
+    hill_title: str = "ran-2 down at Hill eNodeB"
+    hill_subscribers: int = 42
+    script_ticket: str = "<script>alert('x')</script> no signal since 11:50"
+
+
+def seed_queue(store: Store, now: datetime) -> QueueExpected:
+    """Two regions, two sites, two RAN nodes with a cell each, customers on them, two alarms, a queue.
+
+    ran-1 (site Harbour, region North) serves c1: enterprise account ENT (5 lines, ARPU 50, restore
+    target 30 min, penalty 600/h). ran-2 (site Hill, region South) serves c2: 40 consumer lines
+    (ARPU 20) and 2 lines of the VIP consumer account VIPC (ARPU 30). ran-1 went down 10 min before
+    ``now`` (critical), ran-2 20 min before (major). No KPI arrived since, so both cells count as down.
+    """
+    from dashboard.incidents.queue import refresh_queue
+    from dashboard.kpis import load_catalogue
+
+    ing = Ingestor(store, clock=fixed_clock(now))
+    subs = [
+        {"id": f"E{i}", "account_id": "ENT", "msisdn": f"35191000000{i}", "arpu": 50.0, "plan": "Biz"}
+        for i in range(5)
+    ]
+    subs += [
+        {"id": f"V{i}", "account_id": "VIPC", "msisdn": f"35193000000{i}", "arpu": 30.0} for i in range(2)
+    ]
+    subs += [
+        {"id": f"C{i:02d}", "account_id": "CONS", "msisdn": f"3519200000{i:02d}", "arpu": 20.0}
+        for i in range(40)
+    ]
+    cell_of = {"E": "c1", "V": "c2", "C": "c2"}
+    a1, b1 = now - timedelta(minutes=10), now - timedelta(minutes=20)
+
+    def alarm(alarm_id: str, resource: str, raised: datetime, severity: str) -> dict[str, Any]:
+        return {
+            "id": alarm_id,
+            "resource_id": resource,
+            "severity": severity,
+            "state": "raised",
+            "probable_cause": "equipmentMalfunction",
+            "specific_problem": f"{resource} down",
+            "service_affecting": True,
+            "raised_at": raised,
+            "changed_at": raised,
+        }
+
+    kpis = [
+        {
+            "entity_type": "cell",
+            "entity_id": "c1",
+            "kpi": kpi,
+            "period_start": now - timedelta(minutes=m),
+            "value": v,
+        }
+        for m in (75, 60, 45, 30)
+        for kpi, v in (("availability_pct", 100.0), ("dl_throughput_mbps", 40.0))
+    ]
+    edges = [("ran-1", "c1"), ("ran-2", "c2")]
+    ing.ingest(
+        "net",
+        [
+            Batch(kind="regions", records=[{"id": "N", "name": "North"}, {"id": "S", "name": "South"}]),
+            Batch(
+                kind="sites",
+                records=[
+                    {"id": "S1", "region_id": "N", "name": "Harbour", "lat": 41.15, "lon": -8.61},
+                    {"id": "S2", "region_id": "S", "name": "Hill", "lat": 41.10, "lon": -8.55},
+                ],
+            ),
+            Batch(
+                kind="resources",
+                records=[
+                    {"id": "ran-1", "site_id": "S1", "name": "Harbour gNodeB", "kind": "ran"},
+                    {"id": "ran-2", "site_id": "S2", "name": "Hill eNodeB", "kind": "ran"},
+                ],
+            ),
+            Batch(
+                kind="cells",
+                records=[
+                    {"id": "c1", "site_id": "S1", "name": "C1", "technology": "5g"},
+                    {"id": "c2", "site_id": "S2", "name": "C2", "technology": "4g"},
+                ],
+            ),
+            Batch(
+                kind="topology_edges",
+                records=[
+                    {"parent_type": "resource", "parent_id": p, "child_type": "cell", "child_id": c}
+                    for p, c in edges
+                ],
+            ),
+            Batch(
+                kind="accounts",
+                records=[
+                    {
+                        "id": "ENT",
+                        "name": "Harbour Logistics",
+                        "segment": "enterprise",
+                        "vip": False,
+                        "account_manager": "Ana Costa",
+                        "sla_restore_minutes": 30,
+                        "penalty_per_hour": 600.0,
+                    },
+                    {"id": "VIPC", "name": "R. Mendes", "segment": "consumer", "vip": True},
+                    {"id": "CONS", "name": "Consumers", "segment": "consumer", "vip": False},
+                ],
+            ),
+            Batch(kind="subscribers", records=subs),
+            Batch(
+                kind="subscriber_cells",
+                records=[
+                    {"subscriber_id": s["id"], "cell_id": cell_of[s["id"][0]], "share": 1.0} for s in subs
+                ],
+            ),
+            Batch(kind="kpi_samples", records=kpis),
+            Batch(
+                kind="alarms",
+                records=[alarm("A1", "ran-1", a1, "critical"), alarm("B1", "ran-2", b1, "major")],
+            ),
+        ],
+    )
+    catalogue = load_catalogue("kpi_definitions.yaml")
+    refresh_queue(store, catalogue.scoring, now=now, currency="EUR")
+    with store.connect() as conn:
+        queued = {r.title: r.incident_id for r in conn.execute(select(incident_queue))}
+    expected = QueueExpected(
+        harbour=queued[QueueExpected.harbour_title], hill=queued[QueueExpected.hill_title]
+    )
+    ticket = {
+        "id": "T-X",
+        "subscriber_id": "C01",
+        "status": "new",
+        "channel": "app",
+        "subject": "<b>No signal</b>",
+        "description": QueueExpected.script_ticket,
+        "created_at": now - timedelta(minutes=5),
+        "updated_at": now - timedelta(minutes=5),
+    }
+    ing.ingest("crm", [Batch(kind="tickets", records=[ticket])])
+    return expected
 
 
 # --- A live server and a real browser ------------------------------------------------------

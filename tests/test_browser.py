@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,12 +15,14 @@ from dashboard.app import create_app
 from dashboard.ingest import Ingestor
 from dashboard.store.db import Store
 from tests.browser import (
+    QueueExpected,
     chromium,
     full_screenshot,
     live_server,
     require_chromium,
     screenshot_dir,
     seed,
+    seed_queue,
     settings_for,
     severe_console_errors,
 )
@@ -32,7 +36,7 @@ STATE_CELLS = '#sources-status-grid .ag-center-cols-container [col-id="state"]'
 #: path, a CSS selector of the page's main content once it has data, a file name.
 PAGES = [
     ("/", "#wall-tiles .vt-tile", "wall"),
-    ("/incidents", "#incidents-grid .ag-row", "incidents"),
+    ("/incidents", "#incidents-summary", "incidents-empty"),  # no ranked queue in this store
     ("/linkage", "#linkage-graph .main-svg", "linkage"),
     ("/subscribers?id=S1", "#subscribers-result .vt-subscriber", "subscribers"),
     ("/sources", "#sources-status-grid .ag-row", "sources"),
@@ -136,4 +140,82 @@ def test_strip_shows_a_store_change_after_the_interval(served: tuple[str, Store]
                                           "changed_at": t}])],
     )  # fmt: skip
     WebDriverWait(driver, 10 * REFRESH_MS / 1000).until(lambda d: _strip_value(d, "active_alarms") == "4")
+    assert severe_console_errors(driver) == []
+
+
+@pytest.fixture
+def served_queue(sqlite_store: Store) -> Iterator[tuple[str, Store, QueueExpected]]:
+    require_chromium()
+    expected = seed_queue(sqlite_store, _now())
+    app = create_app(settings_for(sqlite_store), store=sqlite_store, refresh_ms=REFRESH_MS)
+    with live_server(app.server) as url:
+        yield url, sqlite_store, expected
+
+
+def test_incident_queue_ticks_refreshes_in_place_and_opens_the_detail(
+    served_queue: tuple[str, Store, QueueExpected], driver: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _, expected = served_queue
+    row = '#incidents-grid .ag-center-cols-container [row-id="{}"]'
+    driver.get(url + "/incidents")
+    _wait(driver, row.format(expected.hill))
+    ranks = driver.find_elements(By.CSS_SELECTOR, "#incidents-grid .ag-pinned-left-cols-container .ag-row")
+    assert sorted((int(r.get_attribute("row-index")), r.text) for r in ranks) == [(0, "1"), (1, "2")]
+
+    # The SLA clock counts down in the browser, between refreshes.
+    sla = driver.find_element(By.CSS_SELECTOR, row.format(expected.harbour) + ' [col-id="sla_deadline"]')
+    before = sla.text
+    assert re.fullmatch(r"\d\d:\d\d", before), before  # about 20 minutes to go
+    time.sleep(1.5)
+    assert sla.text != before
+    severity = driver.find_element(By.CSS_SELECTOR, row.format(expected.harbour) + ' [col-id="severity"]')
+    assert severity.text.strip().lower() == "critical"  # the word, not only a colour
+
+    # Clicking a row opens its detail and puts it in the URL; refreshes keep the selection.
+    driver.find_element(By.CSS_SELECTOR, row.format(expected.hill) + ' [col-id="title"]').click()
+    detail = driver.find_element(By.ID, "incidents-detail")
+    WebDriverWait(driver, 10).until(lambda d: expected.hill_title in detail.text)
+    assert "d-none" not in detail.get_attribute("class")
+    WebDriverWait(driver, 10).until(lambda d: f"id={expected.hill}" in d.current_url)
+    _wait(driver, "#incidents-detail .vt-subscribers-grid .ag-center-cols-container .ag-row")
+    assert expected.script_ticket in detail.text  # shown as text, not run
+    time.sleep(2.5 * REFRESH_MS / 1000)  # at least two grid refreshes
+    selected = driver.find_elements(
+        By.CSS_SELECTOR, "#incidents-grid .ag-center-cols-container .ag-row-selected"
+    )
+    assert [r.get_attribute("row-id") for r in selected] == [expected.hill]
+    full_screenshot(driver, screenshot_dir() / "incidents.png")
+    assert severe_console_errors(driver) == []
+
+
+def test_incident_deep_link_and_acknowledge(
+    served_queue: tuple[str, Store, QueueExpected], driver: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    url, _, expected = served_queue
+    driver.get(f"{url}/incidents?id={expected.harbour}&severity=critical")
+    _wait(driver, f'#incidents-grid .ag-row-selected[row-id="{expected.harbour}"]')
+    detail = driver.find_element(By.ID, "incidents-detail")
+    assert expected.harbour_title in detail.text and "Harbour Logistics" in detail.text
+    driver.set_window_size(1600, 2400)  # the whole detail in view, so nothing covers the buttons
+    driver.find_element(By.ID, "incidents-ack").click()
+    WebDriverWait(driver, 10).until(
+        lambda d: "Acknowledged by operator." in d.find_element(By.ID, "incidents-action-result").text
+    )
+    state = f'#incidents-grid .ag-center-cols-container [row-id="{expected.harbour}"] [col-id="state"]'
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, state).text == "acknowledged")
+    WebDriverWait(driver, 10).until(
+        lambda d: d.find_element(By.ID, "incidents-ack").get_attribute("disabled") is not None
+    )
+    full_screenshot(driver, screenshot_dir() / "incidents-detail.png")
+    # Widening a filter re-reads the queue in place and rewrites the deep link.
+    Select(driver.find_element(By.ID, "incidents-severity")).select_by_value("any")
+    _wait(driver, f'#incidents-grid .ag-center-cols-container [row-id="{expected.hill}"]')
+    WebDriverWait(driver, 10).until(lambda d: "severity=" not in d.current_url)
+    assert f"id={expected.harbour}" in driver.current_url
     assert severe_console_errors(driver) == []

@@ -123,7 +123,8 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 SCORING = """scoring:
-  weights: {severity: 1.0, subscriber_value: 0, revenue_at_risk: 0, sla_urgency: 0, sentiment: 0, churn_risk: 0}
+  weights: {severity: 1.0, subscriber_value: 0, revenue_at_risk: 0, sla_urgency: 0,
+            sentiment: 0, churn_risk: 0}
   severity_points: {critical: 1.0}
   impact: {availability_kpi: a, throughput_kpi: a}
 """
@@ -197,7 +198,8 @@ def test_queue_scoring_rules_are_checked_with_paths(tmp_path: Path) -> None:
         "kpis:\n"
         + BASE
         + """scoring:
-  weights: {severity: 1.0, subscriber_value: -1, revenue_at_risk: 0, sla_urgency: 0, sentiment: 0, churn_risk: 0}
+  weights: {severity: 1.0, subscriber_value: -1, revenue_at_risk: 0, sla_urgency: 0,
+            sentiment: 0, churn_risk: 0}
   severity_points: {critical: 1.0, catastrophic: 2.0}
   sla: {urgency_horizon: soon, min_degraded_share: 2}
   impact: {availability_kpi: a, throughput_kpi: ghost}

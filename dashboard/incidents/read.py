@@ -38,7 +38,18 @@ from dashboard.store.schema import (
 )
 
 SEGMENT_COLUMNS = {"consumer": "consumer_lines", "smb": "smb_lines", "enterprise": "enterprise_lines"}
-SORTABLE = ("value", "arpu", "share", "churn_risk", "sentiment", "segment", "id")
+SORTABLE = (
+    "value",
+    "arpu",
+    "share",
+    "degraded",
+    "churn_risk",
+    "sentiment",
+    "segment",
+    "plan",
+    "account",
+    "id",
+)
 
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import pandas as pd
 from dash import html
 
 from dashboard.config import Settings
-from dashboard.kpis import Catalogue, KpiDefinition
+from dashboard.kpis import Catalogue, KpiDefinition, Scoring
 from dashboard.store.db import Store
 
 STORE_KEY = "VANTAGE_STORE"
@@ -23,6 +23,10 @@ CATALOGUE_KEY = "VANTAGE_KPI_CATALOGUE"
 PAGE_MODULES = ("wall", "incidents", "linkage", "subscribers", "sources")
 #: How often the strip and the live parts of pages re-read the store, by default.
 REFRESH_MS = 15_000
+#: The trusted request header naming the person acting (set by the authenticating proxy).
+ACTOR_HEADER = "X-Vantage-User"
+DEFAULT_ACTOR = "operator"
+_MAX_ACTOR = 128  # audit.actor
 
 
 def current_store() -> Store:
@@ -49,6 +53,23 @@ def kpi_title(name: str) -> str:
     """``Dropped call rate (%)`` for a catalogued KPI, its name otherwise."""
     kpi = current_kpi(name)
     return f"{kpi.label} ({kpi.unit})" if kpi is not None else name
+
+
+def current_scoring() -> Scoring:
+    """The catalogue's scoring rules (weights, multipliers, impact KPIs) of the serving app."""
+    catalogue: Catalogue = flask.current_app.config[CATALOGUE_KEY]
+    return catalogue.scoring
+
+
+def current_actor() -> str:
+    """Who is acting, for the audit trail: the one place that decides.
+
+    The ``X-Vantage-User`` header set by the trusted proxy in front of Vantage, else ``operator``.
+    """
+    if not flask.has_request_context():
+        return DEFAULT_ACTOR
+    name = " ".join((flask.request.headers.get(ACTOR_HEADER) or "").split())
+    return name[:_MAX_ACTOR] or DEFAULT_ACTOR
 
 
 def current_refresh_ms() -> int:

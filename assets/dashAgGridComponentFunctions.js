@@ -1,0 +1,36 @@
+/* Cell renderers the Vantage grids name in their column definitions (React, no JSX). */
+var dagcomponentfuncs = (window.dashAgGridComponentFunctions = window.dashAgGridComponentFunctions || {});
+
+/* Severity as a coloured badge with a symbol and the word: never colour alone. */
+dagcomponentfuncs.VtSeverity = function (props) {
+  if (!props.value) return null;
+  return React.createElement(
+    "span",
+    { className: "vt-sevbadge vt-sevbadge-" + String(props.value).replace(/[^a-z]/g, "") },
+    String(props.value)
+  );
+};
+
+/* A live SLA countdown from the cell's ISO 8601 UTC deadline, re-drawn every second. */
+dagcomponentfuncs.VtCountdown = function (props) {
+  var state = React.useState(Date.now());
+  var now = state[0];
+  var setNow = state[1];
+  React.useEffect(
+    function () {
+      if (!props.value) return undefined;
+      var timer = setInterval(function () {
+        setNow(Date.now());
+      }, 1000);
+      return function () {
+        clearInterval(timer);
+      };
+    },
+    [props.value]
+  );
+  var clock = window.dashAgGridFunctions.vtCountdown(props.value, now);
+  var title = props.value
+    ? "SLA deadline " + String(props.value).replace("T", " ").replace("Z", " UTC")
+    : "No SLA clock running";
+  return React.createElement("span", { className: "vt-sla vt-sla-" + clock.state, title: title }, clock.text);
+};
