@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SUBSCRIBERS ?= 10000
-DAYS ?= 7
 PORT ?= 8050
 
 .PHONY: run test lint typecheck check bench clean help
@@ -22,7 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/vantage run --port $(PORT) --simulate-subscribers $(SUBSCRIBERS) --simulate-days $(DAYS)
+	$(BIN)/vantage run --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,6 +35,7 @@ test: $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/queue.py --subscribers 100000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -131,3 +131,15 @@ def test_vantage_run_serves_pages_and_health_on_the_simulator(
     assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0
+
+
+def test_make_run_starts_vantage_with_arguments_it_accepts() -> None:
+    """The README's `make run` is this recipe; its command line must parse."""
+    from dashboard.cli import build_parser
+
+    recipe = Path(__file__).resolve().parents[1].joinpath("Makefile").read_text().split("\nrun:", 1)[1]
+    line = recipe.splitlines()[1].strip()
+    assert line.startswith("$(BIN)/vantage ")
+    args = line.removeprefix("$(BIN)/vantage ").replace("$(PORT)", "8050").split()
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "run" and parsed.port == 8050

@@ -380,7 +380,8 @@ def test_replaying_alarms_gives_the_same_queue(net: Store, tmp_path: Any) -> Non
     before = engine_incidents(net)[["id", "state", "root_alarm_id", "changed_at"]]
     # The same alarms again change nothing.
     ingest(net, "alarms", batch)
-    refresh_queue(net, scoring(), now=T, currency="EUR")
+    again = refresh_queue(net, scoring(), now=T + timedelta(seconds=30), currency="EUR")
+    assert again.correlation.changed == 0 and again.correlation.opened == 0
     pd.testing.assert_frame_equal(queue_rows(net)[["incident_id", "rank", "score", "reason"]], first)
     pd.testing.assert_frame_equal(
         engine_incidents(net)[["id", "state", "root_alarm_id", "changed_at"]], before

@@ -155,6 +155,8 @@ class Correlator:
             if inc.is_new or inc.id in self.changed:
                 self.changed.add(inc.id)
                 continue
+            if inc.stored is not None and inc.stored[0] not in CANDIDATE_STATES:
+                continue  # closed or merged: history
             if (inc.stored is not None and inc.stored != inc.snapshot()) or inc.stored_members != frozenset(
                 inc.alarms
             ):
