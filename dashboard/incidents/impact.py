@@ -124,12 +124,21 @@ def refresh_impact(
     all_resources = {r for _, res in active.values() for r in res}
     below = cells_below(conn, all_resources)
     wanted = {(inc_id, cell) for inc_id, (_, res) in active.items() for r in res for cell in below.get(r, ())}
-    stored = pd.DataFrame(
-        conn.execute(
-            select(ic.c.incident_id, ic.c.cell_id, ic.c.baseline_throughput, ic.c.measured_period)
-        ).fetchall(),
-        columns=["incident_id", "cell_id", "baseline_throughput", "measured_period"],
-    )
+    # Only the active incidents' rows: those of resolved incidents stay as last measured, the
+    # record of who an incident hit (a subscriber's story reads them).
+    cols = ["incident_id", "cell_id", "baseline_throughput", "measured_period"]
+    parts = [
+        pd.DataFrame(
+            conn.execute(
+                select(ic.c.incident_id, ic.c.cell_id, ic.c.baseline_throughput, ic.c.measured_period).where(
+                    ic.c.incident_id.in_(chunk)
+                )
+            ).fetchall(),
+            columns=cols,
+        )
+        for chunk in _chunks(sorted(active))
+    ]
+    stored = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     have = set(zip(stored["incident_id"], stored["cell_id"], strict=True))
     gone = sorted(have - wanted)
     for i in range(0, len(gone), _CHUNK):
