@@ -51,7 +51,7 @@ def month_bounds(now: datetime) -> tuple[date, date]:
 
 def _frame(conn: Connection, stmt: Select[Any]) -> pd.DataFrame:
     result = conn.execute(stmt)
-    return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+    return pd.DataFrame.from_records([tuple(r) for r in result.fetchall()], columns=list(result.keys()))
 
 
 # --- Overview ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, and_, case, delete, insert, or_, select, upda
 
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import CorrelationRules
+from dashboard.store.db import read_frame
 from dashboard.store.schema import alarms, incident_alarms, incidents, resources, sites, topology_edges
 
 ENGINE_SOURCE = "vantage"
@@ -353,7 +354,7 @@ def _changed_alarms(
         stmt = stmt.where(or_(alarms.c.raised_at >= horizon, alarms.c.cleared_at.is_(None)))
     else:
         stmt = stmt.where(alarms.c.ingested_at > since - OVERLAP)
-    return pd.DataFrame(conn.execute(stmt).fetchall(), columns=[c.name for c in _ALARM_COLS])
+    return read_frame(conn, stmt)
 
 
 def _load_incidents(conn: Connection, ids: set[str] | None) -> dict[str, Incident]:

@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, update
 
 from dashboard.kpis import ImpactRules
+from dashboard.store.db import read_frame
 from dashboard.store.schema import incident_cells, kpi_samples, topology_edges
 
 PERIOD = timedelta(minutes=15)
@@ -99,9 +100,7 @@ def _samples(
             ks.c.period_start >= lo,
             ks.c.period_start < hi,
         )
-        frames.append(
-            pd.DataFrame(conn.execute(q).fetchall(), columns=["cell_id", "kpi", "period_start", "value"])
-        )
+        frames.append(read_frame(conn, q).set_axis(["cell_id", "kpi", "period_start", "value"], axis=1))
     return (
         pd.concat(frames, ignore_index=True)
         if frames
@@ -128,13 +127,11 @@ def refresh_impact(
     # record of who an incident hit (a subscriber's story reads them).
     cols = ["incident_id", "cell_id", "baseline_throughput", "measured_period"]
     parts = [
-        pd.DataFrame(
-            conn.execute(
-                select(ic.c.incident_id, ic.c.cell_id, ic.c.baseline_throughput, ic.c.measured_period).where(
-                    ic.c.incident_id.in_(chunk)
-                )
-            ).fetchall(),
-            columns=cols,
+        read_frame(
+            conn,
+            select(ic.c.incident_id, ic.c.cell_id, ic.c.baseline_throughput, ic.c.measured_period).where(
+                ic.c.incident_id.in_(chunk)
+            ),
         )
         for chunk in _chunks(sorted(active))
     ]

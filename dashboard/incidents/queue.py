@@ -23,7 +23,7 @@ from dashboard.incidents.scoring import ACTIVE, account_clocks, incident_metrics
 from dashboard.incidents.value import ValueRefresh, refresh_values
 from dashboard.ingest.runner import save_state
 from dashboard.kpis import Scoring
-from dashboard.store.db import Store
+from dashboard.store.db import Store, read_frame
 from dashboard.store.schema import (
     accounts,
     alarms,
@@ -62,8 +62,7 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
 
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
-    result = conn.execute(stmt)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return read_frame(conn, stmt)
 
 
 def _in_chunks(conn: Connection, stmt: Any, col: Any, values: list[str]) -> pd.DataFrame:

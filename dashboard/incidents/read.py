@@ -17,6 +17,7 @@ from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.scoring import account_clocks
 from dashboard.ingest.runner import load_state
 from dashboard.kpis import Scoring
+from dashboard.store.db import read_frame
 from dashboard.store.schema import (
     accounts,
     alarms,
@@ -53,8 +54,7 @@ SORTABLE = (
 
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
-    result = conn.execute(stmt)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return read_frame(conn, stmt)
 
 
 def queue(

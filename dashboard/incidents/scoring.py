@@ -247,35 +247,37 @@ def reason(rank: int | None, row: Mapping[str, Any], breakdown: Mapping[str, Any
     return f"#{rank}: " + ", ".join(phrases)
 
 
-def _factor_values(row: Mapping[str, Any], scoring: Scoring) -> dict[str, tuple[float | None, float]]:
-    """factor -> (raw input, normalised 0..1)."""
-    sev = str(row["severity"])
-    value = float(row["value"])
-    rev = float(row["revenue_at_risk_per_hour"])
-    mins = row["minutes_to_breach"]
-    if mins is None or (isinstance(mins, float) and math.isnan(mins)):
-        sla_raw, sla = None, 0.0
-    else:
-        horizon_min = scoring.sla.urgency_horizon_s / 60.0
-        sla_raw, sla = float(mins), float(min(1.0, max(0.0, 1.0 - float(mins) / horizon_min)))
-    sent = row["sentiment"]
-    sent_ok = sent is not None and not (isinstance(sent, float) and math.isnan(sent))
-    risk = row["churn_risk"]
-    risk_ok = risk is not None and not (isinstance(risk, float) and math.isnan(risk))
-    return {
-        "severity": (None, float(scoring.severity_points.get(sev, 0.0))),
-        "subscriber_value": (value, value / (value + scoring.value_half_point)),
-        "revenue_at_risk": (rev, rev / (rev + scoring.revenue_half_point)),
-        "sla_urgency": (sla_raw, sla),
-        "sentiment": (
-            float(sent) if sent_ok else None,
-            float(min(1.0, max(0.0, float(sent) / scoring.sentiment_floor))) if sent_ok else 0.0,
-        ),
-        "churn_risk": (
-            float(risk) if risk_ok else None,
-            float(min(1.0, max(0.0, float(risk) / scoring.churn_risk_ceiling))) if risk_ok else 0.0,
-        ),
-    }
+def factor_frame(q: pd.DataFrame, scoring: Scoring) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per incident, each factor's raw input (NaN where it has none) and its 0..1 value."""
+    value = q["value"].astype(float)
+    rev = q["revenue_at_risk_per_hour"].astype(float)
+    mins = q["minutes_to_breach"].astype(float)
+    sentiment = q["sentiment"].astype(float)
+    risk = q["churn_risk"].astype(float)
+    horizon_min = scoring.sla.urgency_horizon_s / 60.0
+    raw = pd.DataFrame(
+        {
+            "severity": np.nan,
+            "subscriber_value": value,
+            "revenue_at_risk": rev,
+            "sla_urgency": mins,
+            "sentiment": sentiment,
+            "churn_risk": risk,
+        },
+        index=q.index,
+    )
+    norm = pd.DataFrame(
+        {
+            "severity": q["severity"].map(scoring.severity_points).astype(float).fillna(0.0),
+            "subscriber_value": value / (value + scoring.value_half_point),
+            "revenue_at_risk": rev / (rev + scoring.revenue_half_point),
+            "sla_urgency": (1.0 - mins / horizon_min).clip(0.0, 1.0).fillna(0.0),
+            "sentiment": (sentiment / scoring.sentiment_floor).clip(0.0, 1.0).fillna(0.0),
+            "churn_risk": (risk / scoring.churn_risk_ceiling).clip(0.0, 1.0).fillna(0.0),
+        },
+        index=q.index,
+    )
+    return raw, norm
 
 
 def rank_incidents(
@@ -336,24 +338,28 @@ def rank_incidents(
     q["revenue_at_risk_per_hour"] = (
         q["service_revenue_per_hour"] + q["churn_revenue_per_hour"] + q["penalty_per_hour"]
     )
-    active = q["state"].isin(ACTIVE)
+    active = q["state"].isin(ACTIVE).to_numpy()
     total_w = scoring.weights.total()
     weights = scoring.weights.model_dump()
-    scores, breakdowns = [], []
-    for inc_id, row in q.iterrows():
-        fv = _factor_values(row, scoring)
-        factors = {
-            name: {
-                "input": fv[name][0],
-                "factor": round(fv[name][1], 6),
+    raw, norm = factor_frame(q, scoring)
+    points = {
+        name: np.where(active, np.round(100.0 * weights[name] * norm[name].to_numpy() / total_w, 4), 0.0)
+        for name in FACTORS
+    }
+    scores = np.round(sum(points[name] for name in FACTORS), 4)
+    breakdowns = []
+    columns = {name: (raw[name].to_numpy(), norm[name].to_numpy(), points[name]) for name in FACTORS}
+    for k, score in enumerate(scores):
+        factors = {}
+        for name in FACTORS:
+            r, f, p = columns[name]
+            factors[name] = {
+                "input": None if pd.isna(r[k]) else float(r[k]),
+                "factor": round(float(f[k]), 6),
                 "weight": weights[name],
-                "points": round(100.0 * weights[name] * fv[name][1] / total_w, 4) if active[inc_id] else 0.0,
+                "points": float(p[k]),
             }
-            for name in FACTORS
-        }
-        score = round(sum(f["points"] for f in factors.values()), 4)
-        scores.append(score)
-        breakdowns.append({"score": score, "factors": factors})
+        breakdowns.append({"score": float(score), "factors": factors})
     q["score"] = scores
     q["_breakdown"] = breakdowns
     q["_sev"] = q["severity"].map(SEVERITY_ORDER).fillna(9)

@@ -51,6 +51,8 @@ STATE_KEY = ("vantage", "value-aggregates")
 OVERLAP = timedelta(minutes=5)
 # Above this share of all cells touched, one full rebuild is cheaper than per-cell updates.
 FULL_REBUILD_SHARE = 0.25
+# Changed rows remembered between passes so the overlap is not handled twice.
+MAX_REMEMBERED = 20_000
 _CHUNK = 5_000
 
 
@@ -192,51 +194,70 @@ def _since(col: Any, since: datetime) -> Any:
     return col > since
 
 
-def _touched_cells(conn: Connection, since: datetime, limit: int) -> set[str] | None:
-    """Cells whose aggregates the changes since ``since`` affect; None when more than ``limit``."""
-    sc = subscriber_cells
-    cells: set[str] = set()
+def _ids(conn: Connection, stmt: Any) -> list[str]:
+    return [r[0] for r in conn.execute(stmt) if r[0] is not None]
 
-    def add(stmt: Any) -> bool:
-        cells.update(r[0] for r in conn.execute(stmt) if r[0] is not None)
-        return len(cells) <= limit
 
-    changed_subs = select(subscribers.c.id).where(_since(subscribers.c.ingested_at, since))
-    scored = select(subscriber_signals.c.subscriber_id).where(_since(subscriber_signals.c.scored_at, since))
-    changed_accounts = select(accounts.c.id).where(_since(accounts.c.ingested_at, since))
-    n_subs = conn.execute(
-        select(func.count()).select_from(changed_subs.union(scored).subquery())
-    ).scalar_one()
-    if n_subs > limit * 20:
+class _Changes:
+    """Rows changed since the watermark, minus those a previous pass already handled.
+
+    The watermark trails the clock (see OVERLAP), so a pass re-reads the rows of the last few
+    minutes; the (table, key, version) triples handled last time are remembered and skipped, so a
+    row costs one pass unless it is new or committed late.
+    """
+
+    def __init__(self, conn: Connection, since: datetime, seen: dict[str, str]) -> None:
+        self.conn, self.since, self.seen = conn, since, seen
+        self.handled: dict[str, str] = {}
+
+    def keys(self, tag: str, key: Any, version: Any, *where: Any) -> list[str]:
+        out = []
+        for k, v in self.conn.execute(select(key, version).where(_since(version, self.since), *where)):
+            if k is None:
+                continue
+            mark = f"{tag}:{k}"
+            stamp = v.isoformat() if hasattr(v, "isoformat") else str(v)
+            self.handled[mark] = stamp
+            if self.seen.get(mark) != stamp:
+                out.append(str(k))
+        return out
+
+
+def _touched_cells(conn: Connection, changes: _Changes, limit: int) -> set[str] | None:
+    """Cells whose aggregates the changes affect; None when more than ``limit``.
+
+    Each step reads changed keys through an index, then the cells they reach by key, so the cost
+    follows the number of changes.
+    """
+    sc, e = subscriber_cells, topology_edges
+    changed_subs = changes.keys("s", subscribers.c.id, subscribers.c.ingested_at)
+    changed_subs += changes.keys("g", subscriber_signals.c.subscriber_id, subscriber_signals.c.scored_at)
+    if len(changed_subs) > limit * 20:
         return None
-    steps = [
-        select(sc.c.cell_id).where(_since(sc.c.ingested_at, since)).distinct(),
-        select(sc.c.cell_id).where(sc.c.subscriber_id.in_(changed_subs.union(scored))).distinct(),
-        select(subscribers.c.home_cell_id).where(subscribers.c.id.in_(changed_subs.union(scored))).distinct(),
-        select(sc.c.cell_id)
-        .join(subscribers, subscribers.c.id == sc.c.subscriber_id)
-        .where(subscribers.c.account_id.in_(changed_accounts))
-        .distinct(),
-        select(topology_edges.c.parent_id)
-        .where(
-            topology_edges.c.child_type == "service",
-            or_(
-                _since(topology_edges.c.ingested_at, since),
-                topology_edges.c.child_id.in_(
-                    select(services.c.id).where(
-                        or_(
-                            _since(services.c.ingested_at, since), services.c.account_id.in_(changed_accounts)
-                        )
-                    )
-                ),
-            ),
+    changed_accounts = changes.keys("a", accounts.c.id, accounts.c.ingested_at)
+    cells: set[str] = set(changes.keys("c", sc.c.subscriber_id + "|" + sc.c.cell_id, sc.c.ingested_at))
+    cells = {k.split("|", 1)[1] for k in cells}
+    cells.update(
+        k.split("|", 1)[0]
+        for k in changes.keys(
+            "e", e.c.parent_id + "|" + e.c.child_id, e.c.ingested_at, e.c.child_type == "service"
         )
-        .distinct(),
-    ]
-    for stmt in steps:
-        if not add(stmt):
+    )
+    for part in _chunks(sorted(set(changed_accounts))):
+        changed_subs += _ids(conn, select(subscribers.c.id).where(subscribers.c.account_id.in_(part)))
+    changed_services = changes.keys("v", services.c.id, services.c.ingested_at)
+    for part in _chunks(sorted(set(changed_accounts))):
+        changed_services += _ids(conn, select(services.c.id).where(services.c.account_id.in_(part)))
+    for part in _chunks(sorted(set(changed_subs))):
+        cells.update(_ids(conn, select(sc.c.cell_id).where(sc.c.subscriber_id.in_(part))))
+        cells.update(_ids(conn, select(subscribers.c.home_cell_id).where(subscribers.c.id.in_(part))))
+        if len(cells) > limit:
             return None
-    return cells
+    for part in _chunks(sorted(set(changed_services))):
+        cells.update(
+            _ids(conn, select(e.c.parent_id).where(e.c.child_id.in_(part), e.c.child_type == "service"))
+        )
+    return cells if len(cells) <= limit else None
 
 
 def _high_water(conn: Connection) -> datetime | None:
@@ -260,10 +281,11 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
     state = load_state(conn, *STATE_KEY, for_update=True)
     since = datetime.fromisoformat(state["changed_at"]) if state.get("changed_at") else None
     mark = _high_water(conn)
-    n_cells = conn.execute(select(func.count(func.distinct(cell_value.c.cell_id)))).scalar_one()
+    n_cells = int(state.get("cells") or 0)
     touched: set[str] | None = None
-    if not full and since is not None and n_cells:
-        touched = _touched_cells(conn, since, max(1000, int(n_cells * FULL_REBUILD_SHARE)))
+    changes = _Changes(conn, since, dict(state.get("seen") or {})) if since is not None else None
+    if not full and changes is not None and n_cells:
+        touched = _touched_cells(conn, changes, max(1000, int(n_cells * FULL_REBUILD_SHARE)))
     if touched is None:
         rebuild(conn, now=now)
         count = conn.execute(select(func.count(func.distinct(cell_value.c.cell_id)))).scalar_one()
@@ -275,5 +297,15 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
     # The watermark trails `now` by OVERLAP: a batch whose ingest began earlier but committed after
     # this pass read is still seen by the next one (re-reading a row is harmless).
     new_mark = min(mark, now - OVERLAP) if mark is not None else since
-    save_state(conn, *STATE_KEY, {"changed_at": new_mark.isoformat() if new_mark else None}, now=now)
+    cells = result.cells if result.full else n_cells
+    # Remember what this pass handled that the next one will read again (bounded: after a bulk
+    # change the next pass simply re-reads).
+    again = {}
+    if changes is not None and new_mark is not None and touched is not None:
+        floor = new_mark.isoformat()
+        again = {k: v for k, v in changes.handled.items() if v > floor}
+        if len(again) > MAX_REMEMBERED:
+            again = {}
+    state = {"changed_at": new_mark.isoformat() if new_mark else None, "cells": cells, "seen": again}
+    save_state(conn, *STATE_KEY, state, now=now)
     return result

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -142,3 +143,14 @@ class Store:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def read_frame(conn: Connection, stmt: Any) -> pd.DataFrame:
+    """A query's rows as a DataFrame with the statement's column names.
+
+    Rows are turned into plain tuples first: pandas probes each row object for array-like
+    attributes, and on SQLAlchemy rows every failed probe is a slow key look-up.
+    """
+    result = conn.execute(stmt)
+    columns = list(result.keys())
+    return pd.DataFrame.from_records([tuple(r) for r in result.fetchall()], columns=columns)
