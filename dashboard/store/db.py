@@ -5,13 +5,14 @@ Nothing here connects at import time; ``Store(url)`` creates the engine lazily o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -146,11 +147,29 @@ class Store:
 
 
 def read_frame(conn: Connection, stmt: Any) -> pd.DataFrame:
-    """A query's rows as a DataFrame with the statement's column names.
+    """A SELECT's rows as a DataFrame with the statement's column names, read in bulk.
 
-    Rows are turned into plain tuples first: pandas probes each row object for array-like
-    attributes, and on SQLAlchemy rows every failed probe is a slow key look-up.
+    Rows come straight from the driver's cursor (building a SQLAlchemy row object per row, which
+    pandas then probes attribute by attribute, costs more than the query). On SQLite, which stores
+    times as text and booleans as integers, those columns are converted per column afterwards.
     """
     result = conn.execute(stmt)
     columns = list(result.keys())
-    return pd.DataFrame.from_records([tuple(r) for r in result.fetchall()], columns=columns)
+    cursor = result.cursor
+    rows = cursor.fetchall() if cursor is not None else []
+    result.close()
+    df = pd.DataFrame.from_records(rows, columns=columns)
+    selected = getattr(stmt, "selected_columns", None)
+    if conn.dialect.name != "sqlite" or selected is None:
+        return df
+    for name, col in zip(columns, selected, strict=True):
+        kind = col.type
+        if isinstance(kind, DateTime):
+            df[name] = pd.to_datetime(df[name], format="ISO8601")
+        elif isinstance(kind, Date):
+            df[name] = pd.to_datetime(df[name], format="ISO8601").dt.date
+        elif isinstance(kind, Boolean):
+            df[name] = df[name].map(lambda v: None if v is None else bool(v)).astype(object)
+        elif isinstance(kind, JSON):
+            df[name] = df[name].map(lambda v: None if v is None else json.loads(v))
+    return df
