@@ -34,3 +34,14 @@ dagcomponentfuncs.VtCountdown = function (props) {
     : "No SLA clock running";
   return React.createElement("span", { className: "vt-sla vt-sla-" + clock.state, title: title }, clock.text);
 };
+
+/* A subscriber id as a link to its 360 view; the id is text (React escapes it) and URL-encoded. */
+dagcomponentfuncs.VtSubscriberLink = function (props) {
+  if (props.value == null || props.value === "") return null;
+  var id = String(props.value);
+  return React.createElement(
+    "a",
+    { href: "/subscribers/" + encodeURIComponent(id), className: "vt-subscriber-link", title: "Open the subscriber's 360 view" },
+    id
+  );
+};

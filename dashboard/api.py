@@ -167,7 +167,7 @@ def register_api(server: flask.Flask, store: Store, settings: Settings, scoring:
             body["alarms"] = records(read.alarm_timeline(conn, incident_id))
             cells = read.affected_cells(conn, incident_id)
             accounts = read.affected_accounts(conn, incident_id, scoring, now=now)
-            _, n_subs = read.affected_subscribers(conn, incident_id, scoring, limit=1)
+            n_subs = read.count_affected_subscribers(conn, incident_id)
             body["impact"] = {
                 "cells": records(cells),
                 "accounts": records(accounts.drop(columns=["incident_id"], errors="ignore")),

@@ -33,6 +33,8 @@ from dashboard.pages import (
 )
 from dashboard.push import mount_push_routes
 from dashboard.store.db import Store
+from dashboard.subscribers.api import register_subscriber_search_api
+from dashboard.subscribers.story_api import register_subscriber_story_api
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
         return flask.jsonify(body), code
 
     register_api(app.server, store, settings, catalogue.scoring)
+    register_subscriber_search_api(app.server, store, settings)
+    register_subscriber_story_api(app.server, store, settings)
     # Listener endpoints of connectors whose sources push (TMF hubs, VES): /push/<name>/...
     mount_push_routes(app.server, settings, Ingestor(store, enrichers=default_enrichers()))
     return app

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -79,6 +79,18 @@ class SchedulerConfig(_Strict):
     queue_refresh_s: float = Field(default=30.0, gt=0)
 
 
+class SecurityConfig(_Strict):
+    #: Who a request is when nothing says otherwise, and what it may see (dashboard/privacy.py):
+    #: viewer (personal data masked), analyst or admin (may unmask one subscriber at a time, audited).
+    default_user: str = Field(default="operator", min_length=1, max_length=128)
+    default_role: Literal["viewer", "analyst", "admin"] = "viewer"
+    #: Take user and role from request headers. Only for a proxy in front that authenticates users
+    #: and strips these headers from what clients send; otherwise anyone could claim a role.
+    trust_headers: bool = False
+    user_header: str = "X-Vantage-User"
+    role_header: str = "X-Vantage-Role"
+
+
 class Settings(_Strict):
     """Everything Vantage needs to start."""
 
@@ -87,6 +99,7 @@ class Settings(_Strict):
     kpi_definitions: str = "kpi_definitions.yaml"
     web: WebConfig = Field(default_factory=WebConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     #: Where the settings came from, for messages; not read from the file.
     config_file: str | None = Field(default=None, exclude=True)

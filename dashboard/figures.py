@@ -205,7 +205,9 @@ def kpi_impact_figure(
 
     ``df`` is ``read.kpi_impact``: period_start, kpi, value; ``panels`` lists (kpi, title) in order.
     """
-    if df.empty:
+    # A panel without samples would draw an empty path (plotly logs an error): leave it out.
+    panels = [(k, t) for k, t in panels if (df["kpi"] == k).any()] if not df.empty else []
+    if not panels:
         return empty_figure("No KPI samples from the affected cells around this incident")
     fig = make_subplots(
         rows=len(panels),
@@ -246,3 +248,241 @@ def kpi_impact_figure(
         hovermode="x unified",
     )
     return fig
+
+
+# --- Subscriber 360 ------------------------------------------------------------------------
+
+#: How each kind of story event is drawn on the timeline: row label, marker symbol, colour.
+STORY_EVENT_STYLES: dict[str, tuple[str, str, str]] = {
+    "activated": ("Line", "star", ACCENT),
+    "incident": ("Incidents", "triangle-up", SEVERITY_COLOURS["critical"]),
+    "incident_resolved": ("Incidents", "circle-open", ACCENT),
+    "ticket": ("Tickets", "square", "#3498db"),
+    "ticket_note": ("Tickets", "square-open", "#5dade2"),
+    "ticket_resolved": ("Tickets", "circle-open", ACCENT),
+    "bill": ("Bills", "diamond", MUTED),
+    "offer": ("Offers & churn", "diamond-open", "#f39c12"),
+    "churn": ("Offers & churn", "x", SEVERITY_COLOURS["critical"]),
+    "action": ("Actions", "circle", "#6f42c1"),
+}
+
+
+def plain_label(value: object) -> str:
+    """Text from the data as plotly shows it literally: plotly renders a few tags (``<b>``, ``<a>``...)
+    in hover labels, legends and ticks, but decodes entities only after finding the tags."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _stacked_axes(n: int, gap: float) -> list[tuple[str, float, float]]:
+    """Axis suffix ('', '2'...) and vertical domain of ``n`` panels stacked top to bottom."""
+    height = (1.0 - gap * (n - 1)) / n
+    return [
+        ("" if i == 0 else str(i + 1), 1.0 - i * (height + gap) - height, 1.0 - i * (height + gap))
+        for i in range(n)
+    ]
+
+
+def _panel_title(title: str, top: float) -> dict[str, object]:
+    """A panel's title above it, as make_subplots would put it."""
+    return {"text": title, "x": 0.5, "xref": "paper", "y": top, "yref": "paper", "xanchor": "center",
+            "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}  # fmt: skip
+
+
+def experienced_kpi_figure(
+    df: pd.DataFrame, panels: list[tuple[str, str, dict[str, float]]], *, step: str = "hour"
+) -> go.Figure:
+    """What one subscriber experienced: each KPI share-weighted over its cells, one panel per KPI.
+
+    ``df`` has ``kpi``, ``period_start``, ``value``; ``panels`` lists (kpi, title, thresholds) in
+    order, thresholds (warning, critical) drawn dashed in their colours on the KPI's own panel.
+    Built in one pass (panels laid out by hand, not make_subplots and add_hline, which re-validate
+    the whole figure on every call: ten times slower with six panels).
+    """
+    shown = [p for p in panels if (df["kpi"] == p[0]).any()] if not df.empty else []
+    if not shown:
+        return empty_figure("No KPI samples from this subscriber's cells in the window")
+    n = len(shown)
+    traces: list[dict[str, object]] = []
+    shapes: list[dict[str, object]] = []
+    notes: list[dict[str, object]] = []
+    layout: dict[str, object] = {}
+    times = pd.to_datetime(df["period_start"], utc=True).dt.tz_localize(None)  # naive UTC: a numeric array
+    for i, ((kpi, title, thresholds), (ax, bottom, top)) in enumerate(
+        zip(shown, _stacked_axes(n, 0.3 / n), strict=True)
+    ):
+        part = df["kpi"] == kpi
+        xaxis: dict[str, object] = {"anchor": f"y{ax}", "showticklabels": i == n - 1, "type": "date"}
+        layout[f"xaxis{ax}"] = xaxis | ({"matches": "x"} if ax else {})  # one zoom for every panel
+        layout[f"yaxis{ax}"] = {"anchor": f"x{ax}", "domain": [bottom, top]}
+        traces.append(
+            {
+                "type": "scatter",
+                "x": times[part].to_numpy(),
+                "y": df.loc[part, "value"].to_numpy(),
+                "xaxis": f"x{ax}",
+                "yaxis": f"y{ax}",
+                "mode": "lines+markers" if int(part.sum()) <= 60 else "lines",
+                "name": title,
+                "line": {"color": SERIES[i % len(SERIES)], "width": 2},
+                "hovertemplate": "%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.4g}<extra>" + title + "</extra>",
+            }
+        )
+        notes.append(_panel_title(title, top))
+        for level, value in thresholds.items():
+            colour = THRESHOLD_COLOURS.get(level, MUTED)
+            shapes.append(
+                {"type": "line", "xref": f"x{ax} domain", "x0": 0, "x1": 1, "yref": f"y{ax}", "y0": value,
+                 "y1": value, "line": {"dash": "dash", "width": 1, "color": colour}}
+            )  # fmt: skip
+            notes.append(
+                {"text": f"{level} {value:g}", "xref": f"x{ax} domain", "x": 0, "yref": f"y{ax}", "y": value,
+                 "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"color": colour}}
+            )  # fmt: skip
+    layout |= {
+        "template": TEMPLATE,
+        "title": f"KPIs this subscriber experienced: its cells weighted by its traffic, per {step} (UTC)",
+        "showlegend": False,
+        "height": 120 + 190 * n,
+        "margin": {"t": 90},
+        "hovermode": "x unified",
+        "shapes": shapes,
+        "annotations": notes,
+    }
+    return go.Figure(data=traces, layout=layout)
+
+
+def churn_drivers_figure(drivers: pd.DataFrame) -> go.Figure:
+    """Why the churn risk is what it is: ``drivers`` has ``feature``, ``value``, ``impact``
+    (risk points: how much lower the risk would be with that feature at a typical value)."""
+    if drivers.empty:
+        return empty_figure("No churn drivers scored for this subscriber")
+    d = drivers.assign(impact=pd.to_numeric(drivers["impact"], errors="coerce").fillna(0.0))
+    d = d.sort_values("impact")
+    labels = [
+        plain_label(f"{str(f).replace('_', ' ')}" + (f" = {v}" if v is not None and not pd.isna(v) else ""))
+        for f, v in zip(d["feature"], d["value"], strict=True)
+    ]
+    bar = {
+        "type": "bar",
+        "x": (d["impact"] * 100.0).to_numpy(),
+        "y": labels,
+        "orientation": "h",
+        "marker": {"color": [SEVERITY_COLOURS["critical"] if i > 0 else ACCENT for i in d["impact"]]},
+        "text": [f"{i * 100:+.1f} pts" for i in d["impact"]],
+        "textposition": "auto",
+        "hovertemplate": "%{y}<br>%{x:+.1f} risk points<extra></extra>",
+    }
+    layout = {
+        "template": TEMPLATE,
+        "title": "Churn drivers: risk points each adds",
+        "showlegend": False,
+        "height": max(220, 110 + 46 * len(d)),
+        "margin": {"l": 20, "r": 20, "t": 50, "b": 40},
+        "xaxis": {"title": {"text": "risk points"}, "zeroline": True},
+        "yaxis": {"automargin": True, "tickfont": {"color": TEXT}},
+    }
+    return go.Figure(data=[bar], layout=layout)
+
+
+def _month(values: pd.Series) -> list[str]:
+    return [pd.Timestamp(v).strftime("%b %Y") for v in values]
+
+
+def revenue_figure(bills: pd.DataFrame, usage: pd.DataFrame, currency: str) -> go.Figure:
+    """The account's bills per period and the line's own usage charges per period and type.
+
+    ``bills`` has ``period_start``, ``amount``; ``usage`` has ``period_start``, ``usage_type``,
+    ``amount``, both oldest first (one panel each: an enterprise's bill dwarfs one line's charges).
+    """
+    amounts = pd.to_numeric(usage["amount"], errors="coerce").fillna(0.0) if not usage.empty else None
+    has_usage = bool(amounts is not None and amounts.abs().sum() > 0)
+    if bills.empty and not has_usage:
+        return empty_figure("No bills or charged usage recorded")
+    panels: list[tuple[str, list[dict[str, object]]]] = []
+    if not bills.empty:
+        bar = {"type": "bar", "x": _month(bills["period_start"]), "y": bills["amount"].to_numpy(),
+               "name": "bill", "showlegend": False, "marker": {"color": ACCENT},
+               "hovertemplate": "%{x}<br>%{y:,.2f} " + currency + "<extra>bill</extra>"}  # fmt: skip
+        panels.append((f"Account bills ({currency})", [bar]))
+    if has_usage and amounts is not None:
+        charged = usage.assign(amount=amounts)
+        bars: list[dict[str, object]] = [
+            {"type": "bar", "x": _month(part["period_start"]), "y": part["amount"].to_numpy(),
+             "name": plain_label(kind), "marker": {"color": SERIES[(i + 1) % len(SERIES)]},
+             "hovertemplate": "%{x}<br>%{y:,.2f} " + currency + f"<extra>{plain_label(kind)}</extra>"}
+            for i, (kind, part) in enumerate(charged.groupby("usage_type", sort=True))
+        ]  # fmt: skip
+        panels.append((f"This line's charges ({currency})", bars))
+    traces: list[dict[str, object]] = []
+    layout: dict[str, object] = {}
+    notes: list[dict[str, object]] = []
+    for (title, bars), (ax, bottom, top) in zip(panels, _stacked_axes(len(panels), 0.25), strict=True):
+        traces += [b | {"xaxis": f"x{ax}", "yaxis": f"y{ax}"} for b in bars]
+        layout[f"xaxis{ax}"] = {"anchor": f"y{ax}", "type": "category"}
+        layout[f"yaxis{ax}"] = {"anchor": f"x{ax}", "domain": [bottom, top]}
+        notes.append(_panel_title(title, top))
+    layout |= {
+        "template": TEMPLATE,
+        "barmode": "stack",
+        "height": 160 + 220 * len(panels),
+        "showlegend": has_usage,
+        "legend": {"orientation": "h", "y": -0.15},
+        "margin": {"t": 70},
+        "annotations": notes,
+    }
+    return go.Figure(data=traces, layout=layout)
+
+
+def story_timeline_figure(
+    events: pd.DataFrame, *, start: datetime | None = None, end: datetime | None = None
+) -> go.Figure:
+    """One subscriber's events on one time axis, a row per kind, each with its own symbol.
+
+    ``events`` has ``time``, ``kind``, ``title``, ``detail``; ``start``/``end`` set the range first
+    shown (zoom out, or double-click, for the whole history). Titles and details are data (ticket
+    subjects, notes): they go to plotly with entities, so any markup in them shows as text.
+    """
+    if events.empty:
+        return empty_figure("Nothing recorded for this subscriber yet")
+    d = events.assign(time=pd.to_datetime(events["time"], utc=True).dt.tz_localize(None))
+    d["hover"] = [
+        f"{plain_label(t or '')}<br>{plain_label(x or '')}"
+        for t, x in zip(d["title"], d["detail"], strict=True)
+    ]
+    traces = []
+    for kind, part in d.groupby("kind", sort=False):
+        label, symbol, colour = STORY_EVENT_STYLES.get(str(kind), ("Other", "circle", MUTED))
+        traces.append(
+            {
+                "type": "scatter",
+                "x": part["time"].to_numpy(),
+                "y": [label] * len(part),
+                "mode": "markers",
+                "name": str(kind).replace("_", " "),
+                "marker": {
+                    "symbol": symbol,
+                    "size": 14,
+                    "color": colour,
+                    "line": {"color": colour, "width": 2},
+                },
+                "customdata": part["hover"].to_numpy(),
+                "hovertemplate": "%{x|%Y-%m-%d %H:%M} UTC<br>%{customdata}<extra></extra>",
+            }
+        )
+    rows = list(dict.fromkeys(s[0] for s in STORY_EVENT_STYLES.values()))
+    present = [r for r in rows if r in {STORY_EVENT_STYLES.get(str(k), ("Other",))[0] for k in d["kind"]}]
+    xaxis: dict[str, object] = {"type": "date"}
+    if start is not None and end is not None:
+        xaxis["range"] = [pd.Timestamp(start), pd.Timestamp(end)]
+    layout = {
+        "template": TEMPLATE,
+        "title": "Timeline (UTC): hover a mark for what happened",
+        "height": max(240, 120 + 48 * len(present)),
+        "showlegend": True,
+        "legend": {"orientation": "h", "y": -0.2},
+        "margin": {"l": 20, "r": 20, "t": 50, "b": 40},
+        "xaxis": xaxis,
+        "yaxis": {"categoryorder": "array", "categoryarray": list(reversed(present)),
+                  "tickfont": {"color": TEXT}, "automargin": True},
+    }  # fmt: skip
+    return go.Figure(data=traces, layout=layout)

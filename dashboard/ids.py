@@ -48,9 +48,26 @@ INCIDENTS_SUBSCRIBERS_BOX = "incidents-subscribers-box"
 LINKAGE_KPI = "linkage-kpi"
 LINKAGE_GRAPH = "linkage-graph"
 
-# --- Subscribers ---------------------------------------------------------------------------
+# --- Subscribers (search) ------------------------------------------------------------------
+SUBSCRIBERS_URL = "subscribers-url"  # dcc.Location: the search, filters and sort as the query string
 SUBSCRIBERS_QUERY = "subscribers-query"
-SUBSCRIBERS_RESULT = "subscribers-result"
+SUBSCRIBERS_SEGMENT = "subscribers-segment"
+SUBSCRIBERS_REGION = "subscribers-region"
+SUBSCRIBERS_PLAN = "subscribers-plan"
+SUBSCRIBERS_RISK = "subscribers-risk"
+SUBSCRIBERS_SENTIMENT = "subscribers-sentiment"
+SUBSCRIBERS_ACCOUNT = "subscribers-account"
+SUBSCRIBERS_AFFECTED = "subscribers-affected"
+SUBSCRIBERS_SORT = "subscribers-sort"
+SUBSCRIBERS_LIST = "subscribers-list"  # holds the count line and the grid of the current search
+#: {"type": SUBSCRIBERS_GRID, "search": token}: the list of one search (token: its query string,
+#: encoded), one grid per search so a new search starts a fresh server-side row model.
+SUBSCRIBERS_GRID = "subscribers-grid"
+#: {"type": SUBSCRIBERS_COUNT, "search": token}: how many match, above that search's grid.
+SUBSCRIBERS_COUNT = "subscribers-count"
+SUBSCRIBERS_EXPORT = "subscribers-export"
+SUBSCRIBERS_EXPORT_NOTE = "subscribers-export-note"
+SUBSCRIBERS_DOWNLOAD = "subscribers-download"
 
 # --- Sources -------------------------------------------------------------------------------
 SOURCES_INTERVAL = "sources-interval"
@@ -65,3 +82,15 @@ SOURCES_Q_PAGE = "sources-q-page"
 SOURCES_Q_COUNT = "sources-q-count"
 SOURCES_Q_GRID = "sources-q-grid"
 SOURCES_Q_DETAIL = "sources-q-detail"
+
+# --- Subscriber 360 ------------------------------------------------------------------------
+SUBSCRIBER_ID = "subscriber-id"  # dcc.Store: the subscriber the page shows
+SUBSCRIBER_TABS = "subscriber-tabs"  # its active tab is the ?tab= of the deep link
+SUBSCRIBER_TAB_BODY = "subscriber-tab-body"  # the content of the active tab, built on demand
+SUBSCRIBER_TAB_SYNC = "subscriber-tab-sync"  # dcc.Store: output of the clientside URL update
+SUBSCRIBER_UNMASK = "subscriber-unmask"
+SUBSCRIBER_UNMASK_RESULT = "subscriber-unmask-result"
+#: {"type": SUBSCRIBER_PERSONAL, "field": name}: one personal field, masked until unmasked.
+SUBSCRIBER_PERSONAL = "subscriber-personal"
+SUBSCRIBER_KPI_GRAPH = "subscriber-kpi-graph"
+SUBSCRIBER_TIMELINE = "subscriber-timeline"

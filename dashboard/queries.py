@@ -11,11 +11,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Select, case, func, literal, or_, select
+from sqlalchemy import Connection, Select, func, literal, or_, select
 
 from dashboard.ingest.runner import PUSH_STREAM
 from dashboard.store.schema import (
-    accounts,
     alarms,
     bills,
     connector_runs,
@@ -160,38 +159,6 @@ def kpi_network_trend(conn: Connection, kpi: str, *, since: datetime) -> pd.Data
     df["period_start"] = pd.to_datetime(df["period_start"])
     df["value"] = df["value"].astype(float)
     return df
-
-
-# --- Subscribers ---------------------------------------------------------------------------
-
-
-def find_subscribers(conn: Connection, text: str, *, limit: int = 20) -> pd.DataFrame:
-    """Subscribers whose id or MSISDN is ``text`` exactly, then those that start with it."""
-    q = text.strip()
-    exact = or_(subscribers.c.id == q, subscribers.c.msisdn == q)
-    pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    prefix = or_(subscribers.c.id.like(pattern, escape="\\"), subscribers.c.msisdn.like(pattern, escape="\\"))
-    stmt = (
-        select(
-            subscribers.c.id,
-            subscribers.c.source,
-            subscribers.c.msisdn,
-            subscribers.c.status,
-            subscribers.c.plan,
-            subscribers.c.arpu,
-            subscribers.c.activated_at,
-            subscribers.c.home_cell_id,
-            subscribers.c.account_id,
-            accounts.c.name.label("account_name"),
-            accounts.c.segment,
-            accounts.c.vip,
-        )
-        .select_from(subscribers.outerjoin(accounts, accounts.c.id == subscribers.c.account_id))
-        .where(exact if len(q) < 3 else or_(exact, prefix))
-        .order_by(case((exact, 0), else_=1), subscribers.c.id)
-        .limit(limit)
-    )
-    return _frame(conn, stmt)
 
 
 # --- Sources -------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_create_app_builds_without_touching_the_store() -> None:
     assert store._engine is None  # no engine was even created
     assert app.server.config["VANTAGE_STORE"] is store
     paths = sorted(p["path"] for p in dash.page_registry.values())
-    assert paths == ["/", "/incidents", "/linkage", "/sources", "/subscribers"]
+    assert paths == ["/", "/incidents", "/linkage", "/sources", "/subscribers", "/subscribers/none"]
 
 
 def test_create_app_builds_its_store_from_settings(tmp_path: Any) -> None:

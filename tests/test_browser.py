@@ -38,7 +38,7 @@ PAGES = [
     ("/", "#wall-tiles .vt-tile", "wall"),
     ("/incidents", "#incidents-summary", "incidents-empty"),  # no ranked queue in this store
     ("/linkage", "#linkage-graph .main-svg", "linkage"),
-    ("/subscribers?id=S1", "#subscribers-result .vt-subscriber", "subscribers"),
+    ("/subscribers?q=S1", "#subscribers-list .ag-row", "subscribers"),
     ("/sources", "#sources-status-grid .ag-row", "sources"),
 ]
 

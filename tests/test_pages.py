@@ -91,21 +91,6 @@ def test_kpi_trend_is_the_network_average_per_period(seeded: Store) -> None:
     assert df["entities"].tolist() == [2, 2, 1]
 
 
-def test_find_subscribers(seeded: Store) -> None:
-    with seeded.connect() as conn:
-        exact = queries.find_subscribers(conn, " S1 ")
-        by_msisdn = queries.find_subscribers(conn, "31612345002")
-        prefix = queries.find_subscribers(conn, "316123450")
-        short = queries.find_subscribers(conn, "S")
-        wildcard = queries.find_subscribers(conn, "%%%")
-    assert exact["id"].tolist() == ["S1"]
-    assert exact.iloc[0]["account_name"] == "Acme Logistics"
-    assert by_msisdn["id"].tolist() == ["S2"]
-    assert prefix["id"].tolist() == ["S1", "S2", "S3", "S4"]
-    assert short.empty  # fewer than 3 characters: exact matches only
-    assert wildcard.empty  # LIKE wildcards are matched literally
-
-
 def test_run_summaries(seeded: Store) -> None:
     with seeded.connect() as conn:
         df = queries.run_summaries(conn, now=NOW).set_index("connector")
@@ -272,15 +257,6 @@ def test_kpi_trend_figure() -> None:
     assert empty.data == () and "No samples of drop_rate" in empty.layout.annotations[0].text
 
 
-def test_subscriber_search_masks_the_msisdn(app_ctx: Store) -> None:
-    subscribers = page("subscribers")
-    text = _text(subscribers.search_result("S1"))
-    assert "Acme Logistics (A1)" in text and "••••••••001" in text and "31612345001" not in text
-    assert "No subscriber" in _text(subscribers.search_result("nobody"))
-    assert "S1" in _text(subscribers.layout(id="S1"))
-    assert subscribers.mask_msisdn(None) == "—" and subscribers.mask_msisdn("123") == "•••"
-
-
 def test_sources_pure_functions(app_ctx: Store) -> None:
     sources = page("sources")
     assert [sources.fmt_interval(s) for s in (30, 60, 90, 3600, 5400, 86400, None)] == [
@@ -318,10 +294,14 @@ def test_pages_say_so_when_the_store_cannot_be_read(tmp_path: Any) -> None:
     store = Store(f"sqlite:///{tmp_path / 'empty.db'}")  # never migrated: every table is missing
     app = create_app(settings_for(store), store=store)
     with app.server.app_context():
-        for name, kwargs in [("incidents", {}), ("linkage", {}), ("sources", {})]:
+        for name, kwargs in [
+            ("incidents", {}),
+            ("linkage", {}),
+            ("sources", {}),
+            ("subscribers", {"q": "S1"}),
+        ]:
             assert "could not be read" in _text(page(name).layout(**kwargs)), name
         assert "could not be read" in _text(page("wall").read_wall())
-        assert "could not be read" in _text(page("subscribers").search_result("S1"))
     store.dispose()
 
 

@@ -92,12 +92,12 @@ def _is_null(value: Any) -> bool:
 def test_records_match_their_tables(small: dict[str, pd.DataFrame]) -> None:
     for kind, df in small.items():
         table = CANONICAL_KINDS[kind]
-        expected = [c.name for c in table.columns if c.name != "ingested_at"]
+        expected = [c.name for c in table.columns if not c.info.get("managed")]
         assert sorted(df.columns) == sorted(expected), kind
         sample = df.iloc[np.linspace(0, len(df) - 1, min(len(df), 400)).astype(int)]
         for record in sample.to_dict("records"):
             for col in table.columns:
-                if col.name == "ingested_at":
+                if col.info.get("managed"):
                     continue
                 value = record[col.name]
                 if _is_null(value):
@@ -122,7 +122,7 @@ def test_dict_batches_have_exact_keys() -> None:
         for batch in conn.read(stream, {}):
             if isinstance(batch.records, pd.DataFrame):
                 continue
-            expected = {c.name for c in CANONICAL_KINDS[batch.kind].columns} - {"ingested_at"}
+            expected = {c.name for c in CANONICAL_KINDS[batch.kind].columns if not c.info.get("managed")}
             for r in batch.records:
                 assert set(r) == expected, batch.kind
             seen.add(batch.kind)

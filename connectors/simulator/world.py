@@ -201,6 +201,31 @@ ACCOUNT_MANAGERS = (
     "Sandra Rocha",
     "Artur Viana",
 )
+# Contact addresses: a street of the account's town, its number and the town's postcode area.
+STREETS = (
+    "Rua Augusta",
+    "Rua Direita",
+    "Rua de Santo Antonio",
+    "Rua da Liberdade",
+    "Avenida da Republica",
+    "Avenida Central",
+    "Rua do Comercio",
+    "Rua 25 de Abril",
+    "Travessa do Forno",
+    "Largo da Igreja",
+    "Rua das Flores",
+    "Rua Dom Afonso Henriques",
+    "Avenida Marginal",
+    "Rua de Camoes",
+    "Rua do Mercado",
+)
+POSTCODE_AREAS = {
+    "Porto": 4000, "Braga": 4700, "Guimaraes": 4800, "Viana do Castelo": 4900, "Vila Real": 5000,
+    "Braganca": 5300, "Coimbra": 3000, "Aveiro": 3800, "Viseu": 3500, "Leiria": 2400, "Guarda": 6300,
+    "Castelo Branco": 6000, "Lisboa": 1100, "Sintra": 2710, "Cascais": 2750, "Almada": 2800,
+    "Amadora": 2700, "Setubal": 2900, "Evora": 7000, "Beja": 7800, "Portalegre": 7300,
+    "Santarem": 2000, "Faro": 8000, "Portimao": 8500, "Lagos": 8600, "Albufeira": 8200, "Tavira": 8800,
+}  # fmt: skip
 RAN_VENDORS = ("Ericsson", "Nokia", "Huawei", "Samsung")
 POWER_VENDORS = ("Eltek", "Delta", "Vertiv")
 TRANSPORT_VENDORS = ("Ceragon", "Nokia", "Huawei", "Ericsson")
@@ -711,6 +736,23 @@ def _account_names(w: World, acc: np.ndarray) -> pd.Series:
     return out.reset_index(drop=True)
 
 
+def _address(w: World, acc: np.ndarray) -> pd.Series:
+    """``Rua Augusta 12, 1100-427 Lisboa``: a street in the town of the account's base site."""
+    towns = np.asarray([t[0] for t in TOWNS], dtype=object)[w.site_town[w.acc_base_site[acc]]]
+    area = np.asarray([POSTCODE_AREAS[t] for t in towns], dtype=np.int64) + (acc * 7 + w.seed) % 100
+    return (
+        _pick(STREETS, (acc * 19 + w.seed) % len(STREETS))
+        + " "
+        + pd.Series((acc * 37 + w.seed) % 240 + 1).astype(str)
+        + ", "
+        + pd.Series(area).astype(str)
+        + "-"
+        + pd.Series((acc * 131 + w.seed) % 1000).astype(str).str.zfill(3)
+        + " "
+        + pd.Series(towns, dtype="str")
+    )
+
+
 def _accounts(w: World, source: str, lo: int, hi: int) -> pd.DataFrame:
     acc = np.arange(lo, hi)
     rng = rng_for(w.seed, "accounts", lo)
@@ -741,6 +783,7 @@ def _accounts(w: World, source: str, lo: int, hi: int) -> pd.DataFrame:
         .where(managed, None)
     )
     phone = "+351 " + pd.Series(rng.integers(910_000_000, 969_999_999, n)).astype(str)
+    address = _address(w, acc)
     email = (first + "." + last + pd.Series(acc).astype(str) + "@example.net").str.lower()
     return _frame(
         source,
@@ -756,6 +799,7 @@ def _accounts(w: World, source: str, lo: int, hi: int) -> pd.DataFrame:
             "contact_name": first + " " + last,
             "contact_email": email,
             "contact_phone": phone,
+            "contact_address": address,
         },
     )
 

@@ -83,6 +83,18 @@ def _characteristics(item: JSONDict) -> dict[str, Any]:
     return out
 
 
+#: MediumCharacteristic fields of a postal address, in the order an address is written.
+_ADDRESS_PARTS = ("street1", "street2", "postCode", "city", "stateOrProvince", "country")
+
+
+def _postal_address(ch: dict[str, Any]) -> str | None:
+    """``15 Rue des Canards, 75014 Paris, France`` from a postal contact medium; None when empty."""
+    street = ", ".join(t for t in (text(ch.get("street1")), text(ch.get("street2"))) if t)
+    town = " ".join(t for t in (text(ch.get("postCode")), text(ch.get("city"))) if t)
+    parts = [p for p in (street, town, text(ch.get("stateOrProvince")), text(ch.get("country"))) if p]
+    return ", ".join(parts) or None
+
+
 class Tmf629Connector(TmfConnector[Tmf629Options]):
     """Customers from a TMF629 Customer Management API, as accounts."""
 
@@ -114,7 +126,7 @@ class Tmf629Connector(TmfConnector[Tmf629Options]):
             raw_segment is not None and raw_segment in {_norm(v) for v in o.vip_values}
         )
         manager = party_by_role(item.get("relatedParty"), o.account_manager_roles)
-        email = phone = None
+        email = phone = address = None
         media = sorted(
             (m for m in as_list(item.get("contactMedium")) if isinstance(m, dict)),
             key=lambda m: not truthy(m.get("preferred")),
@@ -130,6 +142,9 @@ class Tmf629Connector(TmfConnector[Tmf629Options]):
                 and ch.get("phoneNumber")
             ):
                 phone = text(ch.get("phoneNumber"))
+            postal = ("address" in kind and "email" not in kind) or any(ch.get(k) for k in _ADDRESS_PARTS)
+            if address is None and postal:
+                address = _postal_address(ch)
         party: dict[str, Any] = item["engagedParty"] if isinstance(item.get("engagedParty"), dict) else {}
         record: JSONDict = {
             "id": cid,
@@ -145,6 +160,7 @@ class Tmf629Connector(TmfConnector[Tmf629Options]):
             else None,
             "contact_email": email,
             "contact_phone": phone,
+            "contact_address": address,
         }
         for name, column in o.contract_characteristics.items():
             value = chars.get(_norm(name))

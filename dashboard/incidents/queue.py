@@ -176,6 +176,12 @@ def _queue_rows(ranked: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
+def _small_statements(conn: Connection) -> None:
+    """PostgreSQL's JIT compiles for longer than these short statements run: off for this transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL jit = off")
+
+
 def refresh_queue(
     store: Store, scoring: Scoring, *, now: datetime | None = None, currency: str = "EUR"
 ) -> QueueRefresh:
@@ -184,14 +190,17 @@ def refresh_queue(
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     with store.begin() as conn:
+        _small_statements(conn)
         corr = correlate(conn, scoring.correlation, now=now)
     t["correlate_ms"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     with store.begin() as conn:
+        _small_statements(conn)
         vals = refresh_values(conn, now=now)
     t["values_ms"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     with store.begin() as conn:
+        _small_statements(conn)
         ranked = rank_from_store(conn, scoring, now=now, currency=currency)
         t["rank_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()

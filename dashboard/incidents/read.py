@@ -17,6 +17,7 @@ from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.scoring import account_clocks
 from dashboard.ingest.runner import load_state
 from dashboard.kpis import Scoring
+from dashboard.privacy import mask_msisdn
 from dashboard.store.db import read_frame
 from dashboard.store.schema import (
     accounts,
@@ -353,14 +354,6 @@ def notes(conn: Connection, incident_id: str) -> pd.DataFrame:
     )
 
 
-def mask_msisdn(msisdn: str | None) -> str:
-    """All but the last three digits hidden."""
-    if not msisdn:
-        return ""
-    keep = 3 if len(msisdn) > 3 else 0
-    return "•" * (len(msisdn) - keep) + msisdn[len(msisdn) - keep :]
-
-
 def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
     ic = incident_cells
     s, a, g = subscribers, accounts, subscriber_signals
@@ -400,6 +393,24 @@ def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
         .outerjoin(a, a.c.id == s.c.account_id)
         .outerjoin(g, g.c.subscriber_id == s.c.id)
     )
+
+
+def count_affected_subscribers(conn: Connection, incident_id: str) -> int:
+    """How many (not churned) subscribers are served by the incident's degraded cells."""
+    ic = incident_cells
+    stmt = (
+        select(func.count(func.distinct(subscriber_cells.c.subscriber_id)))
+        .select_from(
+            subscriber_cells.join(
+                ic, and_(ic.c.cell_id == subscriber_cells.c.cell_id, ic.c.incident_id == incident_id)
+            ).join(
+                subscribers,
+                and_(subscribers.c.id == subscriber_cells.c.subscriber_id, subscribers.c.status != "churned"),
+            )
+        )
+        .where(ic.c.degraded_share > 0)
+    )
+    return int(conn.execute(stmt).scalar_one())
 
 
 def affected_subscribers(

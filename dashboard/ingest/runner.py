@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select, update
 
 from connectors.base import Batch, Connector, ConnectorError, RetriableError, Stream
+from dashboard.ingest.derive import derive_keys
 from dashboard.ingest.validate import dedupe, validate
 from dashboard.store.db import Store
 from dashboard.store.schema import CANONICAL_KINDS, connector_runs, connector_state, quarantine
@@ -134,7 +135,7 @@ class Ingestor:
         elif len(batch.records):
             checked = validate(table, batch.records, source=connector)
             bad.extend(held(r.raw, r.reason, r.record_id) for r in checked.rejected)
-            rows = dedupe(table, checked.rows)
+            rows = derive_keys(batch.kind, dedupe(table, checked.rows))
             enrich = self.enrichers.get(batch.kind)
             if enrich is not None and not rows.empty:
                 rows = enrich(rows)

@@ -20,13 +20,10 @@ REFRESH_KEY = "VANTAGE_REFRESH_MS"
 CATALOGUE_KEY = "VANTAGE_KPI_CATALOGUE"
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
-PAGE_MODULES = ("wall", "incidents", "linkage", "subscribers", "sources")
+PAGE_MODULES = ("wall", "incidents", "linkage", "subscribers", "subscriber", "sources")
 #: How often the strip and the live parts of pages re-read the store, by default.
 REFRESH_MS = 15_000
 #: The trusted request header naming the person acting (set by the authenticating proxy).
-ACTOR_HEADER = "X-Vantage-User"
-DEFAULT_ACTOR = "operator"
-_MAX_ACTOR = 128  # audit.actor
 
 
 def current_store() -> Store:
@@ -62,14 +59,10 @@ def current_scoring() -> Scoring:
 
 
 def current_actor() -> str:
-    """Who is acting, for the audit trail: the one place that decides.
+    """Who is acting, for the audit trail; dashboard/privacy.py decides (settings or a trusted header)."""
+    from dashboard.privacy import current_principal
 
-    The ``X-Vantage-User`` header set by the trusted proxy in front of Vantage, else ``operator``.
-    """
-    if not flask.has_request_context():
-        return DEFAULT_ACTOR
-    name = " ".join((flask.request.headers.get(ACTOR_HEADER) or "").split())
-    return name[:_MAX_ACTOR] or DEFAULT_ACTOR
+    return current_principal().user
 
 
 def current_refresh_ms() -> int:

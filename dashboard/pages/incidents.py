@@ -136,7 +136,8 @@ ACCOUNT_COLUMNS: list[dict[str, Any]] = [
 ]
 
 SUBSCRIBER_COLUMNS: list[dict[str, Any]] = [
-    {"field": "id", "headerName": "Subscriber", "width": 140},
+    # Each id opens the subscriber's 360 view (/subscribers/<id>).
+    {"field": "id", "headerName": "Subscriber", "width": 140, "cellRenderer": "VtSubscriberLink"},
     {"field": "msisdn", "headerName": "MSISDN", "width": 160, "sortable": False},
     {"field": "account", "headerName": "Account", "flex": 1, "minWidth": 160},
     {"field": "segment", "headerName": "Segment", "width": 120},

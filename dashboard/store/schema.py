@@ -144,9 +144,13 @@ accounts = Table(
     Column("contact_name", String(256), nullable=True, info={"personal": True}),
     Column("contact_email", String(256), nullable=True, info={"personal": True}),
     Column("contact_phone", String(64), nullable=True, info={"personal": True}),
+    Column("contact_address", String(512), nullable=True, info={"personal": True}),
+    # Search key derived on ingest (dashboard.ingest.derive): the name lower-cased.
+    Column("name_key", String(256), nullable=True, info={"managed": True}),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_accounts_ingested_at", "ingested_at"),
+    Index("ix_accounts_name_key", "name_key", postgresql_ops={"name_key": "text_pattern_ops"}),
     Index("ix_accounts_segment_vip", "segment", "vip"),
 )
 
@@ -156,6 +160,10 @@ subscribers = Table(
     *_key(),
     Column("account_id", String(128), nullable=True, index=True),
     Column("msisdn", String(32), nullable=True, info={"personal": True}),
+    # Search keys derived on ingest (dashboard.ingest.derive): the MSISDN's digits, and reversed,
+    # so "ends with" searches (a number typed without its country code) use an index too.
+    Column("msisdn_digits", String(32), nullable=True, info={"managed": True}),
+    Column("msisdn_rev", String(32), nullable=True, info={"managed": True}),
     Column("plan", String(64), nullable=True),
     Column("arpu", Float, nullable=True, info={"min": 0.0}),
     Column("activated_at", DateTime, nullable=True),
@@ -170,6 +178,11 @@ subscribers = Table(
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_subscribers_ingested_at", "ingested_at"),
+    # Prefix searches: text_pattern_ops lets PostgreSQL use them for LIKE 'x%' in any collation.
+    Index(
+        "ix_subscribers_msisdn_digits", "msisdn_digits", postgresql_ops={"msisdn_digits": "text_pattern_ops"}
+    ),
+    Index("ix_subscribers_msisdn_rev", "msisdn_rev", postgresql_ops={"msisdn_rev": "text_pattern_ops"}),
 )
 
 # The cells that serve a subscriber, with the share of their traffic on each.
@@ -182,7 +195,8 @@ subscriber_cells = Table(
     Column("share", Float, nullable=False, info={"min": 0.0, "max": 1.0}),
     _ingested(),
     PrimaryKeyConstraint("subscriber_id", "cell_id", "source"),
-    Index("ix_subscriber_cells_cell", "cell_id"),
+    # Covering: the lines of given cells without touching the table (impact, "affected" filters).
+    Index("ix_subscriber_cells_cell", "cell_id", "subscriber_id"),
     Index("ix_subscriber_cells_ingested_at", "ingested_at"),
 )
 
@@ -485,6 +499,7 @@ audit = Table(
     Column("target_id", String(128), nullable=True),
     Column("detail", JSON, nullable=True),
     Index("ix_audit_at", "at"),
+    Index("ix_audit_target", "target_type", "target_id"),
 )
 
 # Canonical record kinds that connectors may emit, by name, mapped to their table.

@@ -1,0 +1,801 @@
+"""One subscriber's whole story for the 360 view and the API, read by indexed keys only.
+
+:func:`subscriber_story` reads the profile and account, services, serving cells with the KPIs the
+subscriber experienced (share-weighted per period, aggregated in the database), the incidents that
+hit those cells, tickets with their notes, bills and usage, churn risk and drivers, offers, churn
+events and the actions taken, and puts every dated event of them on one timeline. Every query is
+keyed by the subscriber id, its account id, its cell ids or its ticket ids, so the cost depends on
+the subscriber's own history, not on the size of the customer base.
+
+Personal fields pass through :func:`dashboard.privacy.protect`: the story is always masked, for
+every role; the clear values come only from :func:`dashboard.privacy.unmask`, which audits.
+Everything returned is JSON-ready: times are ISO 8601 UTC with a ``Z``, dates ``YYYY-MM-DD``,
+text fields plain strings (never markup).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Connection, func, literal_column, select
+
+from dashboard.incidents.correlate import ENGINE_SOURCE
+from dashboard.kpis import Catalogue
+from dashboard.privacy import BUSINESS_SEGMENTS, Principal, protect
+from dashboard.store.schema import (
+    accounts,
+    audit,
+    bills,
+    cells,
+    churn_events,
+    incident_cells,
+    incidents,
+    kpi_samples,
+    offer_events,
+    regions,
+    services,
+    sites,
+    subscriber_cells,
+    subscriber_signals,
+    subscribers,
+    ticket_notes,
+    ticket_status_changes,
+    tickets,
+    usage,
+)
+
+#: The most rows of each history list (tickets, bills, incidents, actions...) a story carries.
+HISTORY_LIMIT = 100
+#: Bills shown: two years of monthly bills.
+BILLS_LIMIT = 24
+#: Usage is summed per period and type over this many days before ``now``.
+USAGE_DAYS = 400
+#: Account types whose name is a company's, not a person's: only those names are in the story.
+
+
+def incident_link(incident_id: str) -> str:
+    """The Incidents page opened on one incident (a deep link that already works)."""
+    return "/incidents?" + urlencode({"id": incident_id})
+
+
+def account_link(account_id: str) -> str:
+    """The subscriber search listing every line of one account."""
+    return "/subscribers?" + urlencode({"account": account_id})
+
+
+def subscriber_link(subscriber_id: str, **query: str) -> str:
+    """The 360 view of one subscriber, ``?tab=...`` when given."""
+    path = "/subscribers/" + quote(subscriber_id, safe="")
+    return path + ("?" + urlencode(query) if query else "")
+
+
+def experienced_kpis(catalogue: Catalogue) -> list[str]:
+    """The KPIs a subscriber feels: the catalogue's measured technical KPIs that have thresholds."""
+    return [
+        k.name
+        for k in catalogue.kpis
+        if k.domain == "technical"
+        and k.type != "derived"
+        and (k.thresholds.warning is not None or k.thresholds.critical is not None)
+    ]
+
+
+def kpi_step_minutes(days: float) -> int:
+    """Period the experienced KPIs are summed over: raw 15-min periods up to 2 days, hours up to a
+    month, days beyond, so a chart carries at most about 750 points per KPI."""
+    if days <= 2:
+        return 15
+    return 60 if days <= 31 else 1440
+
+
+# --- JSON-ready values -------------------------------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _num(value: Any, digits: int = 4) -> float | None:
+    if value is None:
+        return None
+    out = float(value)
+    return None if math.isnan(out) else round(out, digits)
+
+
+def _text(value: Any) -> str | None:
+    """Stored text as a plain string: whatever it contains is shown as text, never parsed."""
+    return None if value is None else str(value)
+
+
+def _rows(conn: Connection, stmt: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def _latest(rows: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """Of one record kept by several sources, the one stored last."""
+    if not rows:
+        return None
+    return max(rows, key=lambda r: (r.get(key) is not None, r.get(key) or datetime.min))
+
+
+def _unique(rows: Iterable[dict[str, Any]], key: str = "id") -> list[dict[str, Any]]:
+    seen: set[Any] = set()
+    out = []
+    for r in rows:
+        if r[key] not in seen:
+            seen.add(r[key])
+            out.append(r)
+    return out
+
+
+# --- The parts ---------------------------------------------------------------------------------
+
+
+def _profile(conn: Connection, subscriber_id: str, now: datetime) -> dict[str, Any] | None:
+    s = subscribers
+    row = _latest(
+        _rows(
+            conn,
+            select(
+                s.c.id,
+                s.c.source,
+                s.c.account_id,
+                s.c.msisdn,
+                s.c.plan,
+                s.c.arpu,
+                s.c.status,
+                s.c.activated_at,
+                s.c.home_cell_id,
+                s.c.ingested_at,
+            ).where(s.c.id == subscriber_id),
+        ),
+        "ingested_at",
+    )
+    if row is None:
+        return None
+    activated = row["activated_at"]
+    tenure = (now - activated).days if activated is not None and activated <= now else None
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "account_id": row["account_id"],
+        "msisdn": row["msisdn"],
+        "plan": row["plan"],
+        "arpu": _num(row["arpu"], 2),
+        "status": row["status"],
+        "activated_at": _iso(activated),
+        "tenure_days": tenure,
+        "home_cell_id": row["home_cell_id"],
+    }
+
+
+def _account(conn: Connection, account_id: str | None) -> dict[str, Any] | None:
+    if not account_id:
+        return None
+    a = accounts
+    row = _latest(
+        _rows(
+            conn,
+            select(
+                a.c.id,
+                a.c.name,
+                a.c.segment,
+                a.c.vip,
+                a.c.account_manager,
+                a.c.sla_restore_minutes,
+                a.c.penalty_per_hour,
+                a.c.contract_end,
+                a.c.contact_name,
+                a.c.contact_email,
+                a.c.contact_phone,
+                a.c.contact_address,
+                a.c.ingested_at,
+            ).where(a.c.id == account_id),
+        ),
+        "ingested_at",
+    )
+    lines = conn.execute(
+        select(func.count(func.distinct(subscribers.c.id))).where(subscribers.c.account_id == account_id)
+    ).scalar()
+    if row is None:
+        return {
+            "id": account_id,
+            "name": None,
+            "segment": None,
+            "vip": None,
+            "lines": int(lines or 0),
+            "link": account_link(account_id),
+        }
+    business = row["segment"] in BUSINESS_SEGMENTS
+    return {
+        "id": row["id"],
+        # A consumer account is named after its holder: that name is the contact name, masked there.
+        "name": row["name"] if business else None,
+        "segment": row["segment"],
+        "vip": bool(row["vip"]),
+        "account_manager": row["account_manager"],
+        "sla_restore_minutes": row["sla_restore_minutes"],
+        "penalty_per_hour": _num(row["penalty_per_hour"], 2),
+        "contract_end": _iso(row["contract_end"]),
+        "contact_name": row["contact_name"],
+        "contact_email": row["contact_email"],
+        "contact_phone": row["contact_phone"],
+        "contact_address": row["contact_address"],
+        "lines": int(lines or 0),
+        "link": account_link(row["id"]),
+    }
+
+
+def _services(conn: Connection, subscriber_id: str, account_id: str | None) -> list[dict[str, Any]]:
+    sv = services
+    cols = (sv.c.id, sv.c.name, sv.c.kind, sv.c.status)
+    line = _rows(conn, select(*cols).where(sv.c.subscriber_id == subscriber_id).order_by(sv.c.name, sv.c.id))
+    out = [r | {"level": "line"} for r in line]
+    if account_id:
+        # Services of the account as a whole (a private APN, a fixed link) reach every line.
+        shared = _rows(
+            conn,
+            select(*cols)
+            .where(sv.c.account_id == account_id, sv.c.subscriber_id.is_(None))
+            .order_by(sv.c.name, sv.c.id)
+            .limit(HISTORY_LIMIT),
+        )
+        out += [r | {"level": "account"} for r in shared]
+    return _unique(out)
+
+
+def _serving_cells(subscriber_id: str) -> Any:
+    """The subscriber's cells with their share of its traffic (one row per cell, whatever the source)."""
+    sc = subscriber_cells
+    return (
+        select(sc.c.cell_id, func.max(sc.c.share).label("share"))
+        .where(sc.c.subscriber_id == subscriber_id)
+        .group_by(sc.c.cell_id)
+        .subquery("serving")
+    )
+
+
+def _cells(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+    serving = _serving_cells(subscriber_id)
+    rows = _rows(
+        conn,
+        select(
+            serving.c.cell_id,
+            serving.c.share,
+            cells.c.name,
+            cells.c.technology,
+            cells.c.band,
+            cells.c.site_id,
+            sites.c.name.label("site"),
+            sites.c.region_id,
+            regions.c.name.label("region"),
+        )
+        .select_from(
+            serving.outerjoin(cells, cells.c.id == serving.c.cell_id)
+            .outerjoin(sites, sites.c.id == cells.c.site_id)
+            .outerjoin(regions, regions.c.id == sites.c.region_id)
+        )
+        .order_by(serving.c.share.desc(), serving.c.cell_id),
+    )
+    return [r | {"share": _num(r["share"])} for r in _unique(rows, "cell_id")]
+
+
+def _bucket(conn: Connection, column: Any, step: int) -> ColumnElement[Any]:
+    """``column`` truncated to the start of its ``step``-minute period, in the database's dialect."""
+    if step == 15:
+        return column
+    unit = "hour" if step == 60 else "day"
+    if conn.dialect.name == "postgresql":
+        return func.date_trunc(literal_column(f"'{unit}'"), column)
+    # SQLite keeps SQLAlchemy DateTimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text: cutting the text is
+    # about twice as fast as strftime over thousands of samples.
+    return func.substr(column, 1, 13 if step == 60 else 10)
+
+
+def _period_iso(value: Any, step: int) -> str | None:
+    if isinstance(value, str):  # an SQLite bucket: 'YYYY-MM-DD HH' or 'YYYY-MM-DD'
+        return f"{value[:10]}T{value[11:13] or '00'}:00:00Z" if step != 15 else _iso(value)
+    return _iso(value)
+
+
+def _experienced_kpis(
+    conn: Connection,
+    subscriber_id: str,
+    *,
+    since: datetime,
+    until: datetime,
+    step: int,
+    kpis: Sequence[str] | None,
+) -> list[dict[str, Any]]:
+    """Per KPI and period: the serving cells' values weighted by the share of the subscriber's
+    traffic on each, ``sum(share * value) / sum(share)`` over the cells that reported."""
+    stmt = experienced_kpis_statement(conn, subscriber_id, since=since, until=until, step=step, kpis=kpis)
+    return [
+        {"kpi": kpi, "period_start": _period_iso(start, step), "value": _num(value), "cells": int(n)}
+        for kpi, start, value, n in conn.execute(stmt).all()
+    ]
+
+
+def experienced_kpis_statement(
+    conn: Connection,
+    subscriber_id: str,
+    *,
+    since: datetime,
+    until: datetime,
+    step: int,
+    kpis: Sequence[str] | None,
+) -> Any:
+    """The one aggregate query of :func:`_experienced_kpis` (public so benchmarks can EXPLAIN it):
+    keyed by the subscriber's cells, so it reads only their samples in the window."""
+    serving = _serving_cells(subscriber_id)
+    ks = kpi_samples
+    period = _bucket(conn, ks.c.period_start, step).label("period_start")
+    weighted = func.sum(ks.c.value * serving.c.share) / func.sum(serving.c.share)
+    stmt = (
+        select(
+            ks.c.kpi,
+            period,
+            weighted.label("value"),
+            func.count(func.distinct(ks.c.entity_id)).label("cells"),
+        )
+        .select_from(serving.join(ks, ks.c.entity_id == serving.c.cell_id))
+        .where(
+            ks.c.entity_type == "cell",
+            ks.c.period_start >= since,
+            ks.c.period_start <= until,
+            serving.c.share > 0,
+        )
+        .group_by(ks.c.kpi, period)
+        .order_by(ks.c.kpi, period)
+    )
+    if kpis is not None:
+        stmt = stmt.where(ks.c.kpi.in_(list(kpis)))
+    return stmt
+
+
+def _incidents(conn: Connection, shares: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Incidents of the correlation engine whose affected cells serve the subscriber, newest first.
+
+    ``impact`` is the share of the subscriber's traffic degraded: sum over its cells of
+    share x degraded share.
+    """
+    if not shares:
+        return []
+    ic, i = incident_cells, incidents
+    rows = _rows(
+        conn,
+        select(
+            ic.c.incident_id,
+            ic.c.cell_id,
+            ic.c.degraded_share,
+            i.c.title,
+            i.c.severity,
+            i.c.state,
+            i.c.opened_at,
+            i.c.resolved_at,
+            i.c.merged_into,
+        )
+        .select_from(ic.join(i, (i.c.id == ic.c.incident_id) & (i.c.source == ENGINE_SOURCE)))
+        .where(ic.c.cell_id.in_(list(shares)))
+        .order_by(i.c.opened_at.desc(), ic.c.incident_id),
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        inc = found.setdefault(
+            r["incident_id"],
+            {
+                "id": r["incident_id"],
+                "title": r["title"],
+                "severity": r["severity"],
+                "state": r["state"],
+                "opened_at": r["opened_at"],
+                "resolved_at": r["resolved_at"],
+                "merged_into": r["merged_into"],
+                "cells": [],
+                "degraded_share": 0.0,
+                "impact": 0.0,
+            },
+        )
+        degraded = float(r["degraded_share"] or 0.0)
+        inc["cells"].append(r["cell_id"])
+        inc["degraded_share"] = max(inc["degraded_share"], degraded)
+        inc["impact"] += shares.get(r["cell_id"], 0.0) * degraded
+    out = sorted(found.values(), key=lambda x: (x["opened_at"], x["id"]), reverse=True)[:HISTORY_LIMIT]
+    return [
+        inc
+        | {
+            "opened_at": _iso(inc["opened_at"]),
+            "resolved_at": _iso(inc["resolved_at"]),
+            "cells": sorted(set(inc["cells"])),
+            "degraded_share": _num(inc["degraded_share"]),
+            "impact": _num(min(inc["impact"], 1.0)),
+            "link": incident_link(inc["id"]),
+        }
+        for inc in out
+    ]
+
+
+def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> list[dict[str, Any]]:
+    """The line's tickets and the account's tickets not about one line, newest first, with notes."""
+    t = tickets
+    cols = (
+        t.c.id,
+        t.c.subject,
+        t.c.description,
+        t.c.channel,
+        t.c.status,
+        t.c.category,
+        t.c.priority,
+        t.c.sentiment,
+        t.c.created_at,
+        t.c.updated_at,
+        t.c.resolved_at,
+        t.c.incident_id,
+    )
+    newest = (t.c.created_at.desc(), t.c.id)
+    found = [
+        r | {"scope": "line"}
+        for r in _rows(
+            conn,
+            select(*cols).where(t.c.subscriber_id == subscriber_id).order_by(*newest).limit(HISTORY_LIMIT),
+        )
+    ]
+    if account_id:
+        found += [
+            r | {"scope": "account"}
+            for r in _rows(
+                conn,
+                select(*cols)
+                .where(t.c.account_id == account_id, t.c.subscriber_id.is_(None))
+                .order_by(*newest)
+                .limit(HISTORY_LIMIT),
+            )
+        ]
+    found = sorted(_unique(found), key=lambda r: (r["created_at"], r["id"]), reverse=True)[:HISTORY_LIMIT]
+    ids = [r["id"] for r in found]
+    notes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    changes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        n = ticket_notes
+        for r in _unique(
+            _rows(
+                conn,
+                select(n.c.id, n.c.ticket_id, n.c.author, n.c.text, n.c.sentiment, n.c.created_at)
+                .where(n.c.ticket_id.in_(ids))
+                .order_by(n.c.created_at, n.c.id),
+            )
+        ):
+            notes[r["ticket_id"]].append(
+                {
+                    "author": _text(r["author"]),
+                    "text": _text(r["text"]),
+                    "sentiment": _num(r["sentiment"], 3),
+                    "created_at": _iso(r["created_at"]),
+                }
+            )
+        c = ticket_status_changes
+        seen: set[tuple[Any, ...]] = set()
+        for r in _rows(
+            conn,
+            select(c.c.ticket_id, c.c.status, c.c.changed_at)
+            .where(c.c.ticket_id.in_(ids))
+            .order_by(c.c.changed_at, c.c.status),
+        ):
+            key = (r["ticket_id"], r["status"], r["changed_at"])
+            if key not in seen:
+                seen.add(key)
+                changes[r["ticket_id"]].append({"status": r["status"], "changed_at": _iso(r["changed_at"])})
+    return [
+        {
+            "id": r["id"],
+            "scope": r["scope"],
+            "subject": _text(r["subject"]),
+            "description": _text(r["description"]),
+            "channel": r["channel"],
+            "status": r["status"],
+            "category": r["category"],
+            "priority": r["priority"],
+            "sentiment": _num(r["sentiment"], 3),
+            "created_at": _iso(r["created_at"]),
+            "updated_at": _iso(r["updated_at"]),
+            "resolved_at": _iso(r["resolved_at"]),
+            "incident_id": r["incident_id"],
+            "incident_link": incident_link(r["incident_id"]) if r["incident_id"] else None,
+            "notes": notes[r["id"]],
+            "status_changes": changes[r["id"]],
+        }
+        for r in found
+    ]
+
+
+def _bills(conn: Connection, account_id: str | None) -> list[dict[str, Any]]:
+    if not account_id:
+        return []
+    b = bills
+    rows = _rows(
+        conn,
+        select(b.c.id, b.c.period_start, b.c.period_end, b.c.amount, b.c.currency, b.c.state, b.c.issued_at)
+        .where(b.c.account_id == account_id)
+        .order_by(b.c.period_start.desc(), b.c.id)
+        .limit(BILLS_LIMIT),
+    )
+    return [
+        r
+        | {
+            "period_start": _iso(r["period_start"]),
+            "period_end": _iso(r["period_end"]),
+            "amount": _num(r["amount"], 2),
+            "issued_at": _iso(r["issued_at"]),
+        }
+        for r in sorted(_unique(rows), key=lambda r: (r["period_start"], r["id"]))
+    ]
+
+
+def _usage(conn: Connection, subscriber_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The line's usage summed per period and type (quantity in its unit, and what it was charged)."""
+    u = usage
+    rows = _rows(
+        conn,
+        select(
+            u.c.period_start,
+            u.c.usage_type,
+            u.c.unit,
+            u.c.currency,
+            func.sum(u.c.quantity).label("quantity"),
+            func.sum(u.c.amount).label("amount"),
+        )
+        .where(
+            u.c.subscriber_id == subscriber_id, u.c.period_start >= (now - timedelta(days=USAGE_DAYS)).date()
+        )
+        .group_by(u.c.period_start, u.c.usage_type, u.c.unit, u.c.currency)
+        .order_by(u.c.period_start, u.c.usage_type),
+    )
+    return [
+        r
+        | {
+            "period_start": _iso(r["period_start"]),
+            "quantity": _num(r["quantity"], 3),
+            "amount": _num(r["amount"], 2),
+        }
+        for r in rows
+    ]
+
+
+def _drivers(text: str | None) -> list[dict[str, Any]]:
+    """Churn drivers stored as JSON text; anything unreadable is no drivers, never an error."""
+    if not text:
+        return []
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return []
+    out = []
+    for d in items if isinstance(items, list) else []:
+        if isinstance(d, dict) and d.get("feature"):
+            value = d.get("value")
+            out.append(
+                {
+                    "feature": str(d["feature"]),
+                    "value": value if isinstance(value, int | float | bool) or value is None else str(value),
+                    "impact": _num(d.get("impact")) if isinstance(d.get("impact"), int | float) else None,
+                }
+            )
+    return out
+
+
+def _churn(conn: Connection, subscriber_id: str) -> dict[str, Any] | None:
+    s = subscriber_signals
+    row = _latest(_rows(conn, select(s).where(s.c.subscriber_id == subscriber_id)), "scored_at")
+    if row is None:
+        return None
+    return {
+        "risk": _num(row["churn_risk"]),
+        "drivers": _drivers(row["churn_drivers"]),
+        "model_version": row["model_version"],
+        "scored_at": _iso(row["scored_at"]),
+        "sentiment_30d": _num(row["sentiment_30d"], 3),
+        "tickets_30d": int(row["tickets_30d"] or 0),
+        "negative_tickets_30d": int(row["negative_tickets_30d"] or 0),
+    }
+
+
+def _churn_events(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+    c = churn_events
+    rows = _rows(
+        conn,
+        select(c.c.id, c.c.occurred_at, c.c.reason)
+        .where(c.c.subscriber_id == subscriber_id)
+        .order_by(c.c.occurred_at.desc(), c.c.id)
+        .limit(HISTORY_LIMIT),
+    )
+    return [r | {"occurred_at": _iso(r["occurred_at"]), "reason": _text(r["reason"])} for r in _unique(rows)]
+
+
+def _offers(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+    o = offer_events
+    rows = _rows(
+        conn,
+        select(o.c.id, o.c.offer, o.c.outcome, o.c.occurred_at)
+        .where(o.c.subscriber_id == subscriber_id)
+        .order_by(o.c.occurred_at.desc(), o.c.id)
+        .limit(HISTORY_LIMIT),
+    )
+    return [r | {"offer": _text(r["offer"]), "occurred_at": _iso(r["occurred_at"])} for r in _unique(rows)]
+
+
+def _actions(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+    """What people did about this subscriber, from the audit log (unmasking included), newest first."""
+    a = audit
+    # The latest records by id, not by time: with an index on (target_type, target_id) the rows come
+    # in id order straight from it; ordering by ``at`` would make SQLite walk ix_audit_at instead.
+    rows = _rows(
+        conn,
+        select(a.c.id, a.c.at, a.c.actor, a.c.action, a.c.detail)
+        .where(a.c.target_type == "subscriber", a.c.target_id == subscriber_id)
+        .order_by(a.c.id.desc())
+        .limit(HISTORY_LIMIT),
+    )
+    rows.sort(key=lambda r: (r["at"], r["id"]), reverse=True)
+    return [
+        {
+            "id": r["id"],
+            "at": _iso(r["at"]),
+            "actor": _text(r["actor"]),
+            "action": r["action"],
+            "detail": json.loads(json.dumps(r["detail"], default=str)) if r["detail"] is not None else None,
+        }
+        for r in rows
+    ]
+
+
+# --- The timeline ------------------------------------------------------------------------------
+
+
+def _event(
+    time: str | None, kind: str, title: str, detail: str = "", link: str | None = None
+) -> dict[str, Any]:
+    return {"time": time, "kind": kind, "title": title, "detail": detail, "link": link}
+
+
+def _join(*parts: Any) -> str:
+    return " · ".join(str(p) for p in parts if p not in (None, ""))
+
+
+def _pct(value: float | None) -> str | None:
+    return None if value is None else f"{value * 100:.0f}%"
+
+
+def timeline(story: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every dated event of the story on one list, oldest first: time, kind, title, detail, link."""
+    events: list[dict[str, Any]] = []
+    profile = story["profile"]
+    if profile.get("activated_at"):
+        events.append(
+            _event(profile["activated_at"], "activated", "Line activated", _join(profile.get("plan")))
+        )
+    for inc in story["incidents"]:
+        detail = _join(
+            inc["severity"],
+            f"{len(inc['cells'])} of the subscriber's cells",
+            f"{_pct(inc['impact'])} of its traffic degraded",
+        )
+        events.append(_event(inc["opened_at"], "incident", inc["title"], detail, inc["link"]))
+        if inc["resolved_at"]:
+            events.append(
+                _event(
+                    inc["resolved_at"],
+                    "incident_resolved",
+                    f"Resolved: {inc['title']}",
+                    inc["state"],
+                    inc["link"],
+                )
+            )
+    for t in story["tickets"]:
+        title = t["subject"] or "(no subject)"
+        sentiment = None if t["sentiment"] is None else f"sentiment {t['sentiment']:+.2f}"
+        events.append(
+            _event(
+                t["created_at"],
+                "ticket",
+                title,
+                _join(t["channel"], t["status"], sentiment),
+                t["incident_link"],
+            )
+        )
+        for n in t["notes"]:
+            events.append(
+                _event(n["created_at"], "ticket_note", f"Note on {title}", _join(n["author"], n["text"]))
+            )
+        if t["resolved_at"]:
+            events.append(
+                _event(t["resolved_at"], "ticket_resolved", f"Ticket resolved: {title}", t["status"])
+            )
+    for b in story["bills"]:
+        when = b["issued_at"] or (f"{b['period_end']}T00:00:00Z" if b["period_end"] else None)
+        amount = _join(f"{b['amount']:,.2f}" if b["amount"] is not None else None, b["currency"])
+        events.append(
+            _event(when, "bill", f"Bill {b['period_start']} to {b['period_end']}", _join(amount, b["state"]))
+        )
+    for o in story["offers"]:
+        events.append(_event(o["occurred_at"], "offer", f"Offer {o['offer']}", o["outcome"]))
+    for c in story["churn_events"]:
+        events.append(_event(c["occurred_at"], "churn", "Churned", _join(c["reason"])))
+    for a in story["actions"]:
+        events.append(_event(a["at"], "action", a["action"], _join(f"by {a['actor']}")))
+    dated = [e for e in events if e["time"]]
+    return sorted(dated, key=lambda e: (e["time"], e["kind"], e["title"]))
+
+
+# --- The story ---------------------------------------------------------------------------------
+
+
+def subscriber_story(
+    conn: Connection,
+    subscriber_id: str,
+    principal: Principal,
+    *,
+    now: datetime,
+    days: int = 30,
+    kpis: Sequence[str] | None = None,
+) -> dict[str, Any] | None:
+    """Everything known about one subscriber, masked for ``principal``; None when there is none.
+
+    ``days`` is the window of the experienced KPIs; ``kpis`` names the KPIs to read (all the cells
+    report when None). Other history is the subscriber's whole, up to ``HISTORY_LIMIT`` rows a list.
+    """
+    days = max(1, min(int(days), 366))
+    profile = _profile(conn, subscriber_id, now)
+    if profile is None:
+        return None
+    account = _account(conn, profile["account_id"])
+    serving = _cells(conn, subscriber_id)
+    shares = {c["cell_id"]: float(c["share"] or 0.0) for c in serving}
+    step = kpi_step_minutes(days)
+    since = now - timedelta(days=days)
+    story: dict[str, Any] = {
+        "id": profile["id"],
+        "link": subscriber_link(profile["id"]),
+        "as_of": _iso(now),
+        "privacy": {"masked": True, "role": principal.role, "may_unmask": principal.may_unmask},
+        "profile": protect(profile, principal),
+        "account": protect(account, principal) if account is not None else None,
+        "services": _services(conn, subscriber_id, profile["account_id"]),
+        "cells": serving,
+        "kpis": {
+            "since": _iso(since),
+            "until": _iso(now),
+            "step_minutes": step,
+            "series": _experienced_kpis(conn, subscriber_id, since=since, until=now, step=step, kpis=kpis)
+            if serving
+            else [],
+        },
+        "incidents": _incidents(conn, shares),
+        "tickets": _tickets(conn, subscriber_id, profile["account_id"]),
+        "bills": _bills(conn, profile["account_id"]),
+        "usage": _usage(conn, subscriber_id, now),
+        "churn": _churn(conn, subscriber_id),
+        "churn_events": _churn_events(conn, subscriber_id),
+        "offers": _offers(conn, subscriber_id),
+        "actions": _actions(conn, subscriber_id),
+    }
+    story["timeline"] = timeline(story)
+    return story
