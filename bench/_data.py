@@ -10,11 +10,14 @@ customers loaded days ago, the last hourly churn re-score 40 minutes ago, alarms
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,42 @@ from dashboard.ingest import Ingestor, validate
 from dashboard.store import Store
 from dashboard.store.schema import subscriber_signals
 from dashboard.store.upsert import upsert
+
+PG_URL = os.environ.get("VANTAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def open_store(backend: str, tmp: str, name: str) -> tuple[Store, Callable[[], None]]:
+    """A fresh, migrated store (a SQLite file in ``tmp``, or a new PostgreSQL schema) and its disposal."""
+    from sqlalchemy import create_engine, text
+
+    if backend == "sqlite":
+        path = Path(tmp) / f"{name}.db"
+        store = Store(f"sqlite:///{path}")
+        store.upgrade()
+
+        def drop_sqlite() -> None:
+            store.dispose()
+            for f in Path(tmp).glob(path.name + "*"):
+                f.unlink()
+
+        return store, drop_sqlite
+    schema = f"bench_{name}_{uuid.uuid4().hex[:10]}"
+    store = Store(PG_URL, schema=schema)
+
+    def drop_pg() -> None:
+        store.dispose()
+        admin = create_engine(PG_URL)
+        with admin.begin() as c:
+            c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    try:
+        store.upgrade()
+    except Exception:
+        drop_pg()
+        raise
+    return store, drop_pg
+
 
 SOURCE = "simulator"
 SIGNALS_SOURCE = "vantage"

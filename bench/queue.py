@@ -37,7 +37,6 @@ import cProfile
 import importlib
 import io
 import json
-import os
 import pstats
 import resource
 import shutil
@@ -45,7 +44,6 @@ import statistics
 import tempfile
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,7 +51,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from bench import _data
 from dashboard.incidents.correlate import ENGINE_SOURCE
@@ -74,7 +72,6 @@ from dashboard.store.schema import (
 )
 from dashboard.store.schema import cells as cells_table
 
-PG_URL = os.environ.get("VANTAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 INTERVAL = timedelta(seconds=30)  # the scheduler's queue_refresh_s
 SEGMENTS = ("consumer", "smb", "enterprise")
 SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "warning": 3, "indeterminate": 4, "cleared": 5}
@@ -449,37 +446,6 @@ def compare(store: Store, ref: pd.DataFrame, now: datetime) -> dict[str, Any]:
 # --- the store ------------------------------------------------------------------------------------
 
 
-def open_store(backend: str, tmp: str) -> tuple[Store, Callable[[], None]]:
-    """A fresh, migrated store and the function that disposes of it."""
-    if backend == "sqlite":
-        path = Path(tmp) / "queue.db"
-        store = Store(f"sqlite:///{path}")
-        store.upgrade()
-
-        def drop_sqlite() -> None:
-            store.dispose()
-            for f in Path(tmp).glob(path.name + "*"):
-                f.unlink()
-
-        return store, drop_sqlite
-    schema = f"bench_queue_{uuid.uuid4().hex[:10]}"
-    store = Store(PG_URL, schema=schema)
-
-    def drop_pg() -> None:
-        store.dispose()
-        admin = create_engine(PG_URL)
-        with admin.begin() as c:
-            c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-    try:
-        store.upgrade()
-    except Exception:
-        drop_pg()
-        raise
-    return store, drop_pg
-
-
 # --- timings --------------------------------------------------------------------------------------
 
 
@@ -632,7 +598,7 @@ def main() -> None:
 
     scoring = load_catalogue(Path(__file__).resolve().parents[1] / "kpi_definitions.yaml").scoring
     tmp = tempfile.mkdtemp(prefix="vantage-bench-queue-")
-    store, drop = open_store(args.backend, tmp)
+    store, drop = _data.open_store(args.backend, tmp, "queue")
     result: dict[str, Any] = {"backend": args.backend}
     try:
         now = utcnow().replace(microsecond=0)

@@ -35,18 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 import importlib
 import json
-import os
 import random
 import resource
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, create_engine, func, select, text
+from sqlalchemy import Connection, func, select, text
 
 from bench import _data
 from dashboard.incidents.queue import refresh_queue
@@ -58,7 +55,6 @@ from dashboard.store.schema import accounts, incident_cells, incidents, regions,
 from dashboard.subscribers import search
 from dashboard.subscribers.search import Filters, parse_query, search_page
 
-PG_URL = os.environ.get("VANTAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 VIEWER = Principal(user="bench", role="viewer")
 FORMS = ("msisdn_intl", "msisdn_00", "msisdn_digits", "msisdn_national", "last4", "id", "account_id", "name")
 #: Forms that must find the very subscriber on their first page (the others match many lines).
@@ -77,37 +73,6 @@ def _p(values: list[float], q: float) -> float | None:
 def _peak_rss_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024, 1)
-
-
-def open_store(backend: str, tmp: str) -> tuple[Store, Callable[[], None]]:
-    """A fresh, migrated store and the function that disposes of it."""
-    if backend == "sqlite":
-        path = Path(tmp) / "subscribers.db"
-        store = Store(f"sqlite:///{path}")
-        store.upgrade()
-
-        def drop_sqlite() -> None:
-            store.dispose()
-            for f in Path(tmp).glob(path.name + "*"):
-                f.unlink()
-
-        return store, drop_sqlite
-    schema = f"bench_subs_{uuid.uuid4().hex[:10]}"
-    store = Store(PG_URL, schema=schema)
-
-    def drop_pg() -> None:
-        store.dispose()
-        admin = create_engine(PG_URL)
-        with admin.begin() as c:
-            c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-    try:
-        store.upgrade()
-    except Exception:
-        drop_pg()
-        raise
-    return store, drop_pg
 
 
 # --- what is searched --------------------------------------------------------------------------
@@ -323,7 +288,7 @@ def main() -> None:
 
     scoring = load_catalogue(Path(__file__).resolve().parents[1] / "kpi_definitions.yaml").scoring
     tmp = tempfile.mkdtemp(prefix="vantage-bench-subscribers-")
-    store, drop = open_store(args.backend, tmp)
+    store, drop = _data.open_store(args.backend, tmp, "subs")
     result: dict[str, Any] = {"backend": args.backend}
     rng = random.Random(args.seed)
     try:
