@@ -71,11 +71,18 @@ def _wait(driver: Any, css: str, timeout: float = 20) -> Any:
     return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
-def _strip_value(driver: Any, metric: str) -> str:
-    from selenium.webdriver.common.by import By
+def _text_of(driver: Any, css: str) -> str:
+    """An element's text read in one step in the page: the strip re-renders on its interval, so a
+    found element may be replaced before a second call reads it."""
+    return str(
+        driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css
+        )
+    )
 
-    item = driver.find_element(By.CSS_SELECTOR, f'#shell-strip [id*=\'"metric":"{metric}"\'] .vt-strip-value')
-    return str(item.text)
+
+def _strip_value(driver: Any, metric: str) -> str:
+    return _text_of(driver, f'#shell-strip [id*=\'"metric":"{metric}"\'] .vt-strip-value')
 
 
 @pytest.mark.parametrize(("path", "ready", "name"), PAGES, ids=[p[2] for p in PAGES])
@@ -90,7 +97,7 @@ def test_page_renders_without_errors(
     _wait(driver, "#shell-strip.vt-strip--fresh")
     assert _strip_value(driver, "active_alarms") == "3"
     assert _strip_value(driver, "revenue_month") == "300 EUR"  # 300.5 shown without decimals
-    assert "as of" in driver.find_element(By.CSS_SELECTOR, "#shell-strip .vt-strip-asof").text
+    assert "as of" in _text_of(driver, "#shell-strip .vt-strip-asof")
     assert driver.find_elements(By.CSS_SELECTOR, ".dash-fe-error__title") == []
     full_screenshot(driver, screenshot_dir() / f"{name}.png")
     assert severe_console_errors(driver) == []
