@@ -182,12 +182,14 @@ def affected_cells(conn: Connection, incident_id: str) -> pd.DataFrame:
     """Cells the incident affects, with site coordinates, degraded share and lines served."""
     from dashboard.store.schema import cell_value
 
+    ic = incident_cells
+    # Lines per cell for this incident's cells only (not an aggregate of the whole table).
     lines = (
         select(cell_value.c.cell_id, func.sum(cell_value.c.lines).label("lines"))
+        .where(cell_value.c.cell_id.in_(select(ic.c.cell_id).where(ic.c.incident_id == incident_id)))
         .group_by(cell_value.c.cell_id)
         .subquery()
     )
-    ic = incident_cells
     return _frame(
         conn,
         select(
