@@ -58,6 +58,30 @@ class Thresholds(_Strict):
 class Link(_Strict):
     kpi: str
     direction: Literal["positive", "negative"]
+    max_lag_s: float = Field(default=7 * 86400.0, alias="max_lag", ge=0)
+
+    @field_validator("max_lag_s", mode="before")
+    @classmethod
+    def _lag(cls, v: Any) -> float:
+        return _duration(v)
+
+
+# The additive quantities the store holds, which ``formula`` of simple and ratio KPIs refer to.
+# Each is a sum per entity and period, so it rolls up to sites, regions, segments and the network
+# by addition, and ratios are taken after the roll-up (a ratio of sums, never a mean of ratios).
+# dashboard/kpi_eval computes them; docs/kpis.md says from which tables.
+MEASURES: dict[str, str] = {
+    "samples": "the KPI's own samples in kpi_samples (per cell and period), rolled up by `aggregate`",
+    "tickets": "customer tickets opened in the period",
+    "negative_tickets": "tickets opened in the period whose sentiment is negative",
+    "positive_tickets": "tickets opened in the period whose sentiment is positive",
+    "subscribers": "lines in service (each line counted once, spread over its cells by traffic share)",
+    "churned": "lines that churned in the period",
+    "revenue": "recurring revenue of the lines in service: ARPU per month / 30.44, per day",
+    "revenue_at_risk": "revenue at risk per hour on open incidents, as the queue computed it",
+}
+AGGREGATES = ("mean", "sum", "traffic_weighted", "min", "max")
+DEFAULT_GRAIN_S = {"technical": 900.0, "business": 86400.0}
 
 
 class KpiDefinition(_Strict):
@@ -72,8 +96,26 @@ class KpiDefinition(_Strict):
     no_data: Literal["gap", "zero", "last"] = "gap"
     drives: list[Link] = Field(default_factory=list)
     expression: str | None = None
-    numerator: str | None = None
-    denominator: str | None = None
+    formula: str | None = None
+    aggregate: Literal["mean", "sum", "traffic_weighted", "min", "max"] = "mean"
+    grain_s: float = Field(default=0.0, alias="grain", ge=0)
+    headline: bool = False
+    step: float = Field(default=1.0, gt=0)
+
+    @field_validator("grain_s", mode="before")
+    @classmethod
+    def _grain(cls, v: Any) -> float:
+        return _duration(v)
+
+    @property
+    def grain(self) -> float:
+        """Seconds per period: the KPI's own ``grain``, else 15 minutes technical, 1 day business."""
+        return self.grain_s or DEFAULT_GRAIN_S[self.domain]
+
+    @property
+    def source(self) -> str:
+        """What a simple KPI reads: ``samples`` or a measure name (ratio/derived: their formula)."""
+        return (self.formula or "samples").strip()
 
 
 def _duration(v: Any) -> float:
@@ -238,6 +280,69 @@ def evaluate(text: str, values: Mapping[str, Any]) -> Any:
 # --- loading ----------------------------------------------------------------------------------
 
 
+def _measures() -> str:
+    return ", ".join(MEASURES)
+
+
+def _threshold_problems(k: KpiDefinition, where: str) -> list[tuple[str, str]]:
+    """Thresholds that contradict the KPI's direction, each other or its grain."""
+    problems: list[tuple[str, str]] = []
+    worse = (">", ">=") if k.direction == "lower_is_better" else ("<", "<=")
+    levels = {lvl: getattr(k.thresholds, lvl) for lvl in ("warning", "critical")}
+    for lvl, t in levels.items():
+        if t is None:
+            continue
+        if t.op not in worse:
+            problems.append(
+                (
+                    f"{where}.thresholds.{lvl}.op",
+                    f"{k.name} is {k.direction.replace('_', ' ')}: "
+                    f"a breach is {' or '.join(worse)}, not {t.op}",
+                )
+            )
+        if t.for_s < 0 or t.for_s % k.grain:
+            problems.append(
+                (
+                    f"{where}.thresholds.{lvl}.for",
+                    f"expected 0 or a multiple of the KPI's grain ({k.grain:g} s), got {t.for_s:g} s",
+                )
+            )
+    w, c = levels["warning"], levels["critical"]
+    if w is not None and c is not None and w.op in worse and c.op in worse:
+        ok = c.value >= w.value if k.direction == "lower_is_better" else c.value <= w.value
+        if not ok:
+            problems.append(
+                (
+                    f"{where}.thresholds.critical.value",
+                    f"critical ({c.value:g}) must be at least as bad as warning ({w.value:g})",
+                )
+            )
+    return problems
+
+
+def _drive_cycles(cat: Catalogue) -> list[tuple[str, str]]:
+    """``drives`` links must form a driver tree (a DAG): a cycle is reported at its closing link."""
+    index = {k.name: i for i, k in enumerate(cat.kpis)}
+    edges = {k.name: [link.kpi for link in k.drives if link.kpi in index] for k in cat.kpis}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    problems: list[tuple[str, str]] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for j, nxt in enumerate(edges[name]):
+            if state.get(nxt) == 1:
+                loop = " -> ".join([*path[path.index(nxt) :], name, nxt])
+                problems.append((f"kpis[{index[name]}].drives[{j}].kpi", f"drives form a cycle: {loop}"))
+            elif nxt not in state:
+                visit(nxt, [*path, name])
+        state[name] = 2
+
+    for name in edges:
+        if name not in state:
+            visit(name, [])
+    return problems
+
+
 def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     known = set(cat.names)
@@ -253,6 +358,7 @@ def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
                 problems.append((f"{where}.drives[{j}].kpi", f"unknown KPI {link.kpi!r}"))
             elif link.kpi == k.name:
                 problems.append((f"{where}.drives[{j}].kpi", "a KPI cannot drive itself"))
+        problems.extend(_threshold_problems(k, where))
         if k.type == "derived":
             if not k.expression:
                 problems.append((f"{where}.expression", "a derived KPI needs an expression"))
@@ -266,15 +372,29 @@ def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
                 problems.append((f"{where}.expression", f"unknown KPI {ref!r}"))
             deps[k.name] = refs & known
         elif k.type == "ratio":
-            for part in ("numerator", "denominator"):
-                ref = getattr(k, part)
-                if not ref:
-                    problems.append((f"{where}.{part}", f"a ratio KPI needs a {part}"))
-                elif ref not in known:
-                    problems.append((f"{where}.{part}", f"unknown KPI {ref!r}"))
-            deps[k.name] = {r for r in (k.numerator, k.denominator) if r}
-        elif k.expression:
-            problems.append((f"{where}.expression", "only derived KPIs take an expression"))
+            if not k.formula:
+                problems.append((f"{where}.formula", "a ratio KPI needs a formula over measures"))
+                continue
+            try:
+                refs = references(k.formula)
+            except ExpressionError as err:
+                problems.append((f"{where}.formula", str(err)))
+                continue
+            for ref in sorted(refs - set(MEASURES) | refs & {"samples"}):
+                expected = f"expected one of {_measures()}"
+                problems.append((f"{where}.formula", f"unknown measure {ref!r}; {expected}"))
+        else:
+            if k.expression:
+                problems.append((f"{where}.expression", "only derived KPIs take an expression"))
+            if k.source not in MEASURES:
+                problems.append(
+                    (
+                        f"{where}.formula",
+                        f"a simple KPI reads 'samples' or one measure; expected one of {_measures()}",
+                    )
+                )
+        if (k.type != "simple" or k.source != "samples") and "aggregate" in k.model_fields_set:
+            problems.append((f"{where}.aggregate", "only KPIs read from samples take an aggregate"))
     index = {k.name: i for i, k in enumerate(cat.kpis)}
     for name in deps:  # cycles among derived and ratio KPIs
         stack, path = [name], {name}
@@ -288,6 +408,7 @@ def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
                 if nxt not in path:
                     path.add(nxt)
                     stack.append(nxt)
+    problems.extend(_drive_cycles(cat))
     if cat.scoring.weights.total() <= 0:
         problems.append(("scoring.weights", "at least one weight must be above 0"))
     for sev in cat.scoring.severity_points:

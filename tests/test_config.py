@@ -239,3 +239,42 @@ def test_a_connector_refuses_options_meant_for_another_type() -> None:
 
     with pytest.raises(TypeError, match="FileConnector takes FileOptions, got ConnectorOptions"):
         FileConnector(ConnectorOptions(), ConnectorContext(name="f"))
+
+
+def _kpi(name: str, direction: str = "lower_is_better", extra: str = "") -> str:
+    return (
+        f"  - {{name: {name}, label: L, unit: x, description: d, domain: technical, type: simple,"
+        f" direction: {direction}{extra}}}\n"
+    )
+
+
+def test_thresholds_must_point_the_bad_way_and_hold_a_whole_number_of_periods(tmp_path: Path) -> None:
+    wrong_way = ", thresholds: {warning: {op: '<', value: 1}}"
+    problems = _catalogue_problems(tmp_path, "kpis:\n" + _kpi("a", extra=wrong_way))
+    assert "a breach is > or >=, not <" in problems["kpis[0].thresholds.warning.op"]
+    milder_critical = ", thresholds: {warning: {op: '<', value: 95}, critical: {op: '<', value: 98}}"
+    problems = _catalogue_problems(tmp_path, "kpis:\n" + _kpi("b", "higher_is_better", milder_critical))
+    assert "at least as bad as warning" in problems["kpis[0].thresholds.critical.value"]
+    odd_for = ", thresholds: {critical: {op: '>', value: 3, for: 20m}}"
+    problems = _catalogue_problems(tmp_path, "kpis:\n" + _kpi("c", extra=odd_for))
+    assert "multiple of the KPI's grain (900 s)" in problems["kpis[0].thresholds.critical.for"]
+
+
+def test_drives_links_must_not_form_a_cycle(tmp_path: Path) -> None:
+    problems = _catalogue_problems(
+        tmp_path,
+        "kpis:\n"
+        + _kpi("a", extra=", drives: [{kpi: b, direction: positive}]")
+        + _kpi("b", extra=", drives: [{kpi: c, direction: positive}]")
+        + _kpi("c", extra=", drives: [{kpi: a, direction: negative}]"),
+    )
+    assert problems["kpis[2].drives[0].kpi"] == "drives form a cycle: a -> b -> c -> a"
+
+
+def test_ratio_formulas_refer_to_measures_only(tmp_path: Path) -> None:
+    ratio = (
+        "  - {name: r, label: R, unit: x, description: d, domain: business, type: ratio,"
+        " direction: lower_is_better, formula: '1000 * tickets / lines'}\n"
+    )
+    problems = _catalogue_problems(tmp_path, "kpis:\n" + ratio)
+    assert problems["kpis[0].formula"].startswith("unknown measure 'lines'; expected one of samples, tickets")

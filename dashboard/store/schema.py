@@ -688,3 +688,73 @@ incident_notes = Table(
     Column("text", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),
 )
+
+
+# --- KPI evaluation and linkage ----------------------------------------------------------------
+# Written by dashboard.kpi_eval and dashboard.linkage. Measures are additive, so a roll-up row holds
+# sums (and the weight they were summed with); a KPI's value at any level and period is computed
+# from them by its formula, and coarser periods or levels add rows up before dividing.
+
+KPI_LEVELS = ["cell", "site", "region", "segment", "network"]
+
+# One series (a sampled KPI or a measure) per level, entity and period of a grain.
+kpi_rollups = Table(
+    "kpi_rollups",
+    metadata,
+    Column("series", String(64), nullable=False),  # a KPI name (samples) or a measure name
+    Column("level", String(16), nullable=False, info={"enum": KPI_LEVELS}),
+    Column("entity_id", String(128), nullable=False),  # "all" at network level
+    Column("grain_s", Integer, nullable=False),
+    Column("period_start", DateTime, nullable=False),
+    Column("total", Float, nullable=False),  # sum of values (x weight for traffic_weighted)
+    Column("weight", Float, nullable=False),  # sum of weights: samples, traffic, or 1 per period
+    Column("low", Float, nullable=True),
+    Column("high", Float, nullable=True),
+    Column("computed_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("series", "level", "entity_id", "grain_s", "period_start"),
+    Index("ix_kpi_rollups_level_period", "level", "grain_s", "period_start"),
+)
+
+# The current status of a KPI per level and entity against its thresholds, honouring `for`.
+kpi_status = Table(
+    "kpi_status",
+    metadata,
+    Column("kpi", String(64), nullable=False),
+    Column("level", String(16), nullable=False, info={"enum": KPI_LEVELS}),
+    Column("entity_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # ok, warning, critical, no_data
+    Column("value", Float, nullable=True),
+    Column("period_start", DateTime, nullable=True),  # the period the value belongs to
+    Column("since", DateTime, nullable=True),  # when the current status began
+    Column("evaluated_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("kpi", "level", "entity_id"),
+    Index("ix_kpi_status_level_status", "level", "status"),
+)
+
+# A measured link from a driver KPI to a target KPI, in a scope ("all", "region:<id>",
+# "segment:<name>"), with its effect per `step` of the driver and the evidence behind it.
+kpi_links = Table(
+    "kpi_links",
+    metadata,
+    Column("driver", String(64), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("scope", String(160), nullable=False),
+    Column("declared", Boolean, nullable=False),  # in the catalogue's drives, or discovered
+    Column("expected", String(8), nullable=True),  # positive / negative for declared links
+    Column("level", String(16), nullable=False),  # the entities the panel was built over
+    Column("grain_s", Integer, nullable=False),
+    Column("step", Float, nullable=False),
+    Column("effect", Float, nullable=True),  # change of the target per step of the driver
+    Column("ci_low", Float, nullable=True),
+    Column("ci_high", Float, nullable=True),
+    Column("lag_s", Integer, nullable=True),
+    Column("n", Integer, nullable=False),
+    Column("p_value", Float, nullable=True),
+    Column("strength", String(16), nullable=False),  # strong, moderate, weak, contradicted, no_data
+    Column("sentence", Text, nullable=False),
+    Column("evidence", JSON, nullable=True),  # lag profile, binned scatter, fit
+    Column("since", DateTime, nullable=True),
+    Column("until", DateTime, nullable=True),
+    Column("computed_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("driver", "target", "scope"),
+)
