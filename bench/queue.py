@@ -480,7 +480,8 @@ def time_refreshes(
             f"refresh {i:>3}: {totals[-1]:8,.0f} ms  "
             + "  ".join(f"{k.removesuffix('_ms')} {v:,.0f}" for k, v in r.timings_ms.items())
             + f"  ({r.correlation.alarms} alarms read, {r.correlation.changed} incidents changed, "
-            f"{r.values.cells} cells re-aggregated{' FULL' if r.values.full else ''}, {r.active} ranked)"
+            f"{r.values.cells} cells re-aggregated{' FULL' if r.values.full else ''}, "
+            f"{r.measured} incidents re-measured, {r.active} ranked)"
         )
     out["refresh_ms"] = round(statistics.median(totals), 1)
     out["refresh_p95_ms"] = _p(totals, 95)

@@ -619,3 +619,68 @@ def test_correlation_recovers_the_simulators_faults(tmp_path: Any) -> None:
     assert len(matched) >= 0.9 * len(truth)
     assert (matched["root_resource_id_x"] == matched["root_resource_id_y"]).all()
     store.dispose()
+
+
+# --- incremental refresh --------------------------------------------------------------------------
+
+
+def test_steady_state_refresh_matches_a_fresh_computation(store: Store) -> None:
+    """Later refreshes reuse the last one's measurements; value changes still re-rank, and a fresh
+    computation (another process, nothing remembered) stores the same queue."""
+    from dashboard.incidents.queue import forget
+
+    net = store
+    build_network(net, clock=lambda: T - timedelta(hours=1))
+    _two_incidents(net)
+    s = scoring()
+    refresh_queue(net, s, now=T, currency="EUR")
+    before = queue_rows(net).set_index("title").loc["ran-2 down at Hill eNodeB"]
+    # The 500 consumers on c2 become enterprise lines at ARPU 40: B's value and score rise.
+    later = T + timedelta(minutes=1)
+    ingest(
+        net,
+        "accounts",
+        [{"id": "CONS", "name": "Consumers", "segment": "enterprise", "vip": False}],
+        clock=lambda: later,
+    )
+    ingest(
+        net,
+        "subscribers",
+        [
+            {
+                "id": f"C{i:03d}",
+                "account_id": "CONS",
+                "msisdn": f"3519200{i:05d}",
+                "arpu": 40.0,
+                "home_cell_id": "c2",
+            }
+            for i in range(500)
+        ],
+        clock=lambda: later,
+    )
+    step = refresh_queue(net, s, now=later + timedelta(seconds=30), currency="EUR")
+    assert step.measured == 1  # only B, the incident on c2 (A only ages)
+    cols = [
+        "incident_id",
+        "rank",
+        "score",
+        "value",
+        "enterprise_lines",
+        "sla_deadline",
+        "breakdown",
+        "reason",
+    ]
+    incremental = queue_rows(net)[cols]
+    b = queue_rows(net).set_index("title").loc["ran-2 down at Hill eNodeB"]
+    assert b["value"] == pytest.approx(500 * 40 * 1.5) and b["enterprise_lines"] == pytest.approx(500)
+    assert b["score"] > before["score"] and b["sla_accounts"] == 1
+    forget(net)
+    fresh = refresh_queue(net, s, now=later + timedelta(seconds=30), currency="EUR")
+    assert fresh.measured == 2
+    pd.testing.assert_frame_equal(queue_rows(net)[cols], incremental)
+    # Time alone moves the SLA clock: nothing is re-measured, the deadline stays, urgency grows.
+    again = refresh_queue(net, s, now=later + timedelta(minutes=5), currency="EUR")
+    assert again.measured == 0
+    a = queue_rows(net).set_index("title").loc["ran-1 down at Harbour gNodeB"]
+    assert a["sla_deadline"] == T + timedelta(minutes=10)
+    assert json.loads(a["breakdown"])["inputs"]["sla_breached"] == 0

@@ -30,8 +30,24 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
         yield values[i : i + _CHUNK]
 
 
-def cells_below(conn: Connection, resource_ids: Iterable[str], *, max_depth: int = 8) -> dict[str, set[str]]:
-    """resource id -> the cells below it (through resource -> resource -> cell edges)."""
+def cells_below(
+    conn: Connection,
+    resource_ids: Iterable[str],
+    *,
+    max_depth: int = 8,
+    memo: dict[str, set[str]] | None = None,
+) -> dict[str, set[str]]:
+    """resource id -> the cells below it (through resource -> resource -> cell edges).
+
+    ``memo``: answers of earlier calls on the same topology; only the resources missing from it are
+    walked, and their answers are added to it.
+    """
+    if memo is not None:
+        wanted = set(resource_ids)
+        missing = wanted - memo.keys()
+        if missing:
+            memo.update(cells_below(conn, missing, max_depth=max_depth))
+        return {r: memo[r] for r in wanted}
     roots = set(resource_ids)
     children: dict[str, set[tuple[str, str]]] = defaultdict(set)
     frontier, seen = set(roots), set(roots)
@@ -53,19 +69,19 @@ def cells_below(conn: Connection, resource_ids: Iterable[str], *, max_depth: int
                     seen.add(child)
                     nxt.add(child)
         frontier = nxt
-    memo: dict[str, set[str]] = {}
+    done: dict[str, set[str]] = {}
 
     def down(r: str, depth: int = 0) -> set[str]:
-        if r in memo:
-            return memo[r]
-        memo[r] = set()  # cycle guard
+        if r in done:
+            return done[r]
+        done[r] = set()  # cycle guard
         out: set[str] = set()
         for ctype, child in children.get(r, ()):
             if ctype == "cell":
                 out.add(child)
             elif depth < max_depth:
                 out |= down(child, depth + 1)
-        memo[r] = out
+        done[r] = out
         return out
 
     return {r: down(r) for r in roots}
@@ -114,33 +130,43 @@ def refresh_impact(
     rules: ImpactRules,
     *,
     now: datetime,
+    below_memo: dict[str, set[str]] | None = None,
+    changed: set[str] | None = None,
 ) -> int:
     """Bring ``incident_cells`` in line with the active incidents ``{id: (opened_at, alarm resources)}``.
 
-    Returns the number of (incident, cell) shares measured in this pass.
+    Returns the number of (incident, cell) shares measured in this pass. ``below_memo``: see
+    :func:`cells_below`; ``changed`` receives the incidents whose cells or degraded shares changed.
     """
     ic = incident_cells
+    changed = set() if changed is None else changed
     all_resources = {r for _, res in active.values() for r in res}
-    below = cells_below(conn, all_resources)
+    below = cells_below(conn, all_resources, memo=below_memo)
     wanted = {(inc_id, cell) for inc_id, (_, res) in active.items() for r in res for cell in below.get(r, ())}
     # Only the active incidents' rows: those of resolved incidents stay as last measured, the
     # record of who an incident hit (a subscriber's story reads them).
-    cols = ["incident_id", "cell_id", "baseline_throughput", "measured_period"]
+    cols = ["incident_id", "cell_id", "degraded_share", "baseline_throughput", "measured_period"]
     parts = [
         read_frame(
             conn,
-            select(ic.c.incident_id, ic.c.cell_id, ic.c.baseline_throughput, ic.c.measured_period).where(
-                ic.c.incident_id.in_(chunk)
-            ),
+            select(
+                ic.c.incident_id,
+                ic.c.cell_id,
+                ic.c.degraded_share,
+                ic.c.baseline_throughput,
+                ic.c.measured_period,
+            ).where(ic.c.incident_id.in_(chunk)),
         )
         for chunk in _chunks(sorted(active))
     ]
     stored = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
-    have = set(zip(stored["incident_id"], stored["cell_id"], strict=True))
+    have = set(zip(stored["incident_id"].tolist(), stored["cell_id"].tolist(), strict=True))
     gone = sorted(have - wanted)
+    changed.update(i for i, _ in gone)
     for i in range(0, len(gone), _CHUNK):
         conn.execute(delete(ic).where(tuple_(ic.c.incident_id, ic.c.cell_id).in_(gone[i : i + _CHUNK])))
     new = sorted(wanted - have)
+    changed.update(i for i, _ in new)
     if new:
         conn.execute(
             insert(ic),
@@ -190,11 +216,14 @@ def refresh_impact(
     measured = pairs["availability"].notna() | pairs["throughput"].notna()
     rows = []
     for r, s, ok in zip(pairs.itertuples(index=False), share, measured, strict=True):
+        new_share = float(s) if ok else rules.assumed_share
+        if pd.isna(r.degraded_share) or float(r.degraded_share) != new_share:
+            changed.add(r.incident_id)
         rows.append(
             {
                 "i": r.incident_id,
                 "c": r.cell_id,
-                "share": float(s) if ok else rules.assumed_share,
+                "share": new_share,
                 "basis": "kpi" if ok else "assumed",
                 "baseline": None if pd.isna(r.baseline_throughput) else float(r.baseline_throughput),
                 "period": latest,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -137,6 +138,21 @@ def account_clocks(
     sla_restore_minutes, penalty_per_hour. A clock runs when the account has a restore target and
     at least ``sla.min_degraded_share`` of its affected lines and services is degraded.
     """
+    return clock_times(clock_inputs(cells, account_cells, accounts, opened_at, scoring), now=now)
+
+
+def clock_inputs(
+    cells: pd.DataFrame,
+    account_cells: pd.DataFrame,
+    accounts: pd.DataFrame,
+    opened_at: Mapping[str, datetime],
+    scoring: Scoring,
+) -> pd.DataFrame:
+    """:func:`account_clocks` without the clock read at a time (``minutes_to_breach``, ``breached``).
+
+    Each incident's rows depend on its own cells only, so the frame can be kept and updated per
+    incident; :func:`clock_times` reads the clocks at any time.
+    """
     if cells.empty or account_cells.empty:
         return pd.DataFrame(columns=_CLOCK_COLS)
     m = cells.merge(account_cells, on="cell_id")
@@ -163,13 +179,23 @@ def account_clocks(
     g["opened_at"] = pd.to_datetime(g["incident_id"].map(opened_at))
     g["deadline"] = g["opened_at"] + pd.to_timedelta(g["restore_minutes"], unit="m")
     g["running"] = g["restore_minutes"].notna() & (g["degraded_share"] >= scoring.sla.min_degraded_share)
+    g["minutes_to_breach"] = np.nan
+    g["breached"] = False
+    g["penalty_per_hour"] = np.where(g["running"], g["penalty_per_hour"].astype(float).fillna(0.0), 0.0)
+    g["vip"] = g["vip"].fillna(False).astype(bool)
+    return g[_CLOCK_COLS].reset_index(drop=True)
+
+
+def clock_times(clocks: pd.DataFrame, *, now: datetime) -> pd.DataFrame:
+    """The clocks of :func:`clock_inputs` read at ``now``: minutes to breach, breached (a new frame)."""
+    if clocks.empty:
+        return pd.DataFrame(columns=_CLOCK_COLS)
+    g = clocks.copy()
     g["minutes_to_breach"] = ((g["deadline"] - pd.Timestamp(now)).dt.total_seconds() / 60.0).where(
         g["running"]
     )
     g["breached"] = g["running"] & (g["minutes_to_breach"] <= 0)
-    g["penalty_per_hour"] = np.where(g["running"], g["penalty_per_hour"].astype(float).fillna(0.0), 0.0)
-    g["vip"] = g["vip"].fillna(False).astype(bool)
-    return g[_CLOCK_COLS].reset_index(drop=True)
+    return g
 
 
 def _fmt_count(x: float) -> str:
@@ -280,10 +306,84 @@ def factor_frame(q: pd.DataFrame, scoring: Scoring) -> tuple[pd.DataFrame, pd.Da
     return raw, norm
 
 
+@dataclass(frozen=True)
+class ClockSummary:
+    """Per incident, what its SLA clocks say apart from the time: see :func:`summarize_clocks`."""
+
+    # index incident_id; sla_accounts, penalty_per_hour, sla_deadline, sla_account_id, accounts,
+    # enterprise_accounts (only incidents with clocks)
+    per_incident: pd.DataFrame
+    deadlines: pd.Series  # the running clocks' deadlines, indexed by incident_id
+
+    def without(self, ids: Collection[str]) -> ClockSummary:
+        keep = ~self.per_incident.index.isin(list(ids))
+        return ClockSummary(self.per_incident[keep], self.deadlines[~self.deadlines.index.isin(list(ids))])
+
+    @staticmethod
+    def join(parts: list[ClockSummary]) -> ClockSummary:
+        per = [p.per_incident for p in parts if not p.per_incident.empty]
+        dl = [p.deadlines for p in parts if not p.deadlines.empty]
+        return ClockSummary(
+            pd.concat(per) if len(per) > 1 else (per[0] if per else parts[0].per_incident),
+            pd.concat(dl) if len(dl) > 1 else (dl[0] if dl else parts[0].deadlines),
+        )
+
+
+_SUMMARY_COLS = [
+    "sla_accounts",
+    "penalty_per_hour",
+    "sla_deadline",
+    "sla_account_id",
+    "accounts",
+    "enterprise_accounts",
+]
+
+
+def summarize_clocks(clocks: pd.DataFrame) -> ClockSummary:
+    """Per incident: accounts with a running clock, their penalties, the earliest deadline and its
+    account, business and enterprise accounts; and every running clock's deadline (for the count of
+    breached ones at a given time). ``clocks``: from :func:`clock_inputs` or :func:`account_clocks`.
+    """
+    empty = pd.DataFrame(columns=_SUMMARY_COLS, index=pd.Index([], name="incident_id", dtype=object))
+    no_deadlines = pd.Series([], index=pd.Index([], name="incident_id", dtype=object), dtype="datetime64[ns]")
+    if clocks.empty:
+        return ClockSummary(empty, no_deadlines)
+    running = clocks[clocks["running"].astype(bool)]
+    parts = []
+    deadlines = no_deadlines
+    if not running.empty:
+        first = running.sort_values(["deadline", "account_id"]).groupby("incident_id").first()
+        per = running.groupby("incident_id").agg(
+            sla_accounts=("account_id", "nunique"),
+            penalty_per_hour=("penalty_per_hour", "sum"),
+        )
+        parts.append(
+            per.join(
+                first[["deadline", "account_id"]].rename(
+                    columns={"deadline": "sla_deadline", "account_id": "sla_account_id"}
+                )
+            )
+        )
+        deadlines = pd.Series(
+            pd.to_datetime(running["deadline"]).to_numpy(), index=running["incident_id"].to_numpy()
+        )
+        deadlines.index.name = "incident_id"
+    biz = clocks[clocks["segment"] != "consumer"]
+    parts.append(biz.groupby("incident_id")["account_id"].nunique().rename("accounts").to_frame())
+    ent = clocks[clocks["segment"] == "enterprise"]
+    parts.append(ent.groupby("incident_id")["account_id"].nunique().rename("enterprise_accounts").to_frame())
+    per_incident = pd.concat(parts, axis=1)
+    for col in _SUMMARY_COLS:
+        if col not in per_incident:
+            per_incident[col] = np.nan
+    per_incident.index.name = "incident_id"
+    return ClockSummary(per_incident[_SUMMARY_COLS], deadlines)
+
+
 def rank_incidents(
     incidents: pd.DataFrame,
     metrics: pd.DataFrame,
-    clocks: pd.DataFrame,
+    clocks: pd.DataFrame | ClockSummary,
     scoring: Scoring,
     *,
     now: datetime,
@@ -291,10 +391,13 @@ def rank_incidents(
 ) -> pd.DataFrame:
     """Score, rank and explain incidents.
 
-    ``incidents``: id, severity, state, opened_at, resolved_at, title, region_id, owner.
-    Returns one row per incident with the ``incident_queue`` columns; active incidents ranked 1..n by
-    score, then severity, then the earliest opened, then id; resolved ones unranked with score 0.
+    ``incidents``: id, severity, state, opened_at, resolved_at, title, region_id, owner;
+    ``metrics``: from :func:`incident_metrics`; ``clocks``: from :func:`account_clocks` (or their
+    :func:`summarize_clocks`). Returns one row per incident with the ``incident_queue`` columns;
+    active incidents ranked 1..n by score, then severity, then the earliest opened, then id; resolved
+    ones unranked with score 0.
     """
+    summary = clocks if isinstance(clocks, ClockSummary) else summarize_clocks(clocks)
     inc = incidents.set_index("id")
     met = metrics.reindex(inc.index)
     for col in _METRIC_COLS:
@@ -302,34 +405,10 @@ def rank_incidents(
             met[col] = np.nan
     zero_cols = [c for c in _METRIC_COLS if c not in ("churn_risk", "sentiment")]
     met[zero_cols] = met[zero_cols].fillna(0.0)
-    q = inc.join(met)
-    running = clocks[clocks["running"]] if not clocks.empty else clocks
-    if not running.empty:
-        first = running.sort_values(["deadline", "account_id"]).groupby("incident_id").first()
-        per = running.groupby("incident_id").agg(
-            sla_accounts=("account_id", "nunique"),
-            sla_breached=("breached", "sum"),
-            penalty_per_hour=("penalty_per_hour", "sum"),
-        )
-        q = q.join(per).join(
-            first[["deadline", "account_id"]].rename(
-                columns={"deadline": "sla_deadline", "account_id": "sla_account_id"}
-            )
-        )
-    else:
-        q["sla_accounts"] = 0
-        q["sla_breached"] = 0
-        q["penalty_per_hour"] = 0.0
-        q["sla_deadline"] = pd.NaT
-        q["sla_account_id"] = None
-    if not clocks.empty:
-        biz = clocks[clocks["segment"] != "consumer"]
-        q = q.join(biz.groupby("incident_id")["account_id"].nunique().rename("accounts"))
-        ent = clocks[clocks["segment"] == "enterprise"]
-        q = q.join(ent.groupby("incident_id")["account_id"].nunique().rename("enterprise_accounts"))
-    else:
-        q["accounts"] = 0
-        q["enterprise_accounts"] = 0
+    q = inc.join(met).join(summary.per_incident)
+    dl = summary.deadlines
+    breached = dl.index[(dl <= pd.Timestamp(now)).to_numpy()].value_counts()
+    q["sla_breached"] = breached.reindex(q.index).to_numpy()
     for col in ("sla_accounts", "sla_breached", "accounts", "enterprise_accounts"):
         q[col] = q[col].fillna(0).astype(int)
     q["penalty_per_hour"] = q["penalty_per_hour"].fillna(0.0).astype(float)
@@ -347,9 +426,33 @@ def rank_incidents(
         for name in FACTORS
     }
     scores = np.round(sum(points[name] for name in FACTORS), 4)
-    breakdowns = []
-    columns = {name: (raw[name].to_numpy(), norm[name].to_numpy(), points[name]) for name in FACTORS}
-    for k, score in enumerate(scores):
+    q["score"] = scores
+    q["_sev"] = q["severity"].map(SEVERITY_ORDER).fillna(9)
+    q["_pos"] = np.arange(len(q))
+    q = q.reset_index().rename(columns={"index": "id"})
+    q["_active"] = q["state"].isin(ACTIVE)
+    q = q.sort_values(
+        ["_active", "score", "_sev", "opened_at", "id"], ascending=[False, False, True, True, True]
+    )
+    n_active = int(q["_active"].sum())
+    q["rank"] = [i + 1 if i < n_active else None for i in range(len(q))]
+    # Breakdowns, reasons and their inputs row by row, from plain lists (in the sorted order).
+    pos = q["_pos"].to_numpy()
+    columns = {
+        name: (
+            raw[name].to_numpy()[pos].tolist(),
+            norm[name].to_numpy()[pos].tolist(),
+            points[name][pos].tolist(),
+        )
+        for name in FACTORS
+    }
+    row_keys = sorted(set(_INPUT_KEYS) | set(_REASON_KEYS))
+    values = [q[k].tolist() if k in q else [None] * len(q) for k in row_keys]
+    reasons, details = [], []
+    for k, (score, rk, *vals) in enumerate(
+        zip(q["score"].tolist(), q["rank"].tolist(), *values, strict=True)
+    ):
+        row = dict(zip(row_keys, vals, strict=True))
         factors = {}
         for name in FACTORS:
             r, f, p = columns[name]
@@ -359,45 +462,47 @@ def rank_incidents(
                 "weight": weights[name],
                 "points": float(p[k]),
             }
-        breakdowns.append({"score": float(score), "factors": factors})
-    q["score"] = scores
-    q["_breakdown"] = breakdowns
-    q["_sev"] = q["severity"].map(SEVERITY_ORDER).fillna(9)
-    q = q.reset_index().rename(columns={"index": "id"})
-    q["_active"] = q["state"].isin(ACTIVE)
-    q = q.sort_values(
-        ["_active", "score", "_sev", "opened_at", "id"], ascending=[False, False, True, True, True]
-    )
-    n_active = int(q["_active"].sum())
-    q["rank"] = [i + 1 if i < n_active else None for i in range(len(q))]
-    q["reason"] = [
-        reason(None if pd.isna(rk) else int(rk), row, bd, currency)
-        for rk, row, bd in zip(q["rank"], q.to_dict("records"), q["_breakdown"], strict=True)
-    ]
-    q["breakdown"] = [
-        json.dumps(bd | {"inputs": _inputs(row)}, default=str)
-        for bd, row in zip(q["_breakdown"], q.to_dict("records"), strict=True)
-    ]
-    return q.drop(columns=["_breakdown", "_sev", "_active"]).reset_index(drop=True)
+        bd = {"score": float(score), "factors": factors}
+        reasons.append(reason(None if pd.isna(rk) else int(rk), row, bd, currency))
+        details.append(json.dumps(bd | {"inputs": _inputs(row)}, default=str))
+    q["reason"] = reasons
+    q["breakdown"] = details
+    return q.drop(columns=["_sev", "_active", "_pos"]).reset_index(drop=True)
+
+
+_REASON_KEYS = (
+    "resolved_at",
+    "enterprise_lines",
+    "vip_lines",
+    "lines",
+    "enterprise_accounts",
+    "revenue_at_risk_per_hour",
+    "minutes_to_breach",
+    "sla_accounts",
+    "severity",
+    "sentiment",
+    "churn_risk",
+)
+_INPUT_KEYS = (
+    "lines",
+    "enterprise_lines",
+    "vip_lines",
+    "enterprise_accounts",
+    "value",
+    "service_revenue_per_hour",
+    "churn_revenue_per_hour",
+    "penalty_per_hour",
+    "revenue_at_risk_per_hour",
+    "sla_accounts",
+    "sla_breached",
+    "minutes_to_breach",
+    "sentiment",
+    "churn_risk",
+)
 
 
 def _inputs(row: Mapping[str, Any]) -> dict[str, Any]:
-    keys = (
-        "lines",
-        "enterprise_lines",
-        "vip_lines",
-        "enterprise_accounts",
-        "value",
-        "service_revenue_per_hour",
-        "churn_revenue_per_hour",
-        "penalty_per_hour",
-        "revenue_at_risk_per_hour",
-        "sla_accounts",
-        "sla_breached",
-        "minutes_to_breach",
-        "sentiment",
-        "churn_risk",
-    )
+    keys = _INPUT_KEYS
     out: dict[str, Any] = {}
     for k in keys:
         v = row.get(k)

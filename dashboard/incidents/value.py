@@ -13,6 +13,7 @@ statement per table, which is cheaper than many small ones.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,6 +62,11 @@ class ValueRefresh:
     cells: int  # cells recomputed
     full: bool
     watermark: datetime | None
+    touched: frozenset[str] = frozenset()  # the cells recomputed, when not full
+    # This pass's id and the one before it: a reader that saw ``previous`` last knows that
+    # ``touched`` is everything that changed since (see dashboard.incidents.queue).
+    pass_id: str | None = None
+    previous: str | None = None
 
 
 def _chunks(values: list[str]) -> Iterable[list[str]]:
@@ -176,7 +182,17 @@ _ACCOUNT_COLS = [c.name for c in cell_account_value.columns]
 
 
 def rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) -> None:
-    """Recompute the aggregates of ``cells`` (all cells when None) in the caller's transaction."""
+    """Recompute the aggregates of ``cells`` (all cells when None) in the caller's transaction.
+
+    Outside :func:`refresh_values`, so readers that follow the passes (the queue's memory) start over.
+    """
+    _rebuild(conn, now=now, cells=cells)
+    state = load_state(conn, *STATE_KEY, for_update=True)
+    if state.get("pass"):
+        save_state(conn, *STATE_KEY, {**state, "pass": None}, now=now)
+
+
+def _rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) -> None:
     if cells is None:
         conn.execute(delete(cell_value))
         conn.execute(delete(cell_account_value))
@@ -286,14 +302,23 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
     changes = _Changes(conn, since, dict(state.get("seen") or {})) if since is not None else None
     if not full and changes is not None and n_cells:
         touched = _touched_cells(conn, changes, max(1000, int(n_cells * FULL_REBUILD_SHARE)))
+    previous = state.get("pass")
+    pass_id = uuid.uuid4().hex
     if touched is None:
-        rebuild(conn, now=now)
+        _rebuild(conn, now=now)
         count = conn.execute(select(func.count(func.distinct(cell_value.c.cell_id)))).scalar_one()
-        result = ValueRefresh(cells=int(count), full=True, watermark=mark)
+        result = ValueRefresh(cells=int(count), full=True, watermark=mark, pass_id=pass_id, previous=previous)
     else:
         if touched:
-            rebuild(conn, now=now, cells=sorted(touched))
-        result = ValueRefresh(cells=len(touched), full=False, watermark=mark)
+            _rebuild(conn, now=now, cells=sorted(touched))
+        result = ValueRefresh(
+            cells=len(touched),
+            full=False,
+            watermark=mark,
+            touched=frozenset(touched),
+            pass_id=pass_id,
+            previous=previous,
+        )
     # The watermark trails `now` by OVERLAP: a batch whose ingest began earlier but committed after
     # this pass read is still seen by the next one (re-reading a row is harmless).
     new_mark = min(mark, now - OVERLAP) if mark is not None else since
@@ -306,6 +331,11 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
         again = {k: v for k, v in changes.handled.items() if v > floor}
         if len(again) > MAX_REMEMBERED:
             again = {}
-    state = {"changed_at": new_mark.isoformat() if new_mark else None, "cells": cells, "seen": again}
+    state = {
+        "changed_at": new_mark.isoformat() if new_mark else None,
+        "cells": cells,
+        "seen": again,
+        "pass": pass_id,
+    }
     save_state(conn, *STATE_KEY, state, now=now)
     return result
