@@ -179,7 +179,7 @@ def test_kpis_have_daily_rhythm_and_exact_grid(small: dict[str, pd.DataFrame]) -
     k = small["kpi_samples"]
     n_cells = len(small["cells"])
     periods = pd.date_range(ANCHOR - timedelta(days=2), ANCHOR, freq="15min", inclusive="left")
-    assert len(k) == len(periods) * n_cells * 7
+    assert len(k) == len(periods) * n_cells * 8
     assert set(k["period_start"]) == set(periods)
     assert not k.duplicated(["entity_id", "kpi", "period_start"]).any()
     traffic = k[k.kpi == "traffic_gb"]
@@ -236,7 +236,7 @@ def test_live_slice_continues_history_without_gap_or_overlap() -> None:
         want = full[(full[time_col] >= lo) & (full[time_col] < hi)]
         if kind == "kpi_samples":
             assert got[time_col].min() == lo and got[time_col].max() == hi - timedelta(minutes=15)
-            assert len(got) == 96 * len(live.world.cell_ids) * 7
+            assert len(got) == 96 * len(live.world.cell_ids) * 8
         assert len(want) > 0, kind
         key = [c for c in ("id", "entity_id", "kpi", time_col) if c in want.columns]
         g = got.sort_values(key).reset_index(drop=True)

@@ -25,18 +25,24 @@ class CausalParameters:
     """Relative failure rate of RAN nodes (baseband units: a whole site's cells go down)."""
     power_failure_weight: float = 0.6
     """Relative failure rate of site power units (mains loss beyond the battery holdover)."""
+    ran_degradation_probability: float = 0.3
+    """Probability that a RAN node failure degrades its site's cells (interference, a faulty radio)
+    rather than taking them down."""
     incident_median_minutes: float = 95.0
     """Median time to restore, minutes (durations are log-normal, capped at 12 hours)."""
 
-    # --- Degradation of the cells behind a failed resource (at full magnitude) ------------------
+    # --- Degradation of the cells behind a failed resource (at full magnitude, mean mix) ---------
+    # Each degradation scales these by its own multipliers (uniform 0..2; throughput 0.5..1.5).
     degraded_drop_rate_pp: float = 4.0
     """Rise of drop_call_rate_pct, percentage points, on a degraded (not down) cell."""
     degraded_latency_ms: float = 140.0
     """Rise of latency_ms on a degraded cell."""
-    degraded_throughput_loss: float = 0.7
+    degraded_throughput_loss: float = 0.6
     """Fraction of dl_throughput_mbps lost on a degraded cell."""
     degraded_cssr_pp: float = 12.0
     """Fall of call_setup_success_pct, percentage points, on a degraded cell."""
+    degraded_packet_loss_pp: float = 2.0
+    """Rise of packet_loss_pct, percentage points, on a degraded cell."""
     router_degradation_magnitude: float = 0.5
     """Magnitude (0..1) of a router failure on its cells: traffic is rerouted, cells degrade."""
     transport_outage_probability: float = 0.4
@@ -46,9 +52,9 @@ class CausalParameters:
     ticket_base_daily: float = 0.0015
     """Baseline ticket hazard per subscriber-day with no bad experience (billing, plans, ...)."""
     ticket_per_drop_pp_hour: float = 0.004
-    """Added ticket hazard per percentage point of drop-rate rise lasting one hour."""
+    """Added ticket hazard per percentage point of drop-rate rise lasting one average-load hour."""
     ticket_per_latency_100ms_hour: float = 0.01
-    """Added ticket hazard per 100 ms of latency rise lasting one hour."""
+    """Added ticket hazard per 100 ms of latency rise lasting one average-load hour."""
     ticket_per_outage_hour: float = 0.03
     """Added ticket hazard per hour of lost availability on the subscriber's cells."""
     angry_outage_hours: float = 1.0
@@ -109,3 +115,57 @@ class CausalParameters:
 
 
 DEFAULT_CAUSAL = CausalParameters()
+
+
+@dataclass(frozen=True)
+class TrueLink:
+    """A driver -> target link as the simulator builds it, in catalogue units at the daily grain."""
+
+    driver: str
+    target: str
+    step: float
+    """The driver's change the effect is quoted for (the catalogue's ``step``)."""
+    effect: float
+    """Change of the target per ``step`` of the driver's daily mean, same day; 0 when not built in."""
+    built_in: bool
+    lag_days: int = 0
+
+
+def linkage_truth(c: CausalParameters) -> list[TrueLink]:
+    """The true effects on ``tickets_per_1k_subscribers`` (per cell and day) of the cell KPIs.
+
+    The added ticket hazard of a subscriber-day is linear in its cells' KPI rises (experience.py):
+    ``ticket_per_drop_pp_hour`` per point of drop-rate rise per load-weighted hour, so +``step``
+    points on the traffic-weighted daily mean is ``24 * step * ticket_per_drop_pp_hour`` tickets
+    per line, x1000 per thousand lines; likewise latency (per 100 ms) and outage hours (-0.1 pp of
+    daily availability is 0.024 hours down). Accessibility, packet loss and throughput drive no
+    tickets. The daily probability of a ticket is ``1 - exp(-hazard)``, so a realised effect falls
+    short of these by about half the added hazard (under 3 % when hazards stay below 0.05).
+    """
+    per_1k = 1000.0 * 24.0
+    return [
+        TrueLink(
+            "drop_call_rate_pct",
+            "tickets_per_1k_subscribers",
+            0.1,
+            per_1k * c.ticket_per_drop_pp_hour * 0.1,
+            True,
+        ),
+        TrueLink(
+            "latency_ms",
+            "tickets_per_1k_subscribers",
+            10.0,
+            per_1k * c.ticket_per_latency_100ms_hour * 0.1,
+            True,
+        ),
+        TrueLink(
+            "availability_pct",
+            "tickets_per_1k_subscribers",
+            0.1,
+            -per_1k * c.ticket_per_outage_hour * 0.1 / 100,
+            True,
+        ),
+        TrueLink("call_setup_success_pct", "tickets_per_1k_subscribers", 1.0, 0.0, False),
+        TrueLink("packet_loss_pct", "tickets_per_1k_subscribers", 0.1, 0.0, False),
+        TrueLink("dl_throughput_mbps", "tickets_per_1k_subscribers", 1.0, 0.0, False),
+    ]

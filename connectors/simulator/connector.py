@@ -20,7 +20,7 @@ from connectors.base import (
     Stream,
 )
 from connectors.simulator.billing import billing_frames
-from connectors.simulator.causal import DEFAULT_CAUSAL, CausalParameters
+from connectors.simulator.causal import DEFAULT_CAUSAL, CausalParameters, TrueLink, linkage_truth
 from connectors.simulator.experience import Experience
 from connectors.simulator.faults import DAY_S, Incident, fault_events, incidents_for_day, to_dt, to_s
 from connectors.simulator.kpis import kpi_frames
@@ -165,6 +165,10 @@ class SimulatorConnector(Connector[SimulatorOptions]):
                 )
         cols = ["id", "root_resource_id", "alarm_ids", "root_alarm_id", "severity", "title", "opened_at"]
         return pd.DataFrame(rows, columns=[*cols, "resolved_at", "outage"])
+
+    def linkage_truth(self) -> list[TrueLink]:
+        """The true KPI -> business links this simulator builds in, in catalogue units (daily grain)."""
+        return linkage_truth(self.causal)
 
     # --- protocol ------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from datetime import datetime
 import numpy as np
 
 from connectors.simulator.causal import CausalParameters
-from connectors.simulator.faults import DAY_S, Incident
+from connectors.simulator.faults import DAY_S, DROP, LATENCY, Incident
 from connectors.simulator.world import ENTERPRISE, REFERENCE, World, rng_for
 
 # Ticket categories and tones (codes used in arrays; texts.py turns them into words).
@@ -149,34 +149,75 @@ class Experience:
         return out
 
     def _cell_exposure(self, day: int) -> tuple[list[Incident], np.ndarray, np.ndarray, np.ndarray]:
-        """Per cell: added ticket hazard, degraded-hours score and dominant incident on ``day``."""
+        """Per cell: added ticket hazard, degraded-hours score and dominant incident on ``day``.
+
+        The added hazard is linear in the day's cell KPIs as a daily roll-up sees them: per cell,
+        ``ticket_per_outage_hour`` x the hours down (24 x the fall of mean availability / 100),
+        plus ``24 x ticket_per_drop_pp_hour`` x the rise of the traffic-weighted daily mean drop
+        rate and ``24 x ticket_per_latency_100ms_hour / 100`` x that of latency, each rise against
+        the same day without incidents (same noise). Customers feel a degradation as they use the
+        network (a busy-hour fault hurts more callers), and the roll-up weighs it the same way.
+        Accessibility, throughput and packet loss add nothing (see causal.linkage_truth).
+        """
+        from connectors.simulator.kpis import KPIS, STEP_S, kpi_values
+
         c = self.c
         incidents = self.incidents_for(day - 1) + self.incidents_for(day)
         n_c = self.w.n_cells
+        lo_t, hi_t = day * DAY_S, (day + 1) * DAY_S
         hazard = np.zeros(n_c)
-        score = np.zeros(n_c)
         outage_h = np.zeros(n_c)
+        live = [inc for inc in incidents if inc.end_s > lo_t and inc.start_s < hi_t]
+        if live:
+            hit = np.zeros(n_c, dtype=bool)
+            for inc in live:
+                hit[inc.cell_lo : inc.cell_hi] = True
+            cells = np.flatnonzero(hit)
+            periods = np.arange(lo_t, hi_t, STEP_S, dtype=np.int64)
+            rises = []
+            for which in (live, []):
+                v = kpi_values(self.w, c, periods, which, cells)
+                traffic = v[KPIS.index("traffic_gb")]
+                total = traffic.sum(axis=0)
+                share = np.divide(traffic, total, out=np.zeros_like(traffic), where=total > 0)
+                rises.append(
+                    (
+                        100 - v[KPIS.index("availability_pct")].mean(axis=0),
+                        (share * v[KPIS.index("drop_call_rate_pct")]).sum(axis=0),
+                        (share * v[KPIS.index("latency_ms")]).sum(axis=0),
+                        total > 0,
+                    )
+                )
+            (down, drop, lat, ok), (down0, drop0, lat0, _) = rises
+            outage_h[cells] = 24 * np.maximum(down - down0, 0) / 100
+            hazard[cells] = (
+                c.ticket_per_outage_hour * outage_h[cells]
+                + 24 * c.ticket_per_drop_pp_hour * np.where(ok, drop - drop0, 0)
+                + 24 * c.ticket_per_latency_100ms_hour / 100 * np.where(ok, lat - lat0, 0)
+            )
+            # A day's traffic mix can shift (a busy-hour outage leaves the quieter hours): the
+            # rise can be a little negative, never below no ticket hazard at all.
+            hazard = np.maximum(hazard, -c.ticket_base_daily)
+        # Which incident hurt each cell most (what its tickets are about), and the degraded-hours
+        # score that customers remember (outage hours count double).
+        score = np.zeros(n_c)
         dominant = np.full(n_c, -1, dtype=np.int64)
         best = np.zeros(n_c)
-        lo_t, hi_t = day * DAY_S, (day + 1) * DAY_S
         for k, inc in enumerate(incidents):
             hours = (min(inc.end_s, hi_t) - max(inc.start_s, lo_t)) / 3600
             if hours <= 0:
                 continue
             sl = slice(inc.cell_lo, inc.cell_hi)
+            h = hours * inc.magnitude
             if inc.outage:
-                h = hours * inc.magnitude
                 add = c.ticket_per_outage_hour * h
-                outage_h[sl] += h
                 score[sl] += 2 * h
             else:
-                h = hours * inc.magnitude
                 add = (
-                    c.ticket_per_drop_pp_hour * c.degraded_drop_rate_pp
-                    + c.ticket_per_latency_100ms_hour * c.degraded_latency_ms / 100
+                    c.ticket_per_drop_pp_hour * c.degraded_drop_rate_pp * inc.mix[DROP]
+                    + c.ticket_per_latency_100ms_hour * c.degraded_latency_ms / 100 * inc.mix[LATENCY]
                 ) * h
                 score[sl] += h
-            hazard[sl] += add
             better = best[sl] < add
             dominant[sl] = np.where(better, k, dominant[sl])
             best[sl] = np.maximum(best[sl], add)
@@ -190,7 +231,7 @@ class Experience:
         cell_outage_h, cell_dom = extra[0], extra[1].astype(np.int64)
         u_ticket = rng.random(n)
         total = np.full(n, c.ticket_base_daily)
-        hit = np.flatnonzero(cell_hazard > 0)
+        hit = np.flatnonzero(cell_hazard != 0)
         if len(hit):
             rows = self._rows_of_cells(hit)
             total += np.bincount(

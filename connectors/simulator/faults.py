@@ -34,7 +34,16 @@ DEGRADED_ROOT = {
         "communicationsAlarm",
     ),
     ROUTER: ROOT_ALARM[ROUTER],
+    RAN: (
+        "Radio performance degradation",
+        "performanceDegraded",
+        "High uplink interference, block error rate above threshold",
+        "qualityOfServiceAlarm",
+    ),
 }
+# The KPIs a degradation moves, each by its own multiplier per incident (``Incident.mix``).
+MIX = ("drop", "latency", "cssr", "throughput", "loss")
+DROP, LATENCY, CSSR, THROUGHPUT, LOSS = range(len(MIX))
 SYMPTOM_ALARM = {
     True: ("lossOfSignal", "S1/NG link failure", "communicationsAlarm"),
     False: ("thresholdCrossed", "Packet loss above threshold on backhaul", "qualityOfServiceAlarm"),
@@ -74,6 +83,8 @@ class Incident:
     cell_lo: int
     cell_hi: int
     alarms: tuple[Alarm, ...]
+    mix: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
+    """Multipliers of the ``degraded_*`` amounts, in ``MIX`` order: each degradation has its own mix."""
 
 
 def to_dt(seconds: int) -> datetime:
@@ -100,11 +111,18 @@ def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]
     ack = np.minimum(rng.uniform(3, 25, n), minutes - 5).round()
     close = rng.uniform(30, 240, n).round()
     u = rng.random((n, 3))
+    # Drawn after everything else, so the incidents themselves do not depend on it. Drop rate,
+    # latency, accessibility and packet loss vary independently across incidents (0..2, mean 1),
+    # so that their effects can be told apart; throughput always loses something (0.5..1.5).
+    mix = rng.uniform(0.0, 2.0, (n, len(MIX)))
+    mix[:, THROUGHPUT] = 0.5 + mix[:, THROUGHPUT] / 2
     out: list[Incident] = []
     for i in range(n):
         r = int(resources[i])
         kind = int(w.res_kind[r])
-        if kind in (RAN, POWER):
+        if kind == RAN and u[i, 2] < c.ran_degradation_probability:
+            outage, magnitude = False, float(0.4 + 0.6 * u[i, 1])
+        elif kind in (RAN, POWER):
             outage, magnitude = True, 1.0
         elif kind == TRANSPORT:
             outage = bool(u[i, 0] < c.transport_outage_probability)
@@ -168,6 +186,7 @@ def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]
                 cell_lo=int(w.res_cell_lo[r]),
                 cell_hi=int(w.res_cell_hi[r]),
                 alarms=tuple(alarms),
+                mix=tuple(float(m) for m in mix[i]),
             )
         )
     return out
@@ -244,9 +263,14 @@ def fault_events(
 def cell_impact(
     incidents: list[Incident], n_cells: int, period_s: np.ndarray, step_s: int = 900
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Outage and degradation (0..1, fraction of the period times magnitude) per (period, cell)."""
+    """Outage and degradation per (period, cell).
+
+    Outage: the fraction of the period the cell was down (the largest over overlapping outages).
+    Degradation: shape (len(MIX), periods, cells), per KPI of ``MIX`` the sum over degrading
+    incidents of the fraction of the period they lasted x magnitude x the incident's multiplier.
+    """
     outage = np.zeros((len(period_s), n_cells))
-    degraded = np.zeros((len(period_s), n_cells))
+    degraded = np.zeros((len(MIX), len(period_s), n_cells))
     if len(period_s) == 0:
         return outage, degraded
     lo_t, hi_t = int(period_s[0]), int(period_s[-1]) + step_s
@@ -261,7 +285,11 @@ def cell_impact(
             )
             * inc.magnitude
         )
-        target = outage if inc.outage else degraded
-        block = target[:, inc.cell_lo : inc.cell_hi]
-        np.maximum(block, frac[:, None], out=block)
+        if inc.outage:
+            block = outage[:, inc.cell_lo : inc.cell_hi]
+            np.maximum(block, frac[:, None], out=block)
+        else:
+            degraded[:, :, inc.cell_lo : inc.cell_hi] += (np.asarray(inc.mix)[:, None] * frac[None, :])[
+                :, :, None
+            ]
     return outage, degraded
