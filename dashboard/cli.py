@@ -87,11 +87,18 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def _extra_jobs(store: Store, settings: Settings) -> dict[str, tuple[float, Any]]:
-    """Built-in jobs beside the connectors: the incident queue, analytics retraining and scoring."""
+    """Built-in jobs beside the connectors: the incident queue, analytics, KPI evaluation and linkage."""
     import dashboard.analytics as analytics
     import dashboard.incidents as incident_queue
+    import dashboard.kpi_eval as kpi_eval
+    import dashboard.linkage as linkage
 
-    return dict(incident_queue.scheduled_jobs(store, settings)) | dict(analytics.scheduled_jobs(store))
+    return (
+        dict(incident_queue.scheduled_jobs(store, settings))
+        | dict(analytics.scheduled_jobs(store))
+        | dict(kpi_eval.scheduled_jobs(store, settings))
+        | dict(linkage.scheduled_jobs(store, settings))
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -288,9 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from dashboard.analytics.cli import register as register_churn
     from dashboard.incidents.cli import register as register_incidents
+    from dashboard.kpi_eval.cli import register as register_kpi
 
     register_incidents(sub)
     register_churn(sub)
+    register_kpi(sub)
     return parser
 
 

@@ -77,6 +77,10 @@ class SchedulerConfig(_Strict):
     retry_max_s: float = Field(default=600.0, gt=0)
     #: How often the incident queue is re-correlated, re-measured and re-ranked.
     queue_refresh_s: float = Field(default=30.0, gt=0)
+    #: How often KPI roll-ups and statuses are brought up to date (dashboard.kpi_eval.evaluate).
+    kpi_refresh_s: float = Field(default=300.0, gt=0)
+    #: How often the links between KPIs are re-measured (dashboard.linkage: 30 days of daily data).
+    linkage_refresh_s: float = Field(default=21600.0, gt=0)
 
 
 class SecurityConfig(_Strict):
@@ -91,6 +95,43 @@ class SecurityConfig(_Strict):
     role_header: str = "X-Vantage-Role"
 
 
+WALL_VIEWS = ("overview", "incidents", "map", "kpis")
+
+
+class WallView(_Strict):
+    #: One of overview (everything), incidents (the queue, large), map (sites by status), kpis.
+    view: Literal["overview", "incidents", "map", "kpis"]
+    #: How long the view stays on screen before the next one.
+    seconds: float = Field(default=30.0, ge=5, le=3600)
+
+
+class WallConfig(_Strict):
+    """The NOC wall screen (/wall): what it rotates through and how it refreshes."""
+
+    #: How often the wall asks for changes; a request never starts before the last one answered.
+    refresh_s: float = Field(default=10.0, ge=1, le=600)
+    #: Incidents shown from the top of the value-weighted queue.
+    top: int = Field(default=8, ge=1, le=25)
+    #: A full page reload this often caps the browser's memory on screens left on for weeks.
+    reload_after_s: float = Field(default=86400.0, alias="reload_after", ge=600)
+    #: A new critical or VIP/enterprise incident holds the incidents view this long, highlighted.
+    jump_hold_s: float = Field(default=60.0, alias="jump_hold", ge=5)
+    playlist: list[WallView] = Field(
+        default_factory=lambda: [
+            WallView(view="overview", seconds=60),
+            WallView(view="incidents", seconds=30),
+            WallView(view="map", seconds=30),
+            WallView(view="kpis", seconds=30),
+        ],
+        min_length=1,
+    )
+
+    @field_validator("reload_after_s", "jump_hold_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
 class Settings(_Strict):
     """Everything Vantage needs to start."""
 
@@ -100,6 +141,7 @@ class Settings(_Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    wall: WallConfig = Field(default_factory=WallConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     #: Where the settings came from, for messages; not read from the file.
     config_file: str | None = Field(default=None, exclude=True)

@@ -1,0 +1,274 @@
+"""Benchmark of KPI evaluation: a full roll-up build and an incremental pass on generated data.
+
+    python -m bench.kpi_eval --backend postgresql --cells 2000 --days 30
+    python -m bench.kpi_eval --backend sqlite --cells 2000 --days 30 --dir /tmp
+
+Generates cells on sites in regions, 15-minute samples of seven KPIs per cell (written in bulk,
+not through ingest: COPY on PostgreSQL), lines with their cells, tickets and churn events; then
+times ``refresh_rollups(full=True)``, one new 15-minute period followed by an incremental pass, the
+status pass and ``current()``. Prints the figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, insert, select, text
+
+from bench._data import open_store
+from dashboard.incidents.value import rebuild
+from dashboard.kpi_eval import read
+from dashboard.kpi_eval.rollup import refresh_rollups
+from dashboard.kpi_eval.status import refresh_status
+from dashboard.kpis import load_catalogue
+from dashboard.store import Store
+from dashboard.store.schema import (
+    accounts,
+    cells,
+    churn_events,
+    kpi_rollups,
+    kpi_samples,
+    regions,
+    sites,
+    subscriber_cells,
+    subscribers,
+    tickets,
+)
+
+KPIS = {
+    "availability_pct": (99.8, 0.3),
+    "call_setup_success_pct": (99.0, 0.5),
+    "drop_call_rate_pct": (0.8, 0.3),
+    "prb_utilisation_pct": (55.0, 15.0),
+    "dl_throughput_mbps": (40.0, 10.0),
+    "latency_ms": (30.0, 8.0),
+    "traffic_gb": (5.0, 2.0),
+}
+
+
+def _samples_frame(cell_ids: np.ndarray, t: datetime, rng: np.random.Generator) -> pd.DataFrame:
+    n = len(cell_ids)
+    parts = []
+    for kpi, (mu, sd) in KPIS.items():
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source": "bench",
+                    "entity_type": "cell",
+                    "entity_id": cell_ids,
+                    "kpi": kpi,
+                    "period_start": t,
+                    "value": np.abs(rng.normal(mu, sd, n)),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write_samples(store: Store, frames: list[pd.DataFrame]) -> None:
+    df = pd.concat(frames, ignore_index=True)
+    if store.dialect == "postgresql":
+        buf = io.StringIO()
+        df.to_csv(buf, index=False, header=False)
+        buf.seek(0)
+        raw: Any = store.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cols = "source, entity_type, entity_id, kpi, period_start, value"
+                with cur.copy(f"COPY kpi_samples ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+                    while chunk := buf.read(1 << 20):
+                        copy.write(chunk)
+            raw.commit()
+        finally:
+            raw.close()
+        return
+    df["period_start"] = df["period_start"].dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+    with store.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO kpi_samples (source, entity_type, entity_id, kpi, period_start, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            list(df.itertuples(index=False, name=None)),
+        )
+
+
+def build(store: Store, *, n_cells: int, days: int, n_lines: int, start: datetime, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    loaded = start - timedelta(days=1)
+    n_sites = max(1, n_cells // 3)
+    n_regions = 10
+    cell_ids = np.array([f"C{i:05d}" for i in range(n_cells)])
+    with store.begin() as conn:
+        conn.execute(
+            insert(regions),
+            [
+                {"id": f"R{r}", "source": "bench", "name": f"r{r}", "ingested_at": loaded}
+                for r in range(n_regions)
+            ],
+        )
+        conn.execute(
+            insert(sites),
+            [
+                {"id": f"S{s}", "source": "bench", "region_id": f"R{s % n_regions}", "name": f"s{s}"}
+                | {"ingested_at": loaded}
+                for s in range(n_sites)
+            ],
+        )
+        conn.execute(
+            insert(cells),
+            [
+                {
+                    "id": c,
+                    "source": "bench",
+                    "site_id": f"S{i // 3 % n_sites}",
+                    "name": c,
+                    "ingested_at": loaded,
+                }
+                for i, c in enumerate(cell_ids)
+            ],
+        )
+        n_accounts = n_lines // 5
+        segs = rng.choice(["consumer", "smb", "enterprise"], n_accounts, p=[0.8, 0.15, 0.05])
+        conn.execute(
+            insert(accounts),
+            [
+                {"id": f"A{a}", "source": "bench", "name": f"a{a}", "segment": segs[a], "vip": False}
+                | {"ingested_at": loaded}
+                for a in range(n_accounts)
+            ],
+        )
+        arpu = rng.gamma(4, 8, n_lines)
+        conn.execute(
+            insert(subscribers),
+            [
+                {
+                    "id": f"L{i}",
+                    "source": "bench",
+                    "account_id": f"A{i % n_accounts}",
+                    "arpu": float(arpu[i]),
+                    "activated_at": start - timedelta(days=400),
+                    "status": "active",
+                    "ingested_at": loaded,
+                }
+                for i in range(n_lines)
+            ],
+        )
+        first = rng.integers(0, n_cells, n_lines)
+        second = (first + 1) % n_cells
+        rows = [
+            {"source": "bench", "subscriber_id": f"L{i}", "cell_id": cell_ids[first[i]], "share": 0.7}
+            | {"ingested_at": loaded}
+            for i in range(n_lines)
+        ] + [
+            {"source": "bench", "subscriber_id": f"L{i}", "cell_id": cell_ids[second[i]], "share": 0.3}
+            | {"ingested_at": loaded}
+            for i in range(n_lines)
+        ]
+        conn.execute(insert(subscriber_cells), rows)
+        n_tickets = days * n_lines // 300
+        created = [start + timedelta(seconds=float(s)) for s in rng.uniform(0, days * 86400, n_tickets)]
+        who = rng.integers(0, n_lines, n_tickets)
+        sentiment = rng.uniform(-1, 1, n_tickets)
+        conn.execute(
+            insert(tickets),
+            [
+                {"id": f"T{i}", "source": "bench", "subscriber_id": f"L{who[i]}", "status": "new"}
+                | {"sentiment": float(sentiment[i]), "created_at": created[i], "updated_at": created[i]}
+                | {"ingested_at": created[i]}
+                for i in range(n_tickets)
+            ],
+        )
+        n_churn = days * n_lines // 3000
+        gone = rng.choice(n_lines, n_churn, replace=False)
+        when = [start + timedelta(seconds=float(s)) for s in rng.uniform(0, days * 86400, n_churn)]
+        conn.execute(
+            insert(churn_events),
+            [
+                {"id": f"E{i}", "source": "bench", "subscriber_id": f"L{gone[i]}", "occurred_at": when[i]}
+                | {"ingested_at": when[i]}
+                for i in range(n_churn)
+            ],
+        )
+        rebuild(conn, now=loaded)
+    t = start
+    end = start + timedelta(days=days)
+    frames: list[pd.DataFrame] = []
+    while t < end:
+        frames.append(_samples_frame(cell_ids, t, rng))
+        t += timedelta(minutes=15)
+        if len(frames) == 96:
+            _write_samples(store, frames)
+            frames = []
+    if frames:
+        _write_samples(store, frames)
+    if store.dialect == "postgresql":
+        with store.begin() as conn:
+            conn.execute(text("ANALYZE"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--cells", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--dir", default="/tmp")
+    parser.add_argument("--keep", action="store_true", help="keep the generated store")
+    args = parser.parse_args()
+    store, drop = open_store(args.backend, args.dir, "kpi_eval_bench")
+    catalogue = load_catalogue("kpi_definitions.yaml")
+    start = datetime(2024, 3, 1)
+    end = start + timedelta(days=args.days)
+    try:
+        t0 = time.perf_counter()
+        build(store, n_cells=args.cells, days=args.days, n_lines=args.lines, start=start)
+        with store.connect() as conn:
+            n_samples = conn.execute(select(func.count()).select_from(kpi_samples)).scalar_one()
+        print(f"{args.backend}: generated {n_samples:,} samples in {time.perf_counter() - t0:.0f} s")
+        now = end + timedelta(minutes=5)
+        with store.begin() as conn:
+            summary = refresh_rollups(conn, catalogue, now=now, full=True)
+        with store.connect() as conn:
+            n_rollups = conn.execute(select(func.count()).select_from(kpi_rollups)).scalar_one()
+        print(f"full build: {summary.elapsed_s:.1f} s, {n_rollups:,} roll-up rows; steps {summary.steps}")
+        rng = np.random.default_rng(7)
+        cell_ids = np.array([f"C{i:05d}" for i in range(args.cells)])
+        _write_samples(store, [_samples_frame(cell_ids, end, rng)])
+        now = end + timedelta(minutes=20)
+        with store.begin() as conn:
+            inc = refresh_rollups(conn, catalogue, now=now)
+        print(f"incremental pass after one new 15-min period: {inc.elapsed_s:.2f} s; steps {inc.steps}")
+        t = time.perf_counter()
+        with store.begin() as conn:
+            st = refresh_status(conn, catalogue, now=now)
+        print(f"status pass: {time.perf_counter() - t:.2f} s, {st.rows} statuses")
+        with store.connect() as conn:
+            read.current(conn, catalogue)
+            t = time.perf_counter()
+            for _ in range(5):
+                read.current(conn, catalogue)
+        print(f"current(network): {(time.perf_counter() - t) / 5 * 1000:.0f} ms")
+        with store.connect() as conn:
+            t = time.perf_counter()
+            p = read.panel(
+                conn,
+                catalogue,
+                ["availability_pct", "tickets_per_1k_subscribers"],
+                level="cell",
+                since=start,
+                until=end,
+                measures=["subscribers"],
+            )
+        print(f"panel(cell, daily, {len(p):,} rows): {time.perf_counter() - t:.2f} s")
+    finally:
+        if not args.keep:
+            drop()
+
+
+if __name__ == "__main__":
+    main()

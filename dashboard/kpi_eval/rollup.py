@@ -1,0 +1,434 @@
+"""Keeps ``kpi_rollups`` up to date: every sampled KPI and measure per level, entity, hour and day.
+
+A pass recomputes only the periods that changed since the last one, with the aggregation done in the
+database (INSERT ... SELECT ... GROUP BY; the affected periods are deleted first, in the caller's
+transaction):
+
+- Samples: ``kpi_samples`` has no ingest time, so the pass keeps the latest sample period it saw and
+  recomputes from ``REWINDOW`` before it to the newest sample; samples arriving later than that are
+  picked up by ``full=True`` (``vantage kpi evaluate --full``). Cell hours come from the samples,
+  cell days from cell hours, and sites, regions, the network and segments from the cells.
+- Tickets and churn events: the days of the rows ingested since the watermark (``ingested_at``).
+- Lines in service and their revenue (stocks): today's value whenever the customer base changed or a
+  new day began, and every day since a churn event that arrived. Past days keep the base as it was
+  when they were computed; ``full=True`` recomputes them with today's base.
+- Revenue at risk: sampled from the ranked incident queue when the pass runs (network and region);
+  it cannot be recomputed, so a full rebuild keeps it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, String, delete, func, insert, literal, select
+
+from dashboard.ingest.runner import load_state, save_state
+from dashboard.kpi_eval import _sql
+from dashboard.kpi_eval._sql import FLOWS, RISK, STOCKS, floor_time
+from dashboard.kpis import Catalogue, KpiDefinition
+from dashboard.store.schema import (
+    accounts,
+    cells,
+    churn_events,
+    incident_queue,
+    kpi_rollups,
+    kpi_samples,
+    regions,
+    sites,
+    subscriber_cells,
+    subscribers,
+    tickets,
+)
+
+STATE_KEY = ("vantage", "kpi-rollups")
+GRAINS = (3600, 86400)
+#: Samples up to this much older than the newest one seen last time are still picked up.
+REWINDOW = timedelta(hours=2)
+#: The watermark on ingest times trails the clock, so a batch committed late is still seen.
+OVERLAP = timedelta(minutes=5)
+#: A full build never reaches further back than this.
+HISTORY_MAX = timedelta(days=400)
+SAMPLE_PERIOD = timedelta(minutes=15)
+LEVELS_FROM_CELLS = ("site", "region", "network", "segment")
+DAY = timedelta(days=1)
+_DAYS_PER_STATEMENT = 60  # SQLite allows 500 terms in a compound SELECT
+
+
+@dataclass
+class RollupSummary:
+    full: bool
+    sample_window: tuple[datetime, datetime] | None = None
+    flow_days: int = 0
+    stock_days: int = 0
+    risk_sampled: bool = False
+    rows: int = 0
+    elapsed_s: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        window = self.sample_window
+        return {
+            "full": self.full,
+            "sample_window": [window[0].isoformat(), window[1].isoformat()] if window else None,
+            "flow_days": self.flow_days,
+            "stock_days": self.stock_days,
+            "risk_sampled": self.risk_sampled,
+            "rows": self.rows,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "steps": {k: round(v, 3) for k, v in self.steps.items()},
+        }
+
+
+def sampled_kpis(catalogue: Catalogue) -> list[KpiDefinition]:
+    """The KPIs read from their own samples in ``kpi_samples``."""
+    return [k for k in catalogue.kpis if k.type == "simple" and k.source == "samples"]
+
+
+def _ceil(t: datetime, grain_s: int) -> datetime:
+    f = floor_time(t, grain_s)
+    return f if f == t else f + timedelta(seconds=grain_s)
+
+
+class _Writer:
+    """Deletes and re-inserts roll-up rows of one (level, grain) and period range."""
+
+    def __init__(self, conn: Connection, now: datetime) -> None:
+        self.conn, self.now = conn, now
+        self.dialect = conn.dialect.name
+        self.rows = 0
+
+    def replace(
+        self, series: Sequence[str], level: str, grain_s: int, lo: datetime, hi: datetime, rows: Any
+    ) -> None:
+        r = kpi_rollups
+        self.conn.execute(
+            delete(r).where(
+                r.c.level == level,
+                r.c.grain_s == grain_s,
+                r.c.period_start >= lo,
+                r.c.period_start < hi,
+                r.c.series.in_(list(series)),
+            )
+        )
+        self.insert(level, grain_s, rows)
+
+    def insert(self, level: str, grain_s: int, rows: Any) -> None:
+        sub = rows.subquery("rows")
+        stmt = select(
+            sub.c.series,
+            literal(level, String).label("level"),
+            sub.c.entity_id,
+            literal(grain_s).label("grain_s"),
+            sub.c.period_start,
+            sub.c.total,
+            sub.c.weight,
+            sub.c.low,
+            sub.c.high,
+            literal(self.now, DateTime).label("computed_at"),
+        ).where(sub.c.entity_id.is_not(None))
+        cols = ["series", "level", "entity_id", "grain_s", "period_start"]
+        cols += ["total", "weight", "low", "high", "computed_at"]
+        stmt_insert = insert(kpi_rollups).from_select(cols, stmt)
+        result = self.conn.execute(stmt_insert.execution_options(preserve_rowcount=True))
+        self.rows += max(result.rowcount or 0, 0)
+
+    def levels(
+        self,
+        series: Sequence[str],
+        grain_s: int,
+        lo: datetime,
+        hi: datetime,
+        *,
+        levels: Iterable[str] = LEVELS_FROM_CELLS,
+        sum_series: Sequence[str] = (),
+        measures: bool = False,
+    ) -> None:
+        """Sites, regions, the network and segments from the stored cell rows of the same grain."""
+        for level in levels:
+            cell_rows = _sql.stored_rows(series, "cell", grain_s, lo, hi).subquery("cellrows")
+            rows = _sql.level_rows(cell_rows, level, sum_series=sum_series, measures=measures)
+            self.replace(series, level, grain_s, lo, hi, rows)
+
+    def days_from_hours(self, series: Sequence[str], level: str, d0: datetime, d1: datetime) -> None:
+        rows = _sql.rebucket_rows(
+            series, level, from_grain=3600, to_grain=86400, lo=d0, hi=d1, dialect=self.dialect
+        )
+        self.replace(series, level, 86400, d0, d1, rows)
+
+
+# --- samples ----------------------------------------------------------------------------------
+
+
+def _sample_bounds(conn: Connection, names: Sequence[str]) -> tuple[datetime | None, datetime | None]:
+    """Oldest and newest sample period (one index probe per KPI)."""
+    lows, highs = [], []
+    for name in names:
+        lo, hi = conn.execute(
+            select(func.min(kpi_samples.c.period_start), func.max(kpi_samples.c.period_start)).where(
+                kpi_samples.c.kpi == name
+            )
+        ).one()
+        if lo is not None:
+            lows.append(_as_dt(lo))
+            highs.append(_as_dt(hi))
+    return (min(lows) if lows else None, max(highs) if highs else None)
+
+
+def _as_dt(v: Any) -> datetime:
+    return v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
+
+
+def _refresh_samples(
+    w: _Writer, kpis: Sequence[KpiDefinition], lo: datetime, hi: datetime, steps: dict[str, float]
+) -> None:
+    """Recompute every roll-up of the sampled KPIs touching [lo, hi), one day at a time."""
+    names = [k.name for k in kpis]
+    sums = [k.name for k in kpis if k.aggregate == "sum"]
+    day = floor_time(lo, 86400)
+    t = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        steps[step] = steps.get(step, 0.0) + now - t
+        t = now
+
+    while day < hi:
+        h0 = max(floor_time(lo, 3600), day)
+        h1 = min(_ceil(hi, 3600), day + DAY)
+        rows = _sql.sample_cell_rows(kpis, grain_s=3600, lo=h0, hi=h1, dialect=w.dialect)
+        w.replace(names, "cell", 3600, h0, h1, rows)
+        lap("samples.cell_hours")
+        w.levels(names, 3600, h0, h1, sum_series=sums)
+        lap("samples.level_hours")
+        w.days_from_hours(names, "cell", day, day + DAY)
+        lap("samples.cell_days")
+        w.levels(names, 86400, day, day + DAY, sum_series=sums)
+        lap("samples.level_days")
+        day += DAY
+
+
+# --- business measures ------------------------------------------------------------------------
+
+
+def _ranges(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Contiguous runs of day starts as [start, end) ranges."""
+    out: list[tuple[datetime, datetime]] = []
+    for d in sorted(set(days)):
+        if out and out[-1][1] == d:
+            out[-1] = (out[-1][0], d + DAY)
+        else:
+            out.append((d, d + DAY))
+    return out
+
+
+def _refresh_flows(w: _Writer, days: Iterable[datetime]) -> None:
+    flows = list(FLOWS)
+    for d0, d1 in _ranges(days):
+        for level in ("cell", "network", "segment"):
+            for measure in flows:
+                rows = _sql.flow_rows(measure, level, grain_s=3600, lo=d0, hi=d1, dialect=w.dialect)
+                w.replace([measure], level, 3600, d0, d1, rows)
+            w.days_from_hours(flows, level, d0, d1)
+        for grain, (a, b) in ((3600, (d0, d1)), (86400, (d0, d1))):
+            w.levels(flows, grain, a, b, levels=("site", "region"), measures=True)
+
+
+def _refresh_stocks(w: _Writer, days: Sequence[datetime]) -> None:
+    ordered = sorted(set(days))
+    for i in range(0, len(ordered), _DAYS_PER_STATEMENT):
+        part = ordered[i : i + _DAYS_PER_STATEMENT]
+        for d0, d1 in _ranges(part):
+            chunk = [d for d in part if d0 <= d < d1]
+            for level in ("cell", "network", "segment"):
+                for measure in STOCKS:
+                    rows = _sql.stock_rows(measure, level, days=chunk)
+                    w.replace([measure], level, 86400, d0, d1, rows)
+            w.levels(list(STOCKS), 86400, d0, d1, levels=("site", "region"), measures=True)
+
+
+def _changed_days(conn: Connection, table: Any, when: Any, since: datetime) -> set[datetime]:
+    rows = conn.execute(select(func.min(when), func.max(when)).where(table.c.ingested_at > since)).one()
+    if rows[0] is None:
+        return set()
+    # Few rows change between passes; reading their times is cheaper than a DISTINCT over a bucket.
+    found = conn.execute(select(when).where(table.c.ingested_at > since)).scalars()
+    return {floor_time(_as_dt(t), 86400) for t in found}
+
+
+def _high_water(conn: Connection) -> datetime | None:
+    marks = [
+        conn.execute(select(func.max(t.c.ingested_at))).scalar()
+        for t in (tickets, churn_events, subscribers, subscriber_cells, accounts, cells, sites)
+    ]
+    found = [_as_dt(m) for m in marks if m is not None]
+    return max(found) if found else None
+
+
+def _base_changed(conn: Connection, since: datetime) -> bool:
+    for t in (subscribers, subscriber_cells, accounts):
+        if conn.execute(select(t.c.ingested_at).where(t.c.ingested_at > since).limit(1)).first():
+            return True
+    return False
+
+
+def _history_start(conn: Connection, sample_lo: datetime | None, now: datetime) -> datetime:
+    starts = [now]
+    if sample_lo is not None:
+        starts.append(sample_lo)
+    for when in (tickets.c.created_at, churn_events.c.occurred_at):
+        first = conn.execute(select(func.min(when))).scalar()
+        if first is not None:
+            starts.append(_as_dt(first))
+    return floor_time(max(min(starts), now - HISTORY_MAX), 86400)
+
+
+# --- revenue at risk --------------------------------------------------------------------------
+
+
+def _sample_risk(w: _Writer) -> None:
+    """Add the ranked queue's revenue at risk per hour to this hour's network and region rows."""
+    conn, q = w.conn, incident_queue
+    hour = floor_time(w.now, 3600)
+    ranked = q.c.rank.is_not(None)
+    network = conn.execute(select(func.coalesce(func.sum(q.c.revenue_at_risk_per_hour), 0.0)).where(ranked))
+    values: dict[tuple[str, str], float] = {("network", "all"): float(network.scalar_one())}
+    for rid in conn.execute(select(regions.c.id).distinct()).scalars():
+        values[("region", str(rid))] = 0.0
+    by_region = select(q.c.region_id, func.sum(q.c.revenue_at_risk_per_hour)).where(
+        ranked, q.c.region_id.is_not(None)
+    )
+    for rid, value in conn.execute(by_region.group_by(q.c.region_id)):
+        values[("region", str(rid))] = float(value or 0.0)
+    r = kpi_rollups
+    for (level, entity), value in values.items():
+        key = (r.c.series == RISK, r.c.level == level, r.c.entity_id == entity, r.c.grain_s == 3600)
+        updated = conn.execute(
+            r.update()
+            .where(*key, r.c.period_start == hour)
+            .values(
+                total=r.c.total + value,
+                weight=r.c.weight + 1.0,
+                low=func.min(func.coalesce(r.c.low, value), value)
+                if w.dialect == "sqlite"
+                else func.least(r.c.low, value),
+                high=func.max(func.coalesce(r.c.high, value), value)
+                if w.dialect == "sqlite"
+                else func.greatest(r.c.high, value),
+                computed_at=w.now,
+            )
+        )
+        if not updated.rowcount:
+            conn.execute(
+                insert(r).values(
+                    series=RISK,
+                    level=level,
+                    entity_id=entity,
+                    grain_s=3600,
+                    period_start=hour,
+                    total=value,
+                    weight=1.0,
+                    low=value,
+                    high=value,
+                    computed_at=w.now,
+                )
+            )
+    day = floor_time(hour, 86400)
+    for level in ("network", "region"):
+        w.days_from_hours([RISK], level, day, day + DAY)
+
+
+# --- the pass ---------------------------------------------------------------------------------
+
+
+def refresh_rollups(
+    conn: Connection, catalogue: Catalogue, *, now: datetime, full: bool = False, sample_risk: bool = True
+) -> RollupSummary:
+    """Bring ``kpi_rollups`` up to date, in the caller's transaction; ``full`` rebuilds everything."""
+    started = time.perf_counter()
+    w = _Writer(conn, now)
+    state = load_state(conn, *STATE_KEY, for_update=True)
+    full = full or not state
+    summary = RollupSummary(full=full)
+    kpis = sampled_kpis(catalogue)
+    names = [k.name for k in kpis]
+    today = floor_time(now, 86400)
+
+    def lap(step: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        summary.steps[step] = summary.steps.get(step, 0.0) + t1 - t0
+        return t1
+
+    t = time.perf_counter()
+    sample_lo, sample_hi = _sample_bounds(conn, names) if names else (None, None)
+    if full:
+        conn.execute(delete(kpi_rollups).where(kpi_rollups.c.series != RISK))
+    if sample_hi is not None:
+        if full or not state.get("samples_to"):
+            lo = sample_lo or sample_hi
+        else:
+            seen = datetime.fromisoformat(state["samples_to"])
+            lo = min(floor_time(seen, 3600) - REWINDOW, floor_time(sample_hi, 3600))
+        lo = max(lo, now - HISTORY_MAX)
+        hi = sample_hi + SAMPLE_PERIOD
+        if lo < hi:
+            _refresh_samples(w, kpis, lo, hi, summary.steps)
+            summary.sample_window = (lo, hi)
+    t = lap("samples", t)
+
+    mark = _high_water(conn)
+    if full:
+        start = _history_start(conn, sample_lo, now)
+        days = [start + i * DAY for i in range((today - start) // DAY + 1)]
+        flow_days: set[datetime] = set(days)
+        stock_days = set(days)
+    else:
+        since = datetime.fromisoformat(state["ingested_at"]) if state.get("ingested_at") else None
+        flow_days, stock_days = set(), set()
+        if since is not None:
+            flow_days |= _changed_days(conn, tickets, tickets.c.created_at, since)
+            churn_days = _changed_days(conn, churn_events, churn_events.c.occurred_at, since)
+            flow_days |= churn_days
+            if churn_days:
+                first = max(min(churn_days), today - HISTORY_MAX)
+                stock_days |= {first + i * DAY for i in range((today - first) // DAY + 1)}
+            if _base_changed(conn, since):
+                stock_days |= {today - DAY, today}
+        if state.get("stock_day") != today.isoformat():
+            stock_days.add(today)
+        flow_days = {d for d in flow_days if d <= today}
+        stock_days = {d for d in stock_days if d <= today}
+    if flow_days:
+        _refresh_flows(w, flow_days)
+    t = lap("flows", t)
+    if stock_days:
+        _refresh_stocks(w, sorted(stock_days))
+    t = lap("stocks", t)
+    summary.flow_days, summary.stock_days = len(flow_days), len(stock_days)
+    if sample_risk:
+        _sample_risk(w)
+        summary.risk_sampled = True
+    lap("revenue_at_risk", t)
+
+    new_mark = min(mark, now - OVERLAP) if mark is not None else None
+    previous = state.get("ingested_at")
+    save_state(
+        conn,
+        *STATE_KEY,
+        {
+            "samples_to": sample_hi.isoformat() if sample_hi else state.get("samples_to"),
+            "ingested_at": new_mark.isoformat() if new_mark else previous,
+            "stock_day": today.isoformat(),
+        },
+        now=now,
+    )
+    summary.rows = w.rows
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+__all__ = ["GRAINS", "REWINDOW", "RollupSummary", "refresh_rollups", "sampled_kpis"]

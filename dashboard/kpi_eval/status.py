@@ -1,0 +1,197 @@
+"""KPI status against thresholds, honouring ``for``: the pure rule and the pass that writes kpi_status.
+
+A threshold counts once its condition has held in ``for / grain + 1`` consecutive periods (``for: 0``
+is one period, ``for: 15m`` on a 15-minute KPI two, as Prometheus fires after the condition held for
+the duration); critical wins over warning; a period back within the threshold recovers at once; a
+period with no value (after the KPI's no_data rule: gap, zero or last) is ``no_data``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, delete, insert, select
+
+from dashboard.kpi_eval import read
+from dashboard.kpi_eval._sql import RISK, floor_time
+from dashboard.kpis import Catalogue, KpiDefinition, Threshold
+from dashboard.store.schema import kpi_status
+
+STATUSES = ("ok", "warning", "critical", "no_data")
+#: Levels every KPI gets a status at; technical KPIs also per site and cell.
+LEVELS = ("network", "region", "segment")
+TECHNICAL_LEVELS = ("site", "cell")
+#: Periods evaluated beyond the longest ``for``, so ``since`` is usually found in the window.
+EXTRA_PERIODS = 8
+#: Data this many periods late (or up to an hour) still counts as the current period.
+LATE_PERIODS = 2
+
+
+@dataclass
+class StatusSummary:
+    rows: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "by_status": self.by_status, "elapsed_s": round(self.elapsed_s, 3)}
+
+
+def _periods_needed(t: Threshold | None, grain_s: float) -> int:
+    return 0 if t is None else int(t.for_s // grain_s) + 1
+
+
+def status_frame(values: pd.DataFrame, kpi: KpiDefinition, *, grain_s: float | None = None) -> pd.DataFrame:
+    """Status per period (rows, in time order) and entity (columns) of a KPI's values.
+
+    ``values`` holds NaN where there is no data; the KPI's no_data rule is applied first.
+    """
+    grain = grain_s or kpi.grain
+    v = values.sort_index()
+    if kpi.no_data == "zero":
+        v = v.fillna(0.0)
+    elif kpi.no_data == "last":
+        v = v.ffill()
+    arr = v.to_numpy(dtype=float)
+    present = ~np.isnan(arr)
+    out = np.full(arr.shape, "ok", dtype=object)
+    out[~present] = "no_data"
+    held = {}
+    for name in ("warning", "critical"):
+        t: Threshold | None = getattr(kpi.thresholds, name)
+        if t is None:
+            held[name] = np.zeros(arr.shape, dtype=bool)
+            continue
+        with np.errstate(invalid="ignore"):
+            breached = np.asarray(t.breached(pd.DataFrame(arr)).to_numpy(), dtype=bool) & present
+        need = _periods_needed(t, grain)
+        run = np.zeros(arr.shape[1] if arr.ndim == 2 else 0, dtype=int)
+        h = np.zeros(arr.shape, dtype=bool)
+        for i in range(arr.shape[0]):
+            run = np.where(breached[i], run + 1, 0)
+            h[i] = run >= need
+        held[name] = h
+    out[held["warning"] & present] = "warning"
+    out[held["critical"] & present] = "critical"
+    return pd.DataFrame(out, index=v.index, columns=v.columns)
+
+
+def evaluate_series(values: pd.Series, kpi: KpiDefinition, *, grain_s: float | None = None) -> pd.DataFrame:
+    """One entity's statuses: [period_start, value, status], the no_data rule applied to value."""
+    frame = values.sort_index().to_frame("v")
+    status = status_frame(frame, kpi, grain_s=grain_s)["v"]
+    shown = read.apply_no_data(frame["v"], kpi.no_data)
+    return pd.DataFrame({"period_start": frame.index, "value": shown.to_numpy(), "status": status.to_numpy()})
+
+
+def run_start(statuses: pd.Series) -> Any:
+    """The index label where the last run of equal statuses began."""
+    s = statuses.to_numpy()
+    i = len(s) - 1
+    while i > 0 and s[i - 1] == s[-1]:
+        i -= 1
+    return statuses.index[i]
+
+
+def _levels(catalogue: Catalogue, kpi: KpiDefinition, levels: tuple[str, ...] | None) -> tuple[str, ...]:
+    if levels is not None:
+        chosen = levels
+    elif kpi.domain == "technical":
+        chosen = LEVELS + TECHNICAL_LEVELS
+    else:
+        chosen = LEVELS
+    if RISK in read.inputs(catalogue, kpi):
+        chosen = tuple(lvl for lvl in chosen if lvl in ("network", "region"))
+    return chosen
+
+
+def refresh_status(
+    conn: Connection, catalogue: Catalogue, *, now: datetime, levels: tuple[str, ...] | None = None
+) -> StatusSummary:
+    """Evaluate every KPI at its grain for each entity of the status levels; rewrite kpi_status."""
+    started = time.perf_counter()
+    summary = StatusSummary()
+    counts: Counter[str] = Counter()
+    for kpi in catalogue.kpis:
+        grain = int(kpi.grain)
+        need = max(
+            _periods_needed(kpi.thresholds.warning, grain), _periods_needed(kpi.thresholds.critical, grain), 1
+        )
+        last_complete = floor_time(now, grain) - timedelta(seconds=grain)
+        lateness = max(LATE_PERIODS * grain, 3600)
+        window = need + EXTRA_PERIODS
+        since = last_complete - timedelta(seconds=grain * window + lateness)
+        for level in _levels(catalogue, kpi, levels):
+            ents = read.entities(conn, level)
+            rows = read.fetch_rows(
+                conn,
+                catalogue,
+                read.inputs(catalogue, kpi),
+                level=level,
+                grain_s=grain,
+                since=since,
+                until=last_complete + timedelta(seconds=grain),
+            )
+            values = read.kpi_values(catalogue, kpi, rows)
+            end = last_complete
+            if len(values):
+                latest = values.dropna().index.get_level_values("period_start").max()
+                if pd.notna(latest) and latest < end and (end - latest).total_seconds() <= lateness:
+                    end = latest.to_pydatetime()
+            index = pd.date_range(end - timedelta(seconds=grain * (window - 1)), end, freq=f"{grain}s")
+            wide = (
+                values.unstack("entity_id").reindex(index=index, columns=ents)
+                if len(values)
+                else pd.DataFrame(np.nan, index=index, columns=ents)
+            )
+            wide = wide.astype(float)
+            statuses = status_frame(wide, kpi, grain_s=grain)
+            shown = read.apply_no_data(wide, kpi.no_data)
+            previous = {
+                r.entity_id: (r.status, r.since)
+                for r in conn.execute(
+                    select(kpi_status.c.entity_id, kpi_status.c.status, kpi_status.c.since).where(
+                        kpi_status.c.kpi == kpi.name, kpi_status.c.level == level
+                    )
+                )
+            }
+            arr = statuses.to_numpy()
+            last = arr[-1]
+            # Length of the trailing run of each entity's last status, vectorised over entities.
+            trailing = np.cumprod((arr == last)[::-1], axis=0).sum(axis=0)
+            starts = statuses.index[len(arr) - trailing]
+            last_values = shown.iloc[-1]
+            out = []
+            for j, ent in enumerate(ents):
+                status = str(last[j])
+                begun: Any = starts[j]
+                prev = previous.get(ent)
+                if trailing[j] == len(arr) and prev is not None and prev[0] == status and prev[1] is not None:
+                    begun = prev[1]  # unchanged since before the window: keep when it began
+                v = last_values.iloc[j]
+                out.append(
+                    {
+                        "kpi": kpi.name,
+                        "level": level,
+                        "entity_id": ent,
+                        "status": status,
+                        "value": None if pd.isna(v) else float(v),
+                        "period_start": end,
+                        "since": pd.Timestamp(begun).to_pydatetime(),
+                        "evaluated_at": now,
+                    }
+                )
+                counts[status] += 1
+            conn.execute(delete(kpi_status).where(kpi_status.c.kpi == kpi.name, kpi_status.c.level == level))
+            if out:
+                conn.execute(insert(kpi_status), out)
+            summary.rows += len(out)
+    summary.by_status = dict(counts)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary

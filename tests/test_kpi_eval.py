@@ -1,0 +1,333 @@
+"""KPI evaluation on hand-made data (tests/kpi_data.py), on SQLite and PostgreSQL.
+
+Three cells: C1 and C2 on site S1 (region R1), C3 on site S2 (region R2). At 00:00 availability is
+C1 100 % (10 GB), C2 80 % (20 GB), C3 100 % (40 GB); at 00:15 C1 90 % (30 GB). Lines: L1 (consumer,
+half on C1, half on C2), L3 (consumer, C1) and L2 (enterprise, C3); three tickets on 4 March (two
+from L1, one from L2), L3 churns on 5 March.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import flask
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from dashboard.config import Settings
+from dashboard.kpi_eval import evaluate, read
+from dashboard.kpi_eval.api import register_kpi_api
+from dashboard.kpi_eval.rollup import refresh_rollups
+from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_frame
+from dashboard.kpis import Catalogue, load_catalogue
+from dashboard.store import Store
+from dashboard.store.db import read_frame
+from dashboard.store.schema import kpi_rollups, kpi_status
+from tests import kpi_data
+from tests.kpi_data import T0, Q
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+NOW = T0 + 2 * D + H
+
+
+@pytest.fixture(scope="module")
+def cat() -> Catalogue:
+    """The shipped catalogue, with availability pinned to traffic_weighted for the worked numbers."""
+    shipped = load_catalogue("kpi_definitions.yaml")
+    kpis = [
+        k.model_copy(update={"aggregate": "traffic_weighted"}) if k.name == "availability_pct" else k
+        for k in shipped.kpis
+    ]
+    return shipped.model_copy(update={"kpis": kpis})
+
+
+@pytest.fixture
+def net(store: Store, cat: Catalogue) -> Store:
+    kpi_data.build(store)
+    with store.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW)
+    return store
+
+
+def value(store: Store, cat: Catalogue, kpi: str, level: str, entity: str, grain: int, at: datetime) -> float:
+    with store.connect() as conn:
+        df = read.series(
+            conn,
+            cat,
+            kpi,
+            level=level,
+            entity_id=entity,
+            grain_s=grain,
+            since=at,
+            until=at + timedelta(seconds=grain),
+        )
+    assert len(df) == 1
+    return float(df["value"].iloc[0])
+
+
+def rollup(
+    store: Store, series: str, level: str, entity: str, grain: int, at: datetime
+) -> tuple[float, float]:
+    r = kpi_rollups
+    with store.connect() as conn:
+        row = conn.execute(
+            select(r.c.total, r.c.weight).where(
+                r.c.series == series,
+                r.c.level == level,
+                r.c.entity_id == entity,
+                r.c.grain_s == grain,
+                r.c.period_start == at,
+            )
+        ).one()
+    return float(row[0]), float(row[1])
+
+
+def test_rollups_at_each_level_equal_hand_sums(net: Store, cat: Catalogue) -> None:
+    # traffic_weighted: total = sum(value x traffic), weight = sum(traffic), added up across cells.
+    assert rollup(net, "availability_pct", "cell", "C1", 3600, T0) == (100 * 10 + 90 * 30, 40)
+    assert rollup(net, "availability_pct", "site", "S1", 3600, T0) == (3700 + 80 * 20, 60)
+    assert rollup(net, "availability_pct", "region", "R2", 86400, T0) == (4000, 40)
+    assert rollup(net, "availability_pct", "network", "all", 86400, T0) == (9300, 100)
+    # mean: total = sum, weight = count; sum: the total.
+    assert value(net, cat, "prb_utilisation_pct", "site", "S1", 3600, T0) == pytest.approx((50 + 70 + 90) / 3)
+    assert value(net, cat, "prb_utilisation_pct", "network", "all", 86400, T0) == pytest.approx(55.0)
+    assert value(net, cat, "traffic_gb", "network", "all", 3600, T0) == pytest.approx(100.0)
+    # Segments: cell values weighted by the segment's lines (C1: 3 consumer, 1 enterprise; C2: 1
+    # consumer; C3: 2 enterprise); a sum KPI gives each segment its share of the cell's total.
+    assert value(net, cat, "availability_pct", "segment", "consumer", 3600, T0) == pytest.approx(
+        (3 * 92.5 + 1 * 80) / 4
+    )
+    assert value(net, cat, "availability_pct", "segment", "enterprise", 3600, T0) == pytest.approx(
+        (1 * 92.5 + 2 * 100) / 3
+    )
+    assert value(net, cat, "traffic_gb", "segment", "consumer", 86400, T0) == pytest.approx(40 * 3 / 4 + 20)
+    assert value(net, cat, "traffic_gb", "segment", "enterprise", 86400, T0) == pytest.approx(40 / 4 + 40)
+    # Business measures: a line's tickets and its count spread over its cells by share; cells add up.
+    assert rollup(net, "tickets", "cell", "C1", 86400, T0)[0] == pytest.approx(1.0)
+    assert rollup(net, "tickets", "network", "all", 86400, T0)[0] == 3.0
+    assert rollup(net, "negative_tickets", "region", "R1", 86400, T0)[0] == pytest.approx(1.0)
+    assert rollup(net, "subscribers", "cell", "C1", 86400, T0)[0] == pytest.approx(1.5)
+    assert rollup(net, "subscribers", "network", "all", 86400, T0 + D)[0] == 3.0  # churned that day
+    assert rollup(net, "subscribers", "network", "all", 86400, T0 + 2 * D)[0] == 2.0
+    assert rollup(net, "revenue", "segment", "consumer", 86400, T0)[0] == pytest.approx(2.0)
+    assert value(net, cat, "arpu", "network", "all", 86400, T0) == pytest.approx(30.44 * 4 / 3)
+
+
+def test_technical_levels_at_15_minutes_read_the_samples(net: Store, cat: Catalogue) -> None:
+    assert value(net, cat, "availability_pct", "network", "all", 900, T0) == pytest.approx(
+        (1000 + 1600 + 4000) / 70
+    )
+    assert value(net, cat, "availability_pct", "network", "all", 900, T0 + Q) == pytest.approx(90.0)
+    assert value(net, cat, "availability_pct", "segment", "consumer", 900, T0) == pytest.approx(
+        (3 * 100 + 80) / 4
+    )
+    assert value(net, cat, "availability_pct", "cell", "C1", 900, T0 + Q) == 90.0
+
+
+def test_traffic_weighted_mean_is_not_the_plain_mean(net: Store, cat: Catalogue) -> None:
+    # C1 in the hour: (100 x 10 + 90 x 30) / 40 = 92.5, where the plain mean would be 95.
+    assert value(net, cat, "availability_pct", "cell", "C1", 3600, T0) == pytest.approx(92.5)
+    assert value(net, cat, "availability_pct", "network", "all", 3600, T0) == pytest.approx(93.0)
+    # Derived: evaluated on the rolled-up inputs, 60 GB / (88.33 % / 100).
+    assert value(net, cat, "traffic_per_availability", "site", "S1", 3600, T0) == pytest.approx(
+        60 / (5300 / 60 / 100)
+    )
+
+
+def test_ratio_kpis_are_ratios_of_sums(net: Store, cat: Catalogue) -> None:
+    # S1: 2 tickets / 2 lines = 1000 per 1k; the mean of its cells' ratios (666.7 and 2000) would be 1333.
+    assert value(net, cat, "tickets_per_1k_subscribers", "site", "S1", 86400, T0) == pytest.approx(1000.0)
+    assert value(net, cat, "tickets_per_1k_subscribers", "cell", "C1", 86400, T0) == pytest.approx(1000 / 1.5)
+    assert value(net, cat, "negative_sentiment_share_pct", "network", "all", 86400, T0) == pytest.approx(
+        100 / 3
+    )
+    assert value(net, cat, "churn_rate_pct", "region", "R1", 86400, T0 + D) == pytest.approx(100 * 30.44 / 2)
+    assert value(net, cat, "nps_proxy", "segment", "enterprise", 86400, T0) == pytest.approx(100 * 30.44)
+    assert value(net, cat, "nps_proxy", "segment", "consumer", 86400, T0) == pytest.approx(-100 * 30.44 / 2)
+
+
+def test_no_data_rules(net: Store, cat: Catalogue) -> None:
+    with net.connect() as conn:
+        gap = read.series(
+            conn,
+            cat,
+            "negative_sentiment_share_pct",
+            level="network",
+            entity_id="all",
+            grain_s=86400,
+            since=T0,
+            until=T0 + 3 * D,
+        )
+        zero = read.series(
+            conn,
+            cat,
+            "tickets_per_1k_subscribers",
+            level="network",
+            entity_id="all",
+            grain_s=86400,
+            since=T0,
+            until=T0 + 5 * D,
+        )
+    assert gap["value"].iloc[0] == pytest.approx(100 / 3)
+    assert gap["value"].iloc[1:].isna().all()  # no tickets: 0 / 0 is no data
+    assert zero["value"].tolist() == pytest.approx([1000.0, 0.0, 0.0, 0.0, 0.0])  # no lines on 7, 8 March: 0
+    last = cat.get("latency_ms").model_copy(update={"no_data": "last"})
+    s = pd.Series([70.0, np.nan, np.nan, 40.0], index=pd.date_range(T0, periods=4, freq="15min"))
+    out = evaluate_series(s, last)
+    assert out["value"].tolist() == [70.0, 70.0, 70.0, 40.0]
+    assert out["status"].tolist() == ["ok", "ok", "warning", "ok"]  # 70 carried over three periods
+    assert evaluate_series(s, cat.get("latency_ms"))["status"].tolist() == ["ok", "no_data", "no_data", "ok"]
+
+
+def test_status_honours_for_and_critical_wins(cat: Catalogue) -> None:
+    latency = cat.get("latency_ms")  # warning > 60 for 30m (3 periods), critical > 120 for 15m (2)
+    index = pd.date_range(T0, periods=8, freq="15min")
+    frame = pd.DataFrame(
+        {
+            "short": [40, 70, 70, 40, 70, 70, 40, 40],  # never three periods in a row
+            "long": [40, 70, 70, 70, 40, 40, 40, 40],
+            "spike": [70, 70, 130, 130, 70, 40, 40, 40],
+        },
+        index=index,
+        dtype=float,
+    )
+    st = status_frame(frame, latency)
+    assert (st["short"] == "ok").all()
+    assert st["long"].tolist() == ["ok", "ok", "ok", "warning", "ok", "ok", "ok", "ok"]
+    # Above 60 from the start: warning at the third period; above 120 twice: critical; then back to warning.
+    assert st["spike"].tolist() == ["ok", "ok", "warning", "critical", "warning", "ok", "ok", "ok"]
+
+
+def test_status_pass_writes_kpi_status(net: Store, cat: Catalogue) -> None:
+    with net.begin() as conn:
+        summary = refresh_status(conn, cat, now=T0 + H)
+    assert summary.rows > 0
+    with net.connect() as conn:
+        df = read_frame(conn, select(kpi_status).where(kpi_status.c.kpi == "availability_pct"))
+    got = df.set_index(["level", "entity_id"])
+    # Network: 93 % at 00:00 and 90 % at 00:15, both below 95 for two periods: critical since 00:15.
+    assert got.loc[("network", "all"), "status"] == "critical"
+    assert got.loc[("network", "all"), "value"] == pytest.approx(90.0)
+    assert pd.Timestamp(got.loc[("network", "all"), "since"]) == pd.Timestamp(T0 + Q)
+    # Consumers: 95 % then 90 %: below 99.5 twice (warning) but below 95 only once.
+    assert got.loc[("segment", "consumer"), "status"] == "warning"
+    assert got.loc[("cell", "C3"), "status"] == "no_data"  # no sample at 00:15
+    with net.connect() as conn:
+        cards = {c["name"]: c for c in read.current(conn, cat)}
+    assert cards["availability_pct"]["status"] == "critical"
+    assert cards["availability_pct"]["sparkline"][-1] == pytest.approx(93.0)
+
+
+def _rollup_table(store: Store) -> pd.DataFrame:
+    with store.connect() as conn:
+        df = read_frame(conn, select(kpi_rollups).where(kpi_rollups.c.series != "revenue_at_risk"))
+    df = df.drop(columns=["computed_at"]).sort_values(
+        ["series", "level", "entity_id", "grain_s", "period_start"]
+    )
+    return df.reset_index(drop=True)
+
+
+def test_incremental_pass_equals_a_full_rebuild(net: Store, cat: Catalogue) -> None:
+    # A new period, a late sample for an earlier period and a new ticket arrive.
+    kpi_data.samples(
+        net,
+        [
+            ("C1", "availability_pct", T0 + 2 * Q, 50.0),
+            ("C1", "traffic_gb", T0 + 2 * Q, 10.0),
+            ("C2", "availability_pct", T0 + Q, 60.0),  # late: 00:15 had no C2 sample before
+            ("C2", "traffic_gb", T0 + Q, 10.0),
+            ("C3", "prb_utilisation_pct", T0 + 5 * H, 30.0),
+        ],
+    )
+    kpi_data.ingest(
+        net,
+        "tickets",
+        [
+            {"id": "T9", "subscriber_id": "L2", "sentiment": -0.9, "status": "new"}
+            | {"created_at": T0 + D + H, "updated_at": T0 + D + H}
+        ],
+    )
+    with net.begin() as conn:
+        inc = refresh_rollups(conn, cat, now=NOW + Q, sample_risk=False)
+    assert not inc.full
+    assert inc.sample_window is not None and inc.sample_window[0] <= T0 + Q
+    incremental = _rollup_table(net)
+    assert value(net, cat, "availability_pct", "site", "S1", 3600, T0) == pytest.approx(
+        (1000 + 2700 + 1600 + 600 + 500) / 80
+    )
+    assert rollup(net, "negative_tickets", "network", "all", 86400, T0 + D)[0] == 1.0
+    with net.begin() as conn:
+        full = refresh_rollups(conn, cat, now=NOW + Q, full=True, sample_risk=False)
+    assert full.full
+    pd.testing.assert_frame_equal(incremental, _rollup_table(net), check_exact=False)
+
+
+def test_panel_is_one_row_per_entity_and_period(net: Store, cat: Catalogue) -> None:
+    with net.connect() as conn:
+        p = read.panel(
+            conn,
+            cat,
+            ["availability_pct", "tickets_per_1k_subscribers"],
+            level="cell",
+            since=T0,
+            until=T0 + 2 * D,
+            measures=["subscribers", "tickets"],
+        )
+        consumer = read.panel(
+            conn,
+            cat,
+            ["tickets_per_1k_subscribers"],
+            level="site",
+            since=T0,
+            until=T0 + D,
+            measures=["subscribers", "tickets"],
+            scope=("segment", "consumer"),
+        )
+        r1 = read.panel(
+            conn, cat, ["availability_pct"], level="cell", since=T0, until=T0 + D, scope=("region", "R1")
+        )
+        with pytest.raises(read.KpiReadError, match="scope"):
+            read.panel(conn, cat, ["availability_pct"], since=T0, until=T0 + D, scope=("planet", "x"))
+    assert list(p.columns) == [
+        "entity_id",
+        "period_start",
+        "availability_pct",
+        "tickets_per_1k_subscribers",
+        "subscribers",
+        "tickets",
+    ]
+    assert len(p) == 3 * 2
+    row = p.set_index(["entity_id", "period_start"]).loc[("C2", pd.Timestamp(T0))]
+    assert row["availability_pct"] == pytest.approx(80.0)
+    assert row["tickets"] == pytest.approx(1.0) and row["subscribers"] == pytest.approx(0.5)
+    assert np.isnan(
+        p.set_index(["entity_id", "period_start"]).loc[("C2", pd.Timestamp(T0 + D)), "availability_pct"]
+    )
+    # Consumers only on S1: L1 and L3, two tickets; S2 serves no consumer line.
+    s1 = consumer.set_index("entity_id").loc["S1"]
+    assert (s1["subscribers"], s1["tickets"]) == pytest.approx((2.0, 2.0))
+    assert sorted(r1["entity_id"].unique()) == ["C1", "C2"]
+
+
+def test_evaluate_job_and_api_return_the_catalogue(net: Store, cat: Catalogue) -> None:
+    result = evaluate(net, cat, now=T0 + H)
+    assert result.status.rows > 0
+    app = flask.Flask("t")
+    register_kpi_api(app, net, Settings(), cat)
+    client = app.test_client()
+    body: Any = client.get("/api/v1/kpis").get_json()
+    assert [k["name"] for k in body["kpis"]] == cat.names
+    assert body["count"] == len(cat.kpis) and body["level"] == "network"
+    availability = body["kpis"][0]
+    assert availability["status"] == "critical" and availability["value"] == pytest.approx(90.0)
+    assert availability["thresholds"]["critical"] == {"op": "<", "value": 95.0, "for_s": 900.0}
+    seg: Any = client.get("/api/v1/kpis?level=segment&entity=consumer").get_json()
+    assert seg["kpis"][0]["status"] == "warning"
+    bad = client.get("/api/v1/kpis?level=planet")
+    assert bad.status_code == 400 and "expected one of" in bad.get_json()["error"]
+    missing = client.get("/api/v1/kpis?level=region")
+    assert missing.status_code == 400 and "entity" in missing.get_json()["error"]
