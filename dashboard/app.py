@@ -18,7 +18,9 @@ from dashboard.api import register_api
 from dashboard.config import Settings
 from dashboard.ingest.enrich import default_enrichers
 from dashboard.ingest.runner import Ingestor
+from dashboard.kpi_eval.api import register_kpi_api
 from dashboard.kpis import load_catalogue
+from dashboard.linkage.api import register_linkage_api
 from dashboard.pages import (
     CATALOGUE_KEY,
     PAGE_MODULES,
@@ -35,6 +37,7 @@ from dashboard.push import mount_push_routes
 from dashboard.store.db import Store
 from dashboard.subscribers.api import register_subscriber_search_api
 from dashboard.subscribers.story_api import register_subscriber_story_api
+from dashboard.wall import register_wall_api
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PAGES_DIR = PACKAGE_DIR / "pages"
 ASSETS_DIR = PACKAGE_DIR.parent / "assets"
 
-NAV = [("Wall", "/"), ("Incidents", "/incidents"), ("Linkage", "/linkage"),
+NAV = [("Wall", "/wall"), ("Incidents", "/incidents"), ("Linkage", "/linkage"),
        ("Subscribers", "/subscribers"), ("Sources", "/sources")]  # fmt: skip
 
 #: The strip's figures in display order: key, label.
@@ -82,6 +85,14 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
     for name in PAGE_MODULES:
         importlib.import_module(f"dashboard.pages.{name}").register_callbacks(app)
 
+    @app.server.before_request
+    def _home() -> Any:
+        # "/" is the wall: a TV pointed at the bare address shows it (query string kept).
+        if flask.request.path == "/" and flask.request.method in ("GET", "HEAD"):
+            query = flask.request.query_string.decode()
+            return flask.redirect("/wall" + (f"?{query}" if query else ""), code=302)
+        return None
+
     @app.server.get("/healthz")
     def _healthz() -> tuple[flask.Response, int]:
         body, code = check_health(store, settings, now=utcnow())
@@ -90,6 +101,9 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
     register_api(app.server, store, settings, catalogue.scoring)
     register_subscriber_search_api(app.server, store, settings)
     register_subscriber_story_api(app.server, store, settings)
+    register_wall_api(app.server, store, settings, catalogue)
+    register_kpi_api(app.server, store, settings, catalogue)
+    register_linkage_api(app.server, store, settings, catalogue)
     # Listener endpoints of connectors whose sources push (TMF hubs, VES): /push/<name>/...
     mount_push_routes(app.server, settings, Ingestor(store, enrichers=default_enrichers()))
     return app
@@ -103,7 +117,7 @@ def navbar() -> dbc.Navbar:
     return dbc.Navbar(
         dbc.Container(
             [
-                dbc.NavbarBrand("Vantage", href="/", className="vt-brand"),
+                dbc.NavbarBrand("Vantage", href="/wall", className="vt-brand"),
                 dbc.Nav(links, navbar=True, className="vt-nav"),
             ],
             fluid=True,
@@ -192,6 +206,13 @@ def _register_shell_callbacks(app: dash.Dash, store: Store, settings: Settings) 
     )
     def _refresh(_n: int | None, last: dict[str, Any] | None) -> tuple[list[Any], str, dict[str, Any] | None]:
         return refresh_strip(store, settings.currency, last, now=utcnow())
+
+    # The wall shows everything the strip does and refreshes itself: the strip rests there.
+    app.clientside_callback(
+        "function(path) { return !!path && (path === '/' || path.indexOf('/wall') === 0); }",
+        Output(ids.SHELL_INTERVAL, "disabled"),
+        Input("_pages_location", "pathname"),
+    )
 
 
 # --- Health --------------------------------------------------------------------------------

@@ -32,47 +32,6 @@ def empty_figure(message: str) -> go.Figure:
 THRESHOLD_COLOURS = {"warning": "#f39c12", "critical": "#e74c3c"}
 
 
-def kpi_trend_figure(
-    df: pd.DataFrame, kpi: str, *, title: str | None = None, thresholds: dict[str, float] | None = None
-) -> go.Figure:
-    """Network average of one KPI per period: ``df`` has ``period_start``, ``value``, ``entities``.
-
-    ``title`` names the KPI for people (label and unit); ``thresholds`` (warning, critical) are
-    drawn as dashed lines so a reader sees at once how close the network is to them.
-    """
-    title = title or kpi
-    if df.empty:
-        return empty_figure(f"No samples of {title} in the last 7 days")
-    fig = go.Figure(layout={"template": TEMPLATE})
-    fig.add_trace(
-        go.Scatter(
-            x=df["period_start"],
-            y=df["value"],
-            mode="lines+markers" if len(df) <= 50 else "lines",
-            name=kpi,
-            line={"color": ACCENT, "width": 2},
-            customdata=df[["entities"]].to_numpy(),
-            hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.4g}<br>over %{customdata[0]} entities"
-            "<extra></extra>",
-        )
-    )
-    for level, value in (thresholds or {}).items():
-        fig.add_hline(
-            y=value,
-            line={"dash": "dash", "width": 1, "color": THRESHOLD_COLOURS.get(level, "#999999")},
-            annotation_text=f"{level} {value:g}",
-            annotation_position="top left",
-        )
-    fig.update_layout(
-        title=f"{title}: network average per period (UTC)",
-        xaxis_title=None,
-        yaxis_title=None,
-        hovermode="x unified",
-        showlegend=False,
-    )
-    return fig
-
-
 # --- Incidents -----------------------------------------------------------------------------
 
 

@@ -10,10 +10,8 @@ SHELL_STRIP_LAST = "shell-strip-last"  # dcc.Store: the last overview read succe
 SHELL_METRIC = "shell-metric"
 
 # --- Wall ----------------------------------------------------------------------------------
-WALL_INTERVAL = "wall-interval"
-WALL_TILES = "wall-tiles"
-#: {"type": WALL_TILE, "metric": name}: one large tile.
-WALL_TILE = "wall-tile"
+#: The wall's frame; assets/wall.js builds and updates everything inside it (ids "wall-...").
+WALL_ROOT = "wall-root"
 
 # --- Incidents -----------------------------------------------------------------------------
 INCIDENTS_INTERVAL = "incidents-interval"
@@ -45,8 +43,32 @@ INCIDENTS_SUBSCRIBERS = "incidents-subscribers"
 INCIDENTS_SUBSCRIBERS_BOX = "incidents-subscribers-box"
 
 # --- Linkage -------------------------------------------------------------------------------
-LINKAGE_KPI = "linkage-kpi"
-LINKAGE_GRAPH = "linkage-graph"
+LINKAGE_URL = "linkage-url"  # dcc.Location: filters and the selected link as the query string
+LINKAGE_REGION = "linkage-region"
+LINKAGE_SEGMENT = "linkage-segment"
+LINKAGE_RANGE = "linkage-range"
+LINKAGE_NOTE = "linkage-note"
+LINKAGE_CARDS = "linkage-cards"
+#: {"type": LINKAGE_CARD, "kpi": name}: one KPI card.
+LINKAGE_CARD = "linkage-card"
+LINKAGE_TREE = "linkage-tree"
+LINKAGE_LINK = "linkage-link"  # the selected link, "driver->target"
+LINKAGE_SELECTED = "linkage-selected"  # dcc.Store: {"key": ..., "scope": the links' scope}
+LINKAGE_SENTENCE = "linkage-sentence"
+LINKAGE_WHATIF = "linkage-whatif"
+LINKAGE_WHATIF_OUT = "linkage-whatif-out"
+LINKAGE_EVIDENCE = "linkage-evidence"
+LINKAGE_LAGS = "linkage-lags"
+LINKAGE_RAR_NOW = "linkage-rar-now"
+LINKAGE_RAR = "linkage-rar"
+LINKAGE_TABLE = "linkage-table"
+#: {"type": LINKAGE_ROW, "key": "driver->target"}: a row of the links table (click selects).
+LINKAGE_ROW = "linkage-row"
+#: {"type": LINKAGE_CSV, "chart": name}: a chart's "CSV" button.
+LINKAGE_CSV = "linkage-csv"
+LINKAGE_DOWNLOAD = "linkage-download"
+LINKAGE_SUMMARY_LINK = "linkage-summary-link"
+SUMMARY_PRINT = "summary-print"
 
 # --- Subscribers (search) ------------------------------------------------------------------
 SUBSCRIBERS_URL = "subscribers-url"  # dcc.Location: the search, filters and sort as the query string

@@ -20,7 +20,6 @@ from dashboard.store.schema import (
     connector_runs,
     connector_state,
     incidents,
-    kpi_samples,
     quarantine,
     subscribers,
     tickets,
@@ -136,29 +135,6 @@ def active_alarms_by_severity(conn: Connection) -> dict[str, int]:
 
 
 # --- KPIs ----------------------------------------------------------------------------------
-
-
-def kpi_names(conn: Connection) -> list[str]:
-    rows = conn.execute(select(kpi_samples.c.kpi).distinct().order_by(kpi_samples.c.kpi)).scalars()
-    return [str(k) for k in rows]
-
-
-def kpi_network_trend(conn: Connection, kpi: str, *, since: datetime) -> pd.DataFrame:
-    """Per period since ``since``: the mean of ``kpi`` over every entity reporting it, and how many."""
-    stmt = (
-        select(
-            kpi_samples.c.period_start,
-            func.avg(kpi_samples.c.value).label("value"),
-            func.count(kpi_samples.c.entity_id.distinct()).label("entities"),
-        )
-        .where(kpi_samples.c.kpi == kpi, kpi_samples.c.period_start >= since)
-        .group_by(kpi_samples.c.period_start)
-        .order_by(kpi_samples.c.period_start)
-    )
-    df = _frame(conn, stmt)
-    df["period_start"] = pd.to_datetime(df["period_start"])
-    df["value"] = df["value"].astype(float)
-    return df
 
 
 # --- Sources -------------------------------------------------------------------------------

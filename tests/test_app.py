@@ -46,7 +46,15 @@ def test_create_app_builds_without_touching_the_store() -> None:
     assert store._engine is None  # no engine was even created
     assert app.server.config["VANTAGE_STORE"] is store
     paths = sorted(p["path"] for p in dash.page_registry.values())
-    assert paths == ["/", "/incidents", "/linkage", "/sources", "/subscribers", "/subscribers/none"]
+    assert paths == [
+        "/incidents",
+        "/linkage",
+        "/linkage/summary",
+        "/sources",
+        "/subscribers",
+        "/subscribers/none",
+        "/wall",
+    ]
 
 
 def test_create_app_builds_its_store_from_settings(tmp_path: Any) -> None:
@@ -58,7 +66,8 @@ def test_create_app_builds_its_store_from_settings(tmp_path: Any) -> None:
 def test_every_page_is_served(seeded: Store) -> None:
     app = create_app(settings_for(seeded), store=seeded)
     client = app.server.test_client()
-    for path in ("/", "/incidents", "/linkage", "/subscribers?id=S1", "/sources"):
+    assert client.get("/").headers["Location"].endswith("/wall")  # the bare address is the wall
+    for path in ("/wall", "/incidents", "/linkage", "/linkage/summary", "/subscribers?id=S1", "/sources"):
         response = client.get(path)
         assert response.status_code == 200, path
         assert b"_dash-renderer" in response.data or b"dash-renderer" in response.data

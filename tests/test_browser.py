@@ -35,9 +35,8 @@ STATE_CELLS = '#sources-status-grid .ag-center-cols-container [col-id="state"]'
 
 #: path, a CSS selector of the page's main content once it has data, a file name.
 PAGES = [
-    ("/", "#wall-tiles .vt-tile", "wall"),
     ("/incidents", "#incidents-summary", "incidents-empty"),  # no ranked queue in this store
-    ("/linkage", "#linkage-graph .main-svg", "linkage"),
+    ("/linkage", "#linkage-tree .main-svg", "linkage"),
     ("/subscribers?q=S1", "#subscribers-list .ag-row", "subscribers"),
     ("/sources", "#sources-status-grid .ag-row", "sources"),
 ]

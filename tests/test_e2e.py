@@ -110,17 +110,19 @@ def test_vantage_run_serves_pages_and_health_on_the_simulator(
     require_chromium()
     with chromium() as driver:
         for path, ready in (
-            ("/", "#wall-tiles .vt-tile"),
+            ("/", "#wall-panel-queue .vt-wall-row"),
             ("/incidents", "#incidents-grid .ag-root"),
-            ("/linkage", "#linkage-graph .main-svg"),
+            ("/linkage", "#linkage-tree .main-svg"),
             ("/subscribers", "#subscribers-page, .vt-page, body"),
             ("/sources", "#sources-status-grid .ag-row"),
         ):
             driver.get(url + path)
             WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, ready)))
-            # The strip shows the simulated operator's numbers, not placeholders.
+            # The strip shows the simulated operator's numbers, not placeholders; the wall, which
+            # hides the strip, its sources and money.
+            shown = "REVENUE AT RISK NOW" if path == "/" else "SUBSCRIBERS"
             WebDriverWait(driver, 30).until(
-                lambda d: "SUBSCRIBERS" in d.find_element(By.TAG_NAME, "body").text.upper()
+                lambda d, shown=shown: shown in d.find_element(By.TAG_NAME, "body").text.upper()
             )
             errors = severe_console_errors(driver)
             assert errors == [], f"{path}: {errors}"

@@ -15,7 +15,6 @@ from connectors.base import Batch
 from dashboard import health, queries
 from dashboard.app import create_app
 from dashboard.config import ConnectorConfig
-from dashboard.figures import kpi_trend_figure
 from dashboard.ingest import Ingestor
 from dashboard.store.db import Store
 from tests.browser import seed, settings_for
@@ -75,20 +74,6 @@ def test_alarms_by_severity(seeded: Store) -> None:
     with seeded.connect() as conn:
         counts = queries.active_alarms_by_severity(conn)
     assert counts == {"critical": 2, "major": 1, "minor": 0, "warning": 0, "indeterminate": 0}
-
-
-def test_kpi_trend_is_the_network_average_per_period(seeded: Store) -> None:
-    with seeded.connect() as conn:
-        names = queries.kpi_names(conn)
-        df = queries.kpi_network_trend(conn, "drop_rate", since=NOW - timedelta(days=7))
-    assert names == ["drop_rate"]
-    assert df["period_start"].tolist() == [
-        pd.Timestamp(NOW - timedelta(days=2)),
-        pd.Timestamp(NOW - timedelta(days=1)),
-        pd.Timestamp(NOW - timedelta(hours=2)),
-    ]
-    assert df["value"].round(6).tolist() == [0.02, 0.03, 0.05]  # (0.01+0.03)/2, (0.02+0.04)/2, 0.05
-    assert df["entities"].tolist() == [2, 2, 1]
 
 
 def test_run_summaries(seeded: Store) -> None:
@@ -217,15 +202,6 @@ def test_health_report_ignores_disabled_and_unconfigured_sources() -> None:
 # --- Pages ---------------------------------------------------------------------------------
 
 
-def test_wall_tiles(app_ctx: Store) -> None:
-    with app_ctx.connect() as conn:
-        ov = queries.overview(conn, now=NOW, currency="EUR")
-        by_severity = queries.active_alarms_by_severity(conn)
-    text = _text(page("wall").wall_tiles(ov, by_severity))
-    assert "2 Critical" in text and "1 Major" in text and "0 Minor" in text
-    assert "3 Active alarms" in text and "300 Revenue this month, EUR" in text
-
-
 def test_incidents_layout_reads_its_filters_from_the_query_string(app_ctx: Store) -> None:
     # The seeded store has incidents from a source but no ranked queue: the page says so.
     from dashboard import ids
@@ -238,23 +214,6 @@ def test_incidents_layout_reads_its_filters_from_the_query_string(app_ctx: Store
     assert values[ids.INCIDENTS_STATE] == ["open", "resolved"]
     assert values[ids.INCIDENTS_OWNER] == "-" and values[ids.INCIDENTS_REGION] == "any"
     assert "The queue has not been computed yet" in _text(layout)
-
-
-def test_linkage_falls_back_to_a_known_kpi(app_ctx: Store) -> None:
-    layout = page("linkage").layout(kpi="no_such_kpi")
-    select = layout.children[1].children.children  # Row > Col > Select
-    assert select.value == "drop_rate"
-
-
-def test_kpi_trend_figure() -> None:
-    df = pd.DataFrame(
-        {"period_start": [NOW, NOW + timedelta(hours=1)], "value": [0.1, 0.2], "entities": [3, 4]}
-    )
-    fig = kpi_trend_figure(df, "drop_rate")
-    assert list(fig.data[0].y) == [0.1, 0.2]
-    assert "drop_rate" in fig.layout.title.text
-    empty = kpi_trend_figure(df.iloc[0:0], "drop_rate")
-    assert empty.data == () and "No samples of drop_rate" in empty.layout.annotations[0].text
 
 
 def test_sources_pure_functions(app_ctx: Store) -> None:
@@ -301,7 +260,6 @@ def test_pages_say_so_when_the_store_cannot_be_read(tmp_path: Any) -> None:
             ("subscribers", {"q": "S1"}),
         ]:
             assert "could not be read" in _text(page(name).layout(**kwargs)), name
-        assert "could not be read" in _text(page("wall").read_wall())
     store.dispose()
 
 
@@ -333,32 +291,3 @@ def test_revenue_counts_what_was_billed_this_month(seeded: Store) -> None:
         before = queries.overview(conn, now=last_period + timedelta(days=3), currency="EUR")
     assert now.revenue_month == 300.5 + 70.0
     assert before.revenue_month == 50.0  # B4 only: B9 was not billed yet in its own period's month
-
-
-def test_linkage_names_kpis_by_their_catalogue_label_and_draws_thresholds(app_ctx: Store) -> None:
-    from dashboard.pages import kpi_title, utcnow
-
-    linkage = page("linkage")
-    assert kpi_title("drop_call_rate_pct") == "Dropped call rate (%)"
-    assert kpi_title("drop_rate") == "drop_rate"  # not in the catalogue: its name
-    Ingestor(app_ctx).ingest(
-        "pm",
-        [
-            Batch(
-                kind="kpi_samples",
-                records=[
-                    {
-                        "entity_type": "cell",
-                        "entity_id": "C9",
-                        "kpi": "drop_call_rate_pct",
-                        "period_start": utcnow() - timedelta(hours=1),
-                        "value": 0.8,
-                    }
-                ],
-            )
-        ],
-    )
-    fig = linkage.trend("drop_call_rate_pct")
-    assert fig.layout.title.text.startswith("Dropped call rate (%)")
-    lines = {s.y0 for s in fig.layout.shapes}
-    assert lines == {1.5, 3.0}  # warning and critical from kpi_definitions.yaml

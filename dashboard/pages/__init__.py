@@ -20,7 +20,7 @@ REFRESH_KEY = "VANTAGE_REFRESH_MS"
 CATALOGUE_KEY = "VANTAGE_KPI_CATALOGUE"
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
-PAGE_MODULES = ("wall", "incidents", "linkage", "subscribers", "subscriber", "sources")
+PAGE_MODULES = ("wall", "incidents", "linkage", "linkage_summary", "subscribers", "subscriber", "sources")
 #: How often the strip and the live parts of pages re-read the store, by default.
 REFRESH_MS = 15_000
 #: The trusted request header naming the person acting (set by the authenticating proxy).
@@ -93,11 +93,6 @@ def fmt_count(value: int | float) -> str:
 
 def fmt_money(value: float, currency: str) -> str:
     return f"{value:,.0f} {currency}"
-
-
-def coming(text: str) -> dbc.Alert:
-    """The note that says what a page's own issue will add."""
-    return dbc.Alert([html.Strong("Coming: "), text], color="secondary", className="vt-coming")
 
 
 def store_error(err: Exception) -> dbc.Alert:

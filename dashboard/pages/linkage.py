@@ -1,76 +1,681 @@
-"""Linkage (/linkage): the 7-day network-average trend of a chosen KPI; ``?kpi=name`` deep-links."""
+"""Linkage (/linkage): which network KPIs move which business KPIs, by how much, how surely, at what stake.
+
+KPI cards (status, trend, threshold) for the scope chosen by the region and segment filters; the
+driver tree of measured links (dashboard/linkage stores them in ``kpi_links``) whose edges show
+effect and confidence; a selected link's evidence (binned scatter with the fit, lag profile) and a
+"what if"; revenue at risk now and over time. Filters live in the query string
+(``?region=R1&segment=enterprise&range=7d&link=drop_call_rate_pct->tickets_per_1k_subscribers``).
+Every chart exports as PNG (its camera button) and its data as CSV; ``/linkage/summary`` is the
+printable one-page executive summary.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import io
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 import dash
 import dash_bootstrap_components as dbc
+import pandas as pd
 import plotly.graph_objects as go
-from dash import Input, Output, dcc, html
+from dash import ALL, Input, Output, State, ctx, dcc, html
+from sqlalchemy import select
 
-from dashboard import ids, queries
-from dashboard.figures import empty_figure, kpi_trend_figure
-from dashboard.pages import coming, current_kpi, current_store, kpi_title, store_error, utcnow
+from dashboard import ids
+from dashboard.kpis import Catalogue, KpiDefinition
+from dashboard.linkage_figures import (
+    driver_tree_figure,
+    evidence_figure,
+    lag_profile_figure,
+    link_key,
+    series_figure,
+    sparkline_uri,
+)
+from dashboard.pages import CATALOGUE_KEY, current_settings, current_store, fmt_time, store_error, utcnow
+from dashboard.store.db import Store, read_frame
+from dashboard.store.schema import kpi_links, regions
 
 dash.register_page(__name__, path="/linkage", name="Linkage", title="Vantage · Linkage", order=2)
 
-TREND_DAYS = 7
-NO_KPIS = "No KPI samples in the store yet"
+ANY = "any"
+SEGMENTS = ("consumer", "smb", "enterprise")
+RANGES = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+DEFAULT_RANGE = "7d"
+STATUS_MARK = {"ok": "✓ OK", "warning": "◆ WARNING", "critical": "▲ CRITICAL", "no_data": "? NO DATA"}
+STRENGTH_WORD = {
+    "strong": "strong evidence",
+    "moderate": "moderate evidence",
+    "weak": "weak: not supported by the data",
+    "contradicted": "contradicted: the data show the opposite sign",
+    "no_data": "no data to measure it",
+}
+PNG: Any = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
-def trend(kpi: str) -> go.Figure:
-    """The figure for ``kpi`` over the last 7 days, read now, with its catalogue thresholds."""
-    with current_store().connect() as conn:
-        df = queries.kpi_network_trend(conn, kpi, since=utcnow() - timedelta(days=TREND_DAYS))
-    definition = current_kpi(kpi)
-    thresholds = {}
-    if definition is not None:
-        for level in ("warning", "critical"):
-            t = getattr(definition.thresholds, level)
-            if t is not None:
-                thresholds[level] = t.value
-    return kpi_trend_figure(df, kpi, title=kpi_title(kpi), thresholds=thresholds)
+def current_catalogue() -> Catalogue:
+    import flask
+
+    catalogue: Catalogue = flask.current_app.config[CATALOGUE_KEY]
+    return catalogue
 
 
-def layout(kpi: str = "", **_query: str) -> html.Div:
+class Scope(NamedTuple):
+    """Where the page looks: a roll-up level and entity, the links' scope and what to tell the reader."""
+
+    level: str
+    entity_id: str
+    links: str
+    label: str
+    note: str
+
+
+def view_scope(region: str | None, segment: str | None) -> Scope:
+    """The scope of the filters; region and segment together are shown as the region (said so)."""
+    region = None if region in (None, "", ANY) else region
+    segment = None if segment in (None, "", ANY) else segment
+    if region:
+        note = (
+            f"KPIs are rolled up per region or per segment, not both: showing region {region}."
+            if segment
+            else ""
+        )
+        return Scope("region", region, f"region:{region}", f"region {region}", note)
+    if segment:
+        return Scope("segment", segment, f"segment:{segment}", f"{segment} lines", "")
+    return Scope("network", "all", "all", "the whole network", "")
+
+
+def filters_from_query(query: Mapping[str, Any]) -> dict[str, str]:
+    def one(key: str) -> str:
+        v = query.get(key) or ""
+        return str(v[0] if isinstance(v, list) and v else v)
+
+    rng = one("range")
+    return {
+        "region": one("region") or ANY,
+        "segment": one("segment") if one("segment") in SEGMENTS else ANY,
+        "range": rng if rng in RANGES else DEFAULT_RANGE,
+        "link": one("link"),
+    }
+
+
+def query_string(filters: Mapping[str, str]) -> str:
+    keep = {k: v for k, v in filters.items() if v and v != ANY and not (k == "range" and v == DEFAULT_RANGE)}
+    return f"?{urlencode(keep)}" if keep else ""
+
+
+# --- Data (each callback calls one of these; bench/linkage.py times them) ---------------------
+
+
+def region_options(store: Store) -> list[dict[str, str]]:
+    with store.connect() as conn:
+        rows = conn.execute(select(regions.c.id, regions.c.name).order_by(regions.c.name)).all()
+    return [{"label": "All regions", "value": ANY}] + [{"label": str(n), "value": str(i)} for i, n in rows]
+
+
+def fmt_value(value: float | None, unit: str = "") -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    v = float(value)
+    text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.3g}" if abs(v) < 10 else f"{v:,.1f}"
+    return f"{text} {unit}".strip()
+
+
+def kpi_cards(store: Store, catalogue: Catalogue, scope: Scope) -> list[dict[str, Any]]:
+    """The headline KPIs with value, status, since, sparkline and threshold text for ``scope``."""
+    from dashboard.kpi_eval.read import current
+
+    with store.connect() as conn:
+        items = current(conn, catalogue, level=scope.level, entity_id=scope.entity_id)
+    return [i for i in items if i.get("headline")]
+
+
+def _threshold_text(kpi: KpiDefinition) -> str:
+    parts = []
+    for level in ("warning", "critical"):
+        t = getattr(kpi.thresholds, level)
+        if t is not None:
+            parts.append(f"{level} {t.op} {t.value:g}")
+    return ", ".join(parts) or "no threshold"
+
+
+def card_components(cards: list[dict[str, Any]], catalogue: Catalogue) -> list[Any]:
+    if not cards:
+        return [
+            dbc.Alert(
+                "No KPI values yet: KPIs are evaluated every few minutes once data arrives.",
+                color="secondary",
+            )
+        ]
+    out = []
+    for c in cards:
+        kpi = catalogue.get(str(c["name"]))
+        status = str(c.get("status") or "no_data")
+        out.append(
+            dbc.Col(
+                html.Div(
+                    [
+                        html.Div(kpi.label, className="vt-card-label"),
+                        html.Div(fmt_value(c.get("value"), kpi.unit), className="vt-card-value"),
+                        html.Div(
+                            STATUS_MARK.get(status, status), className=f"vt-card-status vt-status-{status}"
+                        ),
+                        html.Img(
+                            src=sparkline_uri(list(c.get("sparkline") or [])),
+                            className="vt-sparkline",
+                            alt="",
+                        ),
+                        html.Div(_threshold_text(kpi), className="vt-card-threshold"),
+                    ],
+                    className=f"vt-kpi-card vt-kpi-card-{status}",
+                    id={"type": ids.LINKAGE_CARD, "kpi": kpi.name},
+                ),
+                xs=6,
+                md=4,
+                xl=True,
+            )
+        )
+    return out
+
+
+def links_frame(store: Store, scope: Scope) -> tuple[pd.DataFrame, str]:
+    """The measured links of ``scope`` (falling back to network-wide ones) and a note when it fell back."""
+    cols = [c for c in kpi_links.c if c.name != "evidence"]
+    with store.connect() as conn:
+        df = read_frame(conn, select(*cols).where(kpi_links.c.scope == scope.links))
+        note = ""
+        if df.empty and scope.links != "all":
+            df = read_frame(conn, select(*cols).where(kpi_links.c.scope == "all"))
+            note = f"No links measured for {scope.label} alone yet; showing network-wide links."
+    if not df.empty:
+        df["short"] = [_short(r) for r in df.itertuples(index=False)]
+        df["key"] = [link_key(a, b) for a, b in zip(df["driver"], df["target"], strict=True)]
+        order = {"strong": 0, "moderate": 1, "contradicted": 2, "weak": 3, "no_data": 4}
+        df = (
+            df.assign(_o=df["strength"].map(order).fillna(9))
+            .sort_values(["_o", "driver", "target"])
+            .drop(columns="_o")
+        )
+    return df.reset_index(drop=True), note
+
+
+def _short(row: Any) -> str:
+    if row.effect is None or pd.isna(row.effect):
+        return "n/a"
+    lo, hi = row.ci_low, row.ci_high
+    ci = f" [{lo:+.3g}, {hi:+.3g}]" if lo is not None and not pd.isna(lo) else ""
+    return f"{row.effect:+.3g}{ci}"
+
+
+def link_detail(store: Store, scope: str, key: str) -> dict[str, Any] | None:
+    """One link with its evidence, or None."""
+    driver, _, target = key.partition("->")
+    with store.connect() as conn:
+        row = (
+            conn.execute(
+                select(kpi_links).where(
+                    kpi_links.c.driver == driver, kpi_links.c.target == target, kpi_links.c.scope == scope
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row is not None else None
+
+
+def what_if_text(link: Mapping[str, Any], improve_by: float | None, catalogue: Catalogue) -> str:
+    """ "Improve <driver> by X -> expected change in <target> (95% interval)" from the link's effect."""
+    if improve_by is None or link.get("effect") is None:
+        return "Enter how much the network KPI improves to see the expected business change."
+    driver, target = catalogue.get(str(link["driver"])), catalogue.get(str(link["target"]))
+    delta = -abs(improve_by) if driver.direction == "lower_is_better" else abs(improve_by)
+    per_unit = float(link["effect"]) / float(link["step"])
+    lo, hi = (float(link["ci_low"]) / float(link["step"]), float(link["ci_high"]) / float(link["step"]))
+    change, a, b = per_unit * delta, lo * delta, hi * delta
+    a, b = min(a, b), max(a, b)
+    verb = "falls" if delta < 0 else "rises"
+    strength = str(link.get("strength"))
+    caveat = (
+        ""
+        if strength in ("strong", "moderate")
+        else f" Caution: the link is {STRENGTH_WORD.get(strength, strength)}."
+    )
+    return (
+        f"If {driver.label.lower()} improves by {abs(improve_by):g} {driver.unit} (it {verb}), "
+        f"{target.label.lower()} is expected to change by {change:+.3g} {target.unit} "
+        f"(95% interval {a:+.3g} to {b:+.3g}).{caveat}"
+    )
+
+
+def revenue_series(
+    store: Store, catalogue: Catalogue, scope: Scope, since: datetime, until: datetime
+) -> pd.DataFrame:
+    """Revenue at risk per hour over time, hourly, for the scope (network or region)."""
+    from dashboard.kpi_eval.read import series
+
+    level, entity = (
+        (scope.level, scope.entity_id) if scope.level in ("network", "region") else ("network", "all")
+    )
+    with store.connect() as conn:
+        return series(
+            conn,
+            catalogue,
+            "revenue_at_risk_per_hour",
+            level=level,
+            entity_id=entity,
+            grain_s=3600,
+            since=since,
+            until=until,
+        )
+
+
+def revenue_now(cards: list[dict[str, Any]]) -> float | None:
+    for c in cards:
+        if c.get("name") == "revenue_at_risk_per_hour":
+            v = c.get("value")
+            return None if v is None or pd.isna(v) else float(v)
+    return None
+
+
+def links_table(df: pd.DataFrame, catalogue: Catalogue) -> Any:
+    if df.empty:
+        return html.P("No links measured yet.", className="vt-count")
+
+    def label(name: str) -> str:
+        try:
+            return catalogue.get(name).label
+        except KeyError:
+            return name
+
+    head = html.Thead(
+        html.Tr(
+            [html.Th(h) for h in ("Driver", "Target", "Strength", "Effect per step [95% CI]", "Lag", "n", "")]
+        )
+    )
+    body = html.Tbody(
+        [
+            html.Tr(
+                [
+                    html.Td(label(r.driver)),
+                    html.Td(label(r.target)),
+                    html.Td(
+                        str(r.strength).replace("_", " "), className=f"vt-strength vt-strength-{r.strength}"
+                    ),
+                    html.Td(r.short),
+                    html.Td("—" if r.lag_s is None or pd.isna(r.lag_s) else f"{float(r.lag_s) / 86400:g} d"),
+                    html.Td(f"{int(r.n):,}"),
+                    html.Td("declared" if r.declared else "discovered", className="vt-count"),
+                ],
+                id={"type": ids.LINKAGE_ROW, "key": r.key},
+                className="vt-link-row",
+                n_clicks=0,
+            )
+            for r in df.itertuples(index=False)
+        ]
+    )
+    return dbc.Table([head, body], hover=True, size="sm", className="vt-links-table")
+
+
+# --- Layout ------------------------------------------------------------------------------------
+
+
+def _csv_button(chart: str) -> dbc.Button:
+    return dbc.Button(
+        "CSV",
+        id={"type": ids.LINKAGE_CSV, "chart": chart},
+        size="sm",
+        color="secondary",
+        outline=True,
+        className="ms-2",
+    )
+
+
+def layout(**query: str) -> html.Div:
+    filters = filters_from_query(query)
     try:
-        with current_store().connect() as conn:
-            names = queries.kpi_names(conn)
-        chosen = kpi if kpi in names else (names[0] if names else "")
-        figure = trend(chosen) if chosen else empty_figure(NO_KPIS)
+        store = current_store()
+        region_opts = region_options(store)
     except Exception as err:
         return html.Div([html.H1("KPI linkage"), store_error(err)])
     controls = dbc.Row(
-        dbc.Col(
-            dbc.Select(
-                id=ids.LINKAGE_KPI,
-                options=[{"label": kpi_title(n), "value": n} for n in names],
-                value=chosen,
-                disabled=not names,
+        [
+            dbc.Col(
+                [
+                    dbc.Label("Region", html_for=ids.LINKAGE_REGION),
+                    dbc.Select(id=ids.LINKAGE_REGION, options=region_opts, value=filters["region"]),
+                ],
+                md=3,
             ),
-            md=4,
-        ),
-        className="mb-3",
+            dbc.Col(
+                [
+                    dbc.Label("Segment", html_for=ids.LINKAGE_SEGMENT),
+                    dbc.Select(
+                        id=ids.LINKAGE_SEGMENT,
+                        options=[{"label": "All segments", "value": ANY}]
+                        + [{"label": s, "value": s} for s in SEGMENTS],
+                        value=filters["segment"],
+                    ),
+                ],
+                md=3,
+            ),
+            dbc.Col(
+                [
+                    dbc.Label("Time range", html_for=ids.LINKAGE_RANGE),
+                    dbc.Select(
+                        id=ids.LINKAGE_RANGE,
+                        options=[{"label": k, "value": k} for k in RANGES],
+                        value=filters["range"],
+                    ),
+                ],
+                md=2,
+            ),
+            dbc.Col(
+                html.A(
+                    "Executive summary (print)",
+                    id=ids.LINKAGE_SUMMARY_LINK,
+                    href="/linkage/summary",
+                    className="btn btn-outline-light mt-4",
+                ),
+                md=4,
+                className="text-end",
+            ),
+        ],
+        className="mb-3 g-3",
     )
     return html.Div(
         [
+            dcc.Location(id=ids.LINKAGE_URL, refresh=False),
+            dcc.Store(id=ids.LINKAGE_SELECTED, data=filters["link"]),
+            dcc.Download(id=ids.LINKAGE_DOWNLOAD),
             html.H1("KPI linkage"),
             controls,
-            dcc.Graph(
-                id=ids.LINKAGE_GRAPH, figure=figure, className="vt-graph", config={"displaylogo": False}
+            html.P(id=ids.LINKAGE_NOTE, className="vt-count"),
+            dbc.Row(id=ids.LINKAGE_CARDS, className="g-3 mb-3"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            html.Div([html.H2("Driver tree", className="d-inline"), _csv_button("links")]),
+                            dcc.Graph(id=ids.LINKAGE_TREE, className="vt-graph", config=PNG),
+                        ],
+                        lg=7,
+                    ),
+                    dbc.Col(
+                        [
+                            html.H2("Selected link"),
+                            dcc.Dropdown(
+                                id=ids.LINKAGE_LINK,
+                                placeholder="Choose a link (or click one in the tree)",
+                                clearable=False,
+                            ),
+                            html.P(id=ids.LINKAGE_SENTENCE, className="vt-link-sentence mt-2"),
+                            dbc.Label("What if the network KPI improved by", html_for=ids.LINKAGE_WHATIF),
+                            dbc.Input(id=ids.LINKAGE_WHATIF, type="number", min=0, step="any", debounce=True),
+                            html.P(id=ids.LINKAGE_WHATIF_OUT, className="vt-whatif mt-2"),
+                        ],
+                        lg=5,
+                    ),
+                ],
+                className="mb-3",
             ),
-            coming(
-                "which technical KPIs drive which business KPIs, by how much and with what confidence, "
-                "from the definitions in kpi_definitions.yaml (Linkage issue)."
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            _csv_button("evidence"),
+                            dcc.Graph(id=ids.LINKAGE_EVIDENCE, className="vt-graph", config=PNG),
+                        ],
+                        lg=6,
+                    ),
+                    dbc.Col(
+                        [
+                            _csv_button("lags"),
+                            dcc.Graph(id=ids.LINKAGE_LAGS, className="vt-graph", config=PNG),
+                        ],
+                        lg=6,
+                    ),
+                ],
+                className="mb-3",
             ),
-        ]
+            dbc.Row(
+                [
+                    dbc.Col(
+                        html.Div(
+                            [
+                                html.Div("Revenue at risk now", className="vt-card-label"),
+                                html.Div(id=ids.LINKAGE_RAR_NOW, className="vt-card-value"),
+                            ],
+                            className="vt-kpi-card",
+                        ),
+                        lg=3,
+                    ),
+                    dbc.Col(
+                        [
+                            _csv_button("revenue_at_risk"),
+                            dcc.Graph(id=ids.LINKAGE_RAR, className="vt-graph", config=PNG),
+                        ],
+                        lg=9,
+                    ),
+                ],
+                className="mb-3",
+            ),
+            html.H2("All measured links"),
+            html.Div(id=ids.LINKAGE_TABLE),
+        ],
+        className="vt-linkage",
     )
+
+
+# --- Callbacks ---------------------------------------------------------------------------------
+
+
+def overview(
+    store: Store, catalogue: Catalogue, filters: Mapping[str, str], now: datetime, currency: str
+) -> dict[str, Any]:
+    """Everything the filters change: cards, tree, links, revenue at risk, note (one callback)."""
+    scope = view_scope(filters.get("region"), filters.get("segment"))
+    cards = kpi_cards(store, catalogue, scope)
+    links, fallback = links_frame(store, scope)
+    labels = {k.name: k.label for k in catalogue.kpis}
+    domain: dict[str, str] = {k.name: k.domain for k in catalogue.kpis}
+    since = now - RANGES.get(filters.get("range") or DEFAULT_RANGE, RANGES[DEFAULT_RANGE])
+    rar = revenue_series(store, catalogue, scope, since, now)
+    selected = filters.get("link") or ""
+    keys = list(links["key"]) if not links.empty else []
+    if selected not in keys:
+        declared = links[links["declared"].astype(bool)] if not links.empty else links
+        selected = str(declared["key"].iloc[0]) if not declared.empty else (keys[0] if keys else "")
+    computed = links["computed_at"].max() if not links.empty else None
+    note = " ".join(
+        p
+        for p in (
+            f"Showing {scope.label}.",
+            scope.note,
+            fallback,
+            f"Links measured over the last 30 days of daily cell data, computed {fmt_time(computed)}."
+            if computed is not None
+            else "",
+        )
+        if p
+    )
+    now_value = revenue_now(cards)
+    return {
+        "cards": card_components(cards, catalogue),
+        "tree": driver_tree_figure(links, labels, domain, selected=selected),
+        "options": [
+            {"label": f"{labels.get(d, d)} → {labels.get(t, t)}", "value": k}
+            for d, t, k in zip(links.get("driver", []), links.get("target", []), keys, strict=True)
+        ],
+        "selected": selected,
+        "table": links_table(links, catalogue),
+        "rar_now": "—" if now_value is None else f"{now_value:,.0f} {currency}/h",
+        "rar": series_figure(rar, title="Revenue at risk per hour", unit=f"{currency}/h"),
+        "note": note,
+        "links_scope": scope.links if not fallback else "all",
+    }
+
+
+def link_view(store: Store, catalogue: Catalogue, scope: str, key: str) -> tuple[str, go.Figure, go.Figure]:
+    """A link's sentence, evidence and lag profile."""
+    from dashboard.figures import empty_figure
+
+    link = link_detail(store, scope, key) if key else None
+    if link is None:
+        blank = empty_figure("Choose a link")
+        return "", blank, blank
+    driver, target = catalogue.get(str(link["driver"])), catalogue.get(str(link["target"]))
+    evidence = link.get("evidence") or {}
+    step_label = f"{float(link['step']):g} {driver.unit}"
+    sentence = f"{link['sentence']} ({STRENGTH_WORD.get(str(link['strength']), link['strength'])})"
+    return (
+        sentence,
+        evidence_figure(evidence, f"{driver.label} ({driver.unit})", f"{target.label} ({target.unit})"),
+        lag_profile_figure(evidence, step_label=step_label, best_lag_s=link.get("lag_s")),
+    )
+
+
+def chart_csv(
+    store: Store,
+    catalogue: Catalogue,
+    chart: str,
+    filters: Mapping[str, str],
+    scope_links: str,
+    key: str,
+    now: datetime,
+) -> tuple[str, str]:
+    """(file name, CSV text) of one chart's data."""
+    scope = view_scope(filters.get("region"), filters.get("segment"))
+    if chart == "links":
+        df, _ = links_frame(store, scope)
+        df = df.drop(columns=["short", "key"], errors="ignore")
+    elif chart in ("evidence", "lags"):
+        link = link_detail(store, scope_links, key) or {}
+        part = "binned" if chart == "evidence" else "lag_profile"
+        df = pd.DataFrame((link.get("evidence") or {}).get(part) or [])
+    else:
+        since = now - RANGES.get(filters.get("range") or DEFAULT_RANGE, RANGES[DEFAULT_RANGE])
+        df = revenue_series(store, catalogue, scope, since, now)
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    return f"vantage-linkage-{chart}-{now:%Y%m%d-%H%M}.csv", buf.getvalue()
 
 
 def register_callbacks(app: dash.Dash) -> None:
     @app.callback(
-        Output(ids.LINKAGE_GRAPH, "figure"), Input(ids.LINKAGE_KPI, "value"), prevent_initial_call=True
+        Output(ids.LINKAGE_CARDS, "children"),
+        Output(ids.LINKAGE_TREE, "figure"),
+        Output(ids.LINKAGE_LINK, "options"),
+        Output(ids.LINKAGE_LINK, "value"),
+        Output(ids.LINKAGE_TABLE, "children"),
+        Output(ids.LINKAGE_RAR_NOW, "children"),
+        Output(ids.LINKAGE_RAR, "figure"),
+        Output(ids.LINKAGE_NOTE, "children"),
+        Output(ids.LINKAGE_SELECTED, "data"),
+        Output(ids.LINKAGE_URL, "search"),
+        Output(ids.LINKAGE_SUMMARY_LINK, "href"),
+        Input(ids.LINKAGE_REGION, "value"),
+        Input(ids.LINKAGE_SEGMENT, "value"),
+        Input(ids.LINKAGE_RANGE, "value"),
+        State(ids.LINKAGE_SELECTED, "data"),
     )
-    def _choose(kpi: str | None) -> go.Figure:
-        return trend(kpi) if kpi else empty_figure(NO_KPIS)
+    def _overview(region: str, segment: str, rng: str, selected: str | None) -> tuple[Any, ...]:
+        filters = {"region": region, "segment": segment, "range": rng, "link": selected or ""}
+        try:
+            out = overview(
+                current_store(), current_catalogue(), filters, utcnow(), current_settings().currency
+            )
+        except Exception as err:
+            return (store_error(err),) + (dash.no_update,) * 10
+        filters["link"] = out["selected"]
+        search = query_string(filters)
+        return (
+            out["cards"],
+            out["tree"],
+            out["options"],
+            out["selected"] or None,
+            out["table"],
+            out["rar_now"],
+            out["rar"],
+            out["note"],
+            {"key": out["selected"], "scope": out["links_scope"]},
+            search,
+            "/linkage/summary"
+            + query_string({k: v for k, v in filters.items() if k in ("region", "segment")}),
+        )
+
+    @app.callback(
+        Output(ids.LINKAGE_SENTENCE, "children"),
+        Output(ids.LINKAGE_EVIDENCE, "figure"),
+        Output(ids.LINKAGE_LAGS, "figure"),
+        Input(ids.LINKAGE_LINK, "value"),
+        State(ids.LINKAGE_SELECTED, "data"),
+        prevent_initial_call=True,
+    )
+    def _link(key: str | None, selected: Any) -> tuple[Any, ...]:
+        scope = selected.get("scope", "all") if isinstance(selected, dict) else "all"
+        return link_view(current_store(), current_catalogue(), scope, key or "")
+
+    @app.callback(
+        Output(ids.LINKAGE_LINK, "value", allow_duplicate=True),
+        Input(ids.LINKAGE_TREE, "clickData"),
+        Input({"type": ids.LINKAGE_ROW, "key": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def _pick(click: Any, _rows: Any) -> Any:
+        trigger = ctx.triggered_id
+        if isinstance(trigger, dict) and trigger.get("type") == ids.LINKAGE_ROW:
+            return trigger["key"] if any(t.get("value") for t in ctx.triggered) else dash.no_update
+        points = (click or {}).get("points") or []
+        key = points[0].get("customdata") if points else None
+        return key if isinstance(key, str) and "->" in key else dash.no_update
+
+    @app.callback(
+        Output(ids.LINKAGE_WHATIF_OUT, "children"),
+        Input(ids.LINKAGE_WHATIF, "value"),
+        Input(ids.LINKAGE_LINK, "value"),
+        State(ids.LINKAGE_SELECTED, "data"),
+    )
+    def _what_if(value: float | None, key: str | None, selected: Any) -> str:
+        if not key:
+            return ""
+        scope = selected.get("scope", "all") if isinstance(selected, dict) else "all"
+        link = link_detail(current_store(), scope, key)
+        if link is None:
+            return ""
+        return what_if_text(link, value, current_catalogue())
+
+    @app.callback(
+        Output(ids.LINKAGE_DOWNLOAD, "data"),
+        Input({"type": ids.LINKAGE_CSV, "chart": ALL}, "n_clicks"),
+        State(ids.LINKAGE_REGION, "value"),
+        State(ids.LINKAGE_SEGMENT, "value"),
+        State(ids.LINKAGE_RANGE, "value"),
+        State(ids.LINKAGE_LINK, "value"),
+        State(ids.LINKAGE_SELECTED, "data"),
+        prevent_initial_call=True,
+    )
+    def _csv(
+        clicks: list[int | None], region: str, segment: str, rng: str, key: str | None, selected: Any
+    ) -> Any:
+        trigger = ctx.triggered_id
+        if not isinstance(trigger, dict) or not any(clicks or []):
+            return dash.no_update
+        scope = selected.get("scope", "all") if isinstance(selected, dict) else "all"
+        name, text = chart_csv(
+            current_store(),
+            current_catalogue(),
+            str(trigger["chart"]),
+            {"region": region, "segment": segment, "range": rng},
+            scope,
+            key or "",
+            utcnow(),
+        )
+        return {"content": text, "filename": name, "type": "text/csv"}

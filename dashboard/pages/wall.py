@@ -1,105 +1,60 @@
-"""Wall (/): the NOC wall screen, large tiles readable from five metres, refreshed every 15 s."""
+"""Wall (/wall; / redirects here): the NOC wall screen, read from across the room, left on for weeks.
+
+The page is a static frame; assets/wall.js fills it from ``GET /api/v1/wall`` (dashboard/wall.py),
+asking only for the panels that changed, one request at a time, none while the tab is hidden, and
+reloads itself once a day. It rotates through the configured playlist (``wall`` in vantage.yaml),
+jumps to the incidents view for a new critical or VIP/enterprise incident, and says DATA STALE when
+a source is late or the server cannot be reached. ``?kiosk=1`` hides the navigation and the cursor.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dash
-import dash_bootstrap_components as dbc
-from dash import Input, Output, dcc, html
+from dash import html
 
-from dashboard import ids, queries
-from dashboard.pages import (
-    coming,
-    current_refresh_ms,
-    current_settings,
-    current_store,
-    fmt_count,
-    fmt_time,
-    store_error,
-    utcnow,
-)
+from dashboard import ids
+from dashboard.pages import current_settings
+from dashboard.wall import PANELS
 
-dash.register_page(__name__, path="/", name="Wall", title="Vantage · Wall", order=0)
+dash.register_page(__name__, path="/wall", name="Wall", title="Vantage · Wall", order=0)
+
+VIEW_LABELS = {"overview": "Overview", "incidents": "Incidents", "map": "Network map", "kpis": "KPIs"}
 
 
-def _tile(key: str, label: str, value: str, *, tone: str = "") -> dbc.Col:
-    return dbc.Col(
-        html.Div(
-            [html.Div(value, className="vt-tile-value"), html.Div(label, className="vt-tile-label")],
-            id={"type": ids.WALL_TILE, "metric": key},
-            className=f"vt-tile {tone}".strip(),
-        ),
-        xs=6,
-        md=4,
-        xl=True,
-    )
-
-
-def wall_tiles(ov: queries.Overview, by_severity: dict[str, int]) -> list[Any]:
-    """The headline row, the active alarms by severity and the time they were read."""
-    headline = dbc.Row(
-        [
-            _tile("active_alarms", "Active alarms", fmt_count(ov.active_alarms)),
-            _tile("open_incidents", "Open incidents", fmt_count(ov.open_incidents)),
-            _tile("tickets_today", "Tickets today", fmt_count(ov.tickets_today)),
-            _tile("active_subscribers", "Active subscribers", fmt_count(ov.active_subscribers)),
-            _tile("revenue_month", f"Revenue this month, {ov.currency}", fmt_count(ov.revenue_month)),
+def wall_config(kiosk: bool) -> dict[str, Any]:
+    """What the screen needs to know before its first request (rendered into the page)."""
+    wall = current_settings().wall
+    return {
+        "api": "/api/v1/wall",
+        "refreshMs": int(wall.refresh_s * 1000),
+        "reloadAfterMs": int(wall.reload_after_s * 1000),
+        "jumpHoldMs": int(wall.jump_hold_s * 1000),
+        "top": wall.top,
+        "playlist": [
+            {"view": v.view, "label": VIEW_LABELS[v.view], "ms": int(v.seconds * 1000)} for v in wall.playlist
         ],
-        className="g-3 mb-3",
-    )
-    severities = dbc.Row(
-        [
-            _tile(
-                f"severity_{sev}",
-                sev.capitalize(),
-                fmt_count(n),
-                tone=f"vt-sev vt-sev-{sev}" + (" vt-sev-zero" if n == 0 else ""),
-            )
-            for sev, n in by_severity.items()
-        ],
-        className="g-3 mb-3",
-    )
-    return [
-        html.H2("Active alarms by severity", className="vt-wall-heading"),
-        severities,
-        html.H2("Network and business", className="vt-wall-heading"),
-        headline,
-        html.Div(f"as of {fmt_time(ov.as_of, seconds=True)}", className="vt-wall-asof"),
-    ]
+        "kiosk": kiosk,
+        "panels": list(PANELS),
+        "currency": current_settings().currency,
+    }
 
 
-def read_wall() -> list[Any]:
-    """Read the store and render the tiles, or say plainly that it could not be read."""
-    try:
-        with current_store().connect() as conn:
-            now = utcnow()
-            ov = queries.overview(conn, now=now, currency=current_settings().currency)
-            by_severity = queries.active_alarms_by_severity(conn)
-    except Exception as err:
-        return [store_error(err)]
-    return wall_tiles(ov, by_severity)
-
-
-def layout(**_query: str) -> html.Div:
+def layout(kiosk: str = "", **_query: str) -> html.Div:
+    on = kiosk.lower() in ("1", "true", "yes")
+    data: dict[str, Any] = {"data-config": json.dumps(wall_config(on))}
     return html.Div(
-        [
-            dcc.Interval(id=ids.WALL_INTERVAL, interval=current_refresh_ms()),
-            html.Div(read_wall(), id=ids.WALL_TILES, className="vt-wall"),
-            coming(
-                "the value-weighted incident queue on the wall (top incidents by revenue at risk, "
-                "SLA clocks) and regional maps, from the Wall issue."
-            ),
-        ],
+        html.Div(
+            html.Noscript("The wall needs JavaScript."),
+            id=ids.WALL_ROOT,
+            className="vt-wall-root" + (" vt-kiosk" if on else ""),
+            **data,
+        ),
         className="vt-wall-page",
     )
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    @app.callback(
-        Output(ids.WALL_TILES, "children"),
-        Input(ids.WALL_INTERVAL, "n_intervals"),
-        prevent_initial_call=True,
-    )
-    def _refresh(_n: int | None) -> list[Any]:
-        return read_wall()
+    """None: assets/wall.js drives the wall (no Dash callback runs on it)."""

@@ -1,0 +1,331 @@
+"""The NOC wall's data: small panels, each with a version, so a refresh sends only what changed.
+
+``GET /api/v1/wall?have=queue:1a2b,kpis:9f..`` answers with every panel whose version differs from
+the one the screen has (all of them on the first request) plus the time and the staleness verdict;
+assets/wall.js renders them in place. Panels:
+
+- ``queue``: the top of the value-weighted queue (rank, title, severity, revenue at risk per hour,
+  SLA deadline, VIP/enterprise lines, reason);
+- ``alerts``: critical or VIP/enterprise incidents opened in the last ``ALERT_WINDOW`` (the screen
+  jumps to the incidents view for one it has not seen);
+- ``sites``: sites whose status is not OK (worst active alarm at the site, or ``impacted`` when an
+  open incident degrades its cells); ``site_map``: every site's position, sent once;
+- ``kpis``: the catalogue's headline KPIs, network-wide, with status and a sparkline;
+- ``money``: revenue at risk per hour now (sum over the open queue);
+- ``sources``: every enabled source's freshness; ``stale``: whether the wall must say DATA STALE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, and_, func, or_, select
+
+from dashboard import health, queries
+from dashboard.config import Settings
+from dashboard.kpis import Catalogue
+from dashboard.store.db import Store, read_frame
+from dashboard.store.schema import (
+    SEVERITIES,
+    alarms,
+    cells,
+    incident_cells,
+    incident_queue,
+    incidents,
+    kpi_status,
+    resources,
+    sites,
+)
+
+PANELS = ("queue", "alerts", "sites", "site_map", "kpis", "money", "sources")
+ALERT_WINDOW = timedelta(minutes=30)
+OPEN_STATES = ("open", "acknowledged")
+SITE_LEVELS = ("critical", "major", "minor", "warning", "impacted")
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _num(value: Any, digits: int = 1) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    return round(float(value), digits)
+
+
+def version(payload: Any) -> str:
+    """A short content hash: equal payloads, equal versions, whatever process computed them."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def _incident_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": str(r.incident_id),
+            "rank": None if pd.isna(r.rank) else int(r.rank),
+            "title": str(r.title),
+            "severity": str(r.severity),
+            "state": str(r.state),
+            "rar": _num(r.revenue_at_risk_per_hour, 0),
+            "sla": _iso(r.sla_deadline),
+            "breached": int(r.sla_breached or 0),
+            "vip": _num(r.vip_lines, 0),
+            "ent": _num(r.enterprise_lines, 0),
+            "accounts": int(r.accounts or 0),
+            "reason": str(r.reason),
+        }
+        for r in df.itertuples(index=False)
+    ]
+
+
+_QUEUE_COLS = [
+    incident_queue.c.incident_id,
+    incident_queue.c.rank,
+    incident_queue.c.title,
+    incident_queue.c.severity,
+    incident_queue.c.state,
+    incident_queue.c.revenue_at_risk_per_hour,
+    incident_queue.c.sla_deadline,
+    incident_queue.c.sla_breached,
+    incident_queue.c.vip_lines,
+    incident_queue.c.enterprise_lines,
+    incident_queue.c.accounts,
+    incident_queue.c.reason,
+]
+
+
+def queue_panel(conn: Connection, top: int) -> list[dict[str, Any]]:
+    stmt = (
+        select(*_QUEUE_COLS)
+        .where(incident_queue.c.rank.is_not(None), incident_queue.c.state.in_(OPEN_STATES))
+        .order_by(incident_queue.c.rank)
+        .limit(top)
+    )
+    return _incident_rows(read_frame(conn, stmt))
+
+
+def alerts_panel(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """Critical or VIP/enterprise incidents opened recently, newest first (at most five)."""
+    stmt = (
+        select(*_QUEUE_COLS)
+        .where(
+            incident_queue.c.rank.is_not(None),
+            incident_queue.c.state.in_(OPEN_STATES),
+            incident_queue.c.opened_at >= now - ALERT_WINDOW,
+            or_(
+                incident_queue.c.severity == "critical",
+                incident_queue.c.vip_lines > 0,
+                incident_queue.c.enterprise_lines > 0,
+            ),
+        )
+        .order_by(incident_queue.c.opened_at.desc(), incident_queue.c.incident_id)
+        .limit(5)
+    )
+    return _incident_rows(read_frame(conn, stmt))
+
+
+def money_panel(conn: Connection, currency: str) -> dict[str, Any]:
+    stmt = select(
+        func.coalesce(func.sum(incident_queue.c.revenue_at_risk_per_hour), 0.0),
+        func.count(),
+        func.coalesce(func.sum(incident_queue.c.sla_breached), 0),
+    ).where(incident_queue.c.rank.is_not(None), incident_queue.c.state.in_(OPEN_STATES))
+    rar, n, breached = conn.execute(stmt).one()
+    return {"rar": round(float(rar)), "incidents": int(n), "breached": int(breached), "currency": currency}
+
+
+def sites_panel(conn: Connection) -> dict[str, str]:
+    """Site id -> status, for sites that are not OK: the worst active alarm there, else impacted."""
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    out: dict[str, str] = {}
+    at_resource = (
+        select(resources.c.site_id, alarms.c.severity)
+        .join(resources, resources.c.id == alarms.c.resource_id)
+        .where(alarms.c.state != "cleared", resources.c.site_id.is_not(None))
+        .distinct()
+    )
+    at_cell = (
+        select(cells.c.site_id, alarms.c.severity)
+        .join(cells, cells.c.id == alarms.c.resource_id)
+        .where(alarms.c.state != "cleared", cells.c.site_id.is_not(None))
+        .distinct()
+    )
+    for stmt in (at_resource, at_cell):
+        for site, sev in conn.execute(stmt):
+            if sev not in rank or sev == "cleared":
+                continue
+            cur = out.get(site)
+            if cur is None or rank[sev] < rank.get(cur, 99):
+                out[str(site)] = str(sev)
+    impacted = (
+        select(cells.c.site_id)
+        .join(incident_cells, incident_cells.c.cell_id == cells.c.id)
+        .join(incidents, incidents.c.id == incident_cells.c.incident_id)
+        .where(incidents.c.state.in_(OPEN_STATES), cells.c.site_id.is_not(None))
+        .distinct()
+    )
+    for (site,) in conn.execute(impacted):
+        out.setdefault(str(site), "impacted")
+    return dict(sorted(out.items()))
+
+
+def site_map_panel(conn: Connection) -> list[list[Any]]:
+    """[id, name, lat, lon] of every site with a position: sent once, the screen keeps it."""
+    stmt = (
+        select(sites.c.id, sites.c.name, sites.c.lat, sites.c.lon)
+        .where(and_(sites.c.lat.is_not(None), sites.c.lon.is_not(None)))
+        .order_by(sites.c.id)
+    )
+    return [[str(i), str(n), round(float(la), 4), round(float(lo), 4)] for i, n, la, lo in conn.execute(stmt)]
+
+
+_KPI_CACHE: dict[tuple[str, int], tuple[Any, list[dict[str, Any]]]] = {}
+_KPI_LOCK = threading.Lock()
+
+
+def kpis_panel(conn: Connection, catalogue: Catalogue) -> list[dict[str, Any]]:
+    """The headline KPI tiles; re-read only after an evaluation pass changed ``kpi_status``."""
+    mark = conn.execute(
+        select(func.max(kpi_status.c.evaluated_at), func.count()).select_from(kpi_status)
+    ).one()
+    key = (str(conn.engine.url), id(catalogue))
+    with _KPI_LOCK:
+        hit = _KPI_CACHE.get(key)
+    if hit is not None and hit[0] == tuple(mark):
+        return hit[1]
+    tiles = _kpi_tiles(conn, catalogue)
+    with _KPI_LOCK:
+        _KPI_CACHE[key] = (tuple(mark), tiles)
+    return tiles
+
+
+def _kpi_tiles(conn: Connection, catalogue: Catalogue) -> list[dict[str, Any]]:
+    from dashboard.kpi_eval.read import current
+
+    out = []
+    for item in current(conn, catalogue, level="network", entity_id="all"):
+        if not item.get("headline"):
+            continue
+        kpi = catalogue.get(str(item["name"]))
+        out.append(
+            {
+                "name": kpi.name,
+                "label": kpi.label,
+                "unit": kpi.unit,
+                "value": _num(item.get("value"), 3),
+                "status": str(item.get("status") or "no_data"),
+                "spark": [_num(v, 3) for v in (item.get("sparkline") or [])],
+            }
+        )
+    return out
+
+
+def sources_panel(conn: Connection, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    enabled = settings.enabled_connectors
+    statuses = health.source_statuses(enabled, queries.run_summaries(conn, now=now), now)
+    out = []
+    for row in statuses.to_dict("records"):
+        if not row["enabled"]:
+            continue
+        last = row["last_success_at"]
+        interval = row["interval_s"]
+        stale_since = None
+        if row["freshness"] != health.FRESH:
+            stale_since = (
+                _iso(pd.Timestamp(last) + timedelta(seconds=health.FRESH_INTERVALS * float(interval)))
+                if last is not None and not pd.isna(last) and interval
+                else None
+            )
+        out.append(
+            {
+                "name": str(row["connector"]),
+                "fresh": row["freshness"] == health.FRESH,
+                "freshness": str(row["freshness"]),
+                "state": str(row["state"]),
+                "last": _iso(last),
+                "stale_since": stale_since,
+            }
+        )
+    return out
+
+
+def stale_verdict(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the wall must say DATA STALE, since when and why ("alarms source failing")."""
+    bad = [s for s in sources if not s["fresh"]]
+    if not bad:
+        return {"stale": False}
+    since = min((s["stale_since"] for s in bad if s["stale_since"]), default=None)
+    parts = []
+    for s in bad:
+        why = {"failing": "failing", "retrying": "retrying", "never run": "no data yet"}.get(
+            s["state"], "late"
+        )
+        parts.append(f"{s['name']} source {why}")
+    return {"stale": True, "since": since, "text": ", ".join(parts)}
+
+
+def wall_state(
+    store: Store, settings: Settings, catalogue: Catalogue, *, now: datetime, have: Mapping[str, str]
+) -> dict[str, Any]:
+    """Panels whose version differs from ``have``, every version, the staleness verdict and the time."""
+    with store.connect() as conn:
+        panels: dict[str, Any] = {
+            "queue": queue_panel(conn, settings.wall.top),
+            "alerts": alerts_panel(conn, now),
+            "sites": sites_panel(conn),
+            "money": money_panel(conn, settings.currency),
+            "sources": sources_panel(conn, settings, now),
+        }
+        try:
+            panels["kpis"] = kpis_panel(conn, catalogue)
+        except Exception:  # KPIs not evaluated yet (or evaluation failing): the rest still shows
+            panels["kpis"] = []
+        if "site_map" not in have:  # positions change rarely: sent when the screen has none
+            panels["site_map"] = site_map_panel(conn)
+    versions = {name: version(payload) for name, payload in panels.items()}
+    if "site_map" in have:
+        versions["site_map"] = have["site_map"]
+    changed = {name: payload for name, payload in panels.items() if have.get(name) != versions[name]}
+    return {
+        "now": now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",  # ms: the screen sets its clock by it
+        "versions": versions,
+        "panels": changed,
+        "stale": stale_verdict(panels["sources"]),
+    }
+
+
+def parse_have(text: str | None) -> dict[str, str]:
+    """``queue:1a2b,kpis:9f`` -> {"queue": "1a2b", "kpis": "9f"}; unknown panels are ignored."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        name, _, ver = part.partition(":")
+        if name in PANELS and ver:
+            out[name] = ver[:32]
+    return out
+
+
+def register_wall_api(server: Any, store: Store, settings: Settings, catalogue: Catalogue) -> None:
+    """GET /api/v1/wall?have=panel:version,...: the panels that changed (503 with a reason on failure)."""
+    import flask
+
+    from dashboard.pages import utcnow
+
+    @server.get("/api/v1/wall")
+    def _wall() -> tuple[flask.Response, int]:
+        have = parse_have(flask.request.args.get("have"))
+        try:
+            body = wall_state(store, settings, catalogue, now=utcnow(), have=have)
+        except Exception as err:  # the screen says DATA STALE; it must not guess
+            return flask.jsonify({"error": f"the store could not be read: {type(err).__name__}"}), 503
+        response = flask.jsonify(body)
+        response.headers["Cache-Control"] = "no-store"
+        return response, 200
