@@ -66,10 +66,17 @@ def driver_tree_figure(
     columns: dict[int, list[str]] = {}
     for n in nodes:
         columns.setdefault(depth[n], []).append(n)
+    # Technical layers sit close together on the left (labels to their left), business columns one
+    # unit apart to the right, so the tree reads network -> money.
+    tech_depths = sorted({depth[n] for n in nodes if domain.get(n) == "technical"}) or [0]
+    xs = {d: 0.5 * i for i, d in enumerate(tech_depths)}
+    biz_depths = sorted({depth[n] for n in nodes if domain.get(n) != "technical"})
+    start = xs[tech_depths[-1]] + 1.0
+    xs.update({d: start + i for i, d in enumerate(biz_depths)})
     pos: dict[str, tuple[float, float]] = {}
     for col, members in columns.items():
         for i, n in enumerate(sorted(members, key=lambda m: labels.get(m, m))):
-            pos[n] = (float(col), 1.0 - (i + 1) / (len(members) + 1))
+            pos[n] = (xs[col], 1.0 - (i + 1) / (len(members) + 1))
     fig = go.Figure(layout={"template": TEMPLATE})
     mid_x, mid_y, mid_key, mid_text, mid_colour, mid_symbol = [], [], [], [], [], []
     for row in links.itertuples(index=False):
@@ -106,7 +113,9 @@ def driver_tree_figure(
                 "symbol": mid_symbol,
                 "line": {"width": 2, "color": TEXT},
             },
-            text=[str(s) for s in links["short"]],
+            # Only the selected link's effect is written on the tree (hover tells every other one):
+            # a dozen labels over crossing edges would be read by nobody.
+            text=[str(t) if k == selected else "" for t, k in zip(links["short"], mid_key, strict=True)],
             textposition="top center",
             textfont={"size": 12, "color": TEXT},
             customdata=mid_key,
@@ -127,7 +136,7 @@ def driver_tree_figure(
                 "symbol": ["square" if domain.get(n) == "technical" else "hexagon" for n in nodes],
             },
             text=[labels.get(n, n) for n in nodes],
-            textposition="bottom center",
+            textposition=["middle left" if domain.get(n) == "technical" else "bottom center" for n in nodes],
             textfont={"size": 14, "color": TEXT},
             hoverinfo="text",
             hovertext=[f"{labels.get(n, n)} ({domain.get(n, '?')})" for n in nodes],
@@ -147,12 +156,12 @@ def driver_tree_figure(
                 name=strength.replace("_", " "),
             )
         )
-    n_cols = max(depth.values()) + 1
-    fig.update_xaxes(visible=False, range=[-0.4, n_cols - 0.6])
+    right = max(x for x, _ in pos.values())
+    fig.update_xaxes(visible=False, range=[-0.9, right + 0.5])
     fig.update_yaxes(visible=False, range=[-0.05, 1.05])
     fig.update_layout(
         title="Driver tree: network KPIs (squares) -> business KPIs (hexagons)",
-        height=520,
+        height=600,
         legend={"orientation": "h", "y": -0.02, "x": 0},
         margin={"l": 20, "r": 20, "t": 50, "b": 30},
         clickmode="event",

@@ -69,7 +69,22 @@ class ConnectorJobs:
         self.failures: dict[str, int] = {}
         self.extra_jobs = dict(extra_jobs or {})
         self._lock = threading.Lock()
+        # SQLite has one writer at a time: jobs that would wait on each other's write locks (and
+        # time out behind a long KPI roll-up) take turns instead. PostgreSQL runs them side by side.
+        self._writer: threading.Lock | None = threading.Lock() if store.dialect == "sqlite" else None
         self._scheduler: BaseScheduler | None = None
+
+    def _serial(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func`` run under the writer lock on SQLite, unchanged elsewhere."""
+        writer = self._writer
+        if writer is None:
+            return func
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with writer:
+                return func(*args, **kwargs)
+
+        return run
 
     def connector(self, name: str) -> Connector:
         with self._lock:
@@ -116,7 +131,7 @@ class ConnectorJobs:
         now = _as_aware(utcnow())
         for name, cfg in self.configs.items():
             scheduler.add_job(
-                self.run_once,
+                self._serial(self.run_once),
                 IntervalTrigger(seconds=cfg.interval),
                 args=[name],
                 id=f"connector:{name}",
@@ -133,7 +148,7 @@ class ConnectorJobs:
         for job_name, (interval_s, func) in self.extra_jobs.items():
             first = now + timedelta(seconds=min(interval_s, EXTRA_JOBS_FIRST_DELAY_S))
             scheduler.add_job(
-                func,
+                self._serial(func),
                 IntervalTrigger(seconds=interval_s),
                 id=job_name,
                 name=job_name,

@@ -192,7 +192,7 @@ _KPI_CACHE: dict[tuple[str, int], tuple[Any, list[dict[str, Any]]]] = {}
 _KPI_LOCK = threading.Lock()
 
 
-def kpis_panel(conn: Connection, catalogue: Catalogue) -> list[dict[str, Any]]:
+def kpis_panel(conn: Connection, catalogue: Catalogue, currency: str = "EUR") -> list[dict[str, Any]]:
     """The headline KPI tiles; re-read only after an evaluation pass changed ``kpi_status``."""
     mark = conn.execute(
         select(func.max(kpi_status.c.evaluated_at), func.count()).select_from(kpi_status)
@@ -202,13 +202,13 @@ def kpis_panel(conn: Connection, catalogue: Catalogue) -> list[dict[str, Any]]:
         hit = _KPI_CACHE.get(key)
     if hit is not None and hit[0] == tuple(mark):
         return hit[1]
-    tiles = _kpi_tiles(conn, catalogue)
+    tiles = _kpi_tiles(conn, catalogue, currency)
     with _KPI_LOCK:
         _KPI_CACHE[key] = (tuple(mark), tiles)
     return tiles
 
 
-def _kpi_tiles(conn: Connection, catalogue: Catalogue) -> list[dict[str, Any]]:
+def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[dict[str, Any]]:
     from dashboard.kpi_eval.read import current
 
     out = []
@@ -220,7 +220,7 @@ def _kpi_tiles(conn: Connection, catalogue: Catalogue) -> list[dict[str, Any]]:
             {
                 "name": kpi.name,
                 "label": kpi.label,
-                "unit": kpi.unit,
+                "unit": kpi.unit.replace("currency", currency),
                 "value": _num(item.get("value"), 3),
                 "status": str(item.get("status") or "no_data"),
                 "spark": [_num(v, 3) for v in (item.get("sparkline") or [])],
@@ -286,7 +286,7 @@ def wall_state(
             "sources": sources_panel(conn, settings, now),
         }
         try:
-            panels["kpis"] = kpis_panel(conn, catalogue)
+            panels["kpis"] = kpis_panel(conn, catalogue, settings.currency)
         except Exception:  # KPIs not evaluated yet (or evaluation failing): the rest still shows
             panels["kpis"] = []
         if "site_map" not in have:  # positions change rarely: sent when the screen has none

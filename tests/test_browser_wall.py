@@ -178,7 +178,7 @@ def test_new_critical_enterprise_incident_brings_its_view_to_the_front(
     expected = seed_queue(store, _now())
     refresh_queue(store, load_catalogue(settings.kpi_definitions_path()).scoring, now=_now())
     view = "return document.getElementById('wall-root').dataset.view"
-    _until(driver, lambda d: _js(d, view) == "incidents", timeout=20, what="jump to the incidents view")
+    _until(driver, lambda d: _js(d, view) == "incidents", timeout=45, what="jump to the incidents view")
     spot = _js(driver, "return document.getElementById('wall-panel-spotlight').innerText")
     assert expected.harbour_title in spot and "CRITICAL" in spot and "enterprise lines" in spot
     row = _js(
@@ -189,7 +189,7 @@ def test_new_critical_enterprise_incident_brings_its_view_to_the_front(
         driver,
         f"return document.querySelector('.vt-wall-row[data-id=\"{expected.harbour}\"] .vt-q-sla').innerText",
     )
-    time.sleep(1.2)
+    time.sleep(2.2)
     later = _js(
         driver,
         f"return document.querySelector('.vt-wall-row[data-id=\"{expected.harbour}\"] .vt-q-sla').innerText",

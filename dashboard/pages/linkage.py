@@ -147,7 +147,7 @@ def _threshold_text(kpi: KpiDefinition) -> str:
     return ", ".join(parts) or "no threshold"
 
 
-def card_components(cards: list[dict[str, Any]], catalogue: Catalogue) -> list[Any]:
+def card_components(cards: list[dict[str, Any]], catalogue: Catalogue, currency: str = "EUR") -> list[Any]:
     if not cards:
         return [
             dbc.Alert(
@@ -164,7 +164,10 @@ def card_components(cards: list[dict[str, Any]], catalogue: Catalogue) -> list[A
                 html.Div(
                     [
                         html.Div(kpi.label, className="vt-card-label"),
-                        html.Div(fmt_value(c.get("value"), kpi.unit), className="vt-card-value"),
+                        html.Div(
+                            fmt_value(c.get("value"), unit_text(kpi.unit, currency)),
+                            className="vt-card-value",
+                        ),
                         html.Div(
                             STATUS_MARK.get(status, status), className=f"vt-card-status vt-status-{status}"
                         ),
@@ -184,6 +187,24 @@ def card_components(cards: list[dict[str, Any]], catalogue: Catalogue) -> list[A
             )
         )
     return out
+
+
+TREE_DISCOVERED = 6  # discovered links drawn on the tree (the strongest); the table lists them all
+
+
+def tree_links(links: pd.DataFrame) -> pd.DataFrame:
+    """Declared links, and the strongest few discovered ones, for the tree."""
+    if links.empty:
+        return links
+    declared = links[links["declared"].astype(bool)]
+    found = links[~links["declared"].astype(bool) & links["strength"].isin(["strong", "moderate"])]
+    found = found.assign(_p=found["p_value"].fillna(1.0)).sort_values("_p").head(TREE_DISCOVERED)
+    return pd.concat([declared, found.drop(columns="_p")], ignore_index=True)
+
+
+def unit_text(unit: str, currency: str) -> str:
+    """The catalogue says ``currency``; the reader sees the operator's (EUR/h)."""
+    return unit.replace("currency", currency)
 
 
 def links_frame(store: Store, scope: Scope) -> tuple[pd.DataFrame, str]:
@@ -411,10 +432,8 @@ def layout(**query: str) -> html.Div:
                     dbc.Col(
                         [
                             html.H2("Selected link"),
-                            dcc.Dropdown(
-                                id=ids.LINKAGE_LINK,
-                                placeholder="Choose a link (or click one in the tree)",
-                                clearable=False,
+                            dbc.Select(
+                                id=ids.LINKAGE_LINK, placeholder="Choose a link (or click one in the tree)"
                             ),
                             html.P(id=ids.LINKAGE_SENTENCE, className="vt-link-sentence mt-2"),
                             dbc.Label("What if the network KPI improved by", html_for=ids.LINKAGE_WHATIF),
@@ -508,8 +527,8 @@ def overview(
     )
     now_value = revenue_now(cards)
     return {
-        "cards": card_components(cards, catalogue),
-        "tree": driver_tree_figure(links, labels, domain, selected=selected),
+        "cards": card_components(cards, catalogue, currency),
+        "tree": driver_tree_figure(tree_links(links), labels, domain, selected=selected),
         "options": [
             {"label": f"{labels.get(d, d)} → {labels.get(t, t)}", "value": k}
             for d, t, k in zip(links.get("driver", []), links.get("target", []), keys, strict=True)

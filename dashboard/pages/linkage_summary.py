@@ -23,6 +23,7 @@ from dashboard.pages.linkage import (
     kpi_cards,
     links_frame,
     revenue_now,
+    unit_text,
     view_scope,
 )
 
@@ -45,7 +46,10 @@ def summary_children(query: dict[str, Any]) -> list[Any]:
         html.Tr(
             [
                 html.Td(catalogue.get(str(c["name"])).label),
-                html.Td(fmt_value(c.get("value"), catalogue.get(str(c["name"])).unit), className="text-end"),
+                html.Td(
+                    fmt_value(c.get("value"), unit_text(catalogue.get(str(c["name"])).unit, currency)),
+                    className="text-end",
+                ),
                 html.Td(STATUS_MARK.get(str(c.get("status")), str(c.get("status")))),
                 html.Td(fmt_time(c.get("since")) if c.get("status") not in ("ok", None) else ""),
             ]
