@@ -309,11 +309,23 @@
       this.offsetMs = serverNow - (sent + Date.now()) / 2;
       this.bestRtt = this.bestRtt === undefined ? rtt : Math.min(this.bestRtt, rtt);
     }
-    Object.keys(body.panels || {}).forEach(function (name) { self.data[name] = body.panels[name]; });
-    this.have = body.versions || {};
+    var p = body.panels || {};
+    Object.keys(p).forEach(function (name) { if (name !== "sites_delta") { self.data[name] = p[name]; } });
+    var versions = body.versions || {};
+    if (p.sites_delta) {
+      var d = p.sites_delta;
+      if (d.base === this.have.sites && this.data.sites) {
+        var next = Object.assign({}, this.data.sites, d.set);
+        d.clear.forEach(function (id) { delete next[id]; });
+        this.data.sites = next;
+        p.sites = next; // render as if the whole panel had come
+      } else {
+        delete versions.sites; // out of step: ask for the whole panel next time
+      }
+    }
+    this.have = versions;
     this.failingSince = null;
     this.lastOk = new Date();
-    var p = body.panels || {};
     if ("site_map" in p) { this.renderSiteMap(); }
     if ("site_map" in p || "sites" in p) { this.renderSites(); }
     if ("queue" in p) { this.renderQueue(); }

@@ -44,6 +44,8 @@ from dashboard.store.schema import (
 )
 
 PANELS = ("queue", "alerts", "sites", "site_map", "kpis", "money", "sources")
+#: Sent instead of ``sites`` when the screen's version is recent: only the sites that changed.
+DELTAS = ("sites_delta",)
 ALERT_WINDOW = timedelta(minutes=30)
 OPEN_STATES = ("open", "acknowledged")
 SITE_LEVELS = ("critical", "major", "minor", "warning", "impacted")
@@ -141,6 +143,32 @@ def money_panel(conn: Connection, currency: str) -> dict[str, Any]:
     ).where(incident_queue.c.rank.is_not(None), incident_queue.c.state.in_(OPEN_STATES))
     rar, n, breached = conn.execute(stmt).one()
     return {"rar": round(float(rar)), "incidents": int(n), "breached": int(breached), "currency": currency}
+
+
+_SITES_CACHE: dict[str, tuple[Any, dict[str, str]]] = {}
+_SITES_LOCK = threading.Lock()
+
+
+def _sites_mark(conn: Connection) -> tuple[Any, ...]:
+    """Changes whenever an alarm is stored or changed, or the queue (and its incidents) is recomputed."""
+    from dashboard.incidents.read import queue_computed_at
+
+    alarm_mark = conn.execute(select(func.max(alarms.c.ingested_at), func.count()).select_from(alarms)).one()
+    return (*alarm_mark, queue_computed_at(conn))
+
+
+def cached_sites_panel(conn: Connection) -> dict[str, str]:
+    """:func:`sites_panel`, re-read only when alarms or the queue changed since the last read."""
+    mark = _sites_mark(conn)
+    key = str(conn.engine.url)
+    with _SITES_LOCK:
+        hit = _SITES_CACHE.get(key)
+    if hit is not None and hit[0] == mark:
+        return hit[1]
+    sites = sites_panel(conn)
+    with _SITES_LOCK:
+        _SITES_CACHE[key] = (mark, sites)
+    return sites
 
 
 def sites_panel(conn: Connection) -> dict[str, str]:
@@ -281,7 +309,7 @@ def wall_state(
         panels: dict[str, Any] = {
             "queue": queue_panel(conn, settings.wall.top),
             "alerts": alerts_panel(conn, now),
-            "sites": sites_panel(conn),
+            "sites": cached_sites_panel(conn),
             "money": money_panel(conn, settings.currency),
             "sources": sources_panel(conn, settings, now),
         }
@@ -295,11 +323,44 @@ def wall_state(
     if "site_map" in have:
         versions["site_map"] = have["site_map"]
     changed = {name: payload for name, payload in panels.items() if have.get(name) != versions[name]}
+    _remember_sites(versions["sites"], panels["sites"])
+    if "sites" in changed and have.get("sites"):
+        delta = sites_delta(have["sites"], panels["sites"])
+        if delta is not None:  # the screen's version is known: send what changed, not every site
+            del changed["sites"]
+            changed["sites_delta"] = delta
     return {
         "now": now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",  # ms: the screen sets its clock by it
         "versions": versions,
         "panels": changed,
         "stale": stale_verdict(panels["sources"]),
+    }
+
+
+# Recent site panels by version, so a screen that has one gets only the sites that changed since.
+_SITES_SEEN: dict[str, dict[str, str]] = {}
+_SITES_SEEN_MAX = 16
+
+
+def _remember_sites(ver: str, sites: dict[str, str]) -> None:
+    with _SITES_LOCK:
+        if ver in _SITES_SEEN:
+            return
+        _SITES_SEEN[ver] = sites
+        while len(_SITES_SEEN) > _SITES_SEEN_MAX:
+            del _SITES_SEEN[next(iter(_SITES_SEEN))]
+
+
+def sites_delta(base: str, sites: dict[str, str]) -> dict[str, Any] | None:
+    """{"base": version, "set": {site: status}, "clear": [site]} from ``base`` to ``sites``, or None."""
+    with _SITES_LOCK:
+        old = _SITES_SEEN.get(base)
+    if old is None:
+        return None
+    return {
+        "base": base,
+        "set": {k: v for k, v in sites.items() if old.get(k) != v},
+        "clear": sorted(k for k in old if k not in sites),
     }
 
 

@@ -77,6 +77,8 @@ def test_first_answer_has_every_panel_then_only_what_changed(store: Store) -> No
 
 def test_sites_with_an_open_incident_but_no_alarm_show_as_impacted(store: Store) -> None:
     expected = seed_queue(store, NOW)
+    settings = _settings(store)
+    before = wall_state(store, settings, _catalogue(settings), now=NOW, have={})
     t = NOW + timedelta(minutes=1)
     Ingestor(store, clock=fixed_clock(t)).ingest(
         "net",
@@ -89,6 +91,17 @@ def test_sites_with_an_open_incident_but_no_alarm_show_as_impacted(store: Store)
     assert sites["S1"] == "critical"
     # ran-2's alarm cleared, but its incident has not been re-correlated yet: still open, impacted.
     assert sites.get("S2") == "impacted", (sites, expected.hill)
+    # A screen with the earlier sites gets only what changed, not every site again.
+    after = wall_state(store, settings, _catalogue(settings), now=t, have=before["versions"])
+    assert "sites" not in after["panels"]
+    assert after["panels"]["sites_delta"] == {
+        "base": before["versions"]["sites"],
+        "set": {"S2": "impacted"},
+        "clear": [],
+    }
+    # One it cannot place (an unknown version) gets the whole panel.
+    lost = wall_state(store, settings, _catalogue(settings), now=t, have={"sites": "0123456789ab"})
+    assert lost["panels"]["sites"] == {"S1": "critical", "S2": "impacted"}
 
 
 def _alarm_clear(alarm_id: str, resource: str, raised: datetime, cleared: datetime) -> object:
