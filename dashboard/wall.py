@@ -317,11 +317,13 @@ def wall_state(
             panels["kpis"] = kpis_panel(conn, catalogue, settings.currency)
         except Exception:  # KPIs not evaluated yet (or evaluation failing): the rest still shows
             panels["kpis"] = []
-        if "site_map" not in have:  # positions change rarely: sent when the screen has none
+        # Positions change rarely and are the largest panel: versioned by a cheap mark of the sites
+        # table, and sent only when the screen's version differs (first load, a site added).
+        map_version = version(list(conn.execute(select(func.count(), func.max(sites.c.ingested_at))).one()))
+        if have.get("site_map") != map_version:
             panels["site_map"] = site_map_panel(conn)
     versions = {name: version(payload) for name, payload in panels.items()}
-    if "site_map" in have:
-        versions["site_map"] = have["site_map"]
+    versions["site_map"] = map_version
     changed = {name: payload for name, payload in panels.items() if have.get(name) != versions[name]}
     _remember_sites(versions["sites"], panels["sites"])
     if "sites" in changed and have.get("sites"):

@@ -195,5 +195,11 @@ def test_new_critical_enterprise_incident_brings_its_view_to_the_front(
         f"return document.querySelector('.vt-wall-row[data-id=\"{expected.harbour}\"] .vt-q-sla').innerText",
     )
     assert clock != later and "m " in later  # the SLA countdown ticks in the browser
+    # The sites arrived after the page loaded: the map learnt them and marks both by status.
+    marks = (
+        "return [...document.querySelectorAll('#wall-map .vt-site')].map(e => e.getAttribute('class')).sort()"
+    )
+    _until(driver, lambda d: len(_js(d, marks)) == 2, what="both sites marked on the map")
+    assert _js(driver, marks) == ["vt-site vt-site-critical", "vt-site vt-site-major"]
     driver.save_screenshot(str(screenshot_dir() / "wall-incident.png"))
     assert severe_console_errors(driver) == []
