@@ -512,6 +512,10 @@
         var box = el("div", "vt-kpi-tile");
         box.id = "wall-kpi-" + k.name;
         tile = { box: box, label: el("div", "vt-kpi-label", k.label), value: el("div", "vt-kpi-value"), status: el("div", "vt-kpi-status") };
+        tile.num = el("span", "vt-kpi-num");
+        tile.unit = el("span", "vt-kpi-unit", " " + k.unit);
+        tile.value.appendChild(tile.num);
+        tile.value.appendChild(tile.unit);
         tile.svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
         tile.svg.setAttribute("viewBox", "0 0 100 24");
         tile.svg.setAttribute("preserveAspectRatio", "none");
@@ -523,7 +527,7 @@
         self.kpiTiles[k.name] = tile;
       }
       setClass(tile.box, "vt-kpi-tile vt-kpi-" + k.status);
-      setText(tile.value, num(k.value, k.unit));
+      setText(tile.num, num(k.value, ""));
       setText(tile.status, STATUS_MARK[k.status] || k.status);
       var pts = (k.spark || []).map(function (v, i) { return [i, v]; }).filter(function (p) { return p[1] !== null; });
       var d = "";

@@ -241,7 +241,8 @@ def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[di
 
     out = []
     for item in current(conn, catalogue, level="network", entity_id="all"):
-        if not item.get("headline"):
+        # Revenue at risk has its own live panel (the queue now); its hourly KPI would lag it.
+        if not item.get("headline") or item.get("name") == "revenue_at_risk_per_hour":
             continue
         kpi = catalogue.get(str(item["name"]))
         out.append(
