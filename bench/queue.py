@@ -47,7 +47,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -288,7 +288,8 @@ def reference(f: Frames, s: Scoring, now: datetime) -> pd.DataFrame:
     def per_inc(x: np.ndarray, at: np.ndarray = inc) -> np.ndarray:
         return np.bincount(at, weights=x, minlength=n_inc)
 
-    mult = np.array([s.segment_multipliers.get(g, 1.0) for g in SEGMENTS])[seg]
+    seg_mult = cast(dict[str, float], s.segment_multipliers)
+    mult = np.array([seg_mult.get(g, 1.0) for g in SEGMENTS])[seg]
     mult = mult * np.where(vip, s.vip_multiplier, 1.0)
     money = w * d * arpu  # share x degraded share x ARPU: revenue per month not delivered
     value = per_inc(money * mult)
@@ -328,7 +329,8 @@ def reference(f: Frames, s: Scoring, now: datetime) -> pd.DataFrame:
     g_acct = g.index.get_level_values("acct").to_numpy()
     units = g["units"].to_numpy()
     degraded = np.divide(g["degraded"].to_numpy(), units, out=np.zeros(len(g)), where=units > 0)
-    defaults = np.array([s.sla.default_restore_minutes.get(x, np.nan) for x in SEGMENTS], dtype=float)
+    restore_by_segment = cast(dict[str, float], s.sla.default_restore_minutes)
+    defaults = np.array([restore_by_segment.get(x, np.nan) for x in SEGMENTS], dtype=float)
     restore = f.acc_restore[g_acct]
     restore = np.where(np.isnan(restore), defaults[f.acc_seg[g_acct]], restore)
     running = ~np.isnan(restore) & (degraded >= s.sla.min_degraded_share)

@@ -684,3 +684,20 @@ def test_steady_state_refresh_matches_a_fresh_computation(store: Store) -> None:
     a = queue_rows(net).set_index("title").loc["ran-1 down at Harbour gNodeB"]
     assert a["sla_deadline"] == T + timedelta(minutes=10)
     assert json.loads(a["breakdown"])["inputs"]["sla_breached"] == 0
+
+
+def test_breakdowns_are_written_exactly_as_json_dumps_writes_them() -> None:
+    """The breakdown JSON is assembled a column at a time; it must match json.dumps value for value."""
+    from dashboard.incidents import scoring as sc
+
+    floats = [0.0, -0.0, 1.5, 1e-7, 123456789.123456, 2.675, math.nan, math.inf, -math.inf, 1 / 3]
+    assert sc._jfloats(floats) == [json.dumps(v) for v in floats]
+    assert sc._jfloats(floats, nan="null") == [json.dumps(None if v != v else v) for v in floats]
+    cases = {
+        "lines": pd.Series(floats, dtype=float),
+        "sla_accounts": pd.Series([0, 3, -2, 10**12], dtype="int64"),
+        "sentiment": pd.Series([None, 0.123456789, "x", True], dtype=object),
+    }
+    for key, values in cases.items():
+        want = [json.dumps(sc._inputs({key: v}, (key,))[key], default=str) for v in values.tolist()]
+        assert sc._input_values(key, values) == want, key

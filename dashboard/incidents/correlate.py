@@ -11,7 +11,7 @@ alarms, at once or in slices, builds the same incidents with the same ids.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -331,6 +331,21 @@ def _alarm(row: Any) -> Alarm:
     )
 
 
+# Member alarms as last read (their columns, in _ALARM_COLS order) -> Alarm. An Alarm is never
+# changed once made, so one read the same as before is not parsed again (bounded: cleared when full).
+_MEMBERS: dict[tuple[Any, ...], Alarm] = {}
+_MEMBERS_MAX = 200_000
+
+
+def _member_alarm(values: tuple[Any, ...]) -> Alarm:
+    a = _MEMBERS.get(values)
+    if a is None:
+        if len(_MEMBERS) >= _MEMBERS_MAX:
+            _MEMBERS.clear()
+        a = _MEMBERS[values] = _alarm(_Row(*values))
+    return a
+
+
 _ALARM_COLS = (
     alarms.c.id,
     alarms.c.resource_id,
@@ -343,6 +358,9 @@ _ALARM_COLS = (
     alarms.c.specific_problem,
     alarms.c.ingested_at,
 )
+
+
+_Row = namedtuple("_Row", [c.name for c in _ALARM_COLS])  # type: ignore[misc]
 
 
 def _changed_alarms(
@@ -395,7 +413,7 @@ def _load_incidents(conn: Connection, ids: set[str] | None) -> dict[str, Inciden
             .where(incident_alarms.c.source == ENGINE_SOURCE, incident_alarms.c.incident_id.in_(part))
         )
         for row in conn.execute(q):
-            out[row.incident_id].alarms[str(row.id)] = _alarm(row)
+            out[row.incident_id].alarms[str(row.id)] = _member_alarm(tuple(row)[1:])
     return out
 
 
@@ -431,8 +449,18 @@ def _describe(conn: Connection, resource_ids: set[str]) -> dict[str, tuple[str, 
     return out
 
 
-def correlate(conn: Connection, rules: CorrelationRules, *, now: datetime) -> CorrelationSummary:
-    """One correlation pass in the caller's transaction."""
+def correlate(
+    conn: Connection,
+    rules: CorrelationRules,
+    *,
+    now: datetime,
+    ancestors_memo: dict[str, frozenset[str]] | None = None,
+) -> CorrelationSummary:
+    """One correlation pass in the caller's transaction.
+
+    ``ancestors_memo``: resource -> ancestors found by earlier passes on the same topology; only the
+    resources missing from it are walked up, and their answers are added to it.
+    """
     state = load_state(conn, *STATE_KEY, for_update=True)
     since = datetime.fromisoformat(state["ingested_at"]) if state.get("ingested_at") else None
     changed = _changed_alarms(conn, since, now, rules)
@@ -448,7 +476,14 @@ def correlate(conn: Connection, rules: CorrelationRules, *, now: datetime) -> Co
         stmt = select(incidents.c.id).where(incidents.c.id == inc_id, incidents.c.source == ENGINE_SOURCE)
         return conn.execute(stmt).first() is not None
 
-    corr = Correlator(rules, ancestors_of(conn, resources_seen), taken)
+    if ancestors_memo is None:
+        ancestry: Mapping[str, frozenset[str]] = ancestors_of(conn, resources_seen)
+    else:
+        missing = resources_seen - ancestors_memo.keys()
+        if missing:
+            ancestors_memo.update(ancestors_of(conn, missing))
+        ancestry = ancestors_memo
+    corr = Correlator(rules, ancestry, taken)
     for inc in loaded.values():
         corr.load(inc)
     for alarm_id, inc_id in membership.items():

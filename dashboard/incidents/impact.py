@@ -99,7 +99,8 @@ def degraded_share(
     return share
 
 
-def _latest_period(conn: Connection, kpi: str) -> datetime | None:
+def latest_period(conn: Connection, kpi: str) -> datetime | None:
+    """The latest period with samples of ``kpi``."""
     return conn.execute(select(func.max(kpi_samples.c.period_start)).where(kpi_samples.c.kpi == kpi)).scalar()
 
 
@@ -132,11 +133,13 @@ def refresh_impact(
     now: datetime,
     below_memo: dict[str, set[str]] | None = None,
     changed: set[str] | None = None,
+    latest: tuple[datetime | None] | None = None,
 ) -> int:
     """Bring ``incident_cells`` in line with the active incidents ``{id: (opened_at, alarm resources)}``.
 
     Returns the number of (incident, cell) shares measured in this pass. ``below_memo``: see
-    :func:`cells_below`; ``changed`` receives the incidents whose cells or degraded shares changed.
+    :func:`cells_below`; ``changed`` receives the incidents whose cells or degraded shares changed;
+    ``latest``: the latest availability period, when the caller read it already (in a 1-tuple).
     """
     ic = incident_cells
     changed = set() if changed is None else changed
@@ -175,20 +178,20 @@ def refresh_impact(
                 for i, c in new
             ],
         )
-    latest = _latest_period(conn, rules.availability_kpi)
-    if latest is None or not wanted:
+    period = latest_period(conn, rules.availability_kpi) if latest is None else latest[0]
+    if period is None or not wanted:
         return 0
     # What needs measuring: pairs not yet measured at the latest period, whose incident had begun.
     pairs = pd.DataFrame(sorted(wanted), columns=["incident_id", "cell_id"])
     pairs = pairs.merge(stored, on=["incident_id", "cell_id"], how="left")
     pairs["opened_at"] = pairs["incident_id"].map({k: v[0] for k, v in active.items()})
-    pairs = pairs[(pairs["measured_period"].isna() | (pairs["measured_period"] < latest))]
-    pairs = pairs[pairs["opened_at"] < latest + PERIOD]
+    pairs = pairs[(pairs["measured_period"].isna() | (pairs["measured_period"] < period))]
+    pairs = pairs[pairs["opened_at"] < period + PERIOD]
     if pairs.empty:
         return 0
     cells = sorted(pairs["cell_id"].unique())
     kpis = (rules.availability_kpi, rules.throughput_kpi)
-    current = _samples(conn, cells, kpis, latest, latest + timedelta(seconds=1))
+    current = _samples(conn, cells, kpis, period, period + timedelta(seconds=1))
     cur = current.pivot_table(index="cell_id", columns="kpi", values="value", aggfunc="mean")
     # Baselines for pairs without one: the cell's median throughput over `baseline` before opening.
     need = pairs[pairs["baseline_throughput"].isna()]
@@ -226,7 +229,7 @@ def refresh_impact(
                 "share": new_share,
                 "basis": "kpi" if ok else "assumed",
                 "baseline": None if pd.isna(r.baseline_throughput) else float(r.baseline_throughput),
-                "period": latest,
+                "period": period,
             }
         )
     from sqlalchemy import bindparam

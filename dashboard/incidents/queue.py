@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, delete, func, insert, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, correlate
-from dashboard.incidents.impact import refresh_impact
+from dashboard.incidents.impact import latest_period, refresh_impact
 from dashboard.incidents.scoring import (
     ACTIVE,
     ClockSummary,
@@ -106,14 +106,20 @@ def _alarm_resources(conn: Connection, ids: list[str]) -> dict[str, set[str]]:
         alarms.c.resource_id,
         alarms.c.alarmed_object,
         alarms.c.id,
-        alarms.c.cleared_at,
+        alarms.c.cleared_at.is_(None).label("active"),  # a flag: no times to parse
     ).join(alarms, alarms.c.id == incident_alarms.c.alarm_id)
-    rows = _in_chunks(
-        conn, stmt.where(incident_alarms.c.source == ENGINE_SOURCE), incident_alarms.c.incident_id, ids
+    # The active incidents' alarms through a join (no long list of ids as parameters).
+    i = incidents
+    rows = _frame(
+        conn,
+        stmt.join(i, and_(i.c.id == incident_alarms.c.incident_id, i.c.source == ENGINE_SOURCE)).where(
+            incident_alarms.c.source == ENGINE_SOURCE, i.c.state.in_(ACTIVE)
+        ),
     )
+    rows = rows[rows["incident_id"].isin(ids)]
     active: dict[str, set[str]] = defaultdict(set)
     every: dict[str, set[str]] = defaultdict(set)
-    cleared = rows["cleared_at"].isna().tolist()
+    cleared = [bool(v) for v in rows["active"].tolist()]
     for inc_id, resource, obj, alarm_id, is_active in zip(
         rows["incident_id"].tolist(),
         rows["resource_id"].tolist(),
@@ -126,7 +132,7 @@ def _alarm_resources(conn: Connection, ids: list[str]) -> dict[str, set[str]]:
         every[inc_id].add(res)
         if is_active:
             active[inc_id].add(res)
-    return {i: active.get(i) or every.get(i, set()) for i in ids}
+    return {inc: active.get(inc) or every.get(inc, set()) for inc in ids}
 
 
 def rank_from_store(
@@ -150,14 +156,24 @@ def rank_from_store(
     opened = dict(zip(act["id"], act["opened_at"], strict=True))
     below = memory.below if memory is not None else None
     changed: set[str] = set()
+    keys = {i: (opened[i], frozenset(resources.get(i, ()))) for i in opened}
+    latest = latest_period(conn, scoring.impact.availability_kpi)
+    measure = keys
+    if memory is not None and memory.impact_latest == latest and memory.impact_latest is not None:
+        # Same topology and KPI period as the last pass, which brought every active incident's cells
+        # and shares up to date: only incidents whose opening or alarm resources changed can differ.
+        measure = {i: k for i, k in keys.items() if memory.impact_keys.get(i) != k}
     refresh_impact(
         conn,
-        {i: (opened[i], resources.get(i, set())) for i in opened},
+        {i: (k[0], set(k[1])) for i, k in measure.items()},
         scoring.impact,
         now=now,
         below_memo=below,
         changed=changed,
+        latest=(latest,),
     )
+    if memory is not None:
+        memory.impact_keys, memory.impact_latest = keys, latest
     if memory is None or values is None or values.full or memory.metrics is None:
         if memory is not None:
             memory.inputs = CellInputs()
@@ -208,23 +224,27 @@ _ACCOUNT_COLS = ["id", "name", "segment", "vip", "sla_restore_minutes", "penalty
 
 class CellInputs:
     """The aggregates (``cell_value``, ``cell_account_value`` and the accounts on them) of the cells
-    of the active incidents, read once and kept: a refresh reads again only the cells whose
-    aggregates the value pass recomputed and the cells it has not seen yet.
+    of the active incidents, read once and kept per cell: a refresh reads again only the cells whose
+    aggregates the value pass recomputed and the cells it has not seen yet, and gathers the rows of
+    the cells it measures by key (no scans of everything kept).
     """
 
     def __init__(self) -> None:
-        self.values: pd.DataFrame | None = None
-        self.acct_cells: pd.DataFrame | None = None
-        self.accounts: pd.DataFrame | None = None
+        self.value_cols: list[str] = []
+        self.acct_cols: list[str] = []
+        self.account_cols: list[str] = list(_ACCOUNT_COLS)
+        self.values: dict[str, list[tuple[Any, ...]]] = {}  # cell -> rows, by (segment, vip)
+        self.acct_cells: dict[str, list[tuple[Any, ...]]] = {}  # cell -> rows, by account
+        self.accounts: dict[str, tuple[Any, ...]] = {}  # account id -> row
+        self.loaded = False
         self.known: set[str] = set()
         self.by_incident: dict[str, set[str]] = {}  # the cells each measured incident had
 
     def forget(self, cells: Iterable[str]) -> None:
-        gone = self.known & set(cells)
-        if gone and self.values is not None and self.acct_cells is not None:
-            self.values = self.values[~self.values["cell_id"].isin(list(gone))]
-            self.acct_cells = self.acct_cells[~self.acct_cells["cell_id"].isin(list(gone))]
-            self.known -= gone
+        for c in self.known & set(cells):
+            self.values.pop(c, None)
+            self.acct_cells.pop(c, None)
+            self.known.discard(c)
 
     def prune(self, incidents_gone: Iterable[str]) -> None:
         for i in incidents_gone:
@@ -233,20 +253,29 @@ class CellInputs:
         if len(self.known) > 2 * len(live) + 1000:
             self.forget(self.known - live)
 
+    @staticmethod
+    def _rows(df: pd.DataFrame, key: str, order: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+        df = df.sort_values([key, *order], kind="stable", ignore_index=True)
+        out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in zip(*(df[c].tolist() for c in df.columns), strict=True):
+            out[row[0]].append(row)
+        return out
+
     def load(self, conn: Connection, cells: list[str] | None, scope: Any = None) -> None:
         """Read the aggregates of ``cells`` (or of the cells ``scope`` selects), replacing any kept."""
         cav = cell_account_value
+        value_cols = select(cell_value)
         acct_cols = select(cav.c.cell_id, cav.c.account_id, cav.c.lines, cav.c.arpu, cav.c.services)
         acc_cols = select(*[accounts.c[c] for c in _ACCOUNT_COLS])
         if cells is not None:
             self.forget(cells)
-            values = _in_chunks(conn, select(cell_value), cell_value.c.cell_id, cells)
+            values = _in_chunks(conn, value_cols, cell_value.c.cell_id, cells)
             acct_cells = _in_chunks(conn, acct_cols, cav.c.cell_id, cells)
             acc_ids = sorted(set(acct_cells["account_id"].tolist()))
             acc = _in_chunks(conn, acc_cols, accounts.c.id, acc_ids)
             self.known.update(cells)
         else:
-            values = _frame(conn, select(cell_value).where(cell_value.c.cell_id.in_(scope)))
+            values = _frame(conn, value_cols.where(cell_value.c.cell_id.in_(scope)))
             acct_cells = _frame(conn, acct_cols.where(cav.c.cell_id.in_(scope)))
             acc = _frame(
                 conn,
@@ -254,27 +283,29 @@ class CellInputs:
             )
             self.known.update(values["cell_id"].tolist())
             self.known.update(acct_cells["cell_id"].tolist())
-        self.values = _concat([self.values, values]) if self.values is not None else values
-        self.acct_cells = (
-            _concat([self.acct_cells, acct_cells]) if self.acct_cells is not None else acct_cells
+        # cell_id first, so each row's first value is its key.
+        self.value_cols = ["cell_id", *[c for c in values.columns if c != "cell_id"]]
+        self.acct_cols = list(acct_cells.columns)
+        self.values.update(self._rows(values[self.value_cols], "cell_id", ["segment", "vip"]))
+        self.acct_cells.update(self._rows(acct_cells, "cell_id", ["account_id"]))
+        acc = acc[self.account_cols].sort_values("id", kind="stable").drop_duplicates("id")
+        self.accounts.update(
+            zip(acc["id"].tolist(), zip(*(acc[c].tolist() for c in acc.columns), strict=True), strict=True)
         )
-        if self.accounts is not None and not acc.empty:
-            old = self.accounts[~self.accounts["id"].isin(acc["id"].tolist())]
-            acc = _concat([old, acc])
-        elif self.accounts is not None:
-            acc = self.accounts
-        self.accounts = acc
+        self.loaded = True
 
     def frames(self, cells: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Value rows, account rows and accounts of ``cells``, each in one order (see _measure)."""
-        assert self.values is not None and self.acct_cells is not None and self.accounts is not None
-        values = self.values[self.values["cell_id"].isin(cells)]
-        acct_cells = self.acct_cells[self.acct_cells["cell_id"].isin(cells)]
-        acc = self.accounts[self.accounts["id"].isin(acct_cells["account_id"].unique())]
+        assert self.loaded
+        cells = sorted(set(cells))
+        values = [r for c in cells for r in self.values.get(c, ())]
+        acct_cells = [r for c in cells for r in self.acct_cells.get(c, ())]
+        ids = sorted({r[1] for r in acct_cells})
+        acc = [self.accounts[i] for i in ids if i in self.accounts]
         return (
-            values.sort_values(["cell_id", "segment", "vip"], kind="stable", ignore_index=True),
-            acct_cells.sort_values(["cell_id", "account_id"], kind="stable", ignore_index=True),
-            acc.sort_values("id", kind="stable", ignore_index=True).drop_duplicates("id"),
+            pd.DataFrame.from_records(values, columns=self.value_cols),
+            pd.DataFrame.from_records(acct_cells, columns=self.acct_cols),
+            pd.DataFrame.from_records(acc, columns=self.account_cols),
         )
 
 
@@ -305,7 +336,7 @@ def _measure(
     cells = cells.sort_values(["incident_id", "cell_id"], kind="stable", ignore_index=True)
     cell_ids = sorted(set(cells["cell_id"].tolist()))
     missing = sorted(set(cell_ids) - inputs.known)
-    if missing or inputs.values is None:
+    if missing or not inputs.loaded:
         inputs.load(conn, missing, None)
     for inc_id, group in cells.groupby("incident_id")["cell_id"]:
         inputs.by_incident[str(inc_id)] = set(group.tolist())
@@ -329,11 +360,24 @@ class QueueMemory:
     value_pass: str | None = None
     topology: Any = None  # the topology's high-water mark ``below`` holds for
     below: dict[str, set[str]] = field(default_factory=dict)  # resource -> cells below it
+    ancestors: dict[str, frozenset[str]] = field(default_factory=dict)  # resource -> its ancestors
+    # Active incident -> (opened_at, alarm resources) whose cells and shares the last pass brought up to
+    # date at KPI period ``impact_latest`` (see rank_from_store).
+    impact_keys: dict[str, tuple[Any, frozenset[str]]] = field(default_factory=dict)
+    impact_latest: Any = None
     opened: dict[str, Any] = field(default_factory=dict)  # active incident -> opened_at measured with
     inputs: CellInputs = field(default_factory=lambda: CellInputs())  # the cells' aggregates
     metrics: pd.DataFrame | None = None  # incident_metrics of the active incidents
     clocks: ClockSummary | None = None  # summarize_clocks of the active incidents' clock_inputs
     last_redo: int = -1
+
+    def clear_topology(self, topology: Any) -> None:
+        """Forget what was derived from the topology (it changed: ``topology`` is its new mark)."""
+        self.below.clear()
+        self.ancestors.clear()
+        self.impact_keys.clear()
+        self.impact_latest = None
+        self.topology = topology
 
 
 _MEMORY: weakref.WeakKeyDictionary[Store, QueueMemory] = weakref.WeakKeyDictionary()
@@ -352,27 +396,51 @@ def _plain(values: pd.Series) -> list[Any]:
     if values.dtype.kind == "M":
         return [None if v is pd.NaT else v.to_pydatetime() for v in values.tolist()]
     out = values.tolist()
-    if values.dtype.kind in "fO":
+    if values.dtype.kind == "f":
+        return [None if v != v else v for v in out]
+    if values.dtype.kind == "O":
         out = [
             None if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and v != v) else v
             for v in out
         ]
-        if values.dtype.kind == "O":
-            out = [
-                v.to_pydatetime() if isinstance(v, pd.Timestamp) else v.item() if hasattr(v, "item") else v
-                for v in out
-            ]
+        out = [
+            v.to_pydatetime() if isinstance(v, pd.Timestamp) else v.item() if hasattr(v, "item") else v
+            for v in out
+        ]
     return out
 
 
-def _queue_rows(ranked: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
+def _queue_columns(ranked: pd.DataFrame, now: datetime) -> dict[str, list[Any]]:
+    """The ``incident_queue`` columns of the ranked incidents, as Python values for the driver."""
     df = ranked.rename(columns={"id": "incident_id"})
     n = len(df)
     columns = {
         c: (_plain(df[c]) if c in df else [now if c == "computed_at" else None] * n) for c in _QUEUE_COLS
     }
     columns["rank"] = [None if v is None else int(cast(float, v)) for v in columns["rank"]]
-    return [dict(zip(_QUEUE_COLS, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
+    return columns
+
+
+def _insert_queue(conn: Connection, columns: dict[str, list[Any]]) -> None:
+    """Insert the rows in one executemany. On SQLite the values go to the driver as SQLAlchemy would
+    bind them (its bind processors, applied per column), without building a parameter dict per row."""
+    if not columns["incident_id"]:
+        return
+    stmt = insert(incident_queue)
+    if conn.dialect.name != "sqlite":
+        rows = [dict(zip(_QUEUE_COLS, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
+        conn.execute(stmt, rows)
+        return
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=_QUEUE_COLS)
+    order = list(compiled.positiontup or [])
+    assert sorted(order) == sorted(_QUEUE_COLS), order
+    values = []
+    for name in order:
+        impl = incident_queue.c[name].type.dialect_impl(conn.dialect)
+        proc = impl.bind_processor(conn.dialect)
+        col = columns[name]
+        values.append([None if v is None else proc(v) for v in col] if proc is not None else col)
+    conn.exec_driver_sql(compiled.string, list(zip(*values, strict=True)))
 
 
 def _small_statements(conn: Connection) -> None:
@@ -399,7 +467,11 @@ def refresh_queue(
     t0 = time.perf_counter()
     with store.begin() as conn:
         _small_statements(conn)
-        corr = correlate(conn, scoring.correlation, now=now)
+        topology = conn.execute(select(func.max(topology_edges.c.ingested_at))).scalar()
+        if memory is not None and memory.topology != topology:
+            memory.clear_topology(topology)
+        ancestors = memory.ancestors if memory is not None else None
+        corr = correlate(conn, scoring.correlation, now=now, ancestors_memo=ancestors)
     t["correlate_ms"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     with store.begin() as conn:
@@ -418,19 +490,20 @@ def refresh_queue(
             or vals.previous is None
             or vals.previous != memory.value_pass
         ):
-            memory = None
+            # What depends on the topology alone stays good.
+            memory = QueueMemory(
+                scoring=key, topology=memory.topology, below=memory.below, ancestors=memory.ancestors
+            )
         if memory is None:
             memory = QueueMemory(scoring=key)
         if memory.topology != topology:
-            memory.below.clear()
-            memory.topology = topology
+            memory.clear_topology(topology)
         ranked = rank_from_store(conn, scoring, now=now, currency=currency, memory=memory, values=vals)
         t["rank_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         conn.execute(delete(incident_queue))
-        rows = _queue_rows(ranked, now)
-        if rows:
-            conn.execute(insert(incident_queue), rows)
+        columns = _queue_columns(ranked, now)
+        _insert_queue(conn, columns)
         n_active = int(ranked["rank"].notna().sum()) if len(ranked) else 0
         # When the queue was last computed, also when it is empty (pages show it).
         save_state(
@@ -438,7 +511,7 @@ def refresh_queue(
             *STATE_KEY,
             {
                 "computed_at": now.isoformat(),
-                "queued": len(rows),
+                "queued": len(ranked),
                 "active": n_active,
                 "generation": generation,
             },

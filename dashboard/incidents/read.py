@@ -236,6 +236,7 @@ def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, n
             ic, and_(ic.c.cell_id == cav.c.cell_id, ic.c.incident_id == incident_id)
         ),
     )
+    # The accounts on the incident's cells, with their managers, in one read (no list of ids).
     acc = _frame(
         conn,
         select(
@@ -245,17 +246,21 @@ def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, n
             accounts.c.vip,
             accounts.c.sla_restore_minutes,
             accounts.c.penalty_per_hour,
-        ).where(accounts.c.id.in_(sorted(set(acct_cells["account_id"])) if not acct_cells.empty else [])),
+            accounts.c.account_manager,
+        ).where(
+            accounts.c.id.in_(
+                select(cav.c.account_id).join(
+                    ic, and_(ic.c.cell_id == cav.c.cell_id, ic.c.incident_id == incident_id)
+                )
+            )
+        ),
     ).drop_duplicates("id")
-    clocks = account_clocks(cells_df, acct_cells, acc, {incident_id: inc}, scoring, now=now)
+    clocks = account_clocks(
+        cells_df, acct_cells, acc.drop(columns=["account_manager"]), {incident_id: inc}, scoring, now=now
+    )
     if clocks.empty:
         return clocks
-    managers = _frame(
-        conn,
-        select(accounts.c.id.label("account_id"), accounts.c.account_manager).where(
-            accounts.c.id.in_(clocks["account_id"].tolist())
-        ),
-    ).drop_duplicates("account_id")
+    managers = acc[["id", "account_manager"]].rename(columns={"id": "account_id"})
     out = clocks.merge(managers, on="account_id", how="left")
     mult = out["segment"].map(scoring.segment_multipliers).fillna(1.0)
     out["value"] = out["arpu"] * mult * out["vip"].map({True: scoring.vip_multiplier, False: 1.0})
@@ -398,19 +403,19 @@ def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
 
 
 def count_affected_subscribers(conn: Connection, incident_id: str) -> int:
-    """How many (not churned) subscribers are served by the incident's degraded cells."""
+    """How many (not churned) subscribers are served by the incident's degraded cells.
+
+    The distinct subscribers of the incident's cells first, then one status check per subscriber
+    (not one per subscriber and cell).
+    """
     ic = incident_cells
-    stmt = (
-        select(func.count(func.distinct(subscriber_cells.c.subscriber_id)))
-        .select_from(
-            subscriber_cells.join(
-                ic, and_(ic.c.cell_id == subscriber_cells.c.cell_id, ic.c.incident_id == incident_id)
-            ).join(
-                subscribers,
-                and_(subscribers.c.id == subscriber_cells.c.subscriber_id, subscribers.c.status != "churned"),
-            )
-        )
+    served = (
+        select(subscriber_cells.c.subscriber_id)
+        .join(ic, and_(ic.c.cell_id == subscriber_cells.c.cell_id, ic.c.incident_id == incident_id))
         .where(ic.c.degraded_share > 0)
+    )
+    stmt = select(func.count(func.distinct(subscribers.c.id))).where(
+        subscribers.c.id.in_(served), subscribers.c.status != "churned"
     )
     return int(conn.execute(stmt).scalar_one())
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -163,12 +164,13 @@ def clock_inputs(
     m["affected_lines"] = np.where(m["degraded_share"] > 0, m["lines"], 0.0)
     m["affected_services"] = np.where(m["degraded_share"] > 0, m["services"], 0)
     m["affected_arpu"] = m["arpu"] * m["degraded_share"]
-    g = m.groupby(["incident_id", "account_id"], as_index=False).agg(
-        units=("units", "sum"),
-        degraded_units=("degraded_units", "sum"),
-        lines=("affected_lines", "sum"),
-        services=("affected_services", "sum"),
-        arpu=("affected_arpu", "sum"),
+    # One grouped sum over the five columns (the same per-column sums as five named aggregations).
+    sums = ["units", "degraded_units", "affected_lines", "affected_services", "affected_arpu"]
+    g = (
+        m[["incident_id", "account_id", *sums]]
+        .groupby(["incident_id", "account_id"], as_index=False)
+        .sum()
+        .rename(columns={"affected_lines": "lines", "affected_services": "services", "affected_arpu": "arpu"})
     )
     g = g[(g["lines"] > 0) | (g["services"] > 0)]
     acc = accounts.rename(columns={"id": "account_id"})
@@ -226,14 +228,19 @@ def _plural(n: int, word: str) -> str:
 
 def reason(rank: int | None, row: Mapping[str, Any], breakdown: Mapping[str, Any], currency: str) -> str:
     """One sentence on why the incident ranks where it does: its three strongest factors, in words."""
+    factors = breakdown["factors"]
+    return _reason(rank, row, {name: factors[name]["points"] for name in FACTORS}, currency)
+
+
+def _reason(rank: int | None, row: Mapping[str, Any], points: Mapping[str, float], currency: str) -> str:
+    """:func:`reason` from each factor's points."""
     if rank is None:
         when = row.get("resolved_at")
         stamp = f" at {when:%H:%M} UTC" if isinstance(when, datetime) else ""
         return f"Resolved{stamp}; kept in the queue until it closes."
-    factors = breakdown["factors"]
     strongest = sorted(
-        (name for name in FACTORS if factors[name]["points"] > 0),
-        key=lambda n: (-factors[n]["points"], FACTORS.index(n)),
+        (name for name in FACTORS if points[name] > 0),
+        key=lambda n: (-points[n], FACTORS.index(n)),
     )[:3]
     phrases: list[str] = []
     for name in PHRASE_ORDER:  # who is hit, what it costs, how urgent, then the rest
@@ -352,10 +359,19 @@ def summarize_clocks(clocks: pd.DataFrame) -> ClockSummary:
     parts = []
     deadlines = no_deadlines
     if not running.empty:
-        first = running.sort_values(["deadline", "account_id"]).groupby("incident_id").first()
-        per = running.groupby("incident_id").agg(
-            sla_accounts=("account_id", "nunique"),
-            penalty_per_hour=("penalty_per_hour", "sum"),
+        first = (
+            running[["incident_id", "deadline", "account_id"]]
+            .sort_values(["deadline", "account_id"])
+            .groupby("incident_id")
+            .first()
+        )
+        by_incident = running.groupby("incident_id")
+        per = pd.concat(
+            [
+                by_incident["account_id"].nunique().rename("sla_accounts"),
+                by_incident["penalty_per_hour"].sum(),
+            ],
+            axis=1,
         )
         parts.append(
             per.join(
@@ -436,35 +452,50 @@ def rank_incidents(
     )
     n_active = int(q["_active"].sum())
     q["rank"] = [i + 1 if i < n_active else None for i in range(len(q))]
-    # Breakdowns, reasons and their inputs row by row, from plain lists (in the sorted order).
+    # Breakdowns, reasons and their inputs from plain lists (in the sorted order), each JSON document
+    # assembled from its values encoded column by column, exactly as json.dumps would write it.
     pos = q["_pos"].to_numpy()
-    columns = {
-        name: (
-            raw[name].to_numpy()[pos].tolist(),
-            norm[name].to_numpy()[pos].tolist(),
-            points[name][pos].tolist(),
+    scores_l = q["score"].tolist()
+    ranks = [None if pd.isna(rk) else int(rk) for rk in q["rank"].tolist()]
+    points_l = {name: points[name][pos].tolist() for name in FACTORS}
+    # One template for the document, its variable parts encoded a column at a time.
+    parts: list[str] = []
+    cols: list[list[str]] = []
+
+    def lit(text: str) -> None:
+        parts.append(text.replace("{", "{{").replace("}", "}}"))
+
+    def var(col: list[str]) -> None:
+        parts.append("{}")
+        cols.append(col)
+
+    lit('{"score": ')
+    var(_jfloats(scores_l) if q["score"].dtype.kind == "f" else [_jfloat(float(v)) for v in scores_l])
+    lit(', "factors": {')
+    for k, name in enumerate(FACTORS):
+        lit((", " if k else "") + json.dumps(name) + ': {"input": ')
+        var(_jfloats(raw[name].to_numpy(dtype=float)[pos].tolist(), nan="null"))
+        lit(', "factor": ')
+        var(_jfloats(list(map(round, norm[name].to_numpy(dtype=float)[pos].tolist(), repeat(6)))))
+        lit(', "weight": ' + _jvalue(weights[name]) + ', "points": ')
+        var(_jfloats(points_l[name]))
+        lit("}")
+    lit('}, "inputs": {')
+    for k, key in enumerate(_INPUT_KEYS):
+        lit((", " if k else "") + json.dumps(key) + ": ")
+        var(_input_values(key, q[key] if key in q else pd.Series([None] * len(q), dtype=object)))
+    lit("}}")
+    template = "".join(parts)
+    details = [template.format(*row) for row in zip(*cols, strict=True)]
+    values = [q[k].tolist() if k in q else [None] * len(q) for k in _REASON_KEYS]
+    reasons = [
+        _reason(
+            rk, dict(zip(_REASON_KEYS, vals, strict=True)), dict(zip(FACTORS, pts, strict=True)), currency
         )
-        for name in FACTORS
-    }
-    row_keys = sorted(set(_INPUT_KEYS) | set(_REASON_KEYS))
-    values = [q[k].tolist() if k in q else [None] * len(q) for k in row_keys]
-    reasons, details = [], []
-    for k, (score, rk, *vals) in enumerate(
-        zip(q["score"].tolist(), q["rank"].tolist(), *values, strict=True)
-    ):
-        row = dict(zip(row_keys, vals, strict=True))
-        factors = {}
-        for name in FACTORS:
-            r, f, p = columns[name]
-            factors[name] = {
-                "input": None if pd.isna(r[k]) else float(r[k]),
-                "factor": round(float(f[k]), 6),
-                "weight": weights[name],
-                "points": float(p[k]),
-            }
-        bd = {"score": float(score), "factors": factors}
-        reasons.append(reason(None if pd.isna(rk) else int(rk), row, bd, currency))
-        details.append(json.dumps(bd | {"inputs": _inputs(row)}, default=str))
+        for rk, vals, pts in zip(
+            ranks, zip(*values, strict=True), zip(*(points_l[n] for n in FACTORS), strict=True), strict=True
+        )
+    ]
     q["reason"] = reasons
     q["breakdown"] = details
     return q.drop(columns=["_sev", "_active", "_pos"]).reset_index(drop=True)
@@ -501,8 +532,7 @@ _INPUT_KEYS = (
 )
 
 
-def _inputs(row: Mapping[str, Any]) -> dict[str, Any]:
-    keys = _INPUT_KEYS
+def _inputs(row: Mapping[str, Any], keys: tuple[str, ...] = _INPUT_KEYS) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in keys:
         v = row.get(k)
@@ -512,3 +542,38 @@ def _inputs(row: Mapping[str, Any]) -> dict[str, Any]:
             v = v.item()
         out[k] = round(v, 4) if isinstance(v, float) else v
     return out
+
+
+def _jfloat(x: float) -> str:
+    """A float as json.dumps writes it (repr; NaN and infinities by name)."""
+    if x != x:
+        return "NaN"
+    if x in (math.inf, -math.inf):
+        return "Infinity" if x > 0 else "-Infinity"
+    return float.__repr__(x)
+
+
+def _jvalue(v: Any) -> str:
+    """Any value as json.dumps(v, default=str) writes it."""
+    if type(v) is float:
+        return _jfloat(v)
+    return json.dumps(v, default=str)
+
+
+def _jfloats(values: list[float], nan: str = "NaN") -> list[str]:
+    """Python floats as json.dumps writes them (``nan``: what NaN becomes, ``null`` for a None)."""
+    out = list(map(float.__repr__, values))
+    for i in np.flatnonzero(~np.isfinite(np.asarray(values, dtype=float))).tolist():
+        v = values[i]
+        out[i] = nan if v != v else _jfloat(v)
+    return out
+
+
+def _input_values(key: str, values: pd.Series) -> list[str]:
+    """One input of the breakdown per row, as :func:`_inputs` and json.dumps give it."""
+    plain = values.tolist()
+    if values.dtype.kind == "f":
+        return _jfloats(list(map(round, plain, repeat(4))), nan="null")
+    if values.dtype.kind in "iu":
+        return list(map(int.__repr__, plain))
+    return [json.dumps(_inputs({key: v}, (key,))[key], default=str) for v in plain]

@@ -14,7 +14,8 @@ statement per table, which is cheaper than many small ones.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -199,11 +200,38 @@ def _rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None)
         conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(None, now)))
         conn.execute(insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(None, now)))
         return
-    for part in _chunks(sorted(set(cells))):
-        conn.execute(delete(cell_value).where(cell_value.c.cell_id.in_(part)))
-        conn.execute(delete(cell_account_value).where(cell_account_value.c.cell_id.in_(part)))
-        conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(part, now)))
-        conn.execute(insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(part, now)))
+    cells = sorted(set(cells))
+    with _index_probes(conn, len(cells) <= PROBE_CELLS):
+        for part in _chunks(cells):
+            conn.execute(delete(cell_value).where(cell_value.c.cell_id.in_(part)))
+            conn.execute(delete(cell_account_value).where(cell_account_value.c.cell_id.in_(part)))
+            conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(part, now)))
+            conn.execute(
+                insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(part, now))
+            )
+
+
+# PostgreSQL's planner underestimates the lines of a few cells and hashes whole tables (subscribers,
+# signals) with parallel workers for them; up to this many cells, index probes are always cheaper.
+PROBE_CELLS = 500
+_PLANNER = ("enable_hashjoin", "enable_mergejoin", "max_parallel_workers_per_gather")
+
+
+@contextmanager
+def _index_probes(conn: Connection, wanted: bool) -> Iterator[None]:
+    """On PostgreSQL (when ``wanted``), plan the statements inside with nested loops over indexes and
+    no parallel workers; the settings before are restored after (all local to the transaction)."""
+    if not wanted or conn.dialect.name != "postgresql":
+        yield
+        return
+    before = conn.execute(select(*[func.current_setting(name) for name in _PLANNER])).one()
+    conn.execute(
+        select(*[func.set_config(name, "0" if name.startswith("max_") else "off", True) for name in _PLANNER])
+    )
+    yield  # after an error the transaction rolls back, and these settings with it
+    conn.execute(
+        select(*[func.set_config(name, value, True) for name, value in zip(_PLANNER, before, strict=True)])
+    )
 
 
 def _since(col: Any, since: datetime) -> Any:
