@@ -1,12 +1,16 @@
-"""Benchmark of KPI evaluation: a full roll-up build and an incremental pass on generated data.
+"""Benchmark of KPI evaluation: a full roll-up build and incremental passes on generated data.
 
     python -m bench.kpi_eval --backend postgresql --cells 2000 --days 30
     python -m bench.kpi_eval --backend sqlite --cells 2000 --days 30 --dir /tmp
+    python -m bench.kpi_eval --schema kpi_bench --cells 2000 --days 30   # PostgreSQL, generate once
 
 Generates cells on sites in regions, 15-minute samples of seven KPIs per cell (written in bulk,
 not through ingest: COPY on PostgreSQL), lines with their cells, tickets and churn events; then
-times ``refresh_rollups(full=True)``, one new 15-minute period followed by an incremental pass, the
-status pass and ``current()``. Prints the figures; asserts nothing.
+times the plain GROUP BY of every sample to (cell, KPI, day) (the reference), ``refresh_rollups
+(full=True)``, the status pass, an incremental pass after one new 15-minute period, and one after the
+periods up to the next midnight (the pass that crosses into a new day), each followed by the status
+pass, and ``current()``. Prints the figures; asserts nothing. ``--schema`` keeps the schema and, on a
+second run, re-uses its samples (later periods are appended after the newest).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, insert, select, text
 
-from bench._data import open_store
+from bench._data import PG_URL, open_store
 from dashboard.incidents.value import rebuild
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval.rollup import refresh_rollups
@@ -211,6 +215,23 @@ def build(store: Store, *, n_cells: int, days: int, n_lines: int, start: datetim
             conn.execute(text("ANALYZE"))
 
 
+def _reference(store: Store) -> float:
+    """Seconds for one plain GROUP BY of every sample to (cell, KPI, day): the least a build must read."""
+    day = (
+        func.date(kpi_samples.c.period_start)
+        if store.dialect == "sqlite"
+        else func.date_trunc("day", kpi_samples.c.period_start)
+    )
+    k = kpi_samples.c
+    stmt = select(k.entity_id, k.kpi, day.label("d"), func.avg(k.value), func.count()).group_by(
+        k.entity_id, k.kpi, day
+    )
+    t = time.perf_counter()
+    with store.connect() as conn:
+        conn.execute(stmt).all()
+    return time.perf_counter() - t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
@@ -219,34 +240,73 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--dir", default="/tmp")
     parser.add_argument("--keep", action="store_true", help="keep the generated store")
+    parser.add_argument(
+        "--schema",
+        help="PostgreSQL: use (and keep) this schema, generating the data only when it has no samples",
+    )
     args = parser.parse_args()
-    store, drop = open_store(args.backend, args.dir, "kpi_eval_bench")
+    if args.schema:
+        store = Store(PG_URL, schema=args.schema)
+        store.upgrade()
+        args.backend = "postgresql"
+
+        def drop() -> None:
+            store.dispose()
+
+    else:
+        store, drop = open_store(args.backend, args.dir, "kpi_eval_bench")
     catalogue = load_catalogue("kpi_definitions.yaml")
     start = datetime(2024, 3, 1)
-    end = start + timedelta(days=args.days)
     try:
-        t0 = time.perf_counter()
-        build(store, n_cells=args.cells, days=args.days, n_lines=args.lines, start=start)
+        with store.connect() as conn:
+            last = conn.execute(select(func.max(kpi_samples.c.period_start))).scalar()
+        if last is None:
+            t0 = time.perf_counter()
+            build(store, n_cells=args.cells, days=args.days, n_lines=args.lines, start=start)
+            print(f"{args.backend}: generated in {time.perf_counter() - t0:.0f} s")
+            end = start + timedelta(days=args.days)
+        else:
+            end = pd.Timestamp(last).to_pydatetime() + timedelta(minutes=15)
         with store.connect() as conn:
             n_samples = conn.execute(select(func.count()).select_from(kpi_samples)).scalar_one()
-        print(f"{args.backend}: generated {n_samples:,} samples in {time.perf_counter() - t0:.0f} s")
+            n_cells = conn.execute(select(func.count()).select_from(cells)).scalar_one()
+        print(f"{args.backend}: {n_samples:,} samples, {n_cells:,} cells")
+        print(f"reference GROUP BY (cell, KPI, day): {_reference(store):.1f} s")
         now = end + timedelta(minutes=5)
         with store.begin() as conn:
             summary = refresh_rollups(conn, catalogue, now=now, full=True)
         with store.connect() as conn:
             n_rollups = conn.execute(select(func.count()).select_from(kpi_rollups)).scalar_one()
-        print(f"full build: {summary.elapsed_s:.1f} s, {n_rollups:,} roll-up rows; steps {summary.steps}")
-        rng = np.random.default_rng(7)
-        cell_ids = np.array([f"C{i:05d}" for i in range(args.cells)])
-        _write_samples(store, [_samples_frame(cell_ids, end, rng)])
-        now = end + timedelta(minutes=20)
-        with store.begin() as conn:
-            inc = refresh_rollups(conn, catalogue, now=now)
-        print(f"incremental pass after one new 15-min period: {inc.elapsed_s:.2f} s; steps {inc.steps}")
+        steps = {k: round(v, 2) for k, v in summary.steps.items()}
+        print(f"full build: {summary.elapsed_s:.1f} s, {n_rollups:,} roll-up rows; steps {steps}")
         t = time.perf_counter()
         with store.begin() as conn:
-            st = refresh_status(conn, catalogue, now=now)
-        print(f"status pass: {time.perf_counter() - t:.2f} s, {st.rows} statuses")
+            refresh_status(conn, catalogue, now=now)
+        print(f"status pass after the build: {time.perf_counter() - t:.2f} s")
+        rng = np.random.default_rng(7)
+        cell_ids = np.array([f"C{i:05d}" for i in range(n_cells)])
+        for label, at in (("one new 15-min period", end), ("a new day's first period", None)):
+            if at is None:
+                # The periods up to the next midnight arrive, then the pass that crosses into the new day.
+                at = end + timedelta(minutes=15)
+                midnight = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+                frames = []
+                while at <= midnight:
+                    frames.append(_samples_frame(cell_ids, at, rng))
+                    at += timedelta(minutes=15)
+                _write_samples(store, frames)
+                now = midnight + timedelta(minutes=20)
+            else:
+                _write_samples(store, [_samples_frame(cell_ids, at, rng)])
+                now = at + timedelta(minutes=20)
+            with store.begin() as conn:
+                inc = refresh_rollups(conn, catalogue, now=now)
+            steps = {k: round(v, 2) for k, v in inc.steps.items()}
+            print(f"incremental pass after {label}: {inc.elapsed_s:.2f} s; steps {steps}")
+            t = time.perf_counter()
+            with store.begin() as conn:
+                st = refresh_status(conn, catalogue, now=now)
+            print(f"status pass: {time.perf_counter() - t:.2f} s, {st.rows} statuses")
         with store.connect() as conn:
             read.current(conn, catalogue)
             t = time.perf_counter()
@@ -266,8 +326,10 @@ def main() -> None:
             )
         print(f"panel(cell, daily, {len(p):,} rows): {time.perf_counter() - t:.2f} s")
     finally:
-        if not args.keep:
+        if not args.keep and not args.schema:
             drop()
+        else:
+            store.dispose()
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import insert
 
 from connectors.base import Batch
 from dashboard.ingest import Ingestor
 from dashboard.store import Store
-from dashboard.store.schema import cell_value
+from dashboard.store.schema import cell_value, kpi_samples
 
 T0 = datetime(2024, 3, 4)
 Q = timedelta(minutes=15)
@@ -31,6 +32,47 @@ def samples(store: Store, rows: Iterable[tuple[str, str, datetime, float]]) -> N
             for c, k, t, v in rows
         ],
     )
+
+
+MEANS = (("availability_pct", 99.0), ("traffic_gb", 5.0), ("prb_utilisation_pct", 50.0))
+
+
+def history(
+    store: Store,
+    start: datetime,
+    end: datetime,
+    *,
+    skip: tuple[datetime, datetime] | None = None,
+    seed: int = 3,
+) -> None:
+    """15-minute samples of availability, traffic, PRB and latency on C1..C3 in [start, end), written
+    in bulk (not through ingest), leaving out the periods in ``skip``; C3 misses every tenth period."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    t, i = start, 0
+    while t < end:
+        if skip is None or not skip[0] <= t < skip[1]:
+            for cell in ("C1", "C2", "C3"):
+                if cell == "C3" and i % 10 == 0:
+                    continue
+                for kpi, mu in (
+                    ("availability_pct", 99.0),
+                    ("traffic_gb", 5.0),
+                    ("prb_utilisation_pct", 50.0),
+                ):
+                    rows.append((cell, kpi, t, float(abs(rng.normal(mu, mu / 10)))))
+                rows.append((cell, "latency_ms", t, float(abs(rng.normal(40.0, 10.0)))))
+        t += Q
+        i += 1
+    with store.begin() as conn:
+        conn.execute(
+            insert(kpi_samples),
+            [
+                {"source": "net", "entity_type": "cell", "entity_id": c, "kpi": k, "period_start": p}
+                | {"value": v}
+                for c, k, p, v in rows
+            ],
+        )
 
 
 def build(store: Store) -> None:

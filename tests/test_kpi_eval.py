@@ -15,7 +15,7 @@ import flask
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from dashboard.config import Settings
 from dashboard.kpi_eval import evaluate, read
@@ -25,7 +25,7 @@ from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_fr
 from dashboard.kpis import Catalogue, load_catalogue
 from dashboard.store import Store
 from dashboard.store.db import read_frame
-from dashboard.store.schema import kpi_rollups, kpi_status
+from dashboard.store.schema import kpi_rollups, kpi_status, tickets
 from tests import kpi_data
 from tests.kpi_data import T0, Q
 
@@ -264,6 +264,67 @@ def test_incremental_pass_equals_a_full_rebuild(net: Store, cat: Catalogue) -> N
         full = refresh_rollups(conn, cat, now=NOW + Q, full=True, sample_risk=False)
     assert full.full
     pd.testing.assert_frame_equal(incremental, _rollup_table(net), check_exact=False)
+
+
+def test_incremental_passes_over_a_month_and_a_day_boundary_equal_a_full_rebuild(
+    net: Store, cat: Catalogue
+) -> None:
+    # 32 days of samples before the hand-made ones, then passes every hour across midnight while
+    # samples, a ticket and a churn event arrive; the roll-ups must equal a rebuild from scratch.
+    kpi_data.history(net, T0 - 32 * D, NOW, skip=(T0, T0 + H))
+    with net.begin() as conn:
+        first = refresh_rollups(conn, cat, now=NOW, full=True, sample_risk=False)
+    assert first.full and first.sample_window is not None and first.sample_window[0] <= T0 - 32 * D
+    edge = T0 + 3 * D  # the next midnight
+    kpi_data.history(net, NOW, edge - 2 * H, seed=5)
+    kpi_data.ingest(
+        net,
+        "tickets",
+        [
+            {"id": "T8", "subscriber_id": "L1", "sentiment": -0.6, "status": "new"}
+            | {"created_at": T0 - 20 * D, "updated_at": T0 - 20 * D}  # late: three weeks back
+        ],
+    )
+    passes, arrived = [], edge - 2 * H
+    for k, at in enumerate((edge - H, edge, edge + H)):
+        kpi_data.history(net, arrived, at + H, seed=10 + k)
+        arrived = at + H
+        if at == edge:
+            kpi_data.ingest(
+                net,
+                "churn_events",
+                [{"id": "E2", "subscriber_id": "L2", "account_id": "A2", "occurred_at": edge - 3 * H}],
+            )
+        with net.begin() as conn:
+            passes.append(refresh_rollups(conn, cat, now=at + H + Q, sample_risk=False))
+    assert not any(p.full for p in passes)
+    # After the first (which catches up on most of a day), each pass reads hours of samples, not the month.
+    assert all(p.sample_window and p.sample_window[1] - p.sample_window[0] <= 4 * H for p in passes[1:])
+    incremental = _rollup_table(net)
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=edge + 2 * H + Q, full=True, sample_risk=False)
+    full = _rollup_table(net)
+    assert len(full) == len(incremental) and len(full) > 10_000
+    pd.testing.assert_frame_equal(incremental, full, check_exact=False)
+
+
+def test_rows_read_in_the_overlap_are_not_reread_but_a_late_commit_is(net: Store, cat: Catalogue) -> None:
+    # The fixture's pass ran at NOW, before the rows' ingest times: all of them lie in its overlap.
+    with net.begin() as conn:
+        again = refresh_rollups(conn, cat, now=NOW + Q, sample_risk=False)
+    assert again.flow_days == 0  # already read: not recomputed again
+    # A batch that committed late, stamped inside the overlap the last pass counted.
+    with net.begin() as conn:
+        stamp = conn.execute(select(func.max(tickets.c.ingested_at))).scalar()
+        conn.execute(
+            insert(tickets)
+            .values(id="T7", source="net", subscriber_id="L2", status="new", sentiment=-0.8)
+            .values(created_at=T0 + D + H, updated_at=T0 + D + H, ingested_at=stamp)
+        )
+    with net.begin() as conn:
+        late = refresh_rollups(conn, cat, now=NOW + 2 * Q, sample_risk=False)
+    assert late.flow_days >= 1
+    assert rollup(net, "negative_tickets", "network", "all", 86400, T0 + D)[0] == 1.0
 
 
 def test_panel_is_one_row_per_entity_and_period(net: Store, cat: Catalogue) -> None:

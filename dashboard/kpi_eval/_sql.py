@@ -181,30 +181,36 @@ def sample_cell_rows(
             .group_by(s.c.kpi, s.c.entity_id, period)
         )
     if weighted:
-        t = kpi_samples.alias("t")
-        on = and_(
-            t.c.entity_id == s.c.entity_id,
-            t.c.kpi == TRAFFIC_KPI,
-            t.c.period_start == s.c.period_start,
-            t.c.entity_type == "cell",
-            t.c.source == s.c.source,
-            # Repeated so the planner reads only the window's traffic, through the (kpi, period) index.
-            t.c.period_start >= lo,
-            t.c.period_start < hi,
+        # Each sample is paired with the traffic of the same cell, period and source by a window over
+        # one read of the samples (not a self-join, whose plan depends on statistics that the newest
+        # periods never have); a sample without traffic counts nowhere, as in an inner join.
+        paired = (
+            select(
+                s.c.kpi,
+                s.c.entity_id,
+                s.c.period_start,
+                s.c.value,
+                func.max(case((s.c.kpi == TRAFFIC_KPI, s.c.value)))
+                .over(partition_by=[s.c.entity_id, s.c.period_start, s.c.source])
+                .label("traffic"),
+            )
+            .where(*where, s.c.kpi.in_([*weighted, TRAFFIC_KPI]))
+            .subquery("paired")
         )
+        pp = paired.c.period_start
+        wperiod = pp if grain_s is None else bucket(pp, grain_s, dialect)
         parts.append(
             select(
-                s.c.kpi.label("series"),
-                s.c.entity_id.label("entity_id"),
-                period.label("period_start"),
-                func.sum(s.c.value * t.c.value).label("total"),
-                func.sum(t.c.value).label("weight"),
-                func.min(s.c.value).label("low"),
-                func.max(s.c.value).label("high"),
+                paired.c.kpi.label("series"),
+                paired.c.entity_id.label("entity_id"),
+                wperiod.label("period_start"),
+                func.sum(paired.c.value * paired.c.traffic).label("total"),
+                func.sum(paired.c.traffic).label("weight"),
+                func.min(paired.c.value).label("low"),
+                func.max(paired.c.value).label("high"),
             )
-            .select_from(s.join(t, on))
-            .where(*where, s.c.kpi.in_(weighted))
-            .group_by(s.c.kpi, s.c.entity_id, period)
+            .where(paired.c.kpi.in_(weighted), paired.c.traffic.is_not(None))
+            .group_by(paired.c.kpi, paired.c.entity_id, wperiod)
         )
     if not parts:
         raise ValueError("no sampled KPIs given")

@@ -545,7 +545,7 @@ def current(
         )
     }
     anchors = [_as_dt(r.period_start) for r in status_rows.values() if r.period_start is not None]
-    anchor = max(anchors) if anchors else _latest_rollup(conn, level, entity_id)
+    anchor = max(anchors) if anchors else _latest_rollup(conn, catalogue, level, entity_id)
     hourly = [k for k in catalogue.kpis if k.grain < 86400]
     daily = [k for k in catalogue.kpis if k.grain >= 86400]
     spark: dict[str, list[float | None]] = {}
@@ -601,11 +601,12 @@ def _as_dt(v: Any) -> datetime:
     return v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
 
 
-def _latest_rollup(conn: Connection, level: str, entity_id: str) -> datetime | None:
+def _latest_rollup(conn: Connection, catalogue: Catalogue, level: str, entity_id: str) -> datetime | None:
     r = kpi_rollups
+    series = [k.name for k in catalogue.kpis if _is_sampled(catalogue, k.name)] + [*FLOWS, RISK]
     v = conn.execute(
         select(func.max(r.c.period_start)).where(
-            r.c.level == level, r.c.entity_id == entity_id, r.c.grain_s == 3600
+            r.c.series.in_(series), r.c.level == level, r.c.entity_id == entity_id, r.c.grain_s == 3600
         )
     ).scalar()
     return _as_dt(v) if v is not None else None

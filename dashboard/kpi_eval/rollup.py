@@ -6,9 +6,12 @@ transaction):
 
 - Samples: ``kpi_samples`` has no ingest time, so the pass keeps the latest sample period it saw and
   recomputes from ``REWINDOW`` before it to the newest sample; samples arriving later than that are
-  picked up by ``full=True`` (``vantage kpi evaluate --full``). Cell hours come from the samples,
-  cell days from cell hours, and sites, regions, the network and segments from the cells.
-- Tickets and churn events: the days of the rows ingested since the watermark (``ingested_at``).
+  picked up by ``full=True`` (``vantage kpi evaluate --full``). Cell hours come from one read of the
+  samples; cell days and the other levels' hours from cell hours; site, region and network days from
+  their hours, segment days from cell days.
+- Tickets and churn events: the days of the rows ingested since the watermark (``ingested_at``,
+  trailing the clock by ``OVERLAP``; rows in the overlap already read are not read again unless a
+  batch committed late into it, see ``_since``).
 - Lines in service and their revenue (stocks): today's value whenever the customer base changed or a
   new day began, and every day since a churn event that arrived. Past days keep the base as it was
   when they were computed; ``full=True`` recomputes them with today's base.
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, String, delete, func, insert, literal, select
+from sqlalchemy import Connection, DateTime, String, delete, func, insert, literal, select, text
 
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpi_eval import _sql
@@ -96,25 +99,33 @@ def _ceil(t: datetime, grain_s: int) -> datetime:
 class _Writer:
     """Deletes and re-inserts roll-up rows of one (level, grain) and period range."""
 
-    def __init__(self, conn: Connection, now: datetime) -> None:
+    def __init__(self, conn: Connection, now: datetime, *, fresh: bool = False) -> None:
         self.conn, self.now = conn, now
         self.dialect = conn.dialect.name
         self.rows = 0
+        #: The table was just emptied (full build): nothing to delete before inserting.
+        self.fresh = fresh
 
     def replace(
         self, series: Sequence[str], level: str, grain_s: int, lo: datetime, hi: datetime, rows: Any
     ) -> None:
         r = kpi_rollups
-        self.conn.execute(
-            delete(r).where(
-                r.c.level == level,
-                r.c.grain_s == grain_s,
-                r.c.period_start >= lo,
-                r.c.period_start < hi,
-                r.c.series.in_(list(series)),
+        if not self.fresh:
+            self.conn.execute(
+                delete(r).where(
+                    r.c.series.in_(list(series)),
+                    r.c.level == level,
+                    r.c.grain_s == grain_s,
+                    r.c.period_start >= lo,
+                    r.c.period_start < hi,
+                )
             )
-        )
         self.insert(level, grain_s, rows)
+
+    def analyze(self) -> None:
+        """Fresh statistics after a bulk insert, so the next statements get hash plans, not nested loops."""
+        if self.dialect == "postgresql":
+            self.conn.execute(text("ANALYZE kpi_rollups"))
 
     def insert(self, level: str, grain_s: int, rows: Any) -> None:
         sub = rows.subquery("rows")
@@ -185,10 +196,18 @@ def _as_dt(v: Any) -> datetime:
 def _refresh_samples(
     w: _Writer, kpis: Sequence[KpiDefinition], lo: datetime, hi: datetime, steps: dict[str, float]
 ) -> None:
-    """Recompute every roll-up of the sampled KPIs touching [lo, hi), one day at a time."""
+    """Recompute every roll-up of the sampled KPIs touching [lo, hi).
+
+    One read of the samples makes the cell hours (a day per statement, so the aggregation stays in
+    memory); everything else is rolled from stored rows, one statement per level and grain: sites,
+    regions, the network and segments from cell hours, cell days from cell hours, site, region and
+    network days from their own hours (sums of sums: the same totals, weights, lows and highs), and
+    segment days from cell days (a segment weighs each cell's value over the period by its lines).
+    """
     names = [k.name for k in kpis]
     sums = [k.name for k in kpis if k.aggregate == "sum"]
-    day = floor_time(lo, 86400)
+    h0, h1 = floor_time(lo, 3600), _ceil(hi, 3600)
+    d0, d1 = floor_time(lo, 86400), _ceil(hi, 86400)
     t = time.perf_counter()
 
     def lap(step: str) -> None:
@@ -197,19 +216,23 @@ def _refresh_samples(
         steps[step] = steps.get(step, 0.0) + now - t
         t = now
 
-    while day < hi:
-        h0 = max(floor_time(lo, 3600), day)
-        h1 = min(_ceil(hi, 3600), day + DAY)
-        rows = _sql.sample_cell_rows(kpis, grain_s=3600, lo=h0, hi=h1, dialect=w.dialect)
-        w.replace(names, "cell", 3600, h0, h1, rows)
-        lap("samples.cell_hours")
-        w.levels(names, 3600, h0, h1, sum_series=sums)
-        lap("samples.level_hours")
-        w.days_from_hours(names, "cell", day, day + DAY)
-        lap("samples.cell_days")
-        w.levels(names, 86400, day, day + DAY, sum_series=sums)
-        lap("samples.level_days")
+    day = d0
+    while day < d1:
+        a, b = max(h0, day), min(h1, day + DAY)
+        rows = _sql.sample_cell_rows(kpis, grain_s=3600, lo=a, hi=b, dialect=w.dialect)
+        w.replace(names, "cell", 3600, a, b, rows)
         day += DAY
+    if w.fresh:
+        w.analyze()
+    lap("samples.cell_hours")
+    w.levels(names, 3600, h0, h1, sum_series=sums)
+    lap("samples.level_hours")
+    w.days_from_hours(names, "cell", d0, d1)
+    lap("samples.cell_days")
+    for level in ("site", "region", "network"):
+        w.days_from_hours(names, level, d0, d1)
+    w.levels(names, 86400, d0, d1, levels=("segment",), sum_series=sums)
+    lap("samples.level_days")
 
 
 # --- business measures ------------------------------------------------------------------------
@@ -252,26 +275,70 @@ def _refresh_stocks(w: _Writer, days: Sequence[datetime]) -> None:
 
 
 def _changed_days(conn: Connection, table: Any, when: Any, since: datetime) -> set[datetime]:
-    rows = conn.execute(select(func.min(when), func.max(when)).where(table.c.ingested_at > since)).one()
-    if rows[0] is None:
-        return set()
     # Few rows change between passes; reading their times is cheaper than a DISTINCT over a bucket.
     found = conn.execute(select(when).where(table.c.ingested_at > since)).scalars()
     return {floor_time(_as_dt(t), 86400) for t in found}
 
 
-def _high_water(conn: Connection) -> datetime | None:
-    marks = [
-        conn.execute(select(func.max(t.c.ingested_at))).scalar()
-        for t in (tickets, churn_events, subscribers, subscriber_cells, accounts, cells, sites)
-    ]
-    found = [_as_dt(m) for m in marks if m is not None]
-    return max(found) if found else None
+#: Tables whose ingest times move the watermark; the first five are read for changes.
+WATCHED: dict[str, Any] = {
+    "tickets": tickets,
+    "churn_events": churn_events,
+    "subscribers": subscribers,
+    "subscriber_cells": subscriber_cells,
+    "accounts": accounts,
+    "cells": cells,
+    "sites": sites,
+}
+_READ_FOR_CHANGES = ("tickets", "churn_events", "subscribers", "subscriber_cells", "accounts")
 
 
-def _base_changed(conn: Connection, since: datetime) -> bool:
-    for t in (subscribers, subscriber_cells, accounts):
-        if conn.execute(select(t.c.ingested_at).where(t.c.ingested_at > since).limit(1)).first():
+def _marks(conn: Connection) -> dict[str, datetime]:
+    """The latest ingest time of each watched table (an index probe each, or a scan of a small table)."""
+    out: dict[str, datetime] = {}
+    for name, t in WATCHED.items():
+        m = conn.execute(select(func.max(t.c.ingested_at))).scalar()
+        if m is not None:
+            out[name] = _as_dt(m)
+    return out
+
+
+def _window_count(conn: Connection, name: str, lo: datetime, hi: datetime) -> int:
+    t = WATCHED[name]
+    where = (t.c.ingested_at > lo, t.c.ingested_at <= hi)
+    return int(conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one())
+
+
+def _windows(conn: Connection, marks: dict[str, datetime], lo: datetime) -> dict[str, list[Any]]:
+    """Per table, its latest ingest time and how many of its rows lie in (lo, that time]."""
+    out: dict[str, list[Any]] = {}
+    for name in _READ_FOR_CHANGES:
+        hi = marks.get(name)
+        if hi is not None and hi > lo:
+            out[name] = [hi.isoformat(), _window_count(conn, name, lo, hi)]
+    return out
+
+
+def _since(conn: Connection, name: str, since: datetime, windows: dict[str, Any]) -> datetime:
+    """Where a table's unseen changes begin.
+
+    The watermark trails the clock by ``OVERLAP``, so the rows ingested in the overlap were already
+    read by the last pass; when the overlap still holds as many rows as that pass counted there (no
+    batch committed late into it), only rows after that pass's latest ingest time are new.
+    """
+    seen = windows.get(name)
+    if not seen:
+        return since
+    hi = datetime.fromisoformat(seen[0])
+    if hi > since and _window_count(conn, name, since, hi) == int(seen[1]):
+        return hi
+    return since
+
+
+def _base_changed(conn: Connection, since: dict[str, datetime]) -> bool:
+    for name in ("subscribers", "subscriber_cells", "accounts"):
+        t = WATCHED[name]
+        if conn.execute(select(t.c.ingested_at).where(t.c.ingested_at > since[name]).limit(1)).first():
             return True
     return False
 
@@ -350,9 +417,13 @@ def refresh_rollups(
 ) -> RollupSummary:
     """Bring ``kpi_rollups`` up to date, in the caller's transaction; ``full`` rebuilds everything."""
     started = time.perf_counter()
-    w = _Writer(conn, now)
     state = load_state(conn, *STATE_KEY, for_update=True)
     full = full or not state
+    w = _Writer(conn, now, fresh=full)
+    if w.dialect == "postgresql":
+        # Aggregations of a day of samples fit in memory; JIT compiling costs more than it saves here.
+        conn.execute(text("SET LOCAL work_mem = '128MB'"))
+        conn.execute(text("SET LOCAL jit = off"))
     summary = RollupSummary(full=full)
     kpis = sampled_kpis(catalogue)
     names = [k.name for k in kpis]
@@ -380,7 +451,11 @@ def refresh_rollups(
             summary.sample_window = (lo, hi)
     t = lap("samples", t)
 
-    mark = _high_water(conn)
+    marks = _marks(conn)
+    mark = max(marks.values()) if marks else None
+    new_mark = min(mark, now - OVERLAP) if mark is not None else None
+    # Counted before the flows are read: a row committed later is either seen now or counted next time.
+    windows = _windows(conn, marks, new_mark) if new_mark is not None else {}
     if full:
         start = _history_start(conn, sample_lo, now)
         days = [start + i * DAY for i in range((today - start) // DAY + 1)]
@@ -390,13 +465,17 @@ def refresh_rollups(
         since = datetime.fromisoformat(state["ingested_at"]) if state.get("ingested_at") else None
         flow_days, stock_days = set(), set()
         if since is not None:
-            flow_days |= _changed_days(conn, tickets, tickets.c.created_at, since)
-            churn_days = _changed_days(conn, churn_events, churn_events.c.occurred_at, since)
+            counted = state.get("windows") or {}
+            since_by = {name: _since(conn, name, since, counted) for name in _READ_FOR_CHANGES}
+            flow_days |= _changed_days(conn, tickets, tickets.c.created_at, since_by["tickets"])
+            churn_days = _changed_days(
+                conn, churn_events, churn_events.c.occurred_at, since_by["churn_events"]
+            )
             flow_days |= churn_days
             if churn_days:
                 first = max(min(churn_days), today - HISTORY_MAX)
                 stock_days |= {first + i * DAY for i in range((today - first) // DAY + 1)}
-            if _base_changed(conn, since):
+            if _base_changed(conn, since_by):
                 stock_days |= {today - DAY, today}
         if state.get("stock_day") != today.isoformat():
             stock_days.add(today)
@@ -409,12 +488,12 @@ def refresh_rollups(
         _refresh_stocks(w, sorted(stock_days))
     t = lap("stocks", t)
     summary.flow_days, summary.stock_days = len(flow_days), len(stock_days)
+    w.fresh = False  # revenue at risk survives a full build: its day rows are replaced
     if sample_risk:
         _sample_risk(w)
         summary.risk_sampled = True
     lap("revenue_at_risk", t)
 
-    new_mark = min(mark, now - OVERLAP) if mark is not None else None
     previous = state.get("ingested_at")
     save_state(
         conn,
@@ -422,6 +501,7 @@ def refresh_rollups(
         {
             "samples_to": sample_hi.isoformat() if sample_hi else state.get("samples_to"),
             "ingested_at": new_mark.isoformat() if new_mark else previous,
+            "windows": windows if new_mark else state.get("windows", {}),
             "stock_day": today.isoformat(),
         },
         now=now,

@@ -118,6 +118,10 @@ def refresh_status(
     started = time.perf_counter()
     summary = StatusSummary()
     counts: Counter[str] = Counter()
+    plans = []
+    # The KPIs of a level and grain share one read of roll-up rows (the union of their inputs over
+    # the longest of their windows); each KPI then keeps the periods of its own window.
+    wanted: dict[tuple[str, int, datetime], tuple[datetime, set[str]]] = {}
     for kpi in catalogue.kpis:
         grain = int(kpi.grain)
         need = max(
@@ -127,71 +131,78 @@ def refresh_status(
         lateness = max(LATE_PERIODS * grain, 3600)
         window = need + EXTRA_PERIODS
         since = last_complete - timedelta(seconds=grain * window + lateness)
+        until = last_complete + timedelta(seconds=grain)
         for level in _levels(catalogue, kpi, levels):
-            ents = read.entities(conn, level)
-            rows = read.fetch_rows(
-                conn,
-                catalogue,
-                read.inputs(catalogue, kpi),
-                level=level,
-                grain_s=grain,
-                since=since,
-                until=last_complete + timedelta(seconds=grain),
-            )
-            values = read.kpi_values(catalogue, kpi, rows)
-            end = last_complete
-            if len(values):
-                latest = values.dropna().index.get_level_values("period_start").max()
-                if pd.notna(latest) and latest < end and (end - latest).total_seconds() <= lateness:
-                    end = latest.to_pydatetime()
-            index = pd.date_range(end - timedelta(seconds=grain * (window - 1)), end, freq=f"{grain}s")
-            wide = (
-                values.unstack("entity_id").reindex(index=index, columns=ents)
-                if len(values)
-                else pd.DataFrame(np.nan, index=index, columns=ents)
-            )
-            wide = wide.astype(float)
-            statuses = status_frame(wide, kpi, grain_s=grain)
-            shown = read.apply_no_data(wide, kpi.no_data)
-            previous = {
-                r.entity_id: (r.status, r.since)
-                for r in conn.execute(
-                    select(kpi_status.c.entity_id, kpi_status.c.status, kpi_status.c.since).where(
-                        kpi_status.c.kpi == kpi.name, kpi_status.c.level == level
-                    )
+            key = (level, grain, until)
+            lo, names = wanted.get(key, (since, set()))
+            wanted[key] = (min(lo, since), names | read.inputs(catalogue, kpi))
+            plans.append((kpi, level, grain, since, until, last_complete, lateness, window))
+    fetched = {
+        key: read.fetch_rows(conn, catalogue, names, level=key[0], grain_s=key[1], since=lo, until=key[2])
+        for key, (lo, names) in wanted.items()
+    }
+    entities: dict[str, list[str]] = {}
+    for kpi, level, grain, since, until, last_complete, lateness, window in plans:
+        if level not in entities:
+            entities[level] = read.entities(conn, level)
+        ents = entities[level]
+        rows = fetched[(level, grain, until)]
+        rows = rows[rows["period_start"] >= pd.Timestamp(floor_time(since, min(grain, 86400)))]
+        values = read.kpi_values(catalogue, kpi, rows)
+        end = last_complete
+        if len(values):
+            latest = values.dropna().index.get_level_values("period_start").max()
+            if pd.notna(latest) and latest < end and (end - latest).total_seconds() <= lateness:
+                end = latest.to_pydatetime()
+        index = pd.date_range(end - timedelta(seconds=grain * (window - 1)), end, freq=f"{grain}s")
+        wide = (
+            values.unstack("entity_id").reindex(index=index, columns=ents)
+            if len(values)
+            else pd.DataFrame(np.nan, index=index, columns=ents)
+        )
+        wide = wide.astype(float)
+        statuses = status_frame(wide, kpi, grain_s=grain)
+        shown = read.apply_no_data(wide, kpi.no_data)
+        previous = {
+            r.entity_id: (r.status, r.since)
+            for r in conn.execute(
+                select(kpi_status.c.entity_id, kpi_status.c.status, kpi_status.c.since).where(
+                    kpi_status.c.kpi == kpi.name, kpi_status.c.level == level
                 )
-            }
-            arr = statuses.to_numpy()
-            last = arr[-1]
-            # Length of the trailing run of each entity's last status, vectorised over entities.
-            trailing = np.cumprod((arr == last)[::-1], axis=0).sum(axis=0)
-            starts = statuses.index[len(arr) - trailing]
-            last_values = shown.iloc[-1]
-            out = []
-            for j, ent in enumerate(ents):
-                status = str(last[j])
-                begun: Any = starts[j]
-                prev = previous.get(ent)
-                if trailing[j] == len(arr) and prev is not None and prev[0] == status and prev[1] is not None:
-                    begun = prev[1]  # unchanged since before the window: keep when it began
-                v = last_values.iloc[j]
-                out.append(
-                    {
-                        "kpi": kpi.name,
-                        "level": level,
-                        "entity_id": ent,
-                        "status": status,
-                        "value": None if pd.isna(v) else float(v),
-                        "period_start": end,
-                        "since": pd.Timestamp(begun).to_pydatetime(),
-                        "evaluated_at": now,
-                    }
-                )
-                counts[status] += 1
-            conn.execute(delete(kpi_status).where(kpi_status.c.kpi == kpi.name, kpi_status.c.level == level))
-            if out:
-                conn.execute(insert(kpi_status), out)
-            summary.rows += len(out)
+            )
+        }
+        arr = statuses.to_numpy()
+        last = arr[-1]
+        # Length of the trailing run of each entity's last status, vectorised over entities.
+        trailing = np.cumprod((arr == last)[::-1], axis=0).sum(axis=0)
+        starts = pd.DatetimeIndex(statuses.index[len(arr) - trailing]).to_pydatetime()
+        last_values = shown.iloc[-1].to_numpy(dtype=float)
+        whole = trailing == len(arr)
+        out = []
+        for j, ent in enumerate(ents):
+            status = str(last[j])
+            begun: Any = starts[j]
+            prev = previous.get(ent)
+            if whole[j] and prev is not None and prev[0] == status and prev[1] is not None:
+                begun = pd.Timestamp(prev[1]).to_pydatetime()  # unchanged since before the window
+            v = last_values[j]
+            out.append(
+                {
+                    "kpi": kpi.name,
+                    "level": level,
+                    "entity_id": ent,
+                    "status": status,
+                    "value": None if np.isnan(v) else float(v),
+                    "period_start": end,
+                    "since": begun,
+                    "evaluated_at": now,
+                }
+            )
+            counts[status] += 1
+        conn.execute(delete(kpi_status).where(kpi_status.c.kpi == kpi.name, kpi_status.c.level == level))
+        if out:
+            conn.execute(insert(kpi_status), out)
+        summary.rows += len(out)
     summary.by_status = dict(counts)
     summary.elapsed_s = time.perf_counter() - started
     return summary

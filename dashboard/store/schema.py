@@ -712,7 +712,8 @@ kpi_rollups = Table(
     Column("high", Float, nullable=True),
     Column("computed_at", DateTime, nullable=False),
     PrimaryKeyConstraint("series", "level", "entity_id", "grain_s", "period_start"),
-    Index("ix_kpi_rollups_level_period", "level", "grain_s", "period_start"),
+    # Reads and replacements are per series, level, grain and period range (migration 0006).
+    Index("ix_kpi_rollups_series_period", "series", "level", "grain_s", "period_start"),
 )
 
 # The current status of a KPI per level and entity against its thresholds, honouring `for`.
@@ -758,3 +759,7 @@ kpi_links = Table(
     Column("computed_at", DateTime, nullable=False),
     PrimaryKeyConstraint("driver", "target", "scope"),
 )
+
+# The KPI roll-up pass finds the tickets and churn events ingested since its watermark (migration 0006).
+Index("ix_tickets_ingested_at", tickets.c.ingested_at)
+Index("ix_churn_events_ingested_at", churn_events.c.ingested_at)
