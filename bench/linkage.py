@@ -98,9 +98,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
-    from dashboard.linkage import refresh_linkage
-
     from dashboard.kpi_eval import evaluate
+    from dashboard.linkage import refresh_linkage
 
     catalogue = load_catalogue(ROOT / "kpi_definitions.yaml")
     anchor = floor_15(datetime.utcnow().replace(microsecond=0)) - timedelta(minutes=15)
