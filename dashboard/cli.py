@@ -128,7 +128,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             scheduler.shutdown(wait=False)
         if jobs is not None:
             jobs.close()
+    if scheduler is not None:
+        _exit_past_running_jobs()
     return 0
+
+
+def _exit_past_running_jobs() -> None:
+    """Stop now even if a job (a KPI roll-up, say) is mid-way: Python would otherwise join the job
+    threads at exit and wait for it. Every job writes in transactions, so a cut one is rolled back
+    whole and runs again at the next start."""
+    import logging
+
+    log.info("stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
