@@ -121,6 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         scheduler = background_scheduler(jobs)
         log.info("scheduler: %d connector job(s) embedded", len(jobs.configs))
     log.info("Vantage on http://%s:%d (store %s)", host, port, redact(store.url))
+    # Stop on SIGINT and SIGTERM alike, even when started from a shell that ignores SIGINT for
+    # background jobs (the ignore would be inherited, and the server would never stop).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app.run(host=host, port=port, debug=False)
     finally:
