@@ -265,12 +265,9 @@ def settings_from_mapping(
     return settings
 
 
-def load_settings(
-    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Load settings from ``path``, ``$VANTAGE_CONFIG`` or ``./vantage.yaml``."""
-    env = os.environ if environ is None else environ
-    file = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG_FILE)
+def read_yaml_mapping(file: Path, what: str) -> dict[str, Any]:
+    """A YAML file's top-level mapping (empty file: empty mapping); ConfigError naming the file, the
+    line and column of a syntax error, or what was expected, otherwise."""
     if not file.exists():
         raise ConfigError(str(file), [("", "file not found")])
     try:
@@ -280,9 +277,19 @@ def load_settings(
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(str(file), [(where, f"not valid YAML: {getattr(err, 'problem', err)}")]) from None
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
-        raise ConfigError(str(file), [("", f"expected a mapping of settings, got {type(raw).__name__}")])
+        raise ConfigError(str(file), [("", f"expected a mapping of {what}, got {type(raw).__name__}")])
+    return raw
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from ``path``, ``$VANTAGE_CONFIG`` or ``./vantage.yaml``."""
+    env = os.environ if environ is None else environ
+    file = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG_FILE)
+    raw = read_yaml_mapping(file, "settings")
     return settings_from_mapping(raw, file=str(file), environ=env)
 
 

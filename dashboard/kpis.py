@@ -15,11 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectors.options import parse_duration
-from dashboard.config import ConfigError, validation_problems
+from dashboard.config import ConfigError, read_yaml_mapping, validation_problems
 from dashboard.store.schema import SEVERITIES
 
 _NAME = r"^[a-z][a-z0-9_]*$"
@@ -426,12 +425,7 @@ def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
 def load_catalogue(path: str | Path) -> Catalogue:
     """Load and validate the KPI catalogue, raising ConfigError with file and path on any problem."""
     file = Path(path)
-    if not file.exists():
-        raise ConfigError(str(file), [("", "file not found")])
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(str(file), [("", f"not valid YAML: {err}")]) from None
+    raw = read_yaml_mapping(file, "KPI definitions")
     try:
         cat = Catalogue.model_validate(raw)
     except ValidationError as err:

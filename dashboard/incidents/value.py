@@ -22,12 +22,9 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Float,
     and_,
     case,
-    cast,
     delete,
-    exists,
     false,
     func,
     insert,
@@ -38,6 +35,7 @@ from sqlalchemy import (
 )
 
 from dashboard.ingest.runner import load_state, save_state
+from dashboard.store.lines import served_cells
 from dashboard.store.schema import (
     accounts,
     cell_account_value,
@@ -75,26 +73,8 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
         yield values[i : i + _CHUNK]
 
 
-def _lines(cells: list[str] | None) -> Any:
-    """(subscriber_id, cell_id, share): the served cells, or the home cell of a line without any."""
-    sc = subscriber_cells
-    served = select(sc.c.subscriber_id, sc.c.cell_id, sc.c.share.label("share")).where(sc.c.share > 0)
-    home = select(
-        subscribers.c.id.label("subscriber_id"),
-        subscribers.c.home_cell_id.label("cell_id"),
-        cast(literal(1.0), Float).label("share"),
-    ).where(
-        subscribers.c.home_cell_id.is_not(None),
-        ~exists().where(sc.c.subscriber_id == subscribers.c.id),
-    )
-    if cells is not None:
-        served = served.where(sc.c.cell_id.in_(cells))
-        home = home.where(subscribers.c.home_cell_id.in_(cells))
-    return union_all(served, home).subquery("lines")
-
-
 def _cell_value_select(cells: list[str] | None, now: datetime) -> Any:
-    ln = _lines(cells)
+    ln = served_cells(cells)
     s, a, g = subscribers, accounts, subscriber_signals
     share = ln.c.share
     segment = func.coalesce(a.c.segment, "consumer")
@@ -131,7 +111,7 @@ def _tracked_account() -> Any:
 
 
 def _cell_account_select(cells: list[str] | None, now: datetime) -> Any:
-    ln = _lines(cells)
+    ln = served_cells(cells)
     s, a = subscribers, accounts
     by_lines = (
         select(

@@ -18,7 +18,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    exists,
     func,
     literal,
     literal_column,
@@ -30,6 +29,7 @@ from sqlalchemy import (
 )
 
 from dashboard.kpis import KpiDefinition
+from dashboard.store.lines import served_cells
 from dashboard.store.schema import (
     accounts,
     cell_value,
@@ -38,7 +38,6 @@ from dashboard.store.schema import (
     kpi_rollups,
     kpi_samples,
     sites,
-    subscriber_cells,
     subscribers,
     tickets,
 )
@@ -123,24 +122,6 @@ def segment_lines() -> Any:
         .where(per.c.lines > 0, tot.c.all_lines > 0)
         .subquery("sl")
     )
-
-
-def line_cells() -> Any:
-    """(subscriber_id, cell_id, share): a line's served cells, or its home cell when it has none."""
-    sc = subscriber_cells
-    served = select(sc.c.subscriber_id, sc.c.cell_id, sc.c.share.label("share")).where(sc.c.share > 0)
-    home = select(
-        subscribers.c.id.label("subscriber_id"),
-        subscribers.c.home_cell_id.label("cell_id"),
-        cast(literal(1.0), Float).label("share"),
-    ).where(
-        subscribers.c.home_cell_id.is_not(None),
-        ~exists().where(sc.c.subscriber_id == subscribers.c.id),
-    )
-    return union_all(served, home).subquery("lc")
-
-
-# --- technical: cell rows from kpi_samples ----------------------------------------------------
 
 
 def sample_cell_rows(
@@ -363,7 +344,7 @@ def flow_rows(
             where.append(seg == segment)
     series = literal_column(f"'{measure}'", String).label("series")
     if level == "cell":
-        lc = line_cells()
+        lc = served_cells(name="lc")
         return (
             select(
                 series,
@@ -452,7 +433,7 @@ def stock_rows(
             where.append(seg == segment)
     base = base.join(d, in_service)
     if level == "cell":
-        lc = line_cells()
+        lc = served_cells(name="lc")
         return (
             select(
                 series,

@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectors.options import parse_duration
-from dashboard.config import ConfigError, validation_problems
+from dashboard.config import ConfigError, read_yaml_mapping, validation_problems
 from dashboard.kpi_eval.status import STATUSES, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
 
@@ -150,12 +149,7 @@ class RuleResult:
 
 def load_rule_file(path: str | Path) -> RuleFile:
     file = Path(path)
-    if not file.exists():
-        raise ConfigError(str(file), [("", "file not found")])
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(str(file), [("", f"not valid YAML: {err}")]) from None
+    raw = read_yaml_mapping(file, "rule tests")
     try:
         rules = RuleFile.model_validate(raw)
     except ValidationError as err:
