@@ -96,6 +96,7 @@ def test_region_and_segment_together_show_the_region_and_say_so() -> None:
     assert (scope.level, scope.entity_id, scope.links) == ("region", "R1", "region:R1")
     assert "not both" in scope.note
     assert view_scope("any", "any").links == "all"
+    assert view_scope(None, "bogus") == view_scope(None, None)  # an unknown segment filters nothing
 
 
 def test_what_if_uses_the_effect_and_its_interval_per_unit_in_the_better_direction(linked: Store) -> None:

@@ -80,7 +80,7 @@ class Scope(NamedTuple):
 def view_scope(region: str | None, segment: str | None) -> Scope:
     """The scope of the filters; region and segment together are shown as the region (said so)."""
     region = None if region in (None, "", ANY) else region
-    segment = None if segment in (None, "", ANY) else segment
+    segment = segment if segment in SEGMENTS else None
     if region:
         note = (
             f"KPIs are rolled up per region or per segment, not both: showing region {region}."
