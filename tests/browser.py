@@ -70,6 +70,28 @@ def settings_for(store: Store) -> Settings:
     )
 
 
+def two_region_network() -> list[Batch]:
+    """Region North (site Harbour, cell c1) and South (site Hill, cell c2): the smallest network
+    on which region filters mean something."""
+    return [
+        Batch(kind="regions", records=[{"id": "N", "name": "North"}, {"id": "S", "name": "South"}]),
+        Batch(
+            kind="sites",
+            records=[
+                {"id": "S1", "region_id": "N", "name": "Harbour"},
+                {"id": "S2", "region_id": "S", "name": "Hill"},
+            ],
+        ),
+        Batch(
+            kind="cells",
+            records=[
+                {"id": "c1", "site_id": "S1", "name": "C1"},
+                {"id": "c2", "site_id": "S2", "name": "C2"},
+            ],
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class Expected:
     """The numbers the seeded store must give, worked out by hand."""

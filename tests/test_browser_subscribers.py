@@ -24,6 +24,7 @@ from tests.browser import (
     screenshot_dir,
     settings_for,
     severe_console_errors,
+    two_region_network,
 )
 
 pytestmark = pytest.mark.browser
@@ -57,21 +58,7 @@ def seed_customers(store: Store, now: datetime) -> None:
     ing.ingest(
         "crm",
         [
-            Batch(kind="regions", records=[{"id": "N", "name": "North"}, {"id": "S", "name": "South"}]),
-            Batch(
-                kind="sites",
-                records=[
-                    {"id": "S1", "region_id": "N", "name": "A"},
-                    {"id": "S2", "region_id": "S", "name": "B"},
-                ],
-            ),
-            Batch(
-                kind="cells",
-                records=[
-                    {"id": "c1", "site_id": "S1", "name": "C1"},
-                    {"id": "c2", "site_id": "S2", "name": "C2"},
-                ],
-            ),
+            *two_region_network(),
             Batch(kind="accounts", records=accounts),
             Batch(kind="subscribers", records=lines),
         ],

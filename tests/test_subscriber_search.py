@@ -38,7 +38,7 @@ from dashboard.store.upsert import upsert
 from dashboard.subscribers import search
 from dashboard.subscribers.api import register_subscriber_search_api
 from dashboard.subscribers.search import Filters, SearchError, filters_from, parse_query, search_page
-from tests.browser import fixed_clock, settings_for
+from tests.browser import fixed_clock, settings_for, two_region_network
 from tests.conftest import PG_URL, require_pg
 
 NOW = datetime(2026, 3, 2, 12, 0)
@@ -104,21 +104,7 @@ def seed_base(store: Store, now: datetime = NOW) -> None:
     ing.ingest(
         "crm",
         [
-            Batch(kind="regions", records=[{"id": "N", "name": "North"}, {"id": "S", "name": "South"}]),
-            Batch(
-                kind="sites",
-                records=[
-                    {"id": "S1", "region_id": "N", "name": "Harbour"},
-                    {"id": "S2", "region_id": "S", "name": "Hill"},
-                ],
-            ),
-            Batch(
-                kind="cells",
-                records=[
-                    {"id": "c1", "site_id": "S1", "name": "C1"},
-                    {"id": "c2", "site_id": "S2", "name": "C2"},
-                ],
-            ),
+            *two_region_network(),
             Batch(
                 kind="accounts",
                 records=[{"id": i, "name": n, "segment": seg, "vip": vip} for i, n, seg, vip in named],
