@@ -16,19 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, and_, delete, func, insert, select
+from sqlalchemy import Connection, Integer, and_, delete, func, insert, select
 
+from dashboard.incidents import measure
 from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, correlate
 from dashboard.incidents.impact import latest_period, refresh_impact
-from dashboard.incidents.scoring import (
-    ACTIVE,
-    ClockSummary,
-    clock_inputs,
-    incident_metrics,
-    rank_incidents,
-    summarize_clocks,
-)
+from dashboard.incidents.scoring import ACCOUNT_DTYPES, ACTIVE, VALUE_DTYPES, ClockSummary, rank_incidents
 from dashboard.incidents.value import ValueRefresh, refresh_values
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import Scoring
@@ -147,203 +142,233 @@ def rank_from_store(
     """Measure impact and rank the queue incidents (no writes to the queue itself).
 
     With ``memory`` (valid for this store, see :func:`refresh_queue`) and the value pass that just ran,
-    only the incidents whose cells, shares, cells' aggregates or opening time changed are measured
-    again; the others keep their remembered metrics and SLA clock inputs. Without, all are measured.
+    only the incidents whose cells, shares, cells' aggregates or opening time changed are read again;
+    the others keep their remembered cells and shares, the cells their remembered aggregates. Every
+    active incident is then measured from those arrays (:mod:`dashboard.incidents.measure`).
     """
+    memory = memory if memory is not None else QueueMemory(scoring="")
     incs = queue_incidents(conn)
     act = incs[incs["state"].isin(ACTIVE)]
     resources = _alarm_resources(conn, act["id"].tolist())
     opened = dict(zip(act["id"], act["opened_at"], strict=True))
-    below = memory.below if memory is not None else None
     changed: set[str] = set()
     keys = {i: (opened[i], frozenset(resources.get(i, ()))) for i in opened}
     latest = latest_period(conn, scoring.impact.availability_kpi)
-    measure = keys
-    if memory is not None and memory.impact_latest == latest and memory.impact_latest is not None:
+    measure_now = keys
+    if memory.impact_latest == latest and memory.impact_latest is not None:
         # Same topology and KPI period as the last pass, which brought every active incident's cells
         # and shares up to date: only incidents whose opening or alarm resources changed can differ.
-        measure = {i: k for i, k in keys.items() if memory.impact_keys.get(i) != k}
+        measure_now = {i: k for i, k in keys.items() if memory.impact_keys.get(i) != k}
     refresh_impact(
         conn,
-        {i: (k[0], set(k[1])) for i, k in measure.items()},
+        {i: (k[0], set(k[1])) for i, k in measure_now.items()},
         scoring.impact,
         now=now,
-        below_memo=below,
+        below_memo=memory.below,
         changed=changed,
         latest=(latest,),
     )
-    if memory is not None:
-        memory.impact_keys, memory.impact_latest = keys, latest
-    if memory is None or values is None or values.full or memory.metrics is None:
-        if memory is not None:
-            memory.inputs = CellInputs()
-        metrics, clocks = _measure(conn, scoring, opened, None, memory.inputs if memory else CellInputs())
-        if memory is not None:
-            memory.metrics, memory.clocks, memory.opened = metrics, clocks, opened
-            memory.last_redo = len(opened)
+    memory.impact_keys, memory.impact_latest = keys, latest
+    tables = memory.tables
+    if values is None or values.full or memory.impact is None:
+        # Everything afresh: the active incidents' cells through a join (no long list of ids), then
+        # the aggregates of all those cells.
+        tables = memory.tables = CellTables()
+        memory.impact = {}
+        redo = set(opened)
+        cells = _active_cells(conn)
     else:
-        assert memory.metrics is not None and memory.clocks is not None
         redo = changed | {i for i, t in opened.items() if memory.opened.get(i) != t}
+        redo |= opened.keys() - memory.impact.keys()
         if values.touched:
-            redo |= _incidents_on(conn, sorted(values.touched)) & opened.keys()
-            memory.inputs.forget(values.touched)
-        gone = memory.opened.keys() - opened.keys()
-        drop = redo | gone
-        metrics = memory.metrics[~memory.metrics.index.isin(drop)]
-        clocks = memory.clocks.without(drop)
-        if redo:
-            new_metrics, new_clocks = _measure(conn, scoring, opened, sorted(redo), memory.inputs)
-            metrics = _concat([metrics, new_metrics], metrics)
-            clocks = ClockSummary.join([clocks, new_clocks])
-        memory.metrics, memory.clocks, memory.opened = metrics, clocks, opened
-        memory.last_redo = len(redo)
-        memory.inputs.prune(gone)
-    return rank_incidents(incs, metrics, clocks, scoring, now=now, currency=currency)
-
-
-def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame | None = None) -> pd.DataFrame:
-    keep = [f for f in frames if not f.empty]
-    if not keep:
-        return (empty if empty is not None else frames[0]).iloc[0:0]
-    return keep[0] if len(keep) == 1 else pd.concat(keep)
-
-
-def _incidents_on(conn: Connection, cells: list[str]) -> set[str]:
-    """Incidents with rows in ``incident_cells`` on any of ``cells``."""
-    ic = incident_cells
-    out: set[str] = set()
-    for part in _chunks(cells):
-        out.update(
-            r[0] for r in conn.execute(select(ic.c.incident_id).where(ic.c.cell_id.in_(part)).distinct())
+            touched = tables.positions(values.touched)
+            redo |= memory.incidents_on(touched) & opened.keys()
+            if values.rows is not None:
+                # The value pass hands over the rows it wrote: no need to read them back.
+                tables.set(conn, sorted(values.touched), *values.rows)
+            else:
+                tables.forget(touched)
+        cells = _in_chunks(
+            conn,
+            select(incident_cells.c.incident_id, incident_cells.c.cell_id, incident_cells.c.degraded_share),
+            incident_cells.c.incident_id,
+            sorted(redo),
         )
-    return out
+    for gone in memory.impact.keys() - opened.keys():
+        del memory.impact[gone]
+    cells = cells[cells["incident_id"].isin(redo)]
+    # One order whatever the database returns (incident, then cell id), so sums come out the same to
+    # the last bit however the rows were gathered.
+    cells = cells.sort_values(["incident_id", "cell_id"], kind="stable", ignore_index=True)
+    pos = tables.positions(cells["cell_id"].tolist())
+    share = cells["degraded_share"].to_numpy(dtype=float)
+    bounds = np.flatnonzero(
+        np.r_[True, cells["incident_id"].to_numpy()[1:] != cells["incident_id"].to_numpy()[:-1]]
+    )
+    ends = np.r_[bounds[1:], len(cells)]
+    inc_col = cells["incident_id"].tolist()
+    for i in redo:
+        memory.impact[i] = (_EMPTY_POS, _EMPTY_SHARE)
+    for b, e in zip(bounds.tolist(), ends.tolist(), strict=True):
+        if b < len(inc_col):
+            memory.impact[inc_col[b]] = (pos[b:e], share[b:e])
+    missing = np.flatnonzero(~tables.known[: len(tables.cell_ids)])
+    if len(missing):
+        tables.load(conn, [tables.cell_ids[p] for p in missing.tolist()])
+    memory.opened = opened
+    memory.last_redo = len(redo)
+    metrics, summary = memory.measure(sorted(opened), opened, scoring)
+    return rank_incidents(incs, metrics, summary, scoring, now=now, currency=currency)
+
+
+_EMPTY_POS = np.zeros(0, dtype=np.int64)
+_EMPTY_SHARE = np.zeros(0, dtype=float)
+
+
+def _active_cells(conn: Connection) -> pd.DataFrame:
+    """(incident_id, cell_id, degraded_share) of every active engine incident."""
+    ic, i = incident_cells, incidents
+    return _frame(
+        conn,
+        select(ic.c.incident_id, ic.c.cell_id, ic.c.degraded_share).join(
+            i, and_(i.c.id == ic.c.incident_id, i.c.source == ENGINE_SOURCE, i.c.state.in_(ACTIVE))
+        ),
+    )
 
 
 _ACCOUNT_COLS = ["id", "name", "segment", "vip", "sla_restore_minutes", "penalty_per_hour"]
 
 
-class CellInputs:
-    """The aggregates (``cell_value``, ``cell_account_value`` and the accounts on them) of the cells
-    of the active incidents, read once and kept per cell: a refresh reads again only the cells whose
-    aggregates the value pass recomputed and the cells it has not seen yet, and gathers the rows of
-    the cells it measures by key (no scans of everything kept).
+class CellTables:
+    """The aggregates of the active incidents' cells (``cell_value``, ``cell_account_value`` and the
+    accounts on them), read once and kept as arrays by cell position: a refresh reads again only the
+    cells whose aggregates the value pass recomputed and the cells it has not seen yet.
     """
 
     def __init__(self) -> None:
-        self.value_cols: list[str] = []
-        self.acct_cols: list[str] = []
-        self.account_cols: list[str] = list(_ACCOUNT_COLS)
-        self.values: dict[str, list[tuple[Any, ...]]] = {}  # cell -> rows, by (segment, vip)
-        self.acct_cells: dict[str, list[tuple[Any, ...]]] = {}  # cell -> rows, by account
-        self.accounts: dict[str, tuple[Any, ...]] = {}  # account id -> row
-        self.loaded = False
-        self.known: set[str] = set()
-        self.by_incident: dict[str, set[str]] = {}  # the cells each measured incident had
+        self.cell_pos: dict[str, int] = {}
+        self.cell_ids: list[str] = []
+        self.known = np.zeros(0, dtype=bool)
+        self.values = measure.CellRows(VALUE_DTYPES)
+        self.accounts_on = measure.CellRows(ACCOUNT_DTYPES)
+        self.account_pos: dict[str, int] = {}
+        self._acc: dict[str, np.ndarray] = {
+            "ids": np.empty(0, dtype=object),
+            "names": np.empty(0, dtype=object),
+            "segment": np.empty(0, dtype=np.int8),
+            "vip": np.empty(0, dtype=bool),
+            "restore": np.empty(0, dtype=float),
+            "penalty": np.empty(0, dtype=float),
+            "known": np.empty(0, dtype=bool),
+        }
 
-    def forget(self, cells: Iterable[str]) -> None:
-        for c in self.known & set(cells):
-            self.values.pop(c, None)
-            self.acct_cells.pop(c, None)
-            self.known.discard(c)
-
-    def prune(self, incidents_gone: Iterable[str]) -> None:
-        for i in incidents_gone:
-            self.by_incident.pop(i, None)
-        live: set[str] = set().union(*self.by_incident.values()) if self.by_incident else set()
-        if len(self.known) > 2 * len(live) + 1000:
-            self.forget(self.known - live)
-
-    @staticmethod
-    def _rows(df: pd.DataFrame, key: str, order: list[str]) -> dict[str, list[tuple[Any, ...]]]:
-        df = df.sort_values([key, *order], kind="stable", ignore_index=True)
-        out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        for row in zip(*(df[c].tolist() for c in df.columns), strict=True):
-            out[row[0]].append(row)
-        return out
-
-    def load(self, conn: Connection, cells: list[str] | None, scope: Any = None) -> None:
-        """Read the aggregates of ``cells`` (or of the cells ``scope`` selects), replacing any kept."""
-        cav = cell_account_value
-        value_cols = select(cell_value)
-        acct_cols = select(cav.c.cell_id, cav.c.account_id, cav.c.lines, cav.c.arpu, cav.c.services)
-        acc_cols = select(*[accounts.c[c] for c in _ACCOUNT_COLS])
-        if cells is not None:
-            self.forget(cells)
-            values = _in_chunks(conn, value_cols, cell_value.c.cell_id, cells)
-            acct_cells = _in_chunks(conn, acct_cols, cav.c.cell_id, cells)
-            acc_ids = sorted(set(acct_cells["account_id"].tolist()))
-            acc = _in_chunks(conn, acc_cols, accounts.c.id, acc_ids)
-            self.known.update(cells)
-        else:
-            values = _frame(conn, value_cols.where(cell_value.c.cell_id.in_(scope)))
-            acct_cells = _frame(conn, acct_cols.where(cav.c.cell_id.in_(scope)))
-            acc = _frame(
-                conn,
-                acc_cols.where(accounts.c.id.in_(select(cav.c.account_id).where(cav.c.cell_id.in_(scope)))),
+    def positions(self, cells: Iterable[str]) -> np.ndarray:
+        """The positions of ``cells``, new ones given the next free positions."""
+        pos, ids = self.cell_pos, self.cell_ids
+        out = []
+        for c in cells:
+            p = pos.get(c)
+            if p is None:
+                p = pos[c] = len(ids)
+                ids.append(c)
+            out.append(p)
+        if len(ids) > len(self.known):
+            self.known = np.concatenate(
+                [self.known, np.zeros(max(len(ids), 2 * len(self.known)) - len(self.known), dtype=bool)]
             )
-            self.known.update(values["cell_id"].tolist())
-            self.known.update(acct_cells["cell_id"].tolist())
-        # cell_id first, so each row's first value is its key.
-        self.value_cols = ["cell_id", *[c for c in values.columns if c != "cell_id"]]
-        self.acct_cols = list(acct_cells.columns)
-        self.values.update(self._rows(values[self.value_cols], "cell_id", ["segment", "vip"]))
-        self.acct_cells.update(self._rows(acct_cells, "cell_id", ["account_id"]))
-        acc = acc[self.account_cols].sort_values("id", kind="stable").drop_duplicates("id")
-        self.accounts.update(
-            zip(acc["id"].tolist(), zip(*(acc[c].tolist() for c in acc.columns), strict=True), strict=True)
+        return np.array(out, dtype=np.int64)
+
+    def forget(self, cells: np.ndarray) -> None:
+        self.known[cells] = False
+
+    def _account_positions(self, ids: list[str]) -> np.ndarray:
+        pos = self.account_pos
+        out = []
+        for a in ids:
+            p = pos.get(a)
+            if p is None:
+                p = pos[a] = len(pos)
+            out.append(p)
+        n = len(pos)
+        have = len(self._acc["ids"])
+        if n > have:
+            size = max(n, 2 * have, 256)
+            for k, col in self._acc.items():
+                grown = (
+                    np.zeros(size, dtype=col.dtype)
+                    if col.dtype != object
+                    else np.full(size, None, dtype=object)
+                )
+                grown[:have] = col
+                self._acc[k] = grown
+        return np.array(out, dtype=np.int64)
+
+    def load(self, conn: Connection, cells: list[str]) -> None:
+        """Read the aggregates of ``cells``, replacing any kept."""
+        cav = cell_account_value
+        value_cols = select(
+            cell_value.c.cell_id,
+            cell_value.c.segment,
+            cell_value.c.vip,
+            *[cell_value.c[f] for f in measure.VALUE_FIELDS],
         )
-        self.loaded = True
+        acct_cols = select(cav.c.cell_id, cav.c.account_id, cav.c.lines, cav.c.arpu, cav.c.services)
+        if len(cells) > _CHUNK:
+            # Many cells (a first pass): through the active incidents' cells, not long id lists.
+            i, ic = incidents, incident_cells
+            scope = (
+                select(ic.c.cell_id)
+                .join(i, and_(i.c.id == ic.c.incident_id, i.c.source == ENGINE_SOURCE, i.c.state.in_(ACTIVE)))
+                .scalar_subquery()
+            )
+            vals = _frame(conn, value_cols.where(cell_value.c.cell_id.in_(scope)))
+            accts = _frame(conn, acct_cols.where(cav.c.cell_id.in_(scope)))
+            wanted = set(cells)
+            vals = vals[vals["cell_id"].isin(wanted)]
+            accts = accts[accts["cell_id"].isin(wanted)]
+        else:
+            vals = _in_chunks(conn, value_cols, cell_value.c.cell_id, cells)
+            accts = _in_chunks(conn, acct_cols, cav.c.cell_id, cells)
+        self.set(conn, cells, vals, accts)
 
-    def frames(self, cells: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """Value rows, account rows and accounts of ``cells``, each in one order (see _measure)."""
-        assert self.loaded
-        cells = sorted(set(cells))
-        values = [r for c in cells for r in self.values.get(c, ())]
-        acct_cells = [r for c in cells for r in self.acct_cells.get(c, ())]
-        ids = sorted({r[1] for r in acct_cells})
-        acc = [self.accounts[i] for i in ids if i in self.accounts]
-        return (
-            pd.DataFrame.from_records(values, columns=self.value_cols),
-            pd.DataFrame.from_records(acct_cells, columns=self.acct_cols),
-            pd.DataFrame.from_records(acc, columns=self.account_cols),
+    def set(self, conn: Connection, cells: list[str], vals: pd.DataFrame, accts: pd.DataFrame) -> None:
+        """Keep ``vals`` and ``accts`` (rows of cell_value and cell_account_value) as the aggregates of
+        ``cells``, reading the accounts on them."""
+        at = self.positions(cells)
+        vals = vals.assign(
+            _cell=self.positions(vals["cell_id"].tolist()),
+            segment=measure.segment_codes(vals["segment"].tolist()),
+        ).sort_values(["_cell", "segment", "vip"], kind="stable")
+        self.values.replace(
+            at, vals["_cell"].to_numpy(), {k: vals[k].to_numpy(dtype=t) for k, t in VALUE_DTYPES.items()}
         )
-
-
-def _measure(
-    conn: Connection, scoring: Scoring, opened: dict[str, Any], ids: list[str] | None, inputs: CellInputs
-) -> tuple[pd.DataFrame, ClockSummary]:
-    """Metrics and SLA clock summaries of the active incidents ``ids`` (all active ones when None).
-
-    The incidents' cells come from ``incident_cells``; their aggregates from ``inputs``, which reads
-    what it lacks: all at once through a join on ``incident_cells`` on the first pass (no long lists
-    of cells or accounts as parameters), the few new or recomputed cells by id afterwards.
-    """
-    ic = incident_cells
-    cols = select(ic.c.incident_id, ic.c.cell_id, ic.c.degraded_share)
-    if ids is None:
-        i = incidents
-        scope = cols.join(
-            i, and_(i.c.id == ic.c.incident_id, i.c.source == ENGINE_SOURCE, i.c.state.in_(ACTIVE))
+        accts = accts.sort_values(["cell_id", "account_id"], kind="stable")
+        accts = accts.assign(
+            _cell=self.positions(accts["cell_id"].tolist()),
+            account=self._account_positions(accts["account_id"].tolist()),
         )
-        cells = _frame(conn, scope)
-        inputs.load(conn, None, scope.with_only_columns(ic.c.cell_id).scalar_subquery())
-    else:
-        cells = _in_chunks(conn, cols, ic.c.incident_id, ids)
-    # Only incidents still active (an id may have left the queue since it was listed).
-    cells = cells[cells["incident_id"].isin(list(opened))]
-    # One order whatever the database returns, so sums come out the same to the last bit on the
-    # full and the incremental path (and in every process).
-    cells = cells.sort_values(["incident_id", "cell_id"], kind="stable", ignore_index=True)
-    cell_ids = sorted(set(cells["cell_id"].tolist()))
-    missing = sorted(set(cell_ids) - inputs.known)
-    if missing or not inputs.loaded:
-        inputs.load(conn, missing, None)
-    for inc_id, group in cells.groupby("incident_id")["cell_id"]:
-        inputs.by_incident[str(inc_id)] = set(group.tolist())
-    values, acct_cells, acc = inputs.frames(cell_ids)
-    metrics = incident_metrics(cells, values, scoring)
-    clocks = summarize_clocks(clock_inputs(cells, acct_cells, acc, opened, scoring))
-    return metrics, clocks
+        accts = accts.sort_values("_cell", kind="stable")
+        self.accounts_on.replace(
+            at, accts["_cell"].to_numpy(), {k: accts[k].to_numpy(dtype=t) for k, t in ACCOUNT_DTYPES.items()}
+        )
+        ids = sorted(set(accts["account_id"].tolist()))
+        acc = _in_chunks(conn, select(*[accounts.c[c] for c in _ACCOUNT_COLS]), accounts.c.id, ids)
+        acc = acc.drop_duplicates("id")
+        p = self._account_positions(acc["id"].tolist())
+        a = self._acc
+        a["ids"][p] = acc["id"].to_numpy(dtype=object)
+        a["names"][p] = acc["name"].to_numpy(dtype=object)
+        a["segment"][p] = measure.segment_codes(acc["segment"].tolist())
+        a["vip"][p] = acc["vip"].astype(object).fillna(False).astype(bool).to_numpy()
+        a["restore"][p] = acc["sla_restore_minutes"].astype(float).to_numpy()
+        a["penalty"][p] = acc["penalty_per_hour"].astype(float).to_numpy()
+        a["known"][p] = True
+        self.known[at] = True
+
+    def accounts(self) -> measure.Accounts:
+        n = len(self.account_pos)
+        a = {k: v[:n] for k, v in self._acc.items()}
+        return measure.Accounts(**a)
 
 
 @dataclass
@@ -366,10 +391,12 @@ class QueueMemory:
     impact_keys: dict[str, tuple[Any, frozenset[str]]] = field(default_factory=dict)
     impact_latest: Any = None
     opened: dict[str, Any] = field(default_factory=dict)  # active incident -> opened_at measured with
-    inputs: CellInputs = field(default_factory=lambda: CellInputs())  # the cells' aggregates
-    metrics: pd.DataFrame | None = None  # incident_metrics of the active incidents
-    clocks: ClockSummary | None = None  # summarize_clocks of the active incidents' clock_inputs
+    tables: CellTables = field(default_factory=lambda: CellTables())  # the cells' aggregates
+    # Active incident -> its cells' positions (by cell id) and degraded shares, as in incident_cells.
+    impact: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     last_redo: int = -1
+    _rows: measure.ImpactRows | None = None
+    _ids: list[str] = field(default_factory=list)
 
     def clear_topology(self, topology: Any) -> None:
         """Forget what was derived from the topology (it changed: ``topology`` is its new mark)."""
@@ -378,6 +405,39 @@ class QueueMemory:
         self.impact_keys.clear()
         self.impact_latest = None
         self.topology = topology
+
+    def incidents_on(self, cells: np.ndarray) -> set[str]:
+        """Incidents of the last measurement with any of ``cells``."""
+        if self._rows is None or not len(self._rows.cell):
+            return set()
+        flag = np.zeros(len(self.tables.known), dtype=bool)
+        flag[cells] = True
+        hit = np.unique(self._rows.inc[flag[self._rows.cell]])
+        return {self._ids[k] for k in hit.tolist()}
+
+    def measure(
+        self, ids: list[str], opened: dict[str, Any], scoring: Scoring
+    ) -> tuple[pd.DataFrame, ClockSummary]:
+        """Metrics and SLA clock totals of the active incidents ``ids`` from the kept arrays."""
+        assert self.impact is not None
+        parts = [self.impact[i] for i in ids]
+        lens = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
+        rows = measure.ImpactRows(
+            inc=np.repeat(np.arange(len(ids)), lens),
+            cell=np.concatenate([p[0] for p in parts]) if parts else _EMPTY_POS,
+            share=np.concatenate([p[1] for p in parts]) if parts else _EMPTY_SHARE,
+        )
+        self._rows, self._ids = rows, ids
+        n = len(ids)
+        t = self.tables
+        m = measure.metrics(n, rows, t.values, scoring)
+        acc = t.accounts()
+        when = pd.to_datetime(pd.Series([opened[i] for i in ids], dtype=object)).to_numpy(
+            dtype="datetime64[ns]"
+        )
+        totals = measure.clock_totals(n, measure.clocks(rows, t.accounts_on, acc, when, scoring), acc)
+        index = pd.Index(ids, name="incident_id", dtype=object)
+        return pd.DataFrame(m, index=index), ClockSummary.of(np.asarray(ids, dtype=object), totals, acc.ids)
 
 
 _MEMORY: weakref.WeakKeyDictionary[Store, QueueMemory] = weakref.WeakKeyDictionary()
@@ -389,6 +449,7 @@ def forget(store: Store) -> None:
 
 
 _QUEUE_COLS = [c.name for c in incident_queue.columns]
+_INT_COLS = [c.name for c in incident_queue.columns if isinstance(c.type, Integer)]
 
 
 def _plain(values: pd.Series) -> list[Any]:
@@ -417,7 +478,8 @@ def _queue_columns(ranked: pd.DataFrame, now: datetime) -> dict[str, list[Any]]:
     columns = {
         c: (_plain(df[c]) if c in df else [now if c == "computed_at" else None] * n) for c in _QUEUE_COLS
     }
-    columns["rank"] = [None if v is None else int(cast(float, v)) for v in columns["rank"]]
+    for c in _INT_COLS:
+        columns[c] = [None if v is None else int(cast(float, v)) for v in columns[c]]
     return columns
 
 
@@ -427,6 +489,14 @@ def _insert_queue(conn: Connection, columns: dict[str, list[Any]]) -> None:
     if not columns["incident_id"]:
         return
     stmt = insert(incident_queue)
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        # COPY: one stream of rows, no statement per batch (psycopg adapts each value by its type).
+        raw = cast(Any, conn.connection.driver_connection)
+        names = ", ".join(f'"{c}"' for c in _QUEUE_COLS)
+        with raw.cursor() as cur, cur.copy(f"COPY incident_queue ({names}) FROM STDIN") as copy:
+            for row in zip(*columns.values(), strict=True):
+                copy.write_row(row)
+        return
     if conn.dialect.name != "sqlite":
         rows = [dict(zip(_QUEUE_COLS, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
         conn.execute(stmt, rows)

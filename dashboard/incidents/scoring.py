@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dashboard.incidents import measure
+from dashboard.incidents.measure import ImpactRows
 from dashboard.kpis import Scoring
+from dashboard.store.schema import SEGMENTS
 
 FACTORS = ("severity", "subscriber_value", "revenue_at_risk", "sla_urgency", "sentiment", "churn_risk")
 PHRASE_ORDER = ("subscriber_value", "revenue_at_risk", "sla_urgency", "sentiment", "churn_risk", "severity")
@@ -42,67 +45,48 @@ _METRIC_COLS = [
 ]
 
 
+def _positions(values: Any) -> tuple[list[Any], dict[Any, int]]:
+    ids = sorted(set(values))
+    return ids, {v: i for i, v in enumerate(ids)}
+
+
+def _impact_rows(cells: pd.DataFrame, inc_pos: dict[Any, int], cell_pos: dict[Any, int]) -> ImpactRows:
+    cells = cells.sort_values(["incident_id", "cell_id"], kind="stable")
+    return ImpactRows(
+        inc=np.fromiter((inc_pos[v] for v in cells["incident_id"]), dtype=np.int64, count=len(cells)),
+        cell=np.fromiter((cell_pos[v] for v in cells["cell_id"]), dtype=np.int64, count=len(cells)),
+        share=cells["degraded_share"].to_numpy(dtype=float),
+    )
+
+
 def incident_metrics(cells: pd.DataFrame, values: pd.DataFrame, scoring: Scoring) -> pd.DataFrame:
     """Per incident: affected lines by segment, value, revenue per hour, churn risk and sentiment.
 
     ``cells``: incident_id, cell_id, degraded_share. ``values``: rows of ``cell_value``.
     A line counts as affected by its traffic share on affected cells (share > 0); its value and
-    revenue at risk are further weighted by how degraded the cell is.
+    revenue at risk are further weighted by how degraded the cell is (:func:`measure.metrics`).
     """
-    cells = cells[cells["degraded_share"] > 0]
-    if cells.empty:
+    hit = cells[cells["degraded_share"] > 0]
+    if hit.empty:
         return pd.DataFrame(columns=_METRIC_COLS).rename_axis("incident_id")
-    m = cells.merge(values, on="cell_id", how="left")
-    for col in (
-        "lines",
-        "arpu",
-        "risk",
-        "risk_arpu",
-        "risk_lines",
-        "sentiment",
-        "sentiment_lines",
-        "negative_tickets",
-    ):
-        m[col] = m[col].fillna(0.0).astype(float) if col in m else 0.0
-    m["segment"] = m["segment"].fillna("consumer")
-    m["vip"] = m["vip"].fillna(False).astype(bool)
-    d = m["degraded_share"].astype(float)
-    seg_mult = m["segment"].map(scoring.segment_multipliers).fillna(1.0)
-    vip_mult = np.where(m["vip"], scoring.vip_multiplier, 1.0)
-    r = scoring.revenue_at_risk
-    m["value"] = d * m["arpu"] * seg_mult * vip_mult
-    m["service_revenue_per_hour"] = d * m["arpu"] / r.hours_per_month
-    m["churn_revenue_per_hour"] = (
-        d
-        * r.churn_hazard_per_outage_hour
-        * r.lifetime_months
-        * (m["arpu"] + r.churn_risk_amplifier * m["risk_arpu"])
+    inc_ids, inc_pos = _positions(cells["incident_id"])
+    cell_ids, cell_pos = _positions([*cells["cell_id"], *values["cell_id"]])
+    rows = measure.rows_from_frame(
+        values.assign(segment=measure.segment_codes(values["segment"])),
+        np.fromiter((cell_pos[v] for v in values["cell_id"]), dtype=np.int64, count=len(values)),
+        len(cell_ids),
+        VALUE_DTYPES,
+        ["segment", "vip"],
     )
-    for seg in ("consumer", "smb", "enterprise"):
-        m[f"{seg}_lines"] = np.where(m["segment"] == seg, m["lines"], 0.0)
-    m["vip_lines"] = np.where(m["vip"], m["lines"], 0.0)
-    g = m.groupby("incident_id")
-    out = g[
-        [
-            "lines",
-            "consumer_lines",
-            "smb_lines",
-            "enterprise_lines",
-            "vip_lines",
-            "value",
-            "service_revenue_per_hour",
-            "churn_revenue_per_hour",
-            "risk",
-            "risk_lines",
-            "sentiment",
-            "sentiment_lines",
-            "negative_tickets",
-        ]
-    ].sum()
-    out["cells"] = g["cell_id"].nunique()
-    out["churn_risk"] = (out["risk"] / out["risk_lines"]).where(out["risk_lines"] > 0)
-    out["sentiment"] = (out["sentiment"] / out["sentiment_lines"]).where(out["sentiment_lines"] > 0)
-    return out[_METRIC_COLS]
+    out = pd.DataFrame(
+        measure.metrics(len(inc_ids), _impact_rows(cells, inc_pos, cell_pos), rows, scoring),
+        index=pd.Index(inc_ids, name="incident_id", dtype=object),
+    )
+    return out.loc[sorted(set(hit["incident_id"]))][_METRIC_COLS]
+
+
+VALUE_DTYPES: dict[str, Any] = {"segment": np.int8, "vip": bool} | {f: float for f in measure.VALUE_FIELDS}
+ACCOUNT_DTYPES: dict[str, Any] = {"account": np.int64, "lines": float, "arpu": float, "services": np.int64}
 
 
 _CLOCK_COLS = [
@@ -149,43 +133,47 @@ def clock_inputs(
     opened_at: Mapping[str, datetime],
     scoring: Scoring,
 ) -> pd.DataFrame:
-    """:func:`account_clocks` without the clock read at a time (``minutes_to_breach``, ``breached``).
-
-    Each incident's rows depend on its own cells only, so the frame can be kept and updated per
-    incident; :func:`clock_times` reads the clocks at any time.
-    """
+    """:func:`account_clocks` without the clock read at a time (``minutes_to_breach``, ``breached``)."""
     if cells.empty or account_cells.empty:
         return pd.DataFrame(columns=_CLOCK_COLS)
-    m = cells.merge(account_cells, on="cell_id")
-    if m.empty:
-        return pd.DataFrame(columns=_CLOCK_COLS)
-    m["units"] = m["lines"].astype(float) + m["services"].astype(float)
-    m["degraded_units"] = m["units"] * m["degraded_share"].astype(float)
-    m["affected_lines"] = np.where(m["degraded_share"] > 0, m["lines"], 0.0)
-    m["affected_services"] = np.where(m["degraded_share"] > 0, m["services"], 0)
-    m["affected_arpu"] = m["arpu"] * m["degraded_share"]
-    # One grouped sum over the five columns (the same per-column sums as five named aggregations).
-    sums = ["units", "degraded_units", "affected_lines", "affected_services", "affected_arpu"]
-    g = (
-        m[["incident_id", "account_id", *sums]]
-        .groupby(["incident_id", "account_id"], as_index=False)
-        .sum()
-        .rename(columns={"affected_lines": "lines", "affected_services": "services", "affected_arpu": "arpu"})
+    inc_ids, inc_pos = _positions(cells["incident_id"])
+    cell_ids, cell_pos = _positions([*cells["cell_id"], *account_cells["cell_id"]])
+    acct_ids, acct_pos = _positions(account_cells["account_id"])
+    acc = measure.accounts_from_frame(accounts, acct_ids)
+    rows = measure.rows_from_frame(
+        account_cells.assign(account=[acct_pos[v] for v in account_cells["account_id"]]),
+        np.fromiter(
+            (cell_pos[v] for v in account_cells["cell_id"]), dtype=np.int64, count=len(account_cells)
+        ),
+        len(cell_ids),
+        ACCOUNT_DTYPES,
+        ["account"],
     )
-    g = g[(g["lines"] > 0) | (g["services"] > 0)]
-    acc = accounts.rename(columns={"id": "account_id"})
-    g = g.merge(acc, on="account_id", how="inner")
-    g["degraded_share"] = (g["degraded_units"] / g["units"].where(g["units"] > 0)).fillna(0.0)
-    default = g["segment"].map(scoring.sla.default_restore_minutes)
-    g["restore_minutes"] = g["sla_restore_minutes"].astype(float).fillna(default.astype(float))
-    g["opened_at"] = pd.to_datetime(g["incident_id"].map(opened_at))
-    g["deadline"] = g["opened_at"] + pd.to_timedelta(g["restore_minutes"], unit="m")
-    g["running"] = g["restore_minutes"].notna() & (g["degraded_share"] >= scoring.sla.min_degraded_share)
-    g["minutes_to_breach"] = np.nan
-    g["breached"] = False
-    g["penalty_per_hour"] = np.where(g["running"], g["penalty_per_hour"].astype(float).fillna(0.0), 0.0)
-    g["vip"] = g["vip"].fillna(False).astype(bool)
-    return g[_CLOCK_COLS].reset_index(drop=True)
+    opened = pd.to_datetime(pd.Series([opened_at.get(i) for i in inc_ids], dtype=object)).to_numpy(
+        dtype="datetime64[ns]"
+    )
+    c = measure.clocks(_impact_rows(cells, inc_pos, cell_pos), rows, acc, opened, scoring)
+    segment_names = np.array(SEGMENTS, dtype=object)
+    return pd.DataFrame(
+        {
+            "incident_id": np.asarray(inc_ids, dtype=object)[c.inc],
+            "account_id": acc.ids[c.acct],
+            "name": acc.names[c.acct],
+            "segment": segment_names[acc.segment[c.acct]],
+            "vip": acc.vip[c.acct],
+            "lines": c.lines,
+            "services": c.services.astype(np.int64),
+            "arpu": c.arpu,
+            "degraded_share": c.degraded_share,
+            "restore_minutes": c.restore_minutes,
+            "deadline": c.deadline,
+            "running": c.running,
+            "breached": False,
+            "minutes_to_breach": np.nan,
+            "penalty_per_hour": c.penalty_per_hour,
+        },
+        columns=_CLOCK_COLS,
+    )
 
 
 def clock_times(clocks: pd.DataFrame, *, now: datetime) -> pd.DataFrame:
@@ -315,91 +303,43 @@ def factor_frame(q: pd.DataFrame, scoring: Scoring) -> tuple[pd.DataFrame, pd.Da
 
 @dataclass(frozen=True)
 class ClockSummary:
-    """Per incident, what its SLA clocks say apart from the time: see :func:`summarize_clocks`."""
+    """Per incident, what its SLA clocks say apart from the time (see :class:`measure.ClockTotals`)."""
 
     # index incident_id; sla_accounts, penalty_per_hour, sla_deadline, sla_account_id, accounts,
-    # enterprise_accounts (only incidents with clocks)
+    # enterprise_accounts
     per_incident: pd.DataFrame
     deadlines: pd.Series  # the running clocks' deadlines, indexed by incident_id
 
-    def without(self, ids: Collection[str]) -> ClockSummary:
-        keep = ~self.per_incident.index.isin(list(ids))
-        return ClockSummary(self.per_incident[keep], self.deadlines[~self.deadlines.index.isin(list(ids))])
-
     @staticmethod
-    def join(parts: list[ClockSummary]) -> ClockSummary:
-        per = [p.per_incident for p in parts if not p.per_incident.empty]
-        dl = [p.deadlines for p in parts if not p.deadlines.empty]
-        return ClockSummary(
-            pd.concat(per) if len(per) > 1 else (per[0] if per else parts[0].per_incident),
-            pd.concat(dl) if len(dl) > 1 else (dl[0] if dl else parts[0].deadlines),
-        )
-
-
-_SUMMARY_COLS = [
-    "sla_accounts",
-    "penalty_per_hour",
-    "sla_deadline",
-    "sla_account_id",
-    "accounts",
-    "enterprise_accounts",
-]
-
-
-def summarize_clocks(clocks: pd.DataFrame) -> ClockSummary:
-    """Per incident: accounts with a running clock, their penalties, the earliest deadline and its
-    account, business and enterprise accounts; and every running clock's deadline (for the count of
-    breached ones at a given time). ``clocks``: from :func:`clock_inputs` or :func:`account_clocks`.
-    """
-    empty = pd.DataFrame(columns=_SUMMARY_COLS, index=pd.Index([], name="incident_id", dtype=object))
-    no_deadlines = pd.Series([], index=pd.Index([], name="incident_id", dtype=object), dtype="datetime64[ns]")
-    if clocks.empty:
-        return ClockSummary(empty, no_deadlines)
-    running = clocks[clocks["running"].astype(bool)]
-    parts = []
-    deadlines = no_deadlines
-    if not running.empty:
-        first = (
-            running[["incident_id", "deadline", "account_id"]]
-            .sort_values(["deadline", "account_id"])
-            .groupby("incident_id")
-            .first()
-        )
-        by_incident = running.groupby("incident_id")
-        per = pd.concat(
-            [
-                by_incident["account_id"].nunique().rename("sla_accounts"),
-                by_incident["penalty_per_hour"].sum(),
-            ],
-            axis=1,
-        )
-        parts.append(
-            per.join(
-                first[["deadline", "account_id"]].rename(
-                    columns={"deadline": "sla_deadline", "account_id": "sla_account_id"}
-                )
-            )
+    def of(inc_ids: np.ndarray, totals: measure.ClockTotals, account_ids: np.ndarray) -> ClockSummary:
+        """From the totals of the incidents at the positions of ``inc_ids``."""
+        index = pd.Index(inc_ids, name="incident_id", dtype=object)
+        lead = totals.sla_account
+        per = pd.DataFrame(
+            {
+                "sla_accounts": totals.sla_accounts,
+                "penalty_per_hour": totals.penalty_per_hour,
+                "sla_deadline": totals.sla_deadline,
+                "sla_account_id": np.where(lead >= 0, account_ids[np.maximum(lead, 0)], None)
+                if len(account_ids)
+                else np.full(len(index), None, dtype=object),
+                "accounts": totals.accounts,
+                "enterprise_accounts": totals.enterprise_accounts,
+            },
+            index=index,
         )
         deadlines = pd.Series(
-            pd.to_datetime(running["deadline"]).to_numpy(), index=running["incident_id"].to_numpy()
+            totals.running_deadline,
+            index=pd.Index(np.asarray(inc_ids, dtype=object)[totals.running_inc], name="incident_id"),
+            dtype="datetime64[ns]",
         )
-        deadlines.index.name = "incident_id"
-    biz = clocks[clocks["segment"] != "consumer"]
-    parts.append(biz.groupby("incident_id")["account_id"].nunique().rename("accounts").to_frame())
-    ent = clocks[clocks["segment"] == "enterprise"]
-    parts.append(ent.groupby("incident_id")["account_id"].nunique().rename("enterprise_accounts").to_frame())
-    per_incident = pd.concat(parts, axis=1)
-    for col in _SUMMARY_COLS:
-        if col not in per_incident:
-            per_incident[col] = np.nan
-    per_incident.index.name = "incident_id"
-    return ClockSummary(per_incident[_SUMMARY_COLS], deadlines)
+        return ClockSummary(per, deadlines)
 
 
 def rank_incidents(
     incidents: pd.DataFrame,
     metrics: pd.DataFrame,
-    clocks: pd.DataFrame | ClockSummary,
+    summary: ClockSummary,
     scoring: Scoring,
     *,
     now: datetime,
@@ -408,12 +348,11 @@ def rank_incidents(
     """Score, rank and explain incidents.
 
     ``incidents``: id, severity, state, opened_at, resolved_at, title, region_id, owner;
-    ``metrics``: from :func:`incident_metrics`; ``clocks``: from :func:`account_clocks` (or their
-    :func:`summarize_clocks`). Returns one row per incident with the ``incident_queue`` columns;
+    ``metrics``: from :func:`incident_metrics` (or :func:`measure.metrics`); ``summary``: their SLA
+    clocks (:meth:`ClockSummary.of`). Returns one row per incident with the ``incident_queue`` columns;
     active incidents ranked 1..n by score, then severity, then the earliest opened, then id; resolved
     ones unranked with score 0.
     """
-    summary = clocks if isinstance(clocks, ClockSummary) else summarize_clocks(clocks)
     inc = incidents.set_index("id")
     met = metrics.reindex(inc.index)
     for col in _METRIC_COLS:

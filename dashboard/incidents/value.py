@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import (
     Connection,
     and_,
@@ -31,10 +32,12 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
 )
 
 from dashboard.ingest.runner import load_state, save_state
+from dashboard.store.db import read_frame
 from dashboard.store.lines import served_cells
 from dashboard.store.schema import (
     accounts,
@@ -62,6 +65,8 @@ class ValueRefresh:
     full: bool
     watermark: datetime | None
     touched: frozenset[str] = frozenset()  # the cells recomputed, when not full
+    # Their new rows: cell_value and cell_account_value (columns as the tables', no updated_at).
+    rows: tuple[pd.DataFrame, pd.DataFrame] | None = None
     # This pass's id and the one before it: a reader that saw ``previous`` last knows that
     # ``touched`` is everything that changed since (see dashboard.incidents.queue).
     pass_id: str | None = None
@@ -173,22 +178,136 @@ def rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) 
         save_state(conn, *STATE_KEY, {**state, "pass": None}, now=now)
 
 
-def _rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) -> None:
+def _rebuild(
+    conn: Connection, *, now: datetime, cells: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Recompute the aggregates of ``cells`` (all when None); for listed cells, returns their new rows."""
     if cells is None:
         conn.execute(delete(cell_value))
         conn.execute(delete(cell_account_value))
         conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(None, now)))
         conn.execute(insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(None, now)))
-        return
+        if conn.dialect.name == "postgresql":
+            # Fresh statistics after the bulk write (the planner must know these tables are large
+            # before the per-cell updates that follow; autovacuum may be off or not yet round).
+            conn.execute(text("ANALYZE cell_value"))
+            conn.execute(text("ANALYZE cell_account_value"))
+        return None
     cells = sorted(set(cells))
+    values: list[pd.DataFrame] = []
+    accounts_on: list[pd.DataFrame] = []
     with _index_probes(conn, len(cells) <= PROBE_CELLS):
         for part in _chunks(cells):
+            lines = read_frame(conn, _line_select(part))
+            served = read_frame(conn, _service_select(part))
             conn.execute(delete(cell_value).where(cell_value.c.cell_id.in_(part)))
             conn.execute(delete(cell_account_value).where(cell_account_value.c.cell_id.in_(part)))
-            conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(part, now)))
-            conn.execute(
-                insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(part, now))
-            )
+            value_rows, account_rows = _aggregate(lines, served)
+            values.append(value_rows)
+            accounts_on.append(account_rows)
+            if len(value_rows):
+                conn.execute(insert(cell_value), value_rows.assign(updated_at=now).to_dict("records"))
+            if len(account_rows):
+                conn.execute(
+                    insert(cell_account_value), account_rows.assign(updated_at=now).to_dict("records")
+                )
+    return pd.concat(values, ignore_index=True), pd.concat(accounts_on, ignore_index=True)
+
+
+def _line_select(cells: list[str]) -> Any:
+    """The lines served by ``cells`` with what their aggregates sum: one read for both tables."""
+    ln = served_cells(cells)
+    s, a, g = subscribers, accounts, subscriber_signals
+    return select(
+        ln.c.cell_id,
+        ln.c.subscriber_id,
+        ln.c.share,
+        s.c.account_id,
+        func.coalesce(a.c.segment, "consumer").label("segment"),
+        func.coalesce(a.c.vip, false()).label("vip"),
+        case((and_(a.c.id.is_not(None), _tracked_account()), 1), else_=0).label("tracked"),
+        func.coalesce(s.c.arpu, 0.0).label("arpu"),
+        g.c.churn_risk,
+        g.c.sentiment_30d,
+        func.coalesce(g.c.negative_tickets_30d, 0).label("negative_tickets"),
+    ).select_from(
+        ln.join(s, and_(s.c.id == ln.c.subscriber_id, s.c.status != "churned"))
+        .outerjoin(a, a.c.id == s.c.account_id)
+        .outerjoin(g, g.c.subscriber_id == s.c.id)
+    )
+
+
+def _service_select(cells: list[str]) -> Any:
+    """The live account services of tracked accounts on ``cells`` (one row each)."""
+    e, v = topology_edges, services
+    return (
+        select(e.c.parent_id.label("cell_id"), v.c.account_id, v.c.id.label("service_id"))
+        .select_from(e.join(v, v.c.id == e.c.child_id).join(accounts, accounts.c.id == v.c.account_id))
+        .where(
+            e.c.parent_type == "cell",
+            e.c.child_type == "service",
+            e.c.parent_id.in_(cells),
+            or_(v.c.status.is_(None), v.c.status != "terminated"),
+            _tracked_account(),
+        )
+    )
+
+
+_SUMS = [
+    "lines",
+    "arpu",
+    "risk",
+    "risk_arpu",
+    "risk_lines",
+    "sentiment",
+    "sentiment_lines",
+    "negative_tickets",
+]
+
+
+def _aggregate(lines: pd.DataFrame, served: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``cell_value`` and ``cell_account_value`` rows of the lines and services read, as the full
+    rebuild's statements compute them (sums in one order: cell, key, subscriber)."""
+    lines = lines.assign(vip=lines["vip"].astype(bool)).sort_values(
+        ["cell_id", "segment", "vip", "subscriber_id"], kind="stable", ignore_index=True
+    )
+    share = lines["share"].astype(float)
+    arpu = lines["arpu"].astype(float)
+    risk = lines["churn_risk"].astype(float)
+    sentiment = lines["sentiment_30d"].astype(float)
+    terms = pd.DataFrame(
+        {
+            "cell_id": lines["cell_id"],
+            "segment": lines["segment"],
+            "vip": lines["vip"],
+            "lines": share,
+            "arpu": share * arpu,
+            "risk": share * risk.fillna(0.0),
+            "risk_arpu": share * risk.fillna(0.0) * arpu,
+            "risk_lines": share.where(risk.notna(), 0.0),
+            "sentiment": share * sentiment.fillna(0.0),
+            "sentiment_lines": share.where(sentiment.notna(), 0.0),
+            "negative_tickets": share * lines["negative_tickets"].astype(float),
+        }
+    )
+    values = terms.groupby(["cell_id", "segment", "vip"], sort=True)[_SUMS].sum().reset_index()
+    tracked = lines[lines["tracked"].astype(int) == 1]
+    by_lines = pd.DataFrame(
+        {
+            "cell_id": tracked["cell_id"],
+            "account_id": tracked["account_id"],
+            "lines": share[tracked.index],
+            "arpu": (share * arpu)[tracked.index],
+            "services": 0,
+        }
+    ).sort_values(["cell_id", "account_id"], kind="stable")
+    by_services = served.assign(lines=0.0, arpu=0.0, services=1)[by_lines.columns]
+    both = pd.concat([by_lines, by_services], ignore_index=True) if len(by_services) else by_lines
+    accts = (
+        both.groupby(["cell_id", "account_id"], sort=True)[["lines", "arpu", "services"]].sum().reset_index()
+    )
+    accts["services"] = accts["services"].astype(int)
+    return values, accts
 
 
 # PostgreSQL's planner underestimates the lines of a few cells and hashes whole tables (subscribers,
@@ -317,9 +436,9 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
         count = conn.execute(select(func.count(func.distinct(cell_value.c.cell_id)))).scalar_one()
         result = ValueRefresh(cells=int(count), full=True, watermark=mark, pass_id=pass_id, previous=previous)
     else:
-        if touched:
-            _rebuild(conn, now=now, cells=sorted(touched))
+        rows = _rebuild(conn, now=now, cells=sorted(touched)) if touched else None
         result = ValueRefresh(
+            rows=rows,
             cells=len(touched),
             full=False,
             watermark=mark,
