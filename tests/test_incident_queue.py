@@ -499,6 +499,215 @@ def test_value_aggregates_follow_changed_subscribers_only(tmp_path: Any) -> None
     net.dispose()
 
 
+def _aggregates(conn: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from dashboard.store.schema import cell_account_value
+
+    cols = [c for c in cell_value.c if c.name != "updated_at"]
+    v = pd.DataFrame(
+        conn.execute(
+            select(*cols).order_by(cell_value.c.cell_id, cell_value.c.segment, cell_value.c.vip)
+        ).fetchall(),
+        columns=[c.name for c in cols],
+    )
+    acols = [c for c in cell_account_value.c if c.name != "updated_at"]
+    a = pd.DataFrame(
+        conn.execute(
+            select(*acols).order_by(cell_account_value.c.cell_id, cell_account_value.c.account_id)
+        ).fetchall(),
+        columns=[c.name for c in acols],
+    )
+    return v.assign(vip=v["vip"].astype(bool)), a
+
+
+def test_incremental_value_passes_match_a_full_rebuild_through_every_kind_of_change(net: Store) -> None:
+    """Each pass re-reads only the changed lines (kept in the process between passes); after every
+    kind of change the aggregates equal those a full rebuild computes from scratch."""
+    from dashboard.store.schema import subscriber_signals
+    from dashboard.store.upsert import upsert
+
+    build_network(net, clock=lambda: T - timedelta(hours=1))
+    with net.begin() as conn:
+        assert refresh_values(conn, now=T).full
+    t = [T]
+
+    def at() -> datetime:
+        return t[0]
+
+    def signals(rows: list[dict[str, Any]]) -> None:
+        with net.begin() as conn:
+            upsert(
+                conn,
+                subscriber_signals,
+                pd.DataFrame([r | {"source": "vantage", "scored_at": at()} for r in rows]),
+                now=at(),
+            )
+
+    changes: list[tuple[str, Callable[[], None]]] = [
+        (
+            "ARPU",
+            lambda: ingest(
+                net,
+                "subscribers",
+                [
+                    {
+                        "id": "C001",
+                        "account_id": "CONS",
+                        "msisdn": "351920000001",
+                        "arpu": 99.5,
+                        "home_cell_id": "c2",
+                    }
+                ],
+                clock=at,
+            ),
+        ),
+        (
+            "churned",
+            lambda: ingest(
+                net,
+                "subscribers",
+                [
+                    {
+                        "id": "C002",
+                        "account_id": "CONS",
+                        "msisdn": "351920000002",
+                        "arpu": 20.0,
+                        "home_cell_id": "c2",
+                        "status": "churned",
+                    }
+                ],
+                clock=at,
+            ),
+        ),
+        (
+            "moved to a business account",
+            lambda: ingest(
+                net,
+                "subscribers",
+                [
+                    {
+                        "id": "C003",
+                        "account_id": "ENT",
+                        "msisdn": "351920000003",
+                        "arpu": 45.0,
+                        "home_cell_id": "c2",
+                    }
+                ],
+                clock=at,
+            ),
+        ),
+        (
+            "account became VIP",
+            lambda: ingest(
+                net,
+                "accounts",
+                [
+                    {
+                        "id": "ENT",
+                        "name": "Harbour Logistics",
+                        "segment": "enterprise",
+                        "vip": True,
+                        "sla_restore_minutes": 30,
+                        "penalty_per_hour": 600.0,
+                    }
+                ],
+                clock=at,
+            ),
+        ),
+        (
+            "served on a second cell",
+            lambda: ingest(
+                net,
+                "subscriber_cells",
+                [
+                    {"subscriber_id": "E1", "cell_id": "c3", "share": 0.4},
+                    {"subscriber_id": "E1", "cell_id": "c1", "share": 0.6},
+                ],
+                clock=at,
+            ),
+        ),
+        (
+            "new line on its home cell only",
+            lambda: ingest(
+                net,
+                "subscribers",
+                [
+                    {
+                        "id": "N1",
+                        "account_id": "ENT",
+                        "msisdn": "351930000001",
+                        "arpu": 70.0,
+                        "home_cell_id": "c3",
+                    }
+                ],
+                clock=at,
+            ),
+        ),
+        (
+            "signals re-scored",
+            lambda: signals(
+                [
+                    {
+                        "subscriber_id": "C004",
+                        "churn_risk": 0.8,
+                        "sentiment_30d": -0.6,
+                        "tickets_30d": 3,
+                        "negative_tickets_30d": 2,
+                    },
+                    {
+                        "subscriber_id": "E2",
+                        "churn_risk": 0.1,
+                        "sentiment_30d": None,
+                        "tickets_30d": 0,
+                        "negative_tickets_30d": 0,
+                    },
+                ]
+            ),
+        ),
+        (
+            "account service on a cell",
+            lambda: (
+                ingest(
+                    net,
+                    "services",
+                    [{"id": "SVC-9", "account_id": "ENT", "name": "MPLS", "status": "active"}],
+                    clock=at,
+                ),
+                ingest(
+                    net,
+                    "topology_edges",
+                    [
+                        {
+                            "parent_type": "cell",
+                            "parent_id": "c2",
+                            "child_type": "service",
+                            "child_id": "SVC-9",
+                        }
+                    ],
+                    clock=at,
+                ),
+            ),
+        ),
+    ]
+    for what, change in changes:
+        t[0] += timedelta(minutes=1)
+        change()
+        t[0] += timedelta(seconds=30)
+        with net.begin() as conn:
+            step = refresh_values(conn, now=at())
+            assert not step.full and step.cells >= 1, what
+            incremental = _aggregates(conn)
+        with net.connect() as conn, conn.begin() as tx:
+            rebuild(conn, now=at())
+            fresh = _aggregates(conn)
+            tx.rollback()
+        for got, want in zip(incremental, fresh, strict=True):
+            pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12, obj=what)
+    # c2's 500 consumer lines less the churned one and the one moved to the enterprise account.
+    c2 = fresh[0].set_index(["cell_id", "segment", "vip"])
+    assert c2.loc[("c2", "consumer", False), "lines"] == pytest.approx(498)
+    assert c2.loc[("c2", "enterprise", True), "lines"] == pytest.approx(1)
+
+
 # --- API and actions -----------------------------------------------------------------------------
 
 

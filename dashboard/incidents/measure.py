@@ -70,7 +70,8 @@ class CellRows:
         self.count = np.zeros(0, dtype=np.int64)
         self.used = 0
 
-    def _grow_cells(self, n_cells: int) -> None:
+    def grow(self, n_cells: int) -> None:
+        """Room for cells 0..n_cells-1 (new ones without rows)."""
         if n_cells > len(self.start):
             extra = n_cells - len(self.start)
             self.start = np.concatenate([self.start, np.zeros(extra, dtype=np.int64)])
@@ -79,7 +80,7 @@ class CellRows:
     def replace(self, cells: np.ndarray, row_cell: np.ndarray, data: Mapping[str, np.ndarray]) -> None:
         """The rows of ``cells`` become ``data`` (one row per ``row_cell``, sorted by cell, each cell's
         rows in the table's order); a listed cell without rows is left with none."""
-        self._grow_cells(int(max(cells.max(initial=-1), row_cell.max(initial=-1))) + 1)
+        self.grow(int(max(cells.max(initial=-1), row_cell.max(initial=-1))) + 1)
         self.count[cells] = 0
         n = len(row_cell)
         live = int(self.count.sum())

@@ -14,12 +14,14 @@ statement per table, which is cheaper than many small ones.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Connection,
@@ -36,6 +38,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.store.db import read_frame
 from dashboard.store.lines import served_cells
@@ -178,10 +181,8 @@ def rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) 
         save_state(conn, *STATE_KEY, {**state, "pass": None}, now=now)
 
 
-def _rebuild(
-    conn: Connection, *, now: datetime, cells: list[str] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Recompute the aggregates of ``cells`` (all when None); for listed cells, returns their new rows."""
+def _rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) -> None:
+    """Recompute the aggregates of ``cells`` (all when None) with the statements of the full rebuild."""
     if cells is None:
         conn.execute(delete(cell_value))
         conn.execute(delete(cell_account_value))
@@ -192,17 +193,29 @@ def _rebuild(
             # before the per-cell updates that follow; autovacuum may be off or not yet round).
             conn.execute(text("ANALYZE cell_value"))
             conn.execute(text("ANALYZE cell_account_value"))
-        return None
-    cells = sorted(set(cells))
+        return
+    with _index_probes(conn, len(cells) <= PROBE_CELLS):
+        for part in _chunks(sorted(set(cells))):
+            conn.execute(delete(cell_value).where(cell_value.c.cell_id.in_(part)))
+            conn.execute(delete(cell_account_value).where(cell_account_value.c.cell_id.in_(part)))
+            conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(part, now)))
+            conn.execute(
+                insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(part, now))
+            )
+
+
+def _write_cells(
+    conn: Connection, mirror: LineMirror, cells: list[str], now: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Recompute the aggregates of ``cells`` from the mirrored lines and write them; returns the rows."""
     values: list[pd.DataFrame] = []
     accounts_on: list[pd.DataFrame] = []
     with _index_probes(conn, len(cells) <= PROBE_CELLS):
         for part in _chunks(cells):
-            lines = read_frame(conn, _line_select(part))
             served = read_frame(conn, _service_select(part))
             conn.execute(delete(cell_value).where(cell_value.c.cell_id.in_(part)))
             conn.execute(delete(cell_account_value).where(cell_account_value.c.cell_id.in_(part)))
-            value_rows, account_rows = _aggregate(lines, served)
+            value_rows, account_rows = _aggregate(mirror.lines(part), served)
             values.append(value_rows)
             accounts_on.append(account_rows)
             if len(value_rows):
@@ -214,9 +227,9 @@ def _rebuild(
     return pd.concat(values, ignore_index=True), pd.concat(accounts_on, ignore_index=True)
 
 
-def _line_select(cells: list[str]) -> Any:
-    """The lines served by ``cells`` with what their aggregates sum: one read for both tables."""
-    ln = served_cells(cells)
+def _line_select(cells: list[str] | None = None, subscriber_ids: list[str] | None = None) -> Any:
+    """The lines served by ``cells`` (all, or those of ``subscriber_ids``) with what the aggregates sum."""
+    ln = served_cells(cells, subscribers=subscriber_ids)
     s, a, g = subscribers, accounts, subscriber_signals
     return select(
         ln.c.cell_id,
@@ -253,16 +266,7 @@ def _service_select(cells: list[str]) -> Any:
     )
 
 
-_SUMS = [
-    "lines",
-    "arpu",
-    "risk",
-    "risk_arpu",
-    "risk_lines",
-    "sentiment",
-    "sentiment_lines",
-    "negative_tickets",
-]
+_SUMS = list(VALUE_FIELDS)
 
 
 def _aggregate(lines: pd.DataFrame, served: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -333,6 +337,103 @@ def _index_probes(conn: Connection, wanted: bool) -> Iterator[None]:
     )
 
 
+_LINE_FIELDS: dict[str, Any] = {
+    "subscriber_id": object,
+    "share": float,
+    "account_id": object,
+    "segment": object,
+    "vip": bool,
+    "tracked": np.int8,
+    "arpu": float,
+    "churn_risk": float,
+    "sentiment_30d": float,
+    "negative_tickets": float,
+}
+_READ_ROWS = 200_000
+
+
+class LineMirror:
+    """The lines each cell serves, with what the aggregates sum (the rows of :func:`_line_select`),
+    kept in the process that runs the value passes: a pass re-reads only the lines of the subscribers
+    that changed and recomputes the touched cells from here, so its cost follows the changes, not the
+    lines on the cells they touch. Valid while the passes run here one after another (``pass_id``:
+    the pass it is current with); otherwise it is read afresh.
+    """
+
+    def __init__(self) -> None:
+        self.cell_pos: dict[str, int] = {}
+        self.rows = CellRows(_LINE_FIELDS)
+        self.pass_id: str | None = None
+
+    def _positions(self, cells: list[str]) -> np.ndarray:
+        pos = self.cell_pos
+        return np.fromiter((pos.setdefault(c, len(pos)) for c in cells), dtype=np.int64, count=len(cells))
+
+    @classmethod
+    def read(cls, conn: Connection) -> LineMirror:
+        """Every served line, read in slices."""
+        mirror = cls()
+        result = conn.execute(_line_select().execution_options(stream_results=True, yield_per=_READ_ROWS))
+        columns = list(result.keys())
+        parts = []
+        for chunk in result.partitions(_READ_ROWS):
+            rows = [tuple(r) for r in chunk]  # plain tuples: pandas probes Row objects one by one
+            parts.append(_typed(pd.DataFrame.from_records(rows, columns=columns)))
+        lines = pd.concat(parts, ignore_index=True) if parts else _typed(pd.DataFrame(columns=columns))
+        mirror._set(sorted(set(lines["cell_id"].tolist())), lines)
+        return mirror
+
+    def _set(self, cells: list[str], lines: pd.DataFrame) -> None:
+        """``lines`` become the rows of ``cells`` (each cell's in one order: segment, VIP, subscriber)."""
+        lines = lines.assign(_cell=self._positions(lines["cell_id"].tolist())).sort_values(
+            ["_cell", "segment", "vip", "subscriber_id"], kind="stable"
+        )
+        self.rows.replace(
+            self._positions(cells),
+            lines["_cell"].to_numpy(dtype=np.int64),
+            {k: lines[k].to_numpy(dtype=t) for k, t in _LINE_FIELDS.items()},
+        )
+
+    def lines(self, cells: list[str]) -> pd.DataFrame:
+        """The rows of ``cells`` as :func:`_line_select` returns them."""
+        at = np.array([self.cell_pos[c] for c in cells if c in self.cell_pos], dtype=np.int64)
+        self.rows.grow(len(self.cell_pos))
+        rows, items = expand(at, self.rows.start, self.rows.count)
+        out = pd.DataFrame(self.rows.take(items))
+        out.insert(0, "cell_id", np.array(list(self.cell_pos), dtype=object)[at][rows])
+        return out
+
+    def update(self, conn: Connection, cells: set[str], subscriber_ids: set[str]) -> None:
+        """Re-read the lines of ``subscriber_ids`` (all of them lie on ``cells``) into the cells."""
+        fresh = pd.concat(
+            [
+                _typed(read_frame(conn, _line_select(subscriber_ids=part)))
+                for part in _chunks(sorted(subscriber_ids))
+            ],
+            ignore_index=True,
+        )
+        listed = sorted(cells)
+        kept = self.lines(listed)
+        kept = kept[~kept["subscriber_id"].isin(subscriber_ids)]
+        self._set(listed, pd.concat([kept, fresh[fresh["cell_id"].isin(cells)]], ignore_index=True))
+
+
+def _typed(lines: pd.DataFrame) -> pd.DataFrame:
+    """The line rows with one type per column whatever the database (booleans, NULLs as NaN)."""
+    return lines.assign(
+        vip=lines["vip"].astype(bool),
+        tracked=lines["tracked"].astype(np.int8),
+        share=lines["share"].astype(float),
+        arpu=lines["arpu"].astype(float),
+        churn_risk=lines["churn_risk"].astype(float),
+        sentiment_30d=lines["sentiment_30d"].astype(float),
+        negative_tickets=lines["negative_tickets"].astype(float),
+    )
+
+
+_MIRRORS: weakref.WeakKeyDictionary[Any, LineMirror] = weakref.WeakKeyDictionary()
+
+
 def _since(col: Any, since: datetime) -> Any:
     return col > since
 
@@ -366,8 +467,9 @@ class _Changes:
         return out
 
 
-def _touched_cells(conn: Connection, changes: _Changes, limit: int) -> set[str] | None:
-    """Cells whose aggregates the changes affect; None when more than ``limit``.
+def _touched_cells(conn: Connection, changes: _Changes, limit: int) -> tuple[set[str], set[str]] | None:
+    """Cells whose aggregates the changes affect and the subscribers whose lines changed; None when
+    more than ``limit`` cells.
 
     Each step reads changed keys through an index, then the cells they reach by key, so the cost
     follows the number of changes.
@@ -378,8 +480,9 @@ def _touched_cells(conn: Connection, changes: _Changes, limit: int) -> set[str] 
     if len(changed_subs) > limit * 20:
         return None
     changed_accounts = changes.keys("a", accounts.c.id, accounts.c.ingested_at)
-    cells: set[str] = set(changes.keys("c", sc.c.subscriber_id + "|" + sc.c.cell_id, sc.c.ingested_at))
-    cells = {k.split("|", 1)[1] for k in cells}
+    served = changes.keys("c", sc.c.subscriber_id + "|" + sc.c.cell_id, sc.c.ingested_at)
+    cells: set[str] = {k.split("|", 1)[1] for k in served}
+    changed_subs += [k.split("|", 1)[0] for k in served]  # and the home cell they may leave
     cells.update(
         k.split("|", 1)[0]
         for k in changes.keys(
@@ -400,7 +503,7 @@ def _touched_cells(conn: Connection, changes: _Changes, limit: int) -> set[str] 
         cells.update(
             _ids(conn, select(e.c.parent_id).where(e.c.child_id.in_(part), e.c.child_type == "service"))
         )
-    return cells if len(cells) <= limit else None
+    return (cells, set(changed_subs)) if len(cells) <= limit else None
 
 
 def _high_water(conn: Connection) -> datetime | None:
@@ -426,17 +529,28 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
     mark = _high_water(conn)
     n_cells = int(state.get("cells") or 0)
     touched: set[str] | None = None
+    changed_subs: set[str] = set()
     changes = _Changes(conn, since, dict(state.get("seen") or {})) if since is not None else None
     if not full and changes is not None and n_cells:
-        touched = _touched_cells(conn, changes, max(1000, int(n_cells * FULL_REBUILD_SHARE)))
+        found = _touched_cells(conn, changes, max(1000, int(n_cells * FULL_REBUILD_SHARE)))
+        if found is not None:
+            touched, changed_subs = found
     previous = state.get("pass")
     pass_id = uuid.uuid4().hex
+    mirror = _MIRRORS.get(conn.engine)
+    if mirror is None or previous is None or mirror.pass_id != previous:
+        mirror = None  # another process or a rebuild by hand passed since: read the lines afresh
     if touched is None:
         _rebuild(conn, now=now)
+        mirror = LineMirror.read(conn)
         count = conn.execute(select(func.count(func.distinct(cell_value.c.cell_id)))).scalar_one()
         result = ValueRefresh(cells=int(count), full=True, watermark=mark, pass_id=pass_id, previous=previous)
     else:
-        rows = _rebuild(conn, now=now, cells=sorted(touched)) if touched else None
+        if mirror is None:
+            mirror = LineMirror.read(conn)
+        elif changed_subs:
+            mirror.update(conn, touched, changed_subs)
+        rows = _write_cells(conn, mirror, sorted(touched), now) if touched else None
         result = ValueRefresh(
             rows=rows,
             cells=len(touched),
@@ -465,4 +579,6 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
         "pass": pass_id,
     }
     save_state(conn, *STATE_KEY, state, now=now)
+    mirror.pass_id = pass_id
+    _MIRRORS[conn.engine] = mirror
     return result
