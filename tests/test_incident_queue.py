@@ -895,6 +895,146 @@ def test_steady_state_refresh_matches_a_fresh_computation(store: Store) -> None:
     assert json.loads(a["breakdown"])["inputs"]["sla_breached"] == 0
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def two_stores(request: Any, tmp_path: Any) -> Iterable[tuple[Store, Store]]:
+    """Two empty stores of one backend."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_URL, require_pg
+
+    made: list[Store] = []
+    schemas: list[str] = []
+    for k in range(2):
+        if request.param == "sqlite":
+            made.append(Store(f"sqlite:///{tmp_path / f'{k}.db'}"))
+        else:
+            require_pg()
+            schemas.append(f"vt_{uuid.uuid4().hex[:12]}")
+            made.append(Store(PG_URL, schema=schemas[-1]))
+        made[-1].upgrade()
+    yield made[0], made[1]
+    for st in made:
+        st.dispose()
+    if schemas:
+        admin = create_engine(PG_URL)
+        with admin.begin() as conn:
+            for name in schemas:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        admin.dispose()
+
+
+def test_remembering_refreshes_store_what_refreshes_from_scratch_store(
+    two_stores: tuple[Store, Store],
+) -> None:
+    """One story (symptoms, their root, an operator's acknowledgement and assignment, a merge, a clear,
+    a flap, customers changing, the close) refreshed by one process that remembers between passes
+    and by one that forgets before each: the same incidents, memberships and queue at every step."""
+    from dashboard.incidents.actions import assign
+    from dashboard.incidents.queue import forget
+
+    t0 = T - timedelta(hours=1)
+    steps: list[tuple[datetime, Callable[[Store, datetime], None]]] = [
+        (
+            t0,
+            lambda s, t: ingest(
+                s, "alarms", [alarm("S1", "ran-1", t), alarm("S2", "ran-2", t)], clock=lambda: t
+            ),
+        ),
+        (
+            t0 + timedelta(minutes=2),
+            lambda s, t: ingest(s, "alarms", [alarm("R1", "tx-1", t)], clock=lambda: t),
+        ),
+        (t0 + timedelta(minutes=4), lambda s, t: None),
+        (
+            t0 + timedelta(minutes=6),
+            lambda s, t: ingest(s, "alarms", [alarm("P1", "pwr-1", t, severity="major")], clock=lambda: t),
+        ),
+        (
+            t0 + timedelta(minutes=8),
+            lambda s, t: ingest(
+                s,
+                "subscribers",
+                [
+                    {
+                        "id": "C007",
+                        "account_id": "ENT",
+                        "msisdn": "351920000007",
+                        "arpu": 80.0,
+                        "home_cell_id": "c2",
+                    }
+                ],
+                clock=lambda: t,
+            ),
+        ),
+        (
+            t0 + timedelta(minutes=10),
+            lambda s, t: ingest(
+                s,
+                "alarms",
+                [
+                    alarm("R1", "tx-1", t0 + timedelta(minutes=2), cleared=t),
+                    alarm("S1", "ran-1", t0, cleared=t),
+                    alarm("S2", "ran-2", t0, cleared=t),
+                    alarm("P1", "pwr-1", t0 + timedelta(minutes=6), cleared=t),
+                ],
+                clock=lambda: t,
+            ),
+        ),
+        (
+            t0 + timedelta(minutes=13),
+            lambda s, t: ingest(s, "alarms", [alarm("R2", "tx-1", t)], clock=lambda: t),
+        ),
+        (
+            t0 + timedelta(minutes=15),
+            lambda s, t: ingest(
+                s,
+                "alarms",
+                [
+                    alarm("R2", "tx-1", t0 + timedelta(minutes=13), cleared=t),
+                ],
+                clock=lambda: t,
+            ),
+        ),
+        (t0 + timedelta(hours=3), lambda s, t: None),
+    ]
+    remembering, fresh = two_stores
+    for st in two_stores:
+        build_network(st, clock=lambda: t0 - timedelta(hours=1))
+    cols = [c for c in incidents.c if c.name not in ("ingested_at",)]
+    for k, (when, change) in enumerate(steps):
+        for st in two_stores:
+            change(st, when)
+            if st is fresh:
+                forget(st)
+            refresh_queue(st, scoring(), now=when + timedelta(seconds=30), currency="EUR")
+            if k == 2:  # the operator takes the first incident
+                first = engine_incidents(st)["id"].iloc[0]
+                acknowledge(st, first, actor="noc", now=when + timedelta(seconds=40))
+                assign(st, first, owner="ana", actor="noc", now=when + timedelta(seconds=40))
+        got = []
+        for st in two_stores:
+            with st.connect() as conn:
+                members = select(incident_alarms.c.incident_id, incident_alarms.c.alarm_id).order_by(
+                    incident_alarms.c.incident_id, incident_alarms.c.alarm_id
+                )
+                got.append(
+                    (
+                        pd.DataFrame(conn.execute(select(*cols).order_by(incidents.c.id)).fetchall()),
+                        pd.DataFrame(conn.execute(members).fetchall()),
+                    )
+                )
+        pd.testing.assert_frame_equal(got[0][0], got[1][0], obj=f"incidents after step {k}")
+        pd.testing.assert_frame_equal(got[0][1], got[1][1], obj=f"memberships after step {k}")
+        q = ["incident_id", "rank", "score", "state", "owner", "lines", "sla_deadline", "breakdown", "reason"]
+        pd.testing.assert_frame_equal(
+            queue_rows(remembering)[q], queue_rows(fresh)[q], obj=f"queue after step {k}"
+        )
+    final = engine_incidents(remembering)
+    assert set(final["state"]) == {"closed", "merged"} and final["flaps"].max() >= 1
+
+
 def test_breakdowns_are_written_exactly_as_json_dumps_writes_them() -> None:
     """The breakdown JSON is assembled a column at a time; it must match json.dumps value for value."""
     from dashboard.incidents import scoring as sc

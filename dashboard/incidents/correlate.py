@@ -11,6 +11,8 @@ alarms, at once or in slices, builds the same incidents with the same ids.
 from __future__ import annotations
 
 import hashlib
+import uuid
+import weakref
 from collections import defaultdict, namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -375,8 +377,11 @@ def _changed_alarms(
     return read_frame(conn, stmt)
 
 
-def _load_incidents(conn: Connection, ids: set[str] | None) -> dict[str, Incident]:
-    """Engine incidents that may still change (and, by id, those the changed alarms belong to)."""
+def _load_incidents(
+    conn: Connection, ids: set[str] | None, *, candidates: bool = True
+) -> dict[str, Incident]:
+    """Engine incidents that may still change (unless not ``candidates``) and, by id, those the changed
+    alarms belong to."""
     cond = and_(incidents.c.source == ENGINE_SOURCE, incidents.c.state.in_(CANDIDATE_STATES))
     stmt = select(
         incidents.c.id,
@@ -399,8 +404,9 @@ def _load_incidents(conn: Connection, ids: set[str] | None) -> dict[str, Inciden
         inc.stored = (r.state, r.root_alarm_id, r.severity, r.resolved_at, r.opened_at)
         return inc
 
-    for r in conn.execute(stmt.where(cond)):
-        out[r.id] = make(r)
+    if candidates:
+        for r in conn.execute(stmt.where(cond)):
+            out[r.id] = make(r)
     extra = sorted((ids or set()) - set(out))
     for part in _chunks(extra):
         for r in conn.execute(stmt.where(incidents.c.source == ENGINE_SOURCE, incidents.c.id.in_(part))):
@@ -449,6 +455,44 @@ def _describe(conn: Connection, resource_ids: set[str]) -> dict[str, tuple[str, 
     return out
 
 
+@dataclass
+class _Kept:
+    """The incidents that may still change, as the last pass in this process left them (``generation``:
+    the id it stored with its watermark). Their alarms change only through the alarms a pass reads, so
+    a next pass re-reads only what operators own (state, acknowledgement, owner)."""
+
+    generation: str
+    incidents: dict[str, Incident]
+
+
+_KEPT: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
+
+
+def _reuse(conn: Connection, kept: _Kept, ids: set[str]) -> dict[str, Incident] | None:
+    """The kept incidents with their operator-owned fields read afresh, and by id those of ``ids`` that
+    are not kept (closed ones a late alarm update belongs to); None when the store holds other
+    incidents that may change than those kept (another process correlated)."""
+    i = incidents
+    rows = conn.execute(
+        select(i.c.id, i.c.state, i.c.acked_at, i.c.owner).where(
+            i.c.source == ENGINE_SOURCE, i.c.state.in_(CANDIDATE_STATES)
+        )
+    ).all()
+    if {r.id for r in rows} != kept.incidents.keys():
+        return None
+    out: dict[str, Incident] = {}
+    for r in rows:
+        inc = kept.incidents[r.id]
+        assert inc.stored is not None
+        inc.state, inc.acked_at, inc.owner = r.state, r.acked_at, r.owner
+        inc.stored = (r.state, *inc.stored[1:])
+        out[r.id] = inc
+    extra = ids - out.keys()
+    if extra:
+        out.update(_load_incidents(conn, extra, candidates=False))
+    return out
+
+
 def correlate(
     conn: Connection,
     rules: CorrelationRules,
@@ -459,14 +503,20 @@ def correlate(
     """One correlation pass in the caller's transaction.
 
     ``ancestors_memo``: resource -> ancestors found by earlier passes on the same topology; only the
-    resources missing from it are walked up, and their answers are added to it.
+    resources missing from it are walked up, and their answers are added to it. A pass that follows
+    one of this process on the same store starts from the incidents that pass left (see _Kept).
     """
     state = load_state(conn, *STATE_KEY, for_update=True)
     since = datetime.fromisoformat(state["ingested_at"]) if state.get("ingested_at") else None
     changed = _changed_alarms(conn, since, now, rules)
     alarm_ids = changed["id"].astype(str).tolist()
     membership = _membership(conn, alarm_ids)
-    loaded = _load_incidents(conn, set(membership.values()))
+    kept = _KEPT.pop(conn.engine, None)
+    loaded = None
+    if kept is not None and state.get("generation") == kept.generation:
+        loaded = _reuse(conn, kept, set(membership.values()))
+    if loaded is None:
+        loaded = _load_incidents(conn, set(membership.values()))
     batch = [_alarm(r) for r in changed.itertuples(index=False)]
     resources_seen = {a.resource for a in batch} | {
         a.resource for i in loaded.values() for a in i.alarms.values()
@@ -492,9 +542,36 @@ def correlate(
     _write(conn, corr, touched, now)
     mark = changed["ingested_at"].max() if len(changed) else None
     new_mark = pd.Timestamp(mark).to_pydatetime() if mark is not None and pd.notna(mark) else (since or now)
-    save_state(conn, *STATE_KEY, {"ingested_at": new_mark.isoformat()}, now=now)
+    generation = uuid.uuid4().hex
+    save_state(conn, *STATE_KEY, {"ingested_at": new_mark.isoformat(), "generation": generation}, now=now)
+    # What the store now holds, for the next pass (kept once this transaction commits: left_by_pass).
+    left = {}
+    for inc in corr.incidents.values():
+        if inc.state in CANDIDATE_STATES:
+            inc.stored, inc.stored_members = inc.snapshot(), frozenset(inc.alarms)
+            inc.is_new = inc.merged_human = False
+            left[inc.id] = inc
+    conn.info["vantage.correlation"] = _Kept(generation, left)
     opened = sum(1 for i in touched if corr.incidents[i].is_new)
     return CorrelationSummary(alarms=len(batch), opened=opened, changed=len(touched), watermark=new_mark)
+
+
+def forget(engine: Any) -> None:
+    """Start the next pass on ``engine`` from the store."""
+    _KEPT.pop(engine, None)
+
+
+def left_by_pass(conn: Connection) -> Callable[[], None]:
+    """What the pass in ``conn``'s transaction left, to keep (by calling the result) once that
+    transaction has committed; a pass whose transaction rolled back leaves nothing to reuse."""
+    kept = conn.info.pop("vantage.correlation", None)
+    engine = conn.engine
+
+    def keep() -> None:
+        if kept is not None:
+            _KEPT[engine] = kept
+
+    return keep
 
 
 def _write(conn: Connection, corr: Correlator, touched: set[str], now: datetime) -> None:

@@ -21,10 +21,12 @@ import pandas as pd
 from sqlalchemy import Connection, Integer, and_, delete, func, insert, select
 
 from dashboard.incidents import measure
-from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, correlate
+from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, correlate, left_by_pass
+from dashboard.incidents.correlate import forget as forget_correlation
 from dashboard.incidents.impact import latest_period, refresh_impact
 from dashboard.incidents.scoring import ACCOUNT_DTYPES, ACTIVE, VALUE_DTYPES, ClockSummary, rank_incidents
 from dashboard.incidents.value import ValueRefresh, refresh_values
+from dashboard.incidents.value import forget as forget_lines
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import Scoring
 from dashboard.store.db import Store, read_frame
@@ -444,8 +446,11 @@ _MEMORY: weakref.WeakKeyDictionary[Store, QueueMemory] = weakref.WeakKeyDictiona
 
 
 def forget(store: Store) -> None:
-    """Drop what refreshes remembered for ``store``: the next refresh computes everything."""
+    """Drop what refreshes remembered for ``store`` (the queue's memory, the incidents correlation
+    left, the value pass's lines): the next refresh reads and computes everything."""
     _MEMORY.pop(store, None)
+    forget_correlation(store.engine)
+    forget_lines(store.engine)
 
 
 _QUEUE_COLS = [c.name for c in incident_queue.columns]
@@ -542,6 +547,8 @@ def refresh_queue(
             memory.clear_topology(topology)
         ancestors = memory.ancestors if memory is not None else None
         corr = correlate(conn, scoring.correlation, now=now, ancestors_memo=ancestors)
+        keep_correlation = left_by_pass(conn)
+    keep_correlation()
     t["correlate_ms"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     with store.begin() as conn:

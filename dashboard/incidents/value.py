@@ -434,6 +434,11 @@ def _typed(lines: pd.DataFrame) -> pd.DataFrame:
 _MIRRORS: weakref.WeakKeyDictionary[Any, LineMirror] = weakref.WeakKeyDictionary()
 
 
+def forget(engine: Any) -> None:
+    """Read the lines afresh on the next pass on ``engine``."""
+    _MIRRORS.pop(engine, None)
+
+
 def _since(col: Any, since: datetime) -> Any:
     return col > since
 
