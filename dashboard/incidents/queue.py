@@ -140,6 +140,7 @@ def rank_from_store(
     currency: str,
     memory: QueueMemory | None = None,
     values: ValueRefresh | None = None,
+    timings: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Measure impact and rank the queue incidents (no writes to the queue itself).
 
@@ -149,6 +150,7 @@ def rank_from_store(
     active incident is then measured from those arrays (:mod:`dashboard.incidents.measure`).
     """
     memory = memory if memory is not None else QueueMemory(scoring="")
+    clock = _Stopwatch(timings)
     incs = queue_incidents(conn)
     act = incs[incs["state"].isin(ACTIVE)]
     resources = _alarm_resources(conn, act["id"].tolist())
@@ -156,6 +158,7 @@ def rank_from_store(
     changed: set[str] = set()
     keys = {i: (opened[i], frozenset(resources.get(i, ()))) for i in opened}
     latest = latest_period(conn, scoring.impact.availability_kpi)
+    clock.lap("rank_incidents_ms")
     measure_now = keys
     if memory.impact_latest == latest and memory.impact_latest is not None:
         # Same topology and KPI period as the last pass, which brought every active incident's cells
@@ -171,6 +174,7 @@ def rank_from_store(
         latest=(latest,),
     )
     memory.impact_keys, memory.impact_latest = keys, latest
+    clock.lap("rank_impact_ms")
     tables = memory.tables
     if values is None or values.full or memory.impact is None:
         # Everything afresh: the active incidents' cells through a join (no long list of ids), then
@@ -219,8 +223,25 @@ def rank_from_store(
         tables.load(conn, [tables.cell_ids[p] for p in missing.tolist()])
     memory.opened = opened
     memory.last_redo = len(redo)
+    clock.lap("rank_gather_ms")
     metrics, summary = memory.measure(sorted(opened), opened, scoring)
-    return rank_incidents(incs, metrics, summary, scoring, now=now, currency=currency)
+    clock.lap("rank_measure_ms")
+    ranked = rank_incidents(incs, metrics, summary, scoring, now=now, currency=currency)
+    clock.lap("rank_score_ms")
+    return ranked
+
+
+class _Stopwatch:
+    """Laps into ``timings`` (milliseconds by name), when given."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings, self.t = timings, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = (now - self.t) * 1000
+            self.t = now
 
 
 _EMPTY_POS = np.zeros(0, dtype=np.int64)
@@ -575,7 +596,10 @@ def refresh_queue(
             memory = QueueMemory(scoring=key)
         if memory.topology != topology:
             memory.clear_topology(topology)
-        ranked = rank_from_store(conn, scoring, now=now, currency=currency, memory=memory, values=vals)
+        parts: dict[str, float] = {}
+        ranked = rank_from_store(
+            conn, scoring, now=now, currency=currency, memory=memory, values=vals, timings=parts
+        )
         t["rank_ms"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         conn.execute(delete(incident_queue))
@@ -595,6 +619,7 @@ def refresh_queue(
             now=now,
         )
     t["write_ms"] = (time.perf_counter() - t0) * 1000
+    t.update(parts)  # the rank step's parts
     memory.generation, memory.value_pass = generation, vals.pass_id
     _MEMORY[store] = memory
     return QueueRefresh(corr, vals, memory.last_redo, len(ranked), n_active, t)
