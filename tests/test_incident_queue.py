@@ -1008,7 +1008,9 @@ def test_remembering_refreshes_store_what_refreshes_from_scratch_store(
             change(st, when)
             if st is fresh:
                 forget(st)
-            refresh_queue(st, scoring(), now=when + timedelta(seconds=30), currency="EUR")
+            done = refresh_queue(st, scoring(), now=when + timedelta(seconds=30), currency="EUR")
+            if k == 0:  # two sibling RAN nodes, no common alarmed parent yet: two incidents
+                assert done.correlation.opened == 2
             if k == 2:  # the operator takes the first incident
                 first = engine_incidents(st)["id"].iloc[0]
                 acknowledge(st, first, actor="noc", now=when + timedelta(seconds=40))

@@ -544,6 +544,7 @@ def correlate(
     new_mark = pd.Timestamp(mark).to_pydatetime() if mark is not None and pd.notna(mark) else (since or now)
     generation = uuid.uuid4().hex
     save_state(conn, *STATE_KEY, {"ingested_at": new_mark.isoformat(), "generation": generation}, now=now)
+    opened = sum(1 for i in touched if corr.incidents[i].is_new)
     # What the store now holds, for the next pass (kept once this transaction commits: left_by_pass).
     left = {}
     for inc in corr.incidents.values():
@@ -552,7 +553,6 @@ def correlate(
             inc.is_new = inc.merged_human = False
             left[inc.id] = inc
     conn.info["vantage.correlation"] = _Kept(generation, left)
-    opened = sum(1 for i in touched if corr.incidents[i].is_new)
     return CorrelationSummary(alarms=len(batch), opened=opened, changed=len(touched), watermark=new_mark)
 
 

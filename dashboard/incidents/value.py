@@ -38,11 +38,12 @@ from sqlalchemy import (
     union_all,
 )
 
-from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand
+from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand, segment_codes
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.store.db import read_frame
 from dashboard.store.lines import served_cells
 from dashboard.store.schema import (
+    SEGMENTS,
     accounts,
     cell_account_value,
     cell_value,
@@ -341,7 +342,7 @@ _LINE_FIELDS: dict[str, Any] = {
     "subscriber_id": object,
     "share": float,
     "account_id": object,
-    "segment": object,
+    "segment": np.int8,  # position in SEGMENTS
     "vip": bool,
     "tracked": np.int8,
     "arpu": float,
@@ -391,7 +392,7 @@ class LineMirror:
         self.rows.replace(
             self._positions(cells),
             lines["_cell"].to_numpy(dtype=np.int64),
-            {k: lines[k].to_numpy(dtype=t) for k, t in _LINE_FIELDS.items()},
+            {k: _column(lines, k, t) for k, t in _LINE_FIELDS.items()},
         )
 
     def lines(self, cells: list[str]) -> pd.DataFrame:
@@ -400,6 +401,7 @@ class LineMirror:
         self.rows.grow(len(self.cell_pos))
         rows, items = expand(at, self.rows.start, self.rows.count)
         out = pd.DataFrame(self.rows.take(items))
+        out["segment"] = np.array(SEGMENTS, dtype=object)[out["segment"].to_numpy()]
         out.insert(0, "cell_id", np.array(list(self.cell_pos), dtype=object)[at][rows])
         return out
 
@@ -416,6 +418,20 @@ class LineMirror:
         kept = self.lines(listed)
         kept = kept[~kept["subscriber_id"].isin(subscriber_ids)]
         self._set(listed, pd.concat([kept, fresh[fresh["cell_id"].isin(cells)]], ignore_index=True))
+
+
+def _column(lines: pd.DataFrame, name: str, kind: Any) -> np.ndarray:
+    """One column of line rows as kept: segments as codes, ids as one string object per distinct id
+    (a million lines repeat their accounts and subscribers)."""
+    if name == "segment":
+        return segment_codes(lines["segment"].tolist())
+    if kind is object:
+        codes, uniques = pd.factorize(lines[name])  # -1 where missing
+        out = np.full(len(codes), None, dtype=object)
+        known = codes >= 0
+        out[known] = np.asarray(uniques, dtype=object)[codes[known]]
+        return out
+    return lines[name].to_numpy(dtype=kind)
 
 
 def _typed(lines: pd.DataFrame) -> pd.DataFrame:
