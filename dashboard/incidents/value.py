@@ -528,18 +528,17 @@ def _touched_cells(conn: Connection, changes: _Changes, limit: int) -> tuple[set
 
 
 def _high_water(conn: Connection) -> datetime | None:
-    marks = [
-        conn.execute(select(func.max(col))).scalar()
-        for col in (
-            subscribers.c.ingested_at,
-            subscriber_cells.c.ingested_at,
-            accounts.c.ingested_at,
-            services.c.ingested_at,
-            topology_edges.c.ingested_at,
-            subscriber_signals.c.scored_at,
-        )
-    ]
-    found = [m for m in marks if m is not None]
+    cols = (
+        subscribers.c.ingested_at,
+        subscriber_cells.c.ingested_at,
+        accounts.c.ingested_at,
+        services.c.ingested_at,
+        topology_edges.c.ingested_at,
+        subscriber_signals.c.scored_at,
+    )
+    # One statement, each max read from its index.
+    row = conn.execute(select(*[select(func.max(c)).scalar_subquery() for c in cols])).one()
+    found = [m for m in row if m is not None]
     return max(found) if found else None
 
 
