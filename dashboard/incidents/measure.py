@@ -60,7 +60,8 @@ class CellRows:
     """Rows of a per-cell table as column arrays, each cell's rows contiguous (``start``, ``count``).
 
     Replacing a cell's rows appends the new ones and points the cell at them; the space of the old
-    ones is reclaimed when it outgrows the live rows.
+    ones is reclaimed when it outgrows the live rows. Byte-string columns widen to the longest
+    value given.
     """
 
     def __init__(self, fields: dict[str, Any]) -> None:
@@ -89,7 +90,11 @@ class CellRows:
         self._reserve(self.used + n)
         at = self.used
         for k, col in self.cols.items():
-            col[at : at + n] = data[k]
+            new = data[k]
+            if col.dtype.kind == "S" and new.dtype.itemsize > col.dtype.itemsize:
+                # Byte strings longer than any kept so far: widen the column, never truncate.
+                col = self.cols[k] = col.astype(new.dtype)
+            col[at : at + n] = new
         if n:
             first = np.flatnonzero(np.r_[True, row_cell[1:] != row_cell[:-1]])
             owners = row_cell[first]

@@ -339,9 +339,9 @@ def _index_probes(conn: Connection, wanted: bool) -> Iterator[None]:
 
 
 _LINE_FIELDS: dict[str, Any] = {
-    "subscriber_id": object,
+    "subscriber_id": np.dtype("S1"),  # UTF-8 bytes: no Python object per line
     "share": float,
-    "account_id": object,
+    "account_id": np.dtype("S1"),  # b"" for none
     "segment": np.int8,  # position in SEGMENTS
     "vip": bool,
     "tracked": np.int8,
@@ -372,79 +372,77 @@ class LineMirror:
 
     @classmethod
     def read(cls, conn: Connection) -> LineMirror:
-        """Every served line, read in slices."""
+        """Every served line, read in slices straight into arrays."""
         mirror = cls()
         result = conn.execute(_line_select().execution_options(stream_results=True, yield_per=_READ_ROWS))
         columns = list(result.keys())
-        parts = []
+        cell_ids: list[str] = []
+        parts: list[dict[str, np.ndarray]] = []
         for chunk in result.partitions(_READ_ROWS):
-            rows = [tuple(r) for r in chunk]  # plain tuples: pandas probes Row objects one by one
-            parts.append(_typed(pd.DataFrame.from_records(rows, columns=columns)))
-        lines = pd.concat(parts, ignore_index=True) if parts else _typed(pd.DataFrame(columns=columns))
-        mirror._set(sorted(set(lines["cell_id"].tolist())), lines)
+            values = dict(zip(columns, zip(*chunk, strict=True), strict=True))
+            cell_ids.extend(values["cell_id"])
+            parts.append(_arrays(values))
+        cols = {k: np.concatenate([p[k] for p in parts]) for k in _LINE_FIELDS} if parts else _arrays({})
+        mirror._set(sorted(set(cell_ids)), mirror._positions(cell_ids), cols)
         return mirror
 
-    def _set(self, cells: list[str], lines: pd.DataFrame) -> None:
-        """``lines`` become the rows of ``cells`` (each cell's in one order: segment, VIP, subscriber)."""
-        lines = lines.assign(_cell=self._positions(lines["cell_id"].tolist())).sort_values(
-            ["_cell", "segment", "vip", "subscriber_id"], kind="stable"
-        )
-        self.rows.replace(
-            self._positions(cells),
-            lines["_cell"].to_numpy(dtype=np.int64),
-            {k: _column(lines, k, t) for k, t in _LINE_FIELDS.items()},
-        )
+    def _set(self, cells: list[str], row_cell: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        """The rows ``cols`` (on cells at ``row_cell``) become the rows of ``cells``, each cell's in one
+        order: segment, VIP, subscriber."""
+        order = np.lexsort((cols["subscriber_id"], cols["vip"], cols["segment"], row_cell))
+        self.rows.replace(self._positions(cells), row_cell[order], {k: v[order] for k, v in cols.items()})
 
     def lines(self, cells: list[str]) -> pd.DataFrame:
         """The rows of ``cells`` as :func:`_line_select` returns them."""
         at = np.array([self.cell_pos[c] for c in cells if c in self.cell_pos], dtype=np.int64)
         self.rows.grow(len(self.cell_pos))
         rows, items = expand(at, self.rows.start, self.rows.count)
-        out = pd.DataFrame(self.rows.take(items))
+        cols = self.rows.take(items)
+        cols |= {"subscriber_id": _decoded(cols["subscriber_id"]), "account_id": _decoded(cols["account_id"])}
+        out = pd.DataFrame(cols)
         out["segment"] = np.array(SEGMENTS, dtype=object)[out["segment"].to_numpy()]
         out.insert(0, "cell_id", np.array(list(self.cell_pos), dtype=object)[at][rows])
         return out
 
     def update(self, conn: Connection, cells: set[str], subscriber_ids: set[str]) -> None:
         """Re-read the lines of ``subscriber_ids`` (all of them lie on ``cells``) into the cells."""
+        parts = _chunks(sorted(subscriber_ids))
         fresh = pd.concat(
-            [
-                _typed(read_frame(conn, _line_select(subscriber_ids=part)))
-                for part in _chunks(sorted(subscriber_ids))
-            ],
-            ignore_index=True,
+            [read_frame(conn, _line_select(subscriber_ids=part)) for part in parts], ignore_index=True
         )
+        fresh = fresh[fresh["cell_id"].isin(cells)]
         listed = sorted(cells)
-        kept = self.lines(listed)
-        kept = kept[~kept["subscriber_id"].isin(subscriber_ids)]
-        self._set(listed, pd.concat([kept, fresh[fresh["cell_id"].isin(cells)]], ignore_index=True))
+        at = self._positions(listed)
+        self.rows.grow(len(self.cell_pos))
+        rows, items = expand(at, self.rows.start, self.rows.count)
+        kept = self.rows.take(items)
+        changed = np.array([s.encode() for s in subscriber_ids], dtype=bytes)
+        keep = ~np.isin(kept["subscriber_id"], changed)
+        new = _arrays({c: fresh[c].tolist() for c in fresh.columns})
+        cols = {k: np.concatenate([kept[k][keep], new[k]]) for k in _LINE_FIELDS}
+        row_cell = np.concatenate([at[rows][keep], self._positions(fresh["cell_id"].tolist())])
+        self._set(listed, row_cell, cols)
 
 
-def _column(lines: pd.DataFrame, name: str, kind: Any) -> np.ndarray:
-    """One column of line rows as kept: segments as codes, ids as one string object per distinct id
-    (a million lines repeat their accounts and subscribers)."""
-    if name == "segment":
-        return segment_codes(lines["segment"].tolist())
-    if kind is object:
-        codes, uniques = pd.factorize(lines[name])  # -1 where missing
-        out = np.full(len(codes), None, dtype=object)
-        known = codes >= 0
-        out[known] = np.asarray(uniques, dtype=object)[codes[known]]
-        return out
-    return lines[name].to_numpy(dtype=kind)
+def _arrays(values: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Columns of line rows (as :func:`_line_select` names them, lists of driver values) as kept:
+    segments as codes, ids as UTF-8 byte strings (b"" for none) in one contiguous array each (a
+    million lines kept as Python strings would cost far more), missing numbers as NaN."""
+    out: dict[str, np.ndarray] = {}
+    for name, kind in _LINE_FIELDS.items():
+        col = values.get(name, ())
+        if name == "segment":
+            out[name] = segment_codes(col)
+        elif np.dtype(kind).kind == "S":
+            out[name] = np.array([b"" if v is None else str(v).encode() for v in col], dtype=bytes)
+        else:
+            out[name] = np.array([None if v is None else v for v in col], dtype=float).astype(kind)
+    return out
 
 
-def _typed(lines: pd.DataFrame) -> pd.DataFrame:
-    """The line rows with one type per column whatever the database (booleans, NULLs as NaN)."""
-    return lines.assign(
-        vip=lines["vip"].astype(bool),
-        tracked=lines["tracked"].astype(np.int8),
-        share=lines["share"].astype(float),
-        arpu=lines["arpu"].astype(float),
-        churn_risk=lines["churn_risk"].astype(float),
-        sentiment_30d=lines["sentiment_30d"].astype(float),
-        negative_tickets=lines["negative_tickets"].astype(float),
-    )
+def _decoded(values: np.ndarray) -> np.ndarray:
+    """Byte-string ids back to Python strings (None for b"")."""
+    return np.array([v.decode() if v else None for v in values.tolist()], dtype=object)
 
 
 _MIRRORS: weakref.WeakKeyDictionary[Any, LineMirror] = weakref.WeakKeyDictionary()
