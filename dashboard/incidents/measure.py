@@ -45,6 +45,11 @@ def segment_codes(values: Iterable[Any]) -> np.ndarray:
     return np.fromiter((code.get(v, CONSUMER) for v in values), dtype=np.int8)
 
 
+def positions(index: dict[Any, int], keys: Iterable[Any]) -> np.ndarray:
+    """The positions of ``keys`` in ``index``; a new key is given the next free position."""
+    return np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64)
+
+
 def expand(row_cell: np.ndarray, start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (row, item) for every item of the row's cell, items of cell c being
     ``start[c] : start[c] + count[c]`` of a table: the join on cell, in row then item order."""

@@ -218,9 +218,10 @@ def rank_from_store(
     for b, e in zip(bounds.tolist(), ends.tolist(), strict=True):
         if b < len(inc_col):
             memory.impact[inc_col[b]] = (pos[b:e], share[b:e])
-    missing = np.flatnonzero(~tables.known[: len(tables.cell_ids)])
+    missing = np.flatnonzero(~tables.known[: len(tables.cell_pos)])
     if len(missing):
-        tables.load(conn, [tables.cell_ids[p] for p in missing.tolist()])
+        ids = list(tables.cell_pos)  # position -> id
+        tables.load(conn, [ids[p] for p in missing.tolist()])
     memory.opened = opened
     memory.last_redo = len(redo)
     clock.lap("rank_gather_ms")
@@ -270,7 +271,6 @@ class CellTables:
 
     def __init__(self) -> None:
         self.cell_pos: dict[str, int] = {}
-        self.cell_ids: list[str] = []
         self.known = np.zeros(0, dtype=bool)
         self.values = measure.CellRows(VALUE_DTYPES)
         self.accounts_on = measure.CellRows(ACCOUNT_DTYPES)
@@ -287,32 +287,20 @@ class CellTables:
 
     def positions(self, cells: Iterable[str]) -> np.ndarray:
         """The positions of ``cells``, new ones given the next free positions."""
-        pos, ids = self.cell_pos, self.cell_ids
-        out = []
-        for c in cells:
-            p = pos.get(c)
-            if p is None:
-                p = pos[c] = len(ids)
-                ids.append(c)
-            out.append(p)
-        if len(ids) > len(self.known):
+        out = measure.positions(self.cell_pos, cells)
+        n = len(self.cell_pos)
+        if n > len(self.known):
             self.known = np.concatenate(
-                [self.known, np.zeros(max(len(ids), 2 * len(self.known)) - len(self.known), dtype=bool)]
+                [self.known, np.zeros(max(n, 2 * len(self.known)) - len(self.known), dtype=bool)]
             )
-        return np.array(out, dtype=np.int64)
+        return out
 
     def forget(self, cells: np.ndarray) -> None:
         self.known[cells] = False
 
     def _account_positions(self, ids: list[str]) -> np.ndarray:
-        pos = self.account_pos
-        out = []
-        for a in ids:
-            p = pos.get(a)
-            if p is None:
-                p = pos[a] = len(pos)
-            out.append(p)
-        n = len(pos)
+        out = measure.positions(self.account_pos, ids)
+        n = len(self.account_pos)
         have = len(self._acc["ids"])
         if n > have:
             size = max(n, 2 * have, 256)
@@ -324,7 +312,7 @@ class CellTables:
                 )
                 grown[:have] = col
                 self._acc[k] = grown
-        return np.array(out, dtype=np.int64)
+        return out
 
     def load(self, conn: Connection, cells: list[str]) -> None:
         """Read the aggregates of ``cells``, replacing any kept."""

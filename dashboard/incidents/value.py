@@ -38,7 +38,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand, segment_codes
+from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand, positions, segment_codes
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.store.db import read_frame
 from dashboard.store.lines import served_cells
@@ -367,8 +367,7 @@ class LineMirror:
         self.pass_id: str | None = None
 
     def _positions(self, cells: list[str]) -> np.ndarray:
-        pos = self.cell_pos
-        return np.fromiter((pos.setdefault(c, len(pos)) for c in cells), dtype=np.int64, count=len(cells))
+        return positions(self.cell_pos, cells)
 
     @classmethod
     def read(cls, conn: Connection) -> LineMirror:
