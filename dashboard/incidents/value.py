@@ -82,8 +82,8 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
         yield values[i : i + _CHUNK]
 
 
-def _cell_value_select(cells: list[str] | None, now: datetime) -> Any:
-    ln = served_cells(cells)
+def _cell_value_select(now: datetime) -> Any:
+    ln = served_cells()
     s, a, g = subscribers, accounts, subscriber_signals
     share = ln.c.share
     segment = func.coalesce(a.c.segment, "consumer")
@@ -119,8 +119,8 @@ def _tracked_account() -> Any:
     return or_(a.c.segment != "consumer", a.c.vip.is_(True), a.c.sla_restore_minutes.is_not(None))
 
 
-def _cell_account_select(cells: list[str] | None, now: datetime) -> Any:
-    ln = served_cells(cells)
+def _cell_account_select(now: datetime) -> Any:
+    ln = served_cells()
     s, a = subscribers, accounts
     by_lines = (
         select(
@@ -154,8 +154,6 @@ def _cell_account_select(cells: list[str] | None, now: datetime) -> Any:
             _tracked_account(),
         )
     )
-    if cells is not None:
-        by_services = by_services.where(e.c.parent_id.in_(cells))
     both = union_all(by_lines, by_services).subquery("both")
     return select(
         both.c.cell_id,
@@ -171,38 +169,29 @@ _VALUE_COLS = [c.name for c in cell_value.columns]
 _ACCOUNT_COLS = [c.name for c in cell_account_value.columns]
 
 
-def rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) -> None:
-    """Recompute the aggregates of ``cells`` (all cells when None) in the caller's transaction.
+def rebuild(conn: Connection, *, now: datetime) -> None:
+    """Recompute every aggregate in the caller's transaction.
 
-    Outside :func:`refresh_values`, so readers that follow the passes (the queue's memory) start over.
+    Outside :func:`refresh_values`, so readers that follow the passes (the queue's memory, the kept
+    lines) start over.
     """
-    _rebuild(conn, now=now, cells=cells)
+    _rebuild(conn, now=now)
     state = load_state(conn, *STATE_KEY, for_update=True)
     if state.get("pass"):
         save_state(conn, *STATE_KEY, {**state, "pass": None}, now=now)
 
 
-def _rebuild(conn: Connection, *, now: datetime, cells: list[str] | None = None) -> None:
-    """Recompute the aggregates of ``cells`` (all when None) with the statements of the full rebuild."""
-    if cells is None:
-        conn.execute(delete(cell_value))
-        conn.execute(delete(cell_account_value))
-        conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(None, now)))
-        conn.execute(insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(None, now)))
-        if conn.dialect.name == "postgresql":
-            # Fresh statistics after the bulk write (the planner must know these tables are large
-            # before the per-cell updates that follow; autovacuum may be off or not yet round).
-            conn.execute(text("ANALYZE cell_value"))
-            conn.execute(text("ANALYZE cell_account_value"))
-        return
-    with _index_probes(conn, len(cells) <= PROBE_CELLS):
-        for part in _chunks(sorted(set(cells))):
-            conn.execute(delete(cell_value).where(cell_value.c.cell_id.in_(part)))
-            conn.execute(delete(cell_account_value).where(cell_account_value.c.cell_id.in_(part)))
-            conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(part, now)))
-            conn.execute(
-                insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(part, now))
-            )
+def _rebuild(conn: Connection, *, now: datetime) -> None:
+    """Recompute every aggregate in SQL, one statement per table."""
+    conn.execute(delete(cell_value))
+    conn.execute(delete(cell_account_value))
+    conn.execute(insert(cell_value).from_select(_VALUE_COLS, _cell_value_select(now)))
+    conn.execute(insert(cell_account_value).from_select(_ACCOUNT_COLS, _cell_account_select(now)))
+    if conn.dialect.name == "postgresql":
+        # Fresh statistics after the bulk write (the planner must know these tables are large
+        # before the per-cell updates that follow; autovacuum may be off or not yet round).
+        conn.execute(text("ANALYZE cell_value"))
+        conn.execute(text("ANALYZE cell_account_value"))
 
 
 def _write_cells(
@@ -435,7 +424,7 @@ def _arrays(values: dict[str, Any]) -> dict[str, np.ndarray]:
         elif np.dtype(kind).kind == "S":
             out[name] = np.array([b"" if v is None else str(v).encode() for v in col], dtype=bytes)
         else:
-            out[name] = np.array([None if v is None else v for v in col], dtype=float).astype(kind)
+            out[name] = np.array(list(col), dtype=float).astype(kind)  # None -> NaN
     return out
 
 
