@@ -14,6 +14,7 @@ from connectors.base import (
     Reject,
     RetriableError,
     Stream,
+    VantageError,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "Reject",
     "RetriableError",
     "Stream",
+    "VantageError",
 ]

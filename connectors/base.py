@@ -22,7 +22,11 @@ JSONDict = dict[str, Any]
 Records: TypeAlias = Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
-class ConnectorError(Exception):
+class VantageError(Exception):
+    """Base of every error Vantage raises on purpose; its message is written for the operator who reads it."""
+
+
+class ConnectorError(VantageError):
     """Base of the errors a connector raises; the message is shown to operators, so no secrets."""
 
 

@@ -21,6 +21,7 @@ from connectors.base import (
     Reject,
     Stream,
 )
+from connectors.canonical import check_kind
 
 #: Raw file content kept in quarantine for a broken file, at most this many bytes.
 MAX_RAW_BYTES = 256 * 1024
@@ -249,11 +250,7 @@ class FileOptions(ConnectorOptions):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        from dashboard.store.schema import CANONICAL_KINDS
-
-        if v not in CANONICAL_KINDS:
-            raise ValueError(f"unknown kind {v!r} (known: {', '.join(sorted(CANONICAL_KINDS))})")
-        return v
+        return check_kind(v)
 
 
 class FileConnector(Connector[FileOptions]):

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
-from dashboard.store.schema import ENTITY_TYPES
+from connectors.canonical import check_entity_type
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -47,8 +47,7 @@ class EntityRule(BaseModel):
             raise ValueError(f"pattern {self.pattern!r} is not a valid regex: {err}") from None
         if "id" not in self._regex.groupindex:
             raise ValueError(f"pattern {self.pattern!r} needs a named group (?P<id>...)")
-        if self.entity_type not in ENTITY_TYPES:
-            raise ValueError(f"entity_type {self.entity_type!r} is not one of {', '.join(ENTITY_TYPES)}")
+        check_entity_type(self.entity_type)
         return self
 
     def match(self, name: str) -> str | None:

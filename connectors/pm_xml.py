@@ -33,6 +33,7 @@ from connectors.base import (
     JSONDict,
     Reject,
     Stream,
+    VantageError,
 )
 from connectors.files import iter_new_files, read_raw, resolve_paths
 from connectors.options import EntityRule
@@ -120,7 +121,7 @@ class PmXmlOptions(ConnectorOptions):
 # --- parsing -------------------------------------------------------------------------------
 
 
-class PmFileError(ValueError):
+class PmFileError(VantageError, ValueError):
     """A file that is not a readable 32.435 measCollecFile."""
 
 

@@ -29,9 +29,9 @@ from connectors.base import (
     Reject,
     Stream,
 )
+from connectors.canonical import check_entity_type
 from connectors.http import AuthConfig, HttpClient, RetryPolicy
 from connectors.options import parse_duration
-from dashboard.store.schema import ENTITY_TYPES
 
 
 class PromQuery(BaseModel):
@@ -50,9 +50,7 @@ class PromQuery(BaseModel):
     @field_validator("entity_type")
     @classmethod
     def _etype(cls, v: str) -> str:
-        if v not in ENTITY_TYPES:
-            raise ValueError(f"entity_type {v!r} is not one of {', '.join(ENTITY_TYPES)}")
-        return v
+        return check_entity_type(v)
 
     @property
     def stream(self) -> str:

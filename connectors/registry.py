@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import EntryPoint, entry_points
 
-from connectors.base import Connector
+from connectors.base import Connector, VantageError
 
 ENTRY_POINT_GROUP = "vantage.connectors"
 
@@ -13,11 +13,11 @@ ENTRY_POINT_GROUP = "vantage.connectors"
 log = logging.getLogger(__name__)
 
 
-class UnknownConnectorType(KeyError):
+class UnknownConnectorType(VantageError, KeyError):
     """Raised when configuration names a connector type nobody registered."""
 
 
-class ConnectorLoadError(ImportError):
+class ConnectorLoadError(VantageError, ImportError):
     """A registered connector type whose code cannot be imported."""
 
 

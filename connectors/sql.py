@@ -51,6 +51,7 @@ from connectors.base import (
     RetriableError,
     Stream,
 )
+from connectors.canonical import check_kind
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CURSOR = "_vantage_cursor"
@@ -98,11 +99,7 @@ class SqlOptions(ConnectorOptions):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        from dashboard.store.schema import CANONICAL_KINDS
-
-        if v not in CANONICAL_KINDS:
-            raise ValueError(f"unknown kind {v!r} (known: {', '.join(sorted(CANONICAL_KINDS))})")
-        return v
+        return check_kind(v)
 
     @model_validator(mode="after")
     def _source(self) -> SqlOptions:

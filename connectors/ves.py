@@ -40,9 +40,10 @@ from connectors.base import (
     PushRoute,
     Reject,
     Stream,
+    VantageError,
 )
+from connectors.canonical import check_entity_type
 from connectors.options import EntityRule
-from dashboard.store.schema import ENTITY_TYPES
 
 DOMAINS = frozenset(
     {
@@ -176,15 +177,14 @@ class VesOptions(ConnectorOptions):
     def _auth_pair(self) -> VesOptions:
         if bool(self.username_env) != bool(self.password_env):
             raise ValueError("give both username_env and password_env, or neither")
-        if self.default_entity_type not in ENTITY_TYPES:
-            raise ValueError(f"default_entity_type must be one of {', '.join(ENTITY_TYPES)}")
+        check_entity_type(self.default_entity_type, "default_entity_type")
         return self
 
 
 # --- validation and mapping ----------------------------------------------------------------
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(VantageError, ValueError):
     """An event that does not follow the Common Event Format; the message says where."""
 
 

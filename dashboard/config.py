@@ -20,6 +20,7 @@ from connectors.base import ConnectorOptions
 from connectors.options import parse_duration
 from connectors.registry import ConnectorLoadError, UnknownConnectorType
 from connectors.registry import get as get_connector_class
+from dashboard.errors import VantageError
 
 DEFAULT_CONFIG_FILE = "vantage.yaml"
 ENV_CONFIG = "VANTAGE_CONFIG"
@@ -27,7 +28,7 @@ ENV_DATABASE_URL = "VANTAGE_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///var/vantage.db"
 
 
-class ConfigError(Exception):
+class ConfigError(VantageError):
     """A configuration problem, worded for the operator who edits the file."""
 
     def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:

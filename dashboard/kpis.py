@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.options import parse_duration
 from dashboard.config import ConfigError, read_yaml_mapping, validation_problems
+from dashboard.errors import VantageError
 from dashboard.store.schema import SEVERITIES
 
 _NAME = r"^[a-z][a-z0-9_]*$"
@@ -220,7 +221,7 @@ _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 }
 
 
-class ExpressionError(ValueError):
+class ExpressionError(VantageError, ValueError):
     """A derived expression that is not plain arithmetic over KPI names and numbers."""
 
 

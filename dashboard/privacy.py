@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from sqlalchemy import insert, select
 
+from dashboard.errors import VantageError
 from dashboard.store.db import Store
 from dashboard.store.schema import accounts, audit, subscribers
 
@@ -43,7 +44,7 @@ PERSONAL_FIELDS: dict[str, str] = {
 BUSINESS_SEGMENTS = ("smb", "enterprise")
 
 
-class PermissionDenied(Exception):
+class PermissionDenied(VantageError):
     """The principal's role does not allow what it asked for."""
 
 

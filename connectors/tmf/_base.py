@@ -28,6 +28,7 @@ from connectors.base import (
     PushRoute,
     Reject,
     Stream,
+    VantageError,
 )
 from connectors.http import AuthConfig, HttpClient, InvalidResponse, RetryPolicy, safe_url
 
@@ -35,7 +36,7 @@ from connectors.http import AuthConfig, HttpClient, InvalidResponse, RetryPolicy
 CACHE_SIZE = 50_000
 
 
-class MappingError(ValueError):
+class MappingError(VantageError, ValueError):
     """A payload that cannot become a canonical record; the message is the quarantine reason."""
 
 

@@ -27,6 +27,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from dashboard.errors import VantageError
+
 TRUE_LABELS = frozenset({"1", "1.0", "true", "t", "yes", "y", "churn", "churned", "left", "lost", "positive"})
 FALSE_LABELS = frozenset(
     {"0", "0.0", "false", "f", "no", "n", "stay", "stayed", "retained", "active", "negative"}
@@ -34,7 +36,7 @@ FALSE_LABELS = frozenset(
 _ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|key|msisdn|phone|email|imsi|imei)$|^(id|.*id)$", re.IGNORECASE)
 
 
-class ChurnError(ValueError):
+class ChurnError(VantageError, ValueError):
     """The table cannot be used to train or score a churn model (bad label, no features...)."""
 
 

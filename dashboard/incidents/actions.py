@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from dashboard.errors import VantageError
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.store.db import Store
 from dashboard.store.schema import audit, incident_notes, incident_queue, incidents
@@ -19,7 +20,7 @@ MAX_NOTE = 4_000
 MAX_OWNER = 128
 
 
-class ActionError(ValueError):
+class ActionError(VantageError, ValueError):
     """An action that cannot be applied (unknown incident, empty note, closed incident...)."""
 
 

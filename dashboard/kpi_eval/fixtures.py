@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.options import parse_duration
 from dashboard.config import ConfigError, read_yaml_mapping, validation_problems
+from dashboard.errors import VantageError
 from dashboard.kpi_eval.status import STATUSES, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
 
@@ -38,7 +39,7 @@ _TERM = re.compile(r"^(?P<a>-?\d+(?:\.\d+)?(?:e-?\d+)?)(?:(?P<sign>[+-])(?P<b>\d
 _BLANKS = re.compile(r"^_(?:x(?P<n>\d+))?$")
 
 
-class SeriesError(ValueError):
+class SeriesError(VantageError, ValueError):
     """A series in the compact notation that cannot be read."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
+from dashboard.errors import VantageError
 from dashboard.kpi_eval import _sql
 from dashboard.kpi_eval._sql import FLOWS, RISK, STOCKS, floor_time
 from dashboard.kpis import MEASURES, Catalogue, KpiDefinition, evaluate, references
@@ -30,7 +31,7 @@ SPARK_HOURS = 24
 SPARK_DAYS = 14
 
 
-class KpiReadError(ValueError):
+class KpiReadError(VantageError, ValueError):
     """A request the readers cannot answer: unknown KPI, level, grain or scope."""
 
 

@@ -15,10 +15,12 @@ import pandas as pd
 from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from dashboard.errors import VantageError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-class StoreError(Exception):
+class StoreError(VantageError):
     """The store cannot be reached or is not in the expected state."""
 
 

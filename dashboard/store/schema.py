@@ -34,6 +34,16 @@ from sqlalchemy import (
     Text,
 )
 
+from connectors.canonical import (
+    ALARM_STATES,
+    ENTITY_TYPES,
+    INCIDENT_STATES,
+    KINDS,
+    SEGMENTS,
+    SEVERITIES,
+    TECHNOLOGIES,
+)
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -42,13 +52,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-SEGMENTS = ["consumer", "smb", "enterprise"]
-SEVERITIES = ["critical", "major", "minor", "warning", "indeterminate", "cleared"]
-ALARM_STATES = ["raised", "updated", "cleared"]
-INCIDENT_STATES = ["open", "acknowledged", "resolved", "closed", "merged"]
-TECHNOLOGIES = ["2g", "3g", "4g", "5g"]
-ENTITY_TYPES = ["cell", "site", "resource", "service", "region", "subscriber", "account"]
 
 
 def _key() -> list[Column[str]]:
@@ -502,32 +505,8 @@ audit = Table(
     Index("ix_audit_target", "target_type", "target_id"),
 )
 
-# Canonical record kinds that connectors may emit, by name, mapped to their table.
-CANONICAL_KINDS: dict[str, Table] = {
-    t.name: t
-    for t in (
-        regions,
-        sites,
-        cells,
-        resources,
-        topology_edges,
-        accounts,
-        subscribers,
-        subscriber_cells,
-        services,
-        alarms,
-        incidents,
-        incident_alarms,
-        tickets,
-        ticket_notes,
-        ticket_status_changes,
-        churn_events,
-        offer_events,
-        kpi_samples,
-        bills,
-        usage,
-    )
-}
+# Canonical record kinds that connectors may emit (connectors.canonical.KINDS), mapped to their table.
+CANONICAL_KINDS: dict[str, Table] = {kind: metadata.tables[kind] for kind in KINDS}
 
 
 # --- Analytics ------------------------------------------------------------------------------

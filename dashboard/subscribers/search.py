@@ -58,6 +58,7 @@ from sqlalchemy import (
     union,
 )
 
+from dashboard.errors import VantageError
 from dashboard.ingest.derive import name_key, phone_digits
 from dashboard.kpis import Scoring
 from dashboard.privacy import Principal, account_name, protect
@@ -124,7 +125,7 @@ _SPACES = re.compile(r"\s+")
 _MAX_CHAR = "\U0010ffff"
 
 
-class SearchError(ValueError):
+class SearchError(VantageError, ValueError):
     """A filter, sort or cursor that cannot be used; the message says what was expected."""
 
 
