@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard.analytics.churn import fit
-from dashboard.analytics.sentiment import TelecomVader
+from dashboard.sentiment import TelecomVader
 
 OPENERS = ["", "Hi, ", "Hello team, ", "This is ridiculous. ", "Thanks for the quick reply. "]
 BODIES = [

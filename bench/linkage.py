@@ -47,6 +47,7 @@ from connectors.base import ConnectorContext
 from connectors.simulator.connector import SimulatorConnector, SimulatorOptions, floor_15
 from dashboard.app import create_app
 from dashboard.config import Settings
+from dashboard.context import Context
 from dashboard.incidents.queue import refresh_queue
 from dashboard.ingest import run_connector
 from dashboard.kpis import load_catalogue
@@ -162,7 +163,7 @@ def main() -> None:
 
 def _callbacks(store: Any, catalogue: Any, requests: int, now: datetime) -> dict[str, Any]:
     """Server-side time of the Linkage page's callback functions, in the app's request context."""
-    app = create_app(Settings(database_url=store.url), store=store)
+    app = create_app(Context.build(Settings(database_url=store.url), store=store))
     from dashboard.pages import linkage
 
     with store.connect() as conn:

@@ -54,9 +54,9 @@ import pandas as pd
 from sqlalchemy import select, text
 
 from bench import _data
+from connectors.base import utcnow
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.queue import QUEUE_STATES, refresh_queue
-from dashboard.ingest.runner import utcnow
 from dashboard.kpis import Scoring, load_catalogue
 from dashboard.store import Store
 from dashboard.store.schema import (
@@ -505,12 +505,13 @@ def time_refreshes(
 
 def time_reads(store: Store, n: int, now: datetime) -> dict[str, Any]:
     """Server-side latency of the queue API, one incident's detail and the grid's data function."""
-    from dashboard.api import records
+    from dashboard.api.encode import records
     from dashboard.app import create_app
     from dashboard.config import Settings
+    from dashboard.context import Context
     from dashboard.incidents import read
 
-    app = create_app(Settings(database_url=store.url), store=store)
+    app = create_app(Context.build(Settings(database_url=store.url), store=store))
     client = app.server.test_client()
     with store.connect() as conn:
         top = conn.execute(select(incident_queue.c.incident_id).where(incident_queue.c.rank == 1)).scalar()

@@ -46,8 +46,8 @@ import numpy as np
 from sqlalchemy import Connection, func, select, text
 
 from bench import _data
+from connectors.base import utcnow
 from dashboard.incidents.queue import refresh_queue
-from dashboard.ingest.runner import utcnow
 from dashboard.kpis import load_catalogue
 from dashboard.privacy import Principal
 from dashboard.store import Store

@@ -44,6 +44,7 @@ from sqlalchemy import select, text
 from bench import _data
 from dashboard.app import create_app
 from dashboard.config import ConnectorConfig, Settings, WallConfig
+from dashboard.context import Context
 from dashboard.incidents.queue import refresh_queue
 from dashboard.kpis import load_catalogue
 from dashboard.store.schema import connector_runs, incident_queue
@@ -132,7 +133,7 @@ def main() -> None:
 
 def _refreshes(store: Any, catalogue: Any, changes: Any, args: Any, start: datetime) -> dict[str, Any]:
     settings = _settings(store, 10)
-    client = create_app(settings, store=store).server.test_client()
+    client = create_app(Context.build(settings, store=store)).server.test_client()
     first = client.get("/api/v1/wall")
     assert first.status_code == 200, first.data[:200]
     first_bytes = len(first.data)
@@ -182,7 +183,7 @@ def _soak(store: Any, catalogue: Any, changes: Any, args: Any, start: datetime) 
     from tests.browser import chromium, live_server
 
     settings = _settings(store, args.soak_refresh_s)
-    app = create_app(settings, store=store)
+    app = create_app(Context.build(settings, store=store))
     stop = threading.Event()
 
     def feed() -> None:  # changes keep arriving while the wall is open

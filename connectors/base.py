@@ -116,18 +116,21 @@ class ConnectorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def utcnow() -> datetime:
+    """The system clock as every part of Vantage reads it: naive UTC, as the store keeps times."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
     """What a connector may know of its surroundings: its configured name and the clock."""
 
     name: str
-    #: Returns the current naive UTC time; None means the wall clock (tests pass a fixed clock).
+    #: Returns the current naive UTC time; None means the system clock (tests pass a fixed clock).
     now: Callable[[], datetime] | None = None
 
     def utcnow(self) -> datetime:
-        if self.now is not None:
-            return self.now()
-        return datetime.now(UTC).replace(tzinfo=None)
+        return self.now() if self.now is not None else utcnow()
 
 
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)

@@ -1,4 +1,4 @@
-"""The app factory: ``create_app(settings)`` builds the Dash app, its shell, its pages and /healthz."""
+"""The app factory: ``create_app(ctx)`` builds the Dash app, its shell, its pages, the API and /healthz."""
 
 from __future__ import annotations
 
@@ -13,31 +13,13 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import Input, Output, State, dcc, html
 
-from dashboard import health, ids, queries
-from dashboard.api import register_api
+from dashboard import api, ids, queries
 from dashboard.config import Settings
-from dashboard.ingest.enrich import default_enrichers
+from dashboard.context import REFRESH_MS, Context, install
 from dashboard.ingest.runner import Ingestor
-from dashboard.kpi_eval.api import register_kpi_api
-from dashboard.kpis import load_catalogue
-from dashboard.linkage.api import register_linkage_api
-from dashboard.pages import (
-    CATALOGUE_KEY,
-    PAGE_MODULES,
-    REFRESH_KEY,
-    REFRESH_MS,
-    SETTINGS_KEY,
-    STORE_KEY,
-    fmt_count,
-    fmt_money,
-    fmt_time,
-    utcnow,
-)
+from dashboard.pages import PAGE_MODULES, fmt_count, fmt_money, fmt_time
 from dashboard.push import mount_push_routes
 from dashboard.store.db import Store
-from dashboard.subscribers.api import register_subscriber_search_api
-from dashboard.subscribers.story_api import register_subscriber_story_api
-from dashboard.wall import register_wall_api
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +40,13 @@ STRIP_METRICS = [
 ]
 
 
-def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: int = REFRESH_MS) -> dash.Dash:
-    """Build the Dash app for ``settings``; nothing here touches the database.
+def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> dash.Dash:
+    """Build the Dash app on a Context (or on settings, for which one is built); nothing here touches
+    the database.
 
-    ``store`` defaults to one on ``settings.database_url``; ``refresh_ms`` is how often the overview
-    strip and the live parts of pages re-read the store.
+    ``refresh_ms`` is how often the overview strip and the live parts of pages re-read the store.
     """
-    store = store if store is not None else Store(settings.database_url)
+    ctx = source if isinstance(source, Context) else Context.build(source)
     app = dash.Dash(
         "dashboard",  # the package name, so Dash imports pages as dashboard.pages.<name>
         use_pages=True,
@@ -74,14 +56,9 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
         update_title="",
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
-    app.server.config[STORE_KEY] = store
-    app.server.config[SETTINGS_KEY] = settings
-    app.server.config[REFRESH_KEY] = refresh_ms
-    # Labels, units and thresholds for the pages; a broken catalogue stops start-up with its path.
-    catalogue = load_catalogue(settings.kpi_definitions_path())
-    app.server.config[CATALOGUE_KEY] = catalogue
+    install(app.server, ctx, refresh_ms=refresh_ms)
     app.layout = shell_layout(refresh_ms)
-    _register_shell_callbacks(app, store, settings)
+    _register_shell_callbacks(app, ctx)
     for name in PAGE_MODULES:
         importlib.import_module(f"dashboard.pages.{name}").register_callbacks(app)
 
@@ -93,19 +70,9 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_ms: in
             return flask.redirect("/wall" + (f"?{query}" if query else ""), code=302)
         return None
 
-    @app.server.get("/healthz")
-    def _healthz() -> tuple[flask.Response, int]:
-        body, code = check_health(store, settings, now=utcnow())
-        return flask.jsonify(body), code
-
-    register_api(app.server, store, settings, catalogue.scoring)
-    register_subscriber_search_api(app.server, store, settings)
-    register_subscriber_story_api(app.server, store, settings)
-    register_wall_api(app.server, store, settings, catalogue)
-    register_kpi_api(app.server, store, settings, catalogue)
-    register_linkage_api(app.server, store, settings, catalogue)
+    api.register(app.server)
     # Listener endpoints of connectors whose sources push (TMF hubs, VES): /push/<name>/...
-    mount_push_routes(app.server, settings, Ingestor(store, enrichers=default_enrichers()))
+    mount_push_routes(app.server, ctx.settings, Ingestor(ctx.store, clock=ctx.clock))
     return app
 
 
@@ -196,7 +163,7 @@ def refresh_strip(
     return strip_children(ov, stale=False, last_ok=ov.as_of), "vt-strip vt-strip--fresh", ov.to_json()
 
 
-def _register_shell_callbacks(app: dash.Dash, store: Store, settings: Settings) -> None:
+def _register_shell_callbacks(app: dash.Dash, ctx: Context) -> None:
     @app.callback(
         Output(ids.SHELL_STRIP, "children"),
         Output(ids.SHELL_STRIP, "className"),
@@ -205,36 +172,11 @@ def _register_shell_callbacks(app: dash.Dash, store: Store, settings: Settings) 
         State(ids.SHELL_STRIP_LAST, "data"),
     )
     def _refresh(_n: int | None, last: dict[str, Any] | None) -> tuple[list[Any], str, dict[str, Any] | None]:
-        return refresh_strip(store, settings.currency, last, now=utcnow())
+        return refresh_strip(ctx.store, ctx.currency, last, now=ctx.now())
 
     # The wall shows everything the strip does and refreshes itself: the strip rests there.
     app.clientside_callback(
         "function(path) { return !!path && (path === '/' || path.indexOf('/wall') === 0); }",
         Output(ids.SHELL_INTERVAL, "disabled"),
         Input("_pages_location", "pathname"),
-    )
-
-
-# --- Health --------------------------------------------------------------------------------
-
-
-def check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[dict[str, Any], int]:
-    """The /healthz body and status: whether the store answers and how fresh each source is."""
-    reachable = store.ping()
-    statuses = None
-    error = None
-    if reachable:
-        try:
-            with store.connect() as conn:
-                summaries = queries.run_summaries(conn, now=now)
-            statuses = health.source_statuses(settings.connectors, summaries, now)
-        except Exception as err:  # reachable but not readable (e.g. not migrated)
-            error = f"connector runs could not be read: {type(err).__name__}"
-    return health.health_report(
-        reachable=reachable,
-        dialect=store.dialect,
-        statuses=statuses,
-        connectors=settings.connectors,
-        now=now,
-        error=error,
     )

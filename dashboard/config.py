@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.base import ConnectorOptions
+from connectors.base import Connector, ConnectorContext, ConnectorOptions
 from connectors.options import parse_duration
 from connectors.registry import ConnectorLoadError, UnknownConnectorType
 from connectors.registry import get as get_connector_class
@@ -59,6 +60,11 @@ class ConnectorConfig(_Strict):
     def parsed_options(self) -> ConnectorOptions:
         """The options validated by the connector type's own model."""
         return get_connector_class(self.type).Options.model_validate(self.options)
+
+    def build(self, clock: Callable[[], datetime] | None = None) -> Connector[Any]:
+        """An instance of the configured connector with its validated options (``clock``: naive UTC now)."""
+        cls = get_connector_class(self.type)
+        return cls(self.parsed_options(), ConnectorContext(name=self.name, now=clock))
 
 
 class WebConfig(_Strict):

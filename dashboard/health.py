@@ -8,7 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from dashboard.config import ConnectorConfig
+from dashboard import queries
+from dashboard.config import ConnectorConfig, Settings
+from dashboard.store.db import Store
 
 #: A source is fresh while its last success is at most this many intervals old.
 FRESH_INTERVALS = 2.0
@@ -187,3 +189,25 @@ def health_report(
     if error:
         body["error"] = error
     return body, (200 if reachable else 503)
+
+
+def check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[dict[str, Any], int]:
+    """The /healthz body and status: whether the store answers and how fresh each source is."""
+    reachable = store.ping()
+    statuses = None
+    error = None
+    if reachable:
+        try:
+            with store.connect() as conn:
+                summaries = queries.run_summaries(conn, now=now)
+            statuses = source_statuses(settings.connectors, summaries, now)
+        except Exception as err:  # reachable but not readable (e.g. not migrated)
+            error = f"connector runs could not be read: {type(err).__name__}"
+    return health_report(
+        reachable=reachable,
+        dialect=store.dialect,
+        statuses=statuses,
+        connectors=settings.connectors,
+        now=now,
+        error=error,
+    )

@@ -9,18 +9,19 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import ColumnElement, Float, case, literal
 
+from connectors.canonical import SEGMENTS, SEVERITIES
 from connectors.options import parse_duration
 from dashboard.config import ConfigError, read_yaml_mapping, validation_problems
 from dashboard.errors import VantageError
-from dashboard.store.schema import SEVERITIES
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 Segment = Literal["consumer", "smb", "enterprise"]
@@ -179,8 +180,24 @@ class ImpactRules(_Strict):
         return _duration(v)
 
 
+CONSUMER = SEGMENTS.index("consumer")
+
+
+def segment_codes(values: Iterable[Any]) -> np.ndarray:
+    """Segment names as positions in SEGMENTS; a missing or unknown segment counts as consumer."""
+    code = {s: i for i, s in enumerate(SEGMENTS)}
+    return np.fromiter((code.get(v, CONSUMER) for v in values), dtype=np.int8)
+
+
 class Scoring(_Strict):
-    """The value-weighted incident priority: weights, multipliers, SLA and correlation rules."""
+    """The value-weighted incident priority: weights, multipliers, SLA and correlation rules.
+
+    What a line is worth is defined here once (:meth:`line_value`), in Python, vectorised
+    (:meth:`line_multipliers`) and as SQL (:meth:`line_multiplier_sql`), all from
+    :meth:`segment_multiplier`: a line is worth its ARPU x its account's segment multiplier x the
+    VIP multiplier when the account is VIP. A line with no account or an unknown segment counts as
+    consumer; a segment the catalogue gives no multiplier has 1.
+    """
 
     weights: QueueWeights
     severity_points: dict[str, float]
@@ -195,16 +212,50 @@ class Scoring(_Strict):
     correlation: CorrelationRules = Field(default_factory=CorrelationRules)
     impact: ImpactRules = Field(default_factory=ImpactRules)
 
+    def segment_multiplier(self, segment: str | None) -> float:
+        """The weight of a line of ``segment`` (consumer for a missing or unknown one)."""
+        known = segment if segment in SEGMENTS else "consumer"
+        return float(self.segment_multipliers.get(known, 1.0))  # type: ignore[call-overload]
+
+    def line_multiplier(self, segment: str | None, vip: bool | None) -> float:
+        return self.segment_multiplier(segment) * (self.vip_multiplier if vip is True else 1.0)
+
+    def line_value(self, arpu: float | None, segment: str | None, vip: bool | None) -> float:
+        """What one line is worth: ARPU (0 when unknown) x :meth:`line_multiplier`."""
+        base = float(arpu) if arpu is not None and arpu == arpu else 0.0
+        return base * self.line_multiplier(segment, vip)
+
+    def line_multipliers(self, segment_code: np.ndarray, vip: np.ndarray) -> np.ndarray:
+        """:meth:`line_multiplier` per row, segments given as :func:`segment_codes`."""
+        table = np.array([self.segment_multiplier(s) for s in SEGMENTS], dtype=float)
+        return table[segment_code] * np.where(vip == True, self.vip_multiplier, 1.0)  # noqa: E712
+
+    def line_multiplier_sql(self, segment: Any, vip: Any) -> ColumnElement[float]:
+        """:meth:`line_multiplier` as a SQL expression over an account's segment and VIP columns
+        (NULL for a line without an account counts as consumer, not VIP)."""
+        seg = case(
+            *[(segment == s, literal(self.segment_multiplier(s), Float)) for s in SEGMENTS],
+            else_=literal(self.segment_multiplier(None), Float),
+        )
+        vip_mult = case(
+            (vip.is_(True), literal(float(self.vip_multiplier), Float)), else_=literal(1.0, Float)
+        )
+        return seg * vip_mult
+
 
 class Catalogue(_Strict):
     kpis: list[KpiDefinition]
     scoring: Scoring
 
     def get(self, name: str) -> KpiDefinition:
-        for k in self.kpis:
-            if k.name == name:
-                return k
-        raise KeyError(f"no KPI named {name!r}")
+        found = self.find(name)
+        if found is None:
+            raise KeyError(f"no KPI named {name!r}")
+        return found
+
+    def find(self, name: str) -> KpiDefinition | None:
+        """The definition of ``name``, or None for a KPI the catalogue lacks."""
+        return next((k for k in self.kpis if k.name == name), None)
 
     @property
     def names(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 This module is the one place that decides. A request's :class:`Principal` comes from the settings
 (``security.default_user`` / ``default_role``) or, when ``security.trust_headers`` is on because a
-trusted proxy in front sets them, from the ``X-Vantage-User`` / ``X-Vantage-Role`` headers. Every
+trusted proxy in front sets them, from the ``X-Vantage-User`` / ``X-Vantage-Role`` headers
+(:func:`principal_from`; the web layer asks ``dashboard.context.current_principal``). Every
 page callback and API response that carries personal data passes it through :func:`protect`,
 which masks it server-side, so nothing unmasked reaches a browser that may not see it. A role that
 may see personal data still sees it masked until it asks for one subscriber with :func:`unmask`,
@@ -69,16 +70,6 @@ def principal_from(security: Any, headers: Mapping[str, str] | None = None) -> P
         if asked in ROLES:
             role = asked
     return Principal(user=user, role=role)
-
-
-def current_principal() -> Principal:
-    """The principal of the Flask request being served (pages and API)."""
-    import flask
-
-    from dashboard.pages import current_settings
-
-    headers = dict(flask.request.headers) if flask.has_request_context() else None
-    return principal_from(current_settings().security, headers)
 
 
 # --- masks -------------------------------------------------------------------------------------

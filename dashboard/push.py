@@ -71,12 +71,10 @@ def _view(ingestor: Ingestor, connector: str, route: PushRoute) -> Callable[[], 
 
 def mount_push_routes(server: Flask, settings: Settings, ingestor: Ingestor) -> list[str]:
     """Serve every enabled connector's push routes; return the mounted URL rules."""
-    from dashboard.scheduler import build_connector
-
     mounted: list[str] = []
     for cfg in settings.enabled_connectors:
         try:
-            connector = build_connector(cfg)
+            connector = cfg.build(ingestor.clock)
         except Exception:  # one misconfigured connector must not take the pages down with it
             log.exception("connector %s cannot be built; its listener routes are not served", cfg.name)
             continue

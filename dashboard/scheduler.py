@@ -21,12 +21,11 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
-from connectors.base import Connector, ConnectorContext
-from connectors.registry import get as get_connector_class
-from dashboard.config import ConnectorConfig, SchedulerConfig, Settings
-from dashboard.ingest.enrich import default_enrichers
-from dashboard.ingest.runner import Ingestor, RunSummary, utcnow
-from dashboard.store.db import Store
+from connectors.base import Connector
+from dashboard import analytics, incidents, kpi_eval, linkage
+from dashboard.config import SchedulerConfig
+from dashboard.context import Context, Jobs
+from dashboard.ingest.runner import Ingestor, RunSummary
 from dashboard.store.schema import connector_runs
 
 log = logging.getLogger(__name__)
@@ -34,10 +33,14 @@ log = logging.getLogger(__name__)
 EXTRA_JOBS_FIRST_DELAY_S = 120.0
 
 
-def build_connector(config: ConnectorConfig) -> Connector:
-    """An instance of the configured connector with its validated options."""
-    cls = get_connector_class(config.type)
-    return cls(config.parsed_options(), ConnectorContext(name=config.name))
+def builtin_jobs(ctx: Context) -> Jobs:
+    """Jobs beside the connectors: the incident queue, analytics, KPI evaluation and linkage."""
+    return (
+        incidents.scheduled_jobs(ctx)
+        | analytics.scheduled_jobs(ctx)
+        | kpi_eval.scheduled_jobs(ctx)
+        | linkage.scheduled_jobs(ctx)
+    )
 
 
 def backoff_delay(
@@ -54,24 +57,21 @@ class ConnectorJobs:
     """Owns the connector instances of one process and runs them through the ingest path."""
 
     def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        *,
-        ingestor: Ingestor | None = None,
-        extra_jobs: dict[str, tuple[float, Callable[[], Any]]] | None = None,
+        self, ctx: Context, *, ingestor: Ingestor | None = None, extra_jobs: Jobs | None = None
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.ingestor = ingestor or Ingestor(store, enrichers=default_enrichers())
-        self.connectors: dict[str, Connector] = {}
-        self.configs = {c.name: c for c in settings.enabled_connectors}
+        """Jobs of ``ctx``'s enabled connectors, plus ``extra_jobs`` (see :func:`builtin_jobs`)."""
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.store = ctx.store
+        self.ingestor = ingestor or Ingestor(ctx.store, clock=ctx.clock)
+        self.connectors: dict[str, Connector[Any]] = {}
+        self.configs = {c.name: c for c in ctx.settings.enabled_connectors}
         self.failures: dict[str, int] = {}
         self.extra_jobs = dict(extra_jobs or {})
         self._lock = threading.Lock()
         # SQLite has one writer at a time: jobs that would wait on each other's write locks (and
         # time out behind a long KPI roll-up) take turns instead. PostgreSQL runs them side by side.
-        self._writer: threading.Lock | None = threading.Lock() if store.dialect == "sqlite" else None
+        self._writer: threading.Lock | None = threading.Lock() if ctx.store.dialect == "sqlite" else None
         self._scheduler: BaseScheduler | None = None
 
     def _serial(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,10 +86,10 @@ class ConnectorJobs:
 
         return run
 
-    def connector(self, name: str) -> Connector:
+    def connector(self, name: str) -> Connector[Any]:
         with self._lock:
             if name not in self.connectors:
-                conn = build_connector(self.configs[name])
+                conn = self.configs[name].build(self.ctx.clock)
                 conn.start()
                 self.connectors[name] = conn
             return self.connectors[name]
@@ -128,7 +128,7 @@ class ConnectorJobs:
     def schedule(self, scheduler: BaseScheduler, *, run_now: bool = True) -> None:
         """Add one interval job per enabled connector (first run immediately) and the extra jobs."""
         self._scheduler = scheduler
-        now = _as_aware(utcnow())
+        now = _as_aware(self.ctx.now())
         for name, cfg in self.configs.items():
             scheduler.add_job(
                 self._serial(self.run_once),

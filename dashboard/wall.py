@@ -375,21 +375,3 @@ def parse_have(text: str | None) -> dict[str, str]:
         if name in PANELS and ver:
             out[name] = ver[:32]
     return out
-
-
-def register_wall_api(server: Any, store: Store, settings: Settings, catalogue: Catalogue) -> None:
-    """GET /api/v1/wall?have=panel:version,...: the panels that changed (503 with a reason on failure)."""
-    import flask
-
-    from dashboard.pages import utcnow
-
-    @server.get("/api/v1/wall")
-    def _wall() -> tuple[flask.Response, int]:
-        have = parse_have(flask.request.args.get("have"))
-        try:
-            body = wall_state(store, settings, catalogue, now=utcnow(), have=have)
-        except Exception as err:  # the screen says DATA STALE; it must not guess
-            return flask.jsonify({"error": f"the store could not be read: {type(err).__name__}"}), 503
-        response = flask.jsonify(body)
-        response.headers["Cache-Control"] = "no-store"
-        return response, 200

@@ -9,9 +9,12 @@ import dash
 import pytest
 
 from dashboard import queries
-from dashboard.app import check_health, create_app, refresh_strip, strip_children
+from dashboard.app import create_app, refresh_strip, strip_children
 from dashboard.config import ConnectorConfig, Settings
+from dashboard.context import CONTEXT_KEY
+from dashboard.health import check_health
 from dashboard.store.db import Store
+from tests.apps import new_app
 from tests.browser import free_port, seed, settings_for
 
 NOW = datetime(2024, 5, 15, 12, 0, 0)
@@ -41,10 +44,10 @@ def seeded(sqlite_store: Store) -> Store:
 
 def test_create_app_builds_without_touching_the_store() -> None:
     store = _unreachable_store()
-    app = create_app(Settings(database_url=store.url), store=store)
+    app = new_app(store, Settings(database_url=store.url))
     assert isinstance(app, dash.Dash)
     assert store._engine is None  # no engine was even created
-    assert app.server.config["VANTAGE_STORE"] is store
+    assert app.server.config[CONTEXT_KEY].store is store
     paths = sorted(p["path"] for p in dash.page_registry.values())
     assert paths == [
         "/incidents",
@@ -60,11 +63,11 @@ def test_create_app_builds_without_touching_the_store() -> None:
 def test_create_app_builds_its_store_from_settings(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'v.db'}"
     app = create_app(Settings(database_url=url))
-    assert app.server.config["VANTAGE_STORE"].url == url
+    assert app.server.config[CONTEXT_KEY].store.url == url
 
 
 def test_every_page_is_served(seeded: Store) -> None:
-    app = create_app(settings_for(seeded), store=seeded)
+    app = new_app(seeded, settings_for(seeded))
     client = app.server.test_client()
     assert client.get("/").headers["Location"].endswith("/wall")  # the bare address is the wall
     for path in ("/wall", "/incidents", "/linkage", "/linkage/summary", "/subscribers?id=S1", "/sources"):
@@ -74,7 +77,7 @@ def test_every_page_is_served(seeded: Store) -> None:
 
 
 def test_healthz_reports_each_source(seeded: Store) -> None:
-    app = create_app(settings_for(seeded), store=seeded)
+    app = new_app(seeded, settings_for(seeded))
     response = app.server.test_client().get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
@@ -113,7 +116,7 @@ def test_healthz_is_503_when_the_store_is_unreachable() -> None:
     settings = Settings(
         database_url=store.url, connectors=[ConnectorConfig(name="alpha", type="x", interval=60)]
     )
-    app = create_app(settings, store=store)
+    app = new_app(store, settings)
     response = app.server.test_client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()

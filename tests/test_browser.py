@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from connectors.base import Batch
-from dashboard.app import create_app
 from dashboard.ingest import Ingestor
 from dashboard.store.db import Store
+from tests.apps import new_app
 from tests.browser import (
     QueueExpected,
     chromium,
@@ -50,7 +50,7 @@ def _now() -> datetime:
 def served(sqlite_store: Store) -> Iterator[tuple[str, Store]]:
     require_chromium()
     seed(sqlite_store, _now())
-    app = create_app(settings_for(sqlite_store), store=sqlite_store, refresh_ms=REFRESH_MS)
+    app = new_app(sqlite_store, settings_for(sqlite_store), refresh_ms=REFRESH_MS)
     with live_server(app.server) as url:
         yield url, sqlite_store
 
@@ -153,7 +153,7 @@ def test_strip_shows_a_store_change_after_the_interval(served: tuple[str, Store]
 def served_queue(sqlite_store: Store) -> Iterator[tuple[str, Store, QueueExpected]]:
     require_chromium()
     expected = seed_queue(sqlite_store, _now())
-    app = create_app(settings_for(sqlite_store), store=sqlite_store, refresh_ms=REFRESH_MS)
+    app = new_app(sqlite_store, settings_for(sqlite_store), refresh_ms=REFRESH_MS)
     with live_server(app.server) as url:
         yield url, sqlite_store, expected
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from dashboard.app import create_app
 from dashboard.config import SecurityConfig, Settings
 from dashboard.store.db import Store
 from dashboard.store.schema import audit
+from tests.apps import new_app
 from tests.browser import (
     chromium,
     full_screenshot,
@@ -40,7 +40,7 @@ def _serve(store: Store, role: str) -> Any:
         currency="EUR",
         security=SecurityConfig(default_user="tester", default_role=role),  # type: ignore[arg-type]
     )
-    return create_app(settings, store=store, refresh_ms=60_000)
+    return new_app(store, settings, refresh_ms=60_000)
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from connectors.base import Batch
-from dashboard.app import create_app
 from dashboard.ingest import Ingestor
 from dashboard.store.db import Store
+from tests.apps import new_app
 from tests.browser import (
     chromium,
     fixed_clock,
@@ -69,7 +69,7 @@ def seed_customers(store: Store, now: datetime) -> None:
 def served(sqlite_store: Store) -> Iterator[str]:
     require_chromium()
     seed_customers(sqlite_store, datetime.now(UTC).replace(tzinfo=None))
-    app = create_app(settings_for(sqlite_store), store=sqlite_store)
+    app = new_app(sqlite_store, settings_for(sqlite_store))
     with live_server(app.server) as url:
         yield url
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from dashboard.app import create_app
 from dashboard.config import ConnectorConfig, SchedulerConfig, Settings, WallConfig, WallView
 from dashboard.incidents.queue import refresh_queue
 from dashboard.kpis import load_catalogue
 from dashboard.scheduler import ConnectorJobs, background_scheduler
 from dashboard.store.db import Store
+from tests.apps import context_for, new_app
 from tests.browser import (
     chromium,
     full_screenshot,
@@ -71,8 +71,8 @@ def wall(sqlite_store: Store) -> Iterator[tuple[str, Store, LoopbackServer, Sett
     with loopback() as source:
         source.json_route("GET", ALARMS, [])
         settings = _settings(sqlite_store, source)
-        app = create_app(settings, store=sqlite_store)
-        jobs = ConnectorJobs(settings, sqlite_store)
+        app = new_app(sqlite_store, settings)
+        jobs = ConnectorJobs(context_for(sqlite_store, settings))
         scheduler = background_scheduler(jobs)
         try:
             with live_server(app.server) as url:

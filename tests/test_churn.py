@@ -17,8 +17,8 @@ from dashboard.analytics.churn import (
     parse_label,
     train_table,
 )
-from dashboard.analytics.cli import main as cli_main
-from dashboard.analytics.cli import train_csv
+from dashboard.cli import main as cli_main
+from dashboard.cli.churn import train_csv
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIGML = DATA / "telecom_churn_bigml_80.csv"

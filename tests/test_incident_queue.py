@@ -712,12 +712,12 @@ def test_incremental_value_passes_match_a_full_rebuild_through_every_kind_of_cha
 
 
 def test_api_serves_the_ranked_queue_and_one_incident(net: Store) -> None:
-    from dashboard.app import create_app
     from dashboard.config import Settings
+    from tests.apps import new_app
 
     _two_incidents(net)
     refresh_queue(net, scoring(), now=T, currency="EUR")
-    app = create_app(Settings(database_url=net.url), store=net)
+    app = new_app(net, Settings(database_url=net.url))
     client = app.server.test_client()
     body = client.get("/api/v1/incidents?limit=5&state=open").get_json()
     assert body["currency"] == "EUR" and body["count"] == 2

@@ -22,12 +22,12 @@ from dash import dcc, html
 from sqlalchemy import select
 
 from dashboard import ids
-from dashboard.app import create_app
+from dashboard.context import current_actor, current_scoring
 from dashboard.figures import alarm_timeline_figure, cells_map_figure, kpi_impact_figure
 from dashboard.incidents import read
-from dashboard.pages import current_actor, current_scoring
 from dashboard.store.db import Store
 from dashboard.store.schema import audit
+from tests.apps import new_app
 from tests.browser import QueueExpected, seed_queue, settings_for
 from tests.test_app import _text
 
@@ -35,11 +35,10 @@ NOW = datetime(2026, 3, 2, 12, 0)
 
 
 @pytest.fixture
-def page(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+def page(sqlite_store: Store) -> Iterator[ModuleType]:
     """The page module inside an app context on an empty store, its clock pinned to NOW."""
-    app = create_app(settings_for(sqlite_store), store=sqlite_store)
+    app = new_app(sqlite_store, settings_for(sqlite_store), clock=lambda: NOW)
     module = importlib.import_module("dashboard.pages.incidents")
-    monkeypatch.setattr(module, "utcnow", lambda: NOW)
     with app.server.app_context():
         yield module
 
@@ -284,12 +283,10 @@ def test_a_refused_action_says_why_and_writes_nothing(page: ModuleType, queued: 
 
 def test_the_actor_comes_from_the_trusted_header(sqlite_store: Store) -> None:
     settings = settings_for(sqlite_store)
-    with create_app(settings, store=sqlite_store).server.test_request_context(
-        headers={"X-Vantage-User": "eve"}
-    ):
+    with new_app(sqlite_store, settings).server.test_request_context(headers={"X-Vantage-User": "eve"}):
         assert current_actor() == "operator"  # headers are not trusted unless the settings say so
     settings.security.trust_headers = True
-    app = create_app(settings, store=sqlite_store)
+    app = new_app(sqlite_store, settings)
     with app.server.test_request_context(headers={"X-Vantage-User": "  ana.costa  "}):
         assert current_actor() == "ana.costa"
     with app.server.test_request_context():

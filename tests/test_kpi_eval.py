@@ -11,15 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import flask
 import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import func, insert, select
 
-from dashboard.config import Settings
 from dashboard.kpi_eval import evaluate, read
-from dashboard.kpi_eval.api import register_kpi_api
 from dashboard.kpi_eval.rollup import refresh_rollups
 from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
@@ -27,6 +24,7 @@ from dashboard.store import Store
 from dashboard.store.db import read_frame
 from dashboard.store.schema import kpi_rollups, kpi_status, tickets
 from tests import kpi_data
+from tests.apps import api_client
 from tests.kpi_data import T0, Q
 
 H = timedelta(hours=1)
@@ -377,9 +375,7 @@ def test_panel_is_one_row_per_entity_and_period(net: Store, cat: Catalogue) -> N
 def test_evaluate_job_and_api_return_the_catalogue(net: Store, cat: Catalogue) -> None:
     result = evaluate(net, cat, now=T0 + H)
     assert result.status.rows > 0
-    app = flask.Flask("t")
-    register_kpi_api(app, net, Settings(), cat)
-    client = app.test_client()
+    client = api_client(net, catalogue=cat)
     body: Any = client.get("/api/v1/kpis").get_json()
     assert [k["name"] for k in body["kpis"]] == cat.names
     assert body["count"] == len(cat.kpis) and body["level"] == "network"

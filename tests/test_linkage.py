@@ -245,10 +245,7 @@ def test_simulator_links_are_recovered_and_an_unbuilt_one_is_weak() -> None:
 
 
 def test_links_are_stored_and_served(store: Store) -> None:
-    import flask
-
-    from dashboard.config import Settings
-    from dashboard.linkage.api import register_linkage_api
+    from tests.apps import api_client
 
     panel = synthetic()
     results = [
@@ -259,9 +256,7 @@ def test_links_are_stored_and_served(store: Store) -> None:
     with store.begin() as conn:
         assert store_links(conn, results, now) == 2
         assert store_links(conn, results, now) == 2  # replaces, does not duplicate
-    app = flask.Flask(__name__)
-    register_linkage_api(app, store, Settings(), CATALOGUE)
-    client = app.test_client()
+    client = api_client(store, catalogue=CATALOGUE)
     body = client.get("/api/v1/linkage").get_json()
     assert body["count"] == 2 and body["scope"] == "all"
     drop = next(x for x in body["links"] if x["driver"] == "drop_call_rate_pct")

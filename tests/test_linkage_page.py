@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from dashboard.app import create_app
 from dashboard.kpis import load_catalogue
 from dashboard.linkage_figures import STRENGTH_STYLE, driver_tree_figure, sparkline_uri
 from dashboard.store.db import Store
 from dashboard.store.schema import kpi_links
+from tests.apps import new_app
 from tests.browser import settings_for
 from tests.test_app import _text
 
@@ -69,7 +69,7 @@ LINKS = [
 def linked(store: Store) -> Iterator[Store]:
     with store.begin() as conn:
         conn.execute(insert(kpi_links), LINKS)
-    app = create_app(settings_for(store), store=store)
+    app = new_app(store, settings_for(store))
     with app.server.app_context():
         yield store
 

@@ -13,10 +13,10 @@ import pytest
 
 from connectors.base import Batch
 from dashboard import health, queries
-from dashboard.app import create_app
 from dashboard.config import ConnectorConfig
 from dashboard.ingest import Ingestor
 from dashboard.store.db import Store
+from tests.apps import new_app
 from tests.browser import seed, settings_for
 from tests.test_app import _text
 
@@ -34,7 +34,7 @@ def seeded(store: Store) -> Store:
 def app_ctx(sqlite_store: Store) -> Iterator[Store]:
     """A seeded SQLite store with an app context, so page layouts find their store."""
     seed(sqlite_store, NOW)
-    app = create_app(settings_for(sqlite_store), store=sqlite_store)
+    app = new_app(sqlite_store, settings_for(sqlite_store))
     with app.server.app_context():
         yield sqlite_store
 
@@ -251,7 +251,7 @@ def test_sources_status_rows_and_quarantine(app_ctx: Store) -> None:
 
 def test_pages_say_so_when_the_store_cannot_be_read(tmp_path: Any) -> None:
     store = Store(f"sqlite:///{tmp_path / 'empty.db'}")  # never migrated: every table is missing
-    app = create_app(settings_for(store), store=store)
+    app = new_app(store, settings_for(store))
     with app.server.app_context():
         for name, kwargs in [
             ("incidents", {}),

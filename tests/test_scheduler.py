@@ -31,6 +31,7 @@ from dashboard.push import mount_push_routes
 from dashboard.scheduler import ConnectorJobs, background_scheduler, backoff_delay
 from dashboard.store import Store
 from dashboard.store.schema import alarms, connector_runs, quarantine
+from tests.apps import context_for
 
 
 class FlakyOptions(ConnectorOptions):
@@ -108,7 +109,7 @@ def test_backoff_doubles_up_to_the_cap_and_follows_retry_after() -> None:
 
 
 def test_transient_failure_brings_the_next_attempt_forward(sqlite_store: Store) -> None:
-    jobs = ConnectorJobs(_settings(sqlite_store, fail_times=2), sqlite_store)
+    jobs = ConnectorJobs(context_for(sqlite_store, _settings(sqlite_store, fail_times=2)))
     first = jobs.run_once("flaky")
     second = jobs.run_once("flaky")
     third = jobs.run_once("flaky")
@@ -121,7 +122,7 @@ def test_transient_failure_brings_the_next_attempt_forward(sqlite_store: Store) 
 
 
 def test_retry_after_from_the_source_wins(sqlite_store: Store) -> None:
-    jobs = ConnectorJobs(_settings(sqlite_store, fail_times=1, retry_after_s=120), sqlite_store)
+    jobs = ConnectorJobs(context_for(sqlite_store, _settings(sqlite_store, fail_times=1, retry_after_s=120)))
     jobs.run_once("flaky")
     with sqlite_store.connect() as conn:
         run = conn.execute(select(connector_runs)).one()
@@ -129,7 +130,7 @@ def test_retry_after_from_the_source_wins(sqlite_store: Store) -> None:
 
 
 def test_embedded_scheduler_runs_each_connector_once_per_interval(sqlite_store: Store) -> None:
-    jobs = ConnectorJobs(_settings(sqlite_store), sqlite_store)
+    jobs = ConnectorJobs(context_for(sqlite_store, _settings(sqlite_store)))
     scheduler = background_scheduler(jobs)
     try:
         deadline = time.monotonic() + 20

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.analytics.sentiment import SentimentScorer, TelecomVader, enrich_ticket_notes, enrich_tickets
 from dashboard.ingest.enrich import default_enrichers
+from dashboard.sentiment import SentimentScorer, TelecomVader, enrich_ticket_notes, enrich_tickets
 
 ANGRY = [
     "No internet for 3 days and still waiting for a technician. This is unacceptable,"

@@ -27,7 +27,6 @@ from sqlalchemy import create_engine, select
 from sqlalchemy import text as sql
 
 from connectors.base import Batch
-from dashboard.app import create_app
 from dashboard.ingest import Ingestor
 from dashboard.ingest.derive import derive_keys, msisdn_keys, name_key
 from dashboard.kpis import Scoring, load_catalogue
@@ -36,8 +35,8 @@ from dashboard.store.db import Store
 from dashboard.store.schema import accounts, incident_cells, subscriber_signals, subscribers
 from dashboard.store.upsert import upsert
 from dashboard.subscribers import search
-from dashboard.subscribers.api import register_subscriber_search_api
 from dashboard.subscribers.search import Filters, SearchError, filters_from, parse_query, search_page
+from tests.apps import new_app
 from tests.browser import fixed_clock, settings_for, two_region_network
 from tests.conftest import PG_URL, require_pg
 
@@ -544,7 +543,7 @@ def test_export_quotes_what_a_spreadsheet_would_run(sqlite_store: Store, scoring
 def page(sqlite_store: Store) -> Iterator[ModuleType]:
     """The page module in an app context on the hand-made base (SQLite)."""
     seed_base(sqlite_store)
-    app = create_app(settings_for(sqlite_store), store=sqlite_store)
+    app = new_app(sqlite_store, settings_for(sqlite_store))
     with app.server.app_context():
         yield importlib.import_module("dashboard.pages.subscribers")
 
@@ -674,10 +673,7 @@ def test_the_page_export_stops_at_its_limit(
 @pytest.fixture
 def client(base: Store) -> Any:
     settings = settings_for(base)
-    app = create_app(settings, store=base)
-    if "/api/v1/subscribers" not in {r.rule for r in app.server.url_map.iter_rules()}:
-        register_subscriber_search_api(app.server, base, settings)
-    return app.server.test_client()
+    return new_app(base, settings).server.test_client()
 
 
 def test_api_searches_pages_and_masks(client: Any) -> None:

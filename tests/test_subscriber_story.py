@@ -19,7 +19,6 @@ from types import ModuleType
 from typing import Any
 
 import dash
-import flask
 import plotly
 import pytest
 from dash import dcc, html
@@ -27,16 +26,14 @@ from sqlalchemy import func, insert, select
 
 from connectors.base import Batch
 from dashboard import ids
-from dashboard.app import create_app
 from dashboard.config import SecurityConfig, Settings
 from dashboard.ingest import Ingestor
 from dashboard.kpis import load_catalogue
-from dashboard.pages import CATALOGUE_KEY, SETTINGS_KEY
 from dashboard.privacy import Principal
 from dashboard.store.db import Store
 from dashboard.store.schema import audit, incident_cells, incident_queue, subscriber_signals
 from dashboard.subscribers.story import subscriber_story
-from dashboard.subscribers.story_api import register_subscriber_story_api
+from tests.apps import api_client, new_app
 
 NOW = datetime(2026, 3, 2, 12, 0)
 VIEWER = Principal("vera", "viewer")
@@ -404,9 +401,8 @@ def page(
     settings = _settings(sqlite_store).model_copy(
         update={"security": SecurityConfig(default_user="tester", trust_headers=True)}
     )
-    app = create_app(settings, store=sqlite_store)
+    app = new_app(sqlite_store, settings, clock=lambda: NOW)
     module = importlib.import_module("dashboard.pages.subscriber")
-    monkeypatch.setattr(module, "utcnow", lambda: NOW)
     with app.server.app_context():
         yield module, sqlite_store, expected
 
@@ -520,7 +516,7 @@ def test_deep_link_tabs_and_unknown_ids(page: tuple[ModuleType, Store, StoryExpe
 
 def test_the_page_and_unmask_say_so_when_the_store_cannot_be_read(tmp_path: Any) -> None:
     store = Store(f"sqlite:///{tmp_path / 'empty.db'}")  # never migrated: every table is missing
-    app = create_app(_settings(store, "analyst"), store=store)
+    app = new_app(store, _settings(store, "analyst"))
     module = importlib.import_module("dashboard.pages.subscriber")
     with app.server.app_context(), app.server.test_request_context():
         assert "could not be read" in _text(module.layout(subscriber_id="E0"))
@@ -630,13 +626,9 @@ def test_the_unmask_callback_through_dash(page: tuple[ModuleType, Store, StoryEx
 
 
 def _api_client(store: Store) -> Any:
-    """A bare Flask server with only this route, the clock at NOW, roles from trusted headers."""
+    """The API on a bare Flask server, the clock at NOW, roles from trusted headers."""
     settings = _settings(store).model_copy(update={"security": SecurityConfig(trust_headers=True)})
-    server = flask.Flask(__name__)
-    server.config[SETTINGS_KEY] = settings
-    server.config[CATALOGUE_KEY] = load_catalogue("kpi_definitions.yaml")
-    register_subscriber_story_api(server, store, settings, clock=lambda: NOW)
-    return server.test_client()
+    return api_client(store, settings, clock=lambda: NOW)
 
 
 def test_api_returns_the_story_masked_and_404_for_unknown_ids(seeded: tuple[Store, StoryExpected]) -> None:

@@ -6,13 +6,13 @@ import json
 from datetime import datetime, timedelta
 
 from connectors.base import RetriableError
-from dashboard.app import create_app
 from dashboard.config import ConnectorConfig, Settings, WallConfig, WallView
 from dashboard.incidents import actions
 from dashboard.ingest import Ingestor
 from dashboard.kpis import load_catalogue
 from dashboard.store.db import Store
 from dashboard.wall import parse_have, sites_panel, stale_verdict, wall_state
+from tests.apps import new_app
 from tests.browser import ListConnector, fixed_clock, seed_queue
 from tests.test_app import _text
 
@@ -147,7 +147,7 @@ def test_a_late_or_failing_source_makes_the_wall_say_data_stale(store: Store) ->
 def test_api_answers_with_changed_panels_and_503_when_the_store_is_unreadable(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     seed_queue(store, NOW)
     settings = _settings(store)
-    client = create_app(settings, store=store).server.test_client()
+    client = new_app(store, settings).server.test_client()
     first = client.get("/api/v1/wall")
     assert first.status_code == 200 and first.headers["Cache-Control"] == "no-store"
     body = first.get_json()
@@ -155,7 +155,7 @@ def test_api_answers_with_changed_panels_and_503_when_the_store_is_unreadable(st
     again = client.get(f"/api/v1/wall?have={have}").get_json()
     assert set(again["panels"]) <= {"alerts", "queue", "money"}  # only what a clock can move
     broken = Store(f"sqlite:///{tmp_path / 'never-migrated.db'}")
-    bad = create_app(Settings(database_url=broken.url), store=broken).server.test_client().get("/api/v1/wall")
+    bad = new_app(broken, Settings(database_url=broken.url)).server.test_client().get("/api/v1/wall")
     assert bad.status_code == 503 and "could not be read" in bad.get_json()["error"]
     broken.dispose()
 
@@ -169,7 +169,7 @@ def test_wall_page_carries_its_configuration_and_kiosk_flag(sqlite_store: Store)
     import importlib
 
     settings = _settings(sqlite_store)
-    app = create_app(settings, store=sqlite_store)
+    app = new_app(sqlite_store, settings)
     with app.server.app_context():
         wall = importlib.import_module("dashboard.pages.wall")
         root = wall.layout(kiosk="1").children

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 from dashboard.analytics.churn import ChurnError, ChurnModel, TrainResult, evaluate, parse_label, train_table
 from dashboard.analytics.features import History, rolling_sentiment, subscriber_features
-from dashboard.analytics.sentiment import SentimentScorer, TelecomVader, default_scorer
 from dashboard.analytics.signals import (
     latest_model,
     load_history,
@@ -15,19 +11,18 @@ from dashboard.analytics.signals import (
     score_subscribers,
     train_from_history,
 )
-
-if TYPE_CHECKING:
-    from dashboard.store.db import Store
+from dashboard.context import Context, Jobs
+from dashboard.sentiment import SentimentScorer, TelecomVader, default_scorer
 
 RETRAIN_INTERVAL_S = 24 * 3600.0
 SCORE_INTERVAL_S = 3600.0
 
 
-def scheduled_jobs(store: Store) -> dict[str, tuple[float, Callable[[], Any]]]:
+def scheduled_jobs(ctx: Context) -> Jobs:
     """The scheduler's analytics jobs: retrain and score daily, re-score (fresh signals) hourly."""
     return {
-        "analytics-retrain": (RETRAIN_INTERVAL_S, lambda: retrain_and_score(store)),
-        "analytics-score": (SCORE_INTERVAL_S, lambda: score_subscribers(store)),
+        "analytics-retrain": (RETRAIN_INTERVAL_S, lambda: retrain_and_score(ctx.store, now=ctx.now())),
+        "analytics-score": (SCORE_INTERVAL_S, lambda: score_subscribers(ctx.store, now=ctx.now())),
     }
 
 

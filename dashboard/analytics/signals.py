@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -47,10 +47,6 @@ HIGH_RISK = 0.5
 """An account counts a subscriber as high-risk from this churn probability."""
 MIN_POSITIVES = 20
 """Fewest churners a training set (and 5 for the held-out set) needs before a model is trained."""
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
@@ -200,14 +196,14 @@ def save_model(
     *,
     trained_on: str,
     cutoff: datetime | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> int:
     """Store a model as the next version; returns the version."""
     with store.begin() as conn:
         version = conn.execute(
             insert(churn_models)
             .values(
-                trained_at=now or _utcnow(),
+                trained_at=now,
                 trained_on=trained_on,
                 label=model.label,
                 cutoff=cutoff,
@@ -358,11 +354,8 @@ def write_signals(store: Store, subs: pd.DataFrame, accs: pd.DataFrame, *, now: 
             conn.execute(delete(table).where(table.c.scored_at < now))
 
 
-def score_subscribers(
-    store: Store, *, now: datetime | None = None, history: History | None = None
-) -> dict[str, Any]:
+def score_subscribers(store: Store, *, now: datetime, history: History | None = None) -> dict[str, Any]:
     """Score every active subscriber with the latest stored model and write the signals."""
-    now = now or _utcnow()
     h = history or load_history(store, since=now - timedelta(days=45))
     found = latest_model(store)
     version, model = found if found is not None else (None, None)
@@ -384,9 +377,7 @@ MIN_PROMOTE_AUC = 0.55
 MIN_PROMOTE_POSITIVES = 20
 
 
-def retrain_and_score(
-    store: Store, *, now: datetime | None = None, horizon_days: float = 7.0
-) -> dict[str, Any]:
+def retrain_and_score(store: Store, *, now: datetime, horizon_days: float = 7.0) -> dict[str, Any]:
     """Retrain from history when there is enough of it, then score all active subscribers.
 
     A new model replaces the current one only when its held-out ranking is better than chance by
@@ -394,7 +385,6 @@ def retrain_and_score(
     previous model (if any) keeps scoring and the reason is returned under ``"skipped"``, so a
     short or unlucky history never publishes risk scores that rank worse than a coin.
     """
-    now = now or _utcnow()
     h = load_history(store)
     report: dict[str, Any] = {}
     try:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
+from dashboard.context import Context, Jobs
 from dashboard.incidents.actions import ActionError, acknowledge, add_note, assign
 from dashboard.incidents.correlate import ENGINE_SOURCE, Correlator, correlate
 from dashboard.incidents.queue import QueueRefresh, rank_from_store, refresh_queue
@@ -12,16 +10,13 @@ from dashboard.incidents.scoring import account_clocks, incident_metrics, rank_i
 from dashboard.incidents.value import refresh_values
 
 
-def scheduled_jobs(store: Any, settings: Any) -> dict[str, tuple[float, Callable[[], Any]]]:
+def scheduled_jobs(ctx: Context) -> Jobs:
     """The scheduler's queue job: correlate, aggregate, measure and rank every ``queue_refresh_s``."""
-    from dashboard.kpis import load_catalogue
-
-    scoring = load_catalogue(settings.kpi_definitions_path()).scoring
 
     def job() -> QueueRefresh:
-        return refresh_queue(store, scoring, currency=settings.currency)
+        return refresh_queue(ctx.store, ctx.scoring, now=ctx.now(), currency=ctx.currency)
 
-    return {"incident-queue": (settings.scheduler.queue_refresh_s, job)}
+    return {"incident-queue": (ctx.settings.scheduler.queue_refresh_s, job)}
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, and_, case, delete, insert, or_, select, upda
 
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import CorrelationRules
-from dashboard.store.db import read_frame
+from dashboard.store.db import chunks, read_frame
 from dashboard.store.schema import alarms, incident_alarms, incidents, resources, sites, topology_edges
 
 ENGINE_SOURCE = "vantage"
@@ -35,7 +35,6 @@ OVERLAP = timedelta(minutes=5)
 ACTIVE_STATES = ("open", "acknowledged")
 CANDIDATE_STATES = ("open", "acknowledged", "resolved")
 SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "warning": 3, "indeterminate": 4, "cleared": 5}
-_CHUNK = 5_000
 
 
 @dataclass
@@ -257,11 +256,6 @@ class CorrelationSummary:
     watermark: datetime | None
 
 
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
-
-
 def ancestors_of(
     conn: Connection, resource_ids: Iterable[str], *, max_depth: int = 8
 ) -> dict[str, frozenset[str]]:
@@ -273,7 +267,7 @@ def ancestors_of(
         if not frontier:
             break
         nxt: set[str] = set()
-        for part in _chunks(sorted(frontier)):
+        for part in chunks(sorted(frontier)):
             rows = conn.execute(
                 select(topology_edges.c.child_id, topology_edges.c.parent_id).where(
                     topology_edges.c.child_type == "resource",
@@ -408,11 +402,11 @@ def _load_incidents(
         for r in conn.execute(stmt.where(cond)):
             out[r.id] = make(r)
     extra = sorted((ids or set()) - set(out))
-    for part in _chunks(extra):
+    for part in chunks(extra):
         for r in conn.execute(stmt.where(incidents.c.source == ENGINE_SOURCE, incidents.c.id.in_(part))):
             out[r.id] = make(r)
     members = list(out)
-    for part in _chunks(members):
+    for part in chunks(members):
         q = (
             select(incident_alarms.c.incident_id, *_ALARM_COLS)
             .join(alarms, alarms.c.id == incident_alarms.c.alarm_id)
@@ -426,7 +420,7 @@ def _load_incidents(
 def _membership(conn: Connection, alarm_ids: list[str]) -> dict[str, str]:
     """alarm id -> the latest incident it belongs to."""
     found: dict[str, tuple[datetime, str]] = {}
-    for part in _chunks(alarm_ids):
+    for part in chunks(alarm_ids):
         q = (
             select(incident_alarms.c.alarm_id, incidents.c.id, incidents.c.opened_at)
             .join(
@@ -444,7 +438,7 @@ def _membership(conn: Connection, alarm_ids: list[str]) -> dict[str, str]:
 def _describe(conn: Connection, resource_ids: set[str]) -> dict[str, tuple[str, str | None]]:
     """resource id -> (name, region id)."""
     out: dict[str, tuple[str, str | None]] = {}
-    for part in _chunks(sorted(resource_ids)):
+    for part in chunks(sorted(resource_ids)):
         q = (
             select(resources.c.id, resources.c.name, sites.c.region_id)
             .select_from(resources.outerjoin(sites, sites.c.id == resources.c.site_id))
@@ -580,7 +574,7 @@ def _write(conn: Connection, corr: Correlator, touched: set[str], now: datetime)
     roots = {root.resource for i in touched if (root := corr.incidents[i].root) is not None}
     names = _describe(conn, roots)
     existing_members: dict[str, set[str]] = defaultdict(set)
-    for part in _chunks(sorted(touched)):
+    for part in chunks(sorted(touched)):
         for inc_id, alarm_id in conn.execute(
             select(incident_alarms.c.incident_id, incident_alarms.c.alarm_id).where(
                 incident_alarms.c.source == ENGINE_SOURCE, incident_alarms.c.incident_id.in_(part)

@@ -18,16 +18,10 @@ import pandas as pd
 from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, update
 
 from dashboard.kpis import ImpactRules
-from dashboard.store.db import read_frame
+from dashboard.store.db import chunks, read_frame
 from dashboard.store.schema import incident_cells, kpi_samples, topology_edges
 
 PERIOD = timedelta(minutes=15)
-_CHUNK = 5_000
-
-
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
 
 
 def cells_below(
@@ -55,7 +49,7 @@ def cells_below(
         if not frontier:
             break
         nxt: set[str] = set()
-        for part in _chunks(sorted(frontier)):
+        for part in chunks(sorted(frontier)):
             q = select(
                 topology_edges.c.parent_id, topology_edges.c.child_type, topology_edges.c.child_id
             ).where(
@@ -109,7 +103,7 @@ def _samples(
 ) -> pd.DataFrame:
     frames = []
     ks = kpi_samples
-    for part in _chunks(cells):
+    for part in chunks(cells):
         q = select(ks.c.entity_id, ks.c.kpi, ks.c.period_start, ks.c.value).where(
             ks.c.entity_type == "cell",
             ks.c.entity_id.in_(part),
@@ -160,14 +154,14 @@ def refresh_impact(
                 ic.c.measured_period,
             ).where(ic.c.incident_id.in_(chunk)),
         )
-        for chunk in _chunks(sorted(active))
+        for chunk in chunks(sorted(active))
     ]
     stored = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     have = set(zip(stored["incident_id"].tolist(), stored["cell_id"].tolist(), strict=True))
     gone = sorted(have - wanted)
     changed.update(i for i, _ in gone)
-    for i in range(0, len(gone), _CHUNK):
-        conn.execute(delete(ic).where(tuple_(ic.c.incident_id, ic.c.cell_id).in_(gone[i : i + _CHUNK])))
+    for part in chunks(gone):
+        conn.execute(delete(ic).where(tuple_(ic.c.incident_id, ic.c.cell_id).in_(part)))
     new = sorted(wanted - have)
     changed.update(i for i, _ in new)
     if new:

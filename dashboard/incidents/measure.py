@@ -20,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from dashboard.kpis import Scoring
+from dashboard.kpis import Scoring, segment_codes
 from dashboard.store.schema import SEGMENTS
 
 # The additive columns of ``cell_value`` (per cell, segment and VIP).
@@ -37,12 +37,6 @@ VALUE_FIELDS = (
 # The columns of ``cell_account_value`` read (per cell and tracked account).
 ACCOUNT_FIELDS = ("lines", "arpu", "services")
 CONSUMER, SMB, ENTERPRISE = (SEGMENTS.index(s) for s in ("consumer", "smb", "enterprise"))
-
-
-def segment_codes(values: Iterable[Any]) -> np.ndarray:
-    """Segment names as positions in SEGMENTS (consumer for a missing or unknown one)."""
-    code = {s: i for i, s in enumerate(SEGMENTS)}
-    return np.fromiter((code.get(v, CONSUMER) for v in values), dtype=np.int8)
 
 
 def positions(index: dict[Any, int], keys: Iterable[Any]) -> np.ndarray:
@@ -168,9 +162,7 @@ def metrics(n_inc: int, ic: ImpactRows, values: CellRows, scoring: Scoring) -> d
     d = d_hit[rows]
     v = values.take(items)
     seg = v["segment"]
-    multipliers = cast(Mapping[str, float], scoring.segment_multipliers)
-    seg_mult = np.array([multipliers.get(s, 1.0) for s in SEGMENTS], dtype=float)[seg]
-    vip_mult = np.where(v["vip"], scoring.vip_multiplier, 1.0)
+    line_mult = scoring.line_multipliers(seg, v["vip"])
     r = scoring.revenue_at_risk
 
     def total(x: np.ndarray) -> np.ndarray:
@@ -182,7 +174,7 @@ def metrics(n_inc: int, ic: ImpactRows, values: CellRows, scoring: Scoring) -> d
     out["smb_lines"] = total(np.where(seg == SMB, lines, 0.0))
     out["enterprise_lines"] = total(np.where(seg == ENTERPRISE, lines, 0.0))
     out["vip_lines"] = total(np.where(v["vip"], lines, 0.0))
-    out["value"] = total(d * arpu * seg_mult * vip_mult)
+    out["value"] = total(d * arpu * line_mult)
     out["service_revenue_per_hour"] = total(d * arpu / r.hours_per_month)
     out["churn_revenue_per_hour"] = total(
         d

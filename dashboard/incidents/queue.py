@@ -28,8 +28,8 @@ from dashboard.incidents.scoring import ACCOUNT_DTYPES, ACTIVE, VALUE_DTYPES, Cl
 from dashboard.incidents.value import ValueRefresh, refresh_values
 from dashboard.incidents.value import forget as forget_lines
 from dashboard.ingest.runner import load_state, save_state
-from dashboard.kpis import Scoring
-from dashboard.store.db import Store, read_frame
+from dashboard.kpis import Scoring, segment_codes
+from dashboard.store.db import IN_CHUNK, Store, read_frame, read_frame_in
 from dashboard.store.schema import (
     accounts,
     alarms,
@@ -42,7 +42,6 @@ from dashboard.store.schema import (
     topology_edges,
 )
 
-_CHUNK = 5_000
 STATE_KEY = ("vantage", "queue")
 QUEUE_STATES = ("open", "acknowledged", "resolved")
 
@@ -57,26 +56,8 @@ class QueueRefresh:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _utcnow() -> datetime:
-    from dashboard.ingest.runner import utcnow
-
-    return utcnow()
-
-
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
-
-
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
     return read_frame(conn, stmt)
-
-
-def _in_chunks(conn: Connection, stmt: Any, col: Any, values: list[str]) -> pd.DataFrame:
-    frames = [_frame(conn, stmt.where(col.in_(part))) for part in _chunks(values)]
-    if not frames:
-        return _frame(conn, stmt.where(col.in_([])))
-    return pd.concat(frames, ignore_index=True)
 
 
 def queue_incidents(conn: Connection) -> pd.DataFrame:
@@ -194,7 +175,7 @@ def rank_from_store(
                 tables.set(conn, sorted(values.touched), *values.rows)
             else:
                 tables.forget(touched)
-        cells = _in_chunks(
+        cells = read_frame_in(
             conn,
             select(incident_cells.c.incident_id, incident_cells.c.cell_id, incident_cells.c.degraded_share),
             incident_cells.c.incident_id,
@@ -324,7 +305,7 @@ class CellTables:
             *[cell_value.c[f] for f in measure.VALUE_FIELDS],
         )
         acct_cols = select(cav.c.cell_id, cav.c.account_id, cav.c.lines, cav.c.arpu, cav.c.services)
-        if len(cells) > _CHUNK:
+        if len(cells) > IN_CHUNK:
             # Many cells (a first pass): through the active incidents' cells, not long id lists.
             i, ic = incidents, incident_cells
             scope = (
@@ -338,8 +319,8 @@ class CellTables:
             vals = vals[vals["cell_id"].isin(wanted)]
             accts = accts[accts["cell_id"].isin(wanted)]
         else:
-            vals = _in_chunks(conn, value_cols, cell_value.c.cell_id, cells)
-            accts = _in_chunks(conn, acct_cols, cav.c.cell_id, cells)
+            vals = read_frame_in(conn, value_cols, cell_value.c.cell_id, cells)
+            accts = read_frame_in(conn, acct_cols, cav.c.cell_id, cells)
         self.set(conn, cells, vals, accts)
 
     def set(self, conn: Connection, cells: list[str], vals: pd.DataFrame, accts: pd.DataFrame) -> None:
@@ -348,7 +329,7 @@ class CellTables:
         at = self.positions(cells)
         vals = vals.assign(
             _cell=self.positions(vals["cell_id"].tolist()),
-            segment=measure.segment_codes(vals["segment"].tolist()),
+            segment=segment_codes(vals["segment"].tolist()),
         ).sort_values(["_cell", "segment", "vip"], kind="stable")
         self.values.replace(
             at, vals["_cell"].to_numpy(), {k: vals[k].to_numpy(dtype=t) for k, t in VALUE_DTYPES.items()}
@@ -363,13 +344,13 @@ class CellTables:
             at, accts["_cell"].to_numpy(), {k: accts[k].to_numpy(dtype=t) for k, t in ACCOUNT_DTYPES.items()}
         )
         ids = sorted(set(accts["account_id"].tolist()))
-        acc = _in_chunks(conn, select(*[accounts.c[c] for c in _ACCOUNT_COLS]), accounts.c.id, ids)
+        acc = read_frame_in(conn, select(*[accounts.c[c] for c in _ACCOUNT_COLS]), accounts.c.id, ids)
         acc = acc.drop_duplicates("id")
         p = self._account_positions(acc["id"].tolist())
         a = self._acc
         a["ids"][p] = acc["id"].to_numpy(dtype=object)
         a["names"][p] = acc["name"].to_numpy(dtype=object)
-        a["segment"][p] = measure.segment_codes(acc["segment"].tolist())
+        a["segment"][p] = segment_codes(acc["segment"].tolist())
         a["vip"][p] = acc["vip"].astype(object).fillna(False).astype(bool).to_numpy()
         a["restore"][p] = acc["sla_restore_minutes"].astype(float).to_numpy()
         a["penalty"][p] = acc["penalty_per_hour"].astype(float).to_numpy()
@@ -533,16 +514,13 @@ def _small_statements(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-def refresh_queue(
-    store: Store, scoring: Scoring, *, now: datetime | None = None, currency: str = "EUR"
-) -> QueueRefresh:
+def refresh_queue(store: Store, scoring: Scoring, *, now: datetime, currency: str = "EUR") -> QueueRefresh:
     """Correlate, aggregate, measure, rank and store the queue; each step in its own transaction.
 
     The first refresh of a store in a process measures every active incident; later ones reuse what
     the previous refresh measured (:class:`QueueMemory`) and measure again only what changed. Any
     doubt (an error, another writer, other scoring rules) means starting over.
     """
-    now = now or _utcnow()
     key = scoring.model_dump_json()
     memory = _MEMORY.pop(store, None)  # put back only once this refresh succeeded
     if memory is not None and memory.scoring != key:

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.scoring import account_clocks
 from dashboard.ingest.runner import load_state
-from dashboard.kpis import Scoring
+from dashboard.kpis import Scoring, segment_codes
 from dashboard.privacy import mask_msisdn
 from dashboard.store.db import read_frame
 from dashboard.store.schema import (
@@ -262,8 +262,8 @@ def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, n
         return clocks
     managers = acc[["id", "account_manager"]].rename(columns={"id": "account_id"})
     out = clocks.merge(managers, on="account_id", how="left")
-    mult = out["segment"].map(scoring.segment_multipliers).fillna(1.0)
-    out["value"] = out["arpu"] * mult * out["vip"].map({True: scoring.vip_multiplier, False: 1.0})
+    mult = scoring.line_multipliers(segment_codes(out["segment"]), out["vip"].to_numpy())
+    out["value"] = out["arpu"] * mult
     return out.sort_values(["value", "account_id"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -376,11 +376,8 @@ def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
         .subquery()
     )
     segment = func.coalesce(a.c.segment, "consumer")
-    seg_mult = case(
-        *[(segment == k, literal(v)) for k, v in scoring.segment_multipliers.items()], else_=literal(1.0)
-    )
-    vip_mult = case((a.c.vip.is_(True), literal(scoring.vip_multiplier)), else_=literal(1.0))
-    value = (func.coalesce(s.c.arpu, 0.0) * per_sub.c.degraded * seg_mult * vip_mult).label("value")
+    mult = scoring.line_multiplier_sql(a.c.segment, a.c.vip)
+    value = (func.coalesce(s.c.arpu, 0.0) * per_sub.c.degraded * mult).label("value")
     return select(
         s.c.id,
         s.c.msisdn,

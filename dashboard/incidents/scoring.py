@@ -21,7 +21,7 @@ import pandas as pd
 
 from dashboard.incidents import measure
 from dashboard.incidents.measure import ImpactRows
-from dashboard.kpis import Scoring
+from dashboard.kpis import Scoring, segment_codes
 from dashboard.store.schema import SEGMENTS
 
 FACTORS = ("severity", "subscriber_value", "revenue_at_risk", "sla_urgency", "sentiment", "churn_risk")
@@ -72,7 +72,7 @@ def incident_metrics(cells: pd.DataFrame, values: pd.DataFrame, scoring: Scoring
     inc_ids, inc_pos = _positions(cells["incident_id"])
     cell_ids, cell_pos = _positions([*cells["cell_id"], *values["cell_id"]])
     rows = measure.rows_from_frame(
-        values.assign(segment=measure.segment_codes(values["segment"])),
+        values.assign(segment=segment_codes(values["segment"])),
         np.fromiter((cell_pos[v] for v in values["cell_id"]), dtype=np.int64, count=len(values)),
         len(cell_ids),
         VALUE_DTYPES,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,9 +38,10 @@ from sqlalchemy import (
     union_all,
 )
 
-from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand, positions, segment_codes
+from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand, positions
 from dashboard.ingest.runner import load_state, save_state
-from dashboard.store.db import read_frame
+from dashboard.kpis import segment_codes
+from dashboard.store.db import chunks, read_frame
 from dashboard.store.lines import served_cells
 from dashboard.store.schema import (
     SEGMENTS,
@@ -60,7 +61,6 @@ OVERLAP = timedelta(minutes=5)
 FULL_REBUILD_SHARE = 0.25
 # Changed rows remembered between passes so the overlap is not handled twice.
 MAX_REMEMBERED = 20_000
-_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,6 @@ class ValueRefresh:
     # ``touched`` is everything that changed since (see dashboard.incidents.queue).
     pass_id: str | None = None
     previous: str | None = None
-
-
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
 
 
 def _cell_value_select(now: datetime) -> Any:
@@ -201,7 +196,7 @@ def _write_cells(
     values: list[pd.DataFrame] = []
     accounts_on: list[pd.DataFrame] = []
     with _index_probes(conn, len(cells) <= PROBE_CELLS):
-        for part in _chunks(cells):
+        for part in chunks(cells):
             served = read_frame(conn, _service_select(part))
             conn.execute(delete(cell_value).where(cell_value.c.cell_id.in_(part)))
             conn.execute(delete(cell_account_value).where(cell_account_value.c.cell_id.in_(part)))
@@ -394,7 +389,7 @@ class LineMirror:
 
     def update(self, conn: Connection, cells: set[str], subscriber_ids: set[str]) -> None:
         """Re-read the lines of ``subscriber_ids`` (all of them lie on ``cells``) into the cells."""
-        parts = _chunks(sorted(subscriber_ids))
+        parts = chunks(sorted(subscriber_ids))
         fresh = pd.concat(
             [read_frame(conn, _line_select(subscriber_ids=part)) for part in parts], ignore_index=True
         )
@@ -496,17 +491,17 @@ def _touched_cells(conn: Connection, changes: _Changes, limit: int) -> tuple[set
             "e", e.c.parent_id + "|" + e.c.child_id, e.c.ingested_at, e.c.child_type == "service"
         )
     )
-    for part in _chunks(sorted(set(changed_accounts))):
+    for part in chunks(sorted(set(changed_accounts))):
         changed_subs += _ids(conn, select(subscribers.c.id).where(subscribers.c.account_id.in_(part)))
     changed_services = changes.keys("v", services.c.id, services.c.ingested_at)
-    for part in _chunks(sorted(set(changed_accounts))):
+    for part in chunks(sorted(set(changed_accounts))):
         changed_services += _ids(conn, select(services.c.id).where(services.c.account_id.in_(part)))
-    for part in _chunks(sorted(set(changed_subs))):
+    for part in chunks(sorted(set(changed_subs))):
         cells.update(_ids(conn, select(sc.c.cell_id).where(sc.c.subscriber_id.in_(part))))
         cells.update(_ids(conn, select(subscribers.c.home_cell_id).where(subscribers.c.id.in_(part))))
         if len(cells) > limit:
             return None
-    for part in _chunks(sorted(set(changed_services))):
+    for part in chunks(sorted(set(changed_services))):
         cells.update(
             _ids(conn, select(e.c.parent_id).where(e.c.child_id.in_(part), e.c.child_type == "service"))
         )

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dashboard.ingest.runner import Enricher
+from collections.abc import Callable
+
+import pandas as pd
+
+from dashboard.sentiment import enrich_ticket_notes, enrich_tickets
+
+#: A function that adds derived columns to validated rows of one kind (e.g. ticket sentiment).
+Enricher = Callable[[pd.DataFrame], pd.DataFrame]
 
 
 def default_enrichers() -> dict[str, Enricher]:
@@ -11,7 +18,4 @@ def default_enrichers() -> dict[str, Enricher]:
     Tickets and ticket notes get a ``sentiment`` in [-1, 1] from the offline telecom scorer
     (subject + description for tickets, the text for notes); a score the source supplied is kept.
     """
-    # Imported here so that importing the ingest package does not load the sentiment lexicon.
-    from dashboard.analytics.sentiment import enrich_ticket_notes, enrich_tickets
-
     return {"tickets": enrich_tickets, "ticket_notes": enrich_ticket_notes}

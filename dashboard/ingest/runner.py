@@ -12,14 +12,15 @@ import logging
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, insert, select, update
 
-from connectors.base import Batch, Connector, ConnectorError, RetriableError, Stream
+from connectors.base import Batch, Connector, ConnectorError, RetriableError, Stream, utcnow
 from dashboard.ingest.derive import derive_keys
+from dashboard.ingest.enrich import Enricher, default_enrichers
 from dashboard.ingest.validate import dedupe, validate
 from dashboard.store.db import Store
 from dashboard.store.schema import CANONICAL_KINDS, connector_runs, connector_state, quarantine
@@ -30,13 +31,7 @@ log = logging.getLogger(__name__)
 #: The stream name under which pushed events (listener endpoints) are ingested and counted.
 PUSH_STREAM = "push"
 
-#: A function that adds derived columns to validated rows of one kind (e.g. ticket sentiment).
-Enricher = Callable[[pd.DataFrame], pd.DataFrame]
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -97,8 +92,9 @@ class Ingestor:
     def __init__(
         self, store: Store, *, enrichers: Mapping[str, Enricher] | None = None, clock: Clock = utcnow
     ) -> None:
+        """``enrichers`` by record kind default to :func:`default_enrichers` (``{}``: none)."""
         self.store = store
-        self.enrichers = dict(enrichers or {})
+        self.enrichers = dict(default_enrichers() if enrichers is None else enrichers)
         self.clock = clock
 
     # --- one batch -----------------------------------------------------------------------
@@ -280,9 +276,7 @@ def run_connector(
     *,
     streams: Iterable[str] | None = None,
     enrichers: Mapping[str, Enricher] | None = None,
+    clock: Clock = utcnow,
 ) -> RunSummary:
-    """Run one connector through the ingest path with the default enrichers."""
-    from dashboard.ingest.enrich import default_enrichers
-
-    ingestor = Ingestor(store, enrichers=default_enrichers() if enrichers is None else enrichers)
-    return ingestor.run(connector, streams=streams)
+    """Run one connector through the ingest path (with the default enrichers unless given)."""
+    return Ingestor(store, enrichers=enrichers, clock=clock).run(connector, streams=streams)

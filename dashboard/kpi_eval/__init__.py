@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dashboard.context import Context, Jobs
 from dashboard.kpi_eval.read import KpiReadError, current, panel, series
 from dashboard.kpi_eval.rollup import RollupSummary, refresh_rollups
 from dashboard.kpi_eval.status import StatusSummary, evaluate_series, refresh_status, status_frame
@@ -30,13 +30,9 @@ class Evaluation:
         return {"rollups": self.rollups.as_dict(), "status": self.status.as_dict()}
 
 
-def evaluate(
-    store: Store, catalogue: Catalogue, *, now: datetime | None = None, full: bool = False
-) -> Evaluation:
+def evaluate(store: Store, catalogue: Catalogue, *, now: datetime, full: bool = False) -> Evaluation:
     """Bring the roll-ups up to date, then the statuses; each step in its own transaction."""
-    from dashboard.ingest.runner import utcnow
-
-    at = now or utcnow()
+    at = now
     with store.begin() as conn:
         rollups = refresh_rollups(conn, catalogue, now=at, full=full)
     with store.begin() as conn:
@@ -51,16 +47,13 @@ def evaluate(
     return Evaluation(rollups=rollups, status=status)
 
 
-def scheduled_jobs(store: Store, settings: Any) -> dict[str, tuple[float, Callable[[], Any]]]:
+def scheduled_jobs(ctx: Context) -> Jobs:
     """The scheduler's KPI job: roll-ups and statuses every ``scheduler.kpi_refresh_s``."""
-    from dashboard.kpis import load_catalogue
-
-    catalogue = load_catalogue(settings.kpi_definitions_path())
 
     def job() -> Evaluation:
-        return evaluate(store, catalogue)
+        return evaluate(ctx.store, ctx.catalogue, now=ctx.now())
 
-    return {"kpi-evaluation": (settings.scheduler.kpi_refresh_s, job)}
+    return {"kpi-evaluation": (ctx.settings.scheduler.kpi_refresh_s, job)}
 
 
 __all__ = [

@@ -626,3 +626,8 @@ __all__ = [
     "periods",
     "series",
 ]
+
+
+def evaluated(conn: Connection) -> bool:
+    """Whether KPI evaluation has written any status yet."""
+    return conn.execute(select(kpi_status.c.kpi).limit(1)).first() is not None

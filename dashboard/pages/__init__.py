@@ -1,78 +1,27 @@
-"""The Dash pages, one module each, and what they share: the serving app's store, settings and clock."""
+"""The Dash pages, one module each, and what they share: formatting, grid records, the store-error notice.
+
+Pages find the serving app's store, settings, catalogue and clock through dashboard/context.py.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dash_bootstrap_components as dbc
-import flask
 import pandas as pd
 from dash import html
 
-from dashboard.config import Settings
-from dashboard.kpis import Catalogue, KpiDefinition, Scoring
-from dashboard.store.db import Store
-
-STORE_KEY = "VANTAGE_STORE"
-SETTINGS_KEY = "VANTAGE_SETTINGS"
-REFRESH_KEY = "VANTAGE_REFRESH_MS"
-CATALOGUE_KEY = "VANTAGE_KPI_CATALOGUE"
+from dashboard.context import current_kpi
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
 PAGE_MODULES = ("wall", "incidents", "linkage", "linkage_summary", "subscribers", "subscriber", "sources")
-#: How often the strip and the live parts of pages re-read the store, by default.
-REFRESH_MS = 15_000
-#: The trusted request header naming the person acting (set by the authenticating proxy).
-
-
-def current_store() -> Store:
-    """The store of the app serving this request (pages cannot import a global app)."""
-    return flask.current_app.config[STORE_KEY]
-
-
-def current_settings() -> Settings:
-    return flask.current_app.config[SETTINGS_KEY]
-
-
-def current_kpi(name: str) -> KpiDefinition | None:
-    """The catalogue's definition of a KPI (label, unit, thresholds), or None for one it lacks."""
-    catalogue: Catalogue | None = flask.current_app.config.get(CATALOGUE_KEY)
-    if catalogue is None:
-        return None
-    try:
-        return catalogue.get(name)
-    except KeyError:
-        return None
 
 
 def kpi_title(name: str) -> str:
     """``Dropped call rate (%)`` for a catalogued KPI, its name otherwise."""
     kpi = current_kpi(name)
     return f"{kpi.label} ({kpi.unit})" if kpi is not None else name
-
-
-def current_scoring() -> Scoring:
-    """The catalogue's scoring rules (weights, multipliers, impact KPIs) of the serving app."""
-    catalogue: Catalogue = flask.current_app.config[CATALOGUE_KEY]
-    return catalogue.scoring
-
-
-def current_actor() -> str:
-    """Who is acting, for the audit trail; dashboard/privacy.py decides (settings or a trusted header)."""
-    from dashboard.privacy import current_principal
-
-    return current_principal().user
-
-
-def current_refresh_ms() -> int:
-    """The refresh period of the app serving this request, in milliseconds."""
-    return int(flask.current_app.config.get(REFRESH_KEY, REFRESH_MS))
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as the store keeps times."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _missing(value: Any) -> bool:

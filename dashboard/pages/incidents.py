@@ -22,22 +22,19 @@ import pandas as pd
 from dash import MATCH, Input, Output, State, ctx, dcc, html
 
 from dashboard import ids
-from dashboard.figures import alarm_timeline_figure, cells_map_figure, kpi_impact_figure
-from dashboard.incidents import actions, read
-from dashboard.incidents.scoring import FACTORS, fmt_minutes
-from dashboard.kpis import Scoring
-from dashboard.pages import (
+from dashboard.context import (
     current_actor,
     current_refresh_ms,
     current_scoring,
     current_settings,
     current_store,
-    fmt_time,
-    kpi_title,
-    records,
-    store_error,
-    utcnow,
+    current_time,
 )
+from dashboard.figures import alarm_timeline_figure, cells_map_figure, kpi_impact_figure
+from dashboard.incidents import actions, read
+from dashboard.incidents.scoring import FACTORS, fmt_minutes
+from dashboard.kpis import Scoring
+from dashboard.pages import fmt_time, kpi_title, records, store_error
 from dashboard.store.db import Store
 from dashboard.store.schema import SEVERITIES
 from dashboard.theme import grid_options
@@ -848,7 +845,7 @@ def layout(**query: str) -> html.Div:
     """The queue with the filters of the query string; ``?id=INC-...`` opens that incident."""
     filters = filters_from_query(query)
     selected = (query.get("id") or "").strip() or None
-    store, now = current_store(), utcnow()
+    store, now = current_store(), current_time()
     try:
         facets = read_facets(store)
         # ?region= takes an id or a name (as the API does); the select shows ids.
@@ -1020,7 +1017,7 @@ def register_callbacks(app: dash.Dash) -> None:
     ) -> tuple[Any, str, Any, Any]:
         filters = control_filters(region, segment, severity, states, owner)
         return refresh_queue_view(
-            current_store(), filters, utcnow(), regions_shown=regions_shown, owners_shown=owners_shown
+            current_store(), filters, current_time(), regions_shown=regions_shown, owners_shown=owners_shown
         )
 
     @app.callback(
@@ -1062,7 +1059,7 @@ def register_callbacks(app: dash.Dash) -> None:
         prevent_initial_call=True,
     )
     def _detail(selected: str | None, _acted: int | None) -> tuple[Any, ...]:
-        return render_detail(current_store(), selected, utcnow())
+        return render_detail(current_store(), selected, current_time())
 
     @app.callback(
         Output(ids.INCIDENTS_ACTION_RESULT, "children"),
@@ -1094,7 +1091,7 @@ def register_callbacks(app: dash.Dash) -> None:
             note,
             acted,
             actor=current_actor(),
-            now=utcnow(),
+            now=current_time(),
         )
 
     @app.callback(

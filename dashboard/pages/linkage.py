@@ -25,6 +25,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html
 from sqlalchemy import select
 
 from dashboard import ids
+from dashboard.context import current_catalogue, current_settings, current_store, current_time
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.linkage_figures import (
     driver_tree_figure,
@@ -34,7 +35,7 @@ from dashboard.linkage_figures import (
     series_figure,
     sparkline_uri,
 )
-from dashboard.pages import CATALOGUE_KEY, current_settings, current_store, fmt_time, store_error, utcnow
+from dashboard.pages import fmt_time, store_error
 from dashboard.store.db import Store, read_frame
 from dashboard.store.schema import kpi_links, regions
 
@@ -58,13 +59,6 @@ STRENGTH_WORD = {
     "no_data": "no data to measure it",
 }
 PNG: Any = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-
-
-def current_catalogue() -> Catalogue:
-    import flask
-
-    catalogue: Catalogue = flask.current_app.config[CATALOGUE_KEY]
-    return catalogue
 
 
 class Scope(NamedTuple):
@@ -609,7 +603,7 @@ def register_callbacks(app: dash.Dash) -> None:
         filters = {"region": region, "segment": segment, "range": rng, "link": selected or ""}
         try:
             out = overview(
-                current_store(), current_catalogue(), filters, utcnow(), current_settings().currency
+                current_store(), current_catalogue(), filters, current_time(), current_settings().currency
             )
         except Exception as err:
             return (store_error(err),) + (dash.no_update,) * 10
@@ -695,6 +689,6 @@ def register_callbacks(app: dash.Dash) -> None:
             {"region": region, "segment": segment, "range": rng},
             scope,
             key or "",
-            utcnow(),
+            current_time(),
         )
         return {"content": text, "filename": name, "type": "text/csv"}

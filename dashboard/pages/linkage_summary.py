@@ -13,7 +13,8 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from dashboard import ids
-from dashboard.pages import current_settings, current_store, fmt_time, store_error, utcnow
+from dashboard.context import current_settings, current_store, current_time
+from dashboard.pages import fmt_time, store_error
 from dashboard.pages.linkage import (
     STATUS_MARK,
     STRENGTH_WORD,
@@ -38,7 +39,7 @@ def summary_children(query: dict[str, Any]) -> list[Any]:
     filters = filters_from_query(query)
     scope = view_scope(filters["region"], filters["segment"])
     store, catalogue, currency = current_store(), current_catalogue(), current_settings().currency
-    now = utcnow()
+    now = current_time()
     cards = kpi_cards(store, catalogue, scope)
     links, fallback = links_frame(store, scope)
     rar = revenue_now(cards)

@@ -15,15 +15,8 @@ from dash import ALL, Input, Output, State, ctx, html
 
 from dashboard import health, ids, queries
 from dashboard.config import Settings
-from dashboard.pages import (
-    current_refresh_ms,
-    current_settings,
-    current_store,
-    fmt_time,
-    records,
-    store_error,
-    utcnow,
-)
+from dashboard.context import current_refresh_ms, current_settings, current_store, current_time
+from dashboard.pages import fmt_time, records, store_error
 from dashboard.store.db import Store
 from dashboard.theme import grid_options
 
@@ -303,7 +296,7 @@ def _quarantine_section(store: Store, connector: str, kind: str) -> html.Div:
 
 
 def layout(connector: str = "", kind: str = "", **_query: str) -> html.Div:
-    store, settings, now = current_store(), current_settings(), utcnow()
+    store, settings, now = current_store(), current_settings(), current_time()
     try:
         statuses = read_statuses(store, settings, now)
         runs = _runs_section(statuses["connector"].tolist(), store)
@@ -352,7 +345,7 @@ def register_callbacks(app: dash.Dash) -> None:
         prevent_initial_call=True,
     )
     def _refresh(_n: int | None, grids: list[dict[str, str]]) -> tuple[Any, str, list[Any]]:
-        store, now = current_store(), utcnow()
+        store, now = current_store(), current_time()
         try:
             rows = status_rows(read_statuses(store, current_settings(), now))
             runs = [read_runs(store, g["connector"]) for g in grids]

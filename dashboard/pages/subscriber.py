@@ -28,23 +28,22 @@ import pandas as pd
 from dash import ALL, Input, Output, State, dcc, html
 
 from dashboard import ids
+from dashboard.context import (
+    current_catalogue,
+    current_kpi,
+    current_principal,
+    current_settings,
+    current_store,
+    current_time,
+)
 from dashboard.figures import (
     churn_drivers_figure,
     experienced_kpi_figure,
     revenue_figure,
     story_timeline_figure,
 )
-from dashboard.pages import (
-    CATALOGUE_KEY,
-    current_kpi,
-    current_settings,
-    current_store,
-    fmt_time,
-    kpi_title,
-    store_error,
-    utcnow,
-)
-from dashboard.privacy import PermissionDenied, Principal, current_principal, unmask
+from dashboard.pages import fmt_time, kpi_title, store_error
+from dashboard.privacy import PermissionDenied, Principal, unmask
 from dashboard.store.db import Store
 from dashboard.subscribers.story import experienced_kpis, subscriber_story
 
@@ -107,7 +106,7 @@ def read_story(
     store: Store, subscriber_id: str, principal: Principal, now: datetime
 ) -> dict[str, Any] | None:
     """The story as the page shows it: the catalogue's quality KPIs, masked for ``principal``."""
-    catalogue = flask.current_app.config.get(CATALOGUE_KEY) if flask.has_app_context() else None
+    catalogue = current_catalogue() if flask.has_app_context() else None
     kpis = experienced_kpis(catalogue) if catalogue is not None else None
     with store.connect() as conn:
         return subscriber_story(conn, subscriber_id, principal, now=now, kpis=kpis)
@@ -730,7 +729,7 @@ def layout(subscriber_id: str | None = None, tab: str | None = None, **_query: s
         return html.Div(
             [*head, html.H1("Subscriber"), _muted("No subscriber given."), _controls_placeholder()]
         )
-    principal, now = current_principal(), utcnow()
+    principal, now = current_principal(), current_time()
     try:
         story = read_story(current_store(), sid, principal, now)
     except Exception as err:
@@ -802,7 +801,9 @@ def register_callbacks(app: dash.Dash) -> None:
         prevent_initial_call=True,
     )
     def _tab(tab: str | None, subscriber_id: str | None) -> list[Any]:
-        return render_tab(current_store(), current_principal(), subscriber_id, tab or DEFAULT_TAB, utcnow())
+        return render_tab(
+            current_store(), current_principal(), subscriber_id, tab or DEFAULT_TAB, current_time()
+        )
 
     @app.callback(
         Output({"type": ids.SUBSCRIBER_PERSONAL, "field": ALL}, "children"),
@@ -817,4 +818,4 @@ def register_callbacks(app: dash.Dash) -> None:
         _n: int | None, subscriber_id: str | None, field_ids: list[dict[str, str]]
     ) -> tuple[Any, ...]:
         fields = [f["field"] for f in field_ids]
-        return unmask_outputs(current_store(), current_principal(), subscriber_id, fields, now=utcnow())
+        return unmask_outputs(current_store(), current_principal(), subscriber_id, fields, now=current_time())

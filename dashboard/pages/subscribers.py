@@ -29,8 +29,9 @@ import flask
 from dash import MATCH, Input, Output, State, dcc, html
 
 from dashboard import ids
-from dashboard.pages import current_scoring, current_settings, current_store, store_error
-from dashboard.privacy import Principal, current_principal
+from dashboard.context import current_principal, current_scoring, current_settings, current_store
+from dashboard.pages import store_error
+from dashboard.privacy import Principal
 from dashboard.store.db import Store
 from dashboard.subscribers import search
 from dashboard.subscribers.search import Filters

@@ -16,7 +16,7 @@ import dash
 from dash import html
 
 from dashboard import ids
-from dashboard.pages import current_settings
+from dashboard.context import current_settings
 from dashboard.wall import PANELS
 
 dash.register_page(__name__, path="/wall", name="Wall", title="Vantage · Wall", order=0)

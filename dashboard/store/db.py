@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, Engine, create_engine, event, text
@@ -146,6 +146,27 @@ class Store:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+T = TypeVar("T")
+
+#: Values per IN list: the bound parameters of one statement stay well under SQLite's and
+#: PostgreSQL's limits, and each statement stays small enough to plan quickly.
+IN_CHUNK = 5_000
+
+
+def chunks(values: list[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """``values`` in consecutive slices of at most ``size`` (for IN lists and bulk deletes)."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def read_frame_in(conn: Connection, stmt: Any, column: Any, values: list[Any]) -> pd.DataFrame:
+    """:func:`read_frame` of ``stmt`` restricted to ``column IN values``, one statement per chunk."""
+    frames = [read_frame(conn, stmt.where(column.in_(part))) for part in chunks(values)]
+    if not frames:
+        return read_frame(conn, stmt.where(column.in_([])))
+    return pd.concat(frames, ignore_index=True)
 
 
 def read_frame(conn: Connection, stmt: Any) -> pd.DataFrame:

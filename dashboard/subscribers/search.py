@@ -50,7 +50,6 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
-    case,
     func,
     literal,
     or_,
@@ -316,36 +315,17 @@ def _weighted(scoring: Scoring) -> Any:
     account costs one as large as the customer base (PostgreSQL: 0.4 s instead of 1.2 s to rank a
     million lines).
     """
-    seg_mult = case(
-        *[(a.c.segment == k, literal(float(v), Float)) for k, v in scoring.segment_multipliers.items()],
-        else_=literal(1.0, Float),
-    )
-    vip_mult = case(
-        (a.c.vip.is_(True), literal(float(scoring.vip_multiplier), Float)), else_=literal(1.0, Float)
-    )
     return (
-        select(a.c.id, a.c.segment, a.c.vip, (seg_mult * vip_mult).label("mult"))
+        select(a.c.id, a.c.segment, a.c.vip, scoring.line_multiplier_sql(a.c.segment, a.c.vip).label("mult"))
         .where(or_(a.c.segment != "consumer", a.c.vip.is_(True)))
         .subquery("weighted")
     )
 
 
-def _default_multiplier(scoring: Scoring) -> float:
-    """The multiplier of a line whose account is a plain consumer one, or unknown."""
-    return float(scoring.segment_multipliers.get("consumer", 1.0))
-
-
 def value_expr(scoring: Scoring, lines: Any, weighted: Any) -> ColumnElement[float]:
-    """A line's value: ARPU x its account's segment multiplier x the VIP multiplier (``scoring:``)."""
-    mult = func.coalesce(weighted.c.mult, literal(_default_multiplier(scoring), Float))
-    return func.coalesce(lines.c.arpu, literal(0.0, Float)) * mult
-
-
-def line_value(arpu: Any, segment: Any, vip: Any, scoring: Scoring) -> float:
-    """:func:`value_expr` for one row in Python: ARPU x (segment multiplier x VIP multiplier)."""
-    base = float(arpu) if arpu is not None and arpu == arpu else 0.0
-    seg = float(scoring.segment_multipliers.get(segment or "consumer", 1.0))
-    return base * (seg * (float(scoring.vip_multiplier) if vip is True else 1.0))
+    """A line's value (:meth:`Scoring.line_value`) in SQL; a line not in ``weighted`` is plain consumer."""
+    plain = literal(scoring.line_multiplier("consumer", False), Float)
+    return func.coalesce(lines.c.arpu, literal(0.0, Float)) * func.coalesce(weighted.c.mult, plain)
 
 
 def _unindexed(col: Any, dialect: str) -> Any:
@@ -651,7 +631,7 @@ def _row(d: Mapping[str, Any], scoring: Scoring, principal: Principal) -> dict[s
         "vip": None if d["vip"] is None else bool(d["vip"]),
         "plan": d["plan"],
         "arpu": None if arpu is None else round(float(arpu), 2),
-        "value": round(line_value(arpu, segment, d["vip"], scoring), 2),
+        "value": round(scoring.line_value(arpu, segment, d["vip"]), 2),
         "region_id": d["region_id"],
         "region": d["region"] or d["region_id"],
         "churn_risk": None if risk is None else round(float(risk), 4),

@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, Connection, func, literal_column, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.kpis import Catalogue
-from dashboard.privacy import BUSINESS_SEGMENTS, Principal, protect
+from dashboard.privacy import BUSINESS_SEGMENTS, PERSONAL_FIELDS, Principal, protect
 from dashboard.store.schema import (
     accounts,
     audit,
@@ -799,3 +799,14 @@ def subscriber_story(
     }
     story["timeline"] = timeline(story)
     return story
+
+
+def reveal(story: dict[str, Any], clear: Mapping[str, Any]) -> dict[str, Any]:
+    """The story with the clear values :func:`dashboard.privacy.unmask` gave in place of the masked ones."""
+    out = dict(story)
+    out["profile"] = story["profile"] | {"msisdn": clear.get("msisdn")}
+    if story.get("account") is not None:
+        contacts = {k: clear.get(k) for k in PERSONAL_FIELDS if k != "msisdn"}
+        out["account"] = story["account"] | contacts
+    out["privacy"] = story["privacy"] | {"masked": False}
+    return out

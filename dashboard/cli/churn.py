@@ -1,38 +1,24 @@
-"""``vantage churn ...``: train a churn model on a CSV or the store's history; score subscribers."""
+"""``vantage churn train | score``: train a churn model on a CSV or the store's history; score subscribers."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from dashboard.analytics.churn import ChurnError, TrainResult, train_table
-from dashboard.store.db import Store
-
-StoreFactory = Callable[[argparse.Namespace], Store]
-
-
-def _default_store(args: argparse.Namespace) -> Store:
-    url = getattr(args, "database_url", None)
-    if not url:
-        try:  # the main CLI knows the settings file and the built-in defaults
-            from dashboard.cli import _settings
-
-            url = _settings(args).database_url
-        except ImportError:
-            import os
-
-            from dashboard.config import DEFAULT_DATABASE_URL, ENV_DATABASE_URL
-
-            url = os.environ.get(ENV_DATABASE_URL, DEFAULT_DATABASE_URL)
-    store = Store(url)
-    store.upgrade()
-    return store
+from dashboard.analytics.signals import (
+    load_history,
+    retrain_and_score,
+    save_model,
+    score_subscribers,
+    train_from_history,
+)
+from dashboard.cli import common
 
 
 def train_csv(
@@ -46,7 +32,7 @@ def train_csv(
     return result
 
 
-def _cmd_train(args: argparse.Namespace, store_factory: StoreFactory) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     if args.csv:
         if not args.label:
             print("error: --label is required with --csv", file=sys.stderr)
@@ -60,15 +46,15 @@ def _cmd_train(args: argparse.Namespace, store_factory: StoreFactory) -> int:
         if args.out:
             print(f"model written to {args.out}")
         return 0
-    from dashboard.analytics.signals import load_history, save_model, train_from_history
-
-    store = store_factory(args)
+    ctx = common.context(args)
     try:
-        trained = train_from_history(load_history(store), horizon_days=args.horizon_days, seed=args.seed)
+        trained = train_from_history(load_history(ctx.store), horizon_days=args.horizon_days, seed=args.seed)
     except ChurnError as err:
         print(f"not trained: {err}", file=sys.stderr)
         return 1
-    version = save_model(store, trained.model, trained_on="store", cutoff=trained.test_cutoff)
+    version = save_model(
+        ctx.store, trained.model, trained_on="store", cutoff=trained.test_cutoff, now=ctx.now()
+    )
     print(TrainResult(model=trained.model, metrics=trained.metrics).report())
     print(
         f"time split: held-out cutoff {trained.test_cutoff:%Y-%m-%d %H:%M},"
@@ -81,26 +67,21 @@ def _cmd_train(args: argparse.Namespace, store_factory: StoreFactory) -> int:
     return 0
 
 
-def _cmd_score(args: argparse.Namespace, store_factory: StoreFactory) -> int:
-    from dashboard.analytics.signals import retrain_and_score, score_subscribers
-
-    store = store_factory(args)
-    report: dict[str, Any] = retrain_and_score(store) if args.retrain else score_subscribers(store)
+def cmd_score(args: argparse.Namespace) -> int:
+    ctx = common.context(args)
+    now = ctx.now()
+    report: dict[str, Any] = (
+        retrain_and_score(ctx.store, now=now) if args.retrain else score_subscribers(ctx.store, now=now)
+    )
     print(json.dumps(report, indent=2, default=str))
     return 0
 
 
-def register(
-    subparsers: argparse._SubParsersAction,
-    *,
-    store_factory: StoreFactory | None = None,
-) -> None:
-    """Add ``churn train`` and ``churn score`` to a CLI; ``store_factory`` builds the Store from args."""
-    factory = store_factory or _default_store
-    churn = subparsers.add_parser("churn", help="train and apply the churn-risk model")
-    sub = churn.add_subparsers(dest="churn_command", required=True)
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    churn = sub.add_parser("churn", help="train and apply the churn-risk model")
+    csub = churn.add_subparsers(dest="churn_command", required=True)
 
-    train = sub.add_parser("train", help="train on a CSV (--csv, --label) or on the store's history")
+    train = csub.add_parser("train", help="train on a CSV (--csv, --label) or on the store's history")
     train.add_argument("--csv", help="a table with one row per customer and a yes/no label column")
     train.add_argument("--label", help="the label column (yes/no, true/false, 1/0)")
     train.add_argument(
@@ -116,21 +97,9 @@ def register(
     train.add_argument("--out", help="also write the model to this file (joblib)")
     # SUPPRESS: an absent sub-command option must not hide the main parser's --database-url.
     train.add_argument("--database-url", default=argparse.SUPPRESS, help="store URL")
-    train.set_defaults(func=lambda args: _cmd_train(args, factory))
+    train.set_defaults(func=cmd_train)
 
-    score = sub.add_parser("score", help="score active subscribers with the latest model; write signals")
+    score = csub.add_parser("score", help="score active subscribers with the latest model; write signals")
     score.add_argument("--retrain", action="store_true", help="retrain from history first")
     score.add_argument("--database-url", default=argparse.SUPPRESS, help="store URL")
-    score.set_defaults(func=lambda args: _cmd_score(args, factory))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m dashboard.analytics.cli churn train ...``)."""
-    parser = argparse.ArgumentParser(prog="vantage")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    score.set_defaults(func=cmd_score)

@@ -1,52 +1,37 @@
-"""``vantage incidents ...``: refresh the value-weighted queue now, or print it."""
+"""``vantage incidents refresh | list``: re-rank the value-weighted queue now, or print it with reasons."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from dashboard.api import QUEUE_FIELDS, records
-from dashboard.incidents import read
-from dashboard.incidents.queue import refresh_queue
-
-
-def _settings_and_store(args: argparse.Namespace) -> tuple[Any, Any]:
-    from dashboard.cli import _settings, _store
-
-    settings = _settings(args)
-    store = _store(settings)
-    store.upgrade()
-    return settings, store
+from dashboard.api.encode import records
+from dashboard.api.incidents import QUEUE_FIELDS
+from dashboard.cli import common
+from dashboard.incidents import read, refresh_queue
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from dashboard.kpis import load_catalogue
-
-    settings, store = _settings_and_store(args)
-    scoring = load_catalogue(settings.kpi_definitions_path()).scoring
-    result = refresh_queue(store, scoring, currency=settings.currency)
-    print(
-        json.dumps(
-            {
-                "alarms_read": result.correlation.alarms,
-                "incidents_opened": result.correlation.opened,
-                "incidents_changed": result.correlation.changed,
-                "value_cells_recomputed": result.values.cells,
-                "value_full_rebuild": result.values.full,
-                "queued": result.queued,
-                "active": result.active,
-                **{k: round(v, 1) for k, v in result.timings_ms.items()},
-            }
-        )
-    )
+    ctx = common.context(args)
+    result = refresh_queue(ctx.store, ctx.scoring, now=ctx.now(), currency=ctx.currency)
+    report = {
+        "alarms_read": result.correlation.alarms,
+        "incidents_opened": result.correlation.opened,
+        "incidents_changed": result.correlation.changed,
+        "value_cells_recomputed": result.values.cells,
+        "value_full_rebuild": result.values.full,
+        "queued": result.queued,
+        "active": result.active,
+        **{k: round(v, 1) for k, v in result.timings_ms.items()},
+    }
+    print(json.dumps(report))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    _, store = _settings_and_store(args)
+    ctx = common.context(args)
     states = args.state.split(",") if args.state else ["open", "acknowledged"]
-    with store.connect() as conn:
+    with ctx.store.connect() as conn:
         df = read.queue(conn, states=states, limit=args.limit)
     if args.json:
         print(json.dumps(records(df, ("incident_id", *QUEUE_FIELDS))))
@@ -60,7 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("incidents", help="the value-weighted incident queue")
     isub = p.add_subparsers(dest="incidents_command", required=True)
     r = isub.add_parser("refresh", help="correlate alarms, update impact and re-rank the queue now")

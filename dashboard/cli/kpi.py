@@ -8,20 +8,20 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from dashboard.cli import common
 from dashboard.config import ConfigError
+from dashboard.kpi_eval import evaluate
+from dashboard.kpi_eval.fixtures import load_rule_file, run_rule_tests
+from dashboard.kpis import load_catalogue
 
 
 def _catalogue_path(args: argparse.Namespace) -> Path:
     if getattr(args, "catalogue", None):
         return Path(args.catalogue)
-    from dashboard.cli import _settings
-
-    return _settings(args).kpi_definitions_path()
+    return common.settings(args).kpi_definitions_path()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from dashboard.kpis import load_catalogue
-
     try:
         path = _catalogue_path(args)
         catalogue = load_catalogue(path)
@@ -34,16 +34,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {kind}: {n}")
     print(f"  headline: {', '.join(k.name for k in catalogue.kpis if k.headline) or 'none'}")
     with_thresholds = sum(1 for k in catalogue.kpis if k.thresholds.warning or k.thresholds.critical)
-    print(
-        f"  with thresholds: {with_thresholds}; links (drives): {sum(len(k.drives) for k in catalogue.kpis)}"
-    )
+    links = sum(len(k.drives) for k in catalogue.kpis)
+    print(f"  with thresholds: {with_thresholds}; links (drives): {links}")
     return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from dashboard.kpi_eval.fixtures import run_rule_tests
-    from dashboard.kpis import load_catalogue
-
     try:
         catalogue = None
         if args.catalogue or not _has_own_catalogue(args.file):
@@ -60,8 +56,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _has_own_catalogue(file: str) -> bool:
-    from dashboard.kpi_eval.fixtures import load_rule_file
-
     try:
         return load_rule_file(file).catalogue is not None
     except ConfigError:
@@ -69,31 +63,22 @@ def _has_own_catalogue(file: str) -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dashboard.cli import _settings
-    from dashboard.kpi_eval import evaluate
-    from dashboard.kpis import load_catalogue
-    from dashboard.store.db import Store
-
-    settings = _settings(args)
-    catalogue = load_catalogue(settings.kpi_definitions_path())
-    store = Store(settings.database_url)
-    store.upgrade()
-    result = evaluate(store, catalogue, full=args.full)
+    ctx = common.context(args)
+    result = evaluate(ctx.store, ctx.catalogue, now=ctx.now(), full=args.full)
     print(json.dumps(result.as_dict(), indent=2))
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``kpi check``, ``kpi test`` and ``kpi evaluate`` to the CLI."""
-    kpi = subparsers.add_parser("kpi", help="the KPI catalogue: validate, test threshold rules, evaluate")
-    sub = kpi.add_subparsers(dest="kpi_command", required=True)
-    check = sub.add_parser("check", help="validate the KPI catalogue and print a summary")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    kpi = sub.add_parser("kpi", help="the KPI catalogue: validate, test threshold rules, evaluate")
+    ksub = kpi.add_subparsers(dest="kpi_command", required=True)
+    check = ksub.add_parser("check", help="validate the KPI catalogue and print a summary")
     check.add_argument("--catalogue", help="catalogue file (default: the configured kpi_definitions)")
     check.set_defaults(func=cmd_check)
-    test = sub.add_parser("test", help="run threshold rule tests (input series, expected statuses)")
+    test = ksub.add_parser("test", help="run threshold rule tests (input series, expected statuses)")
     test.add_argument("file", help="a YAML file of tests (see docs/kpis.md)")
     test.add_argument("--catalogue", help="catalogue file (default: the file's own, else the configured one)")
     test.set_defaults(func=cmd_test)
-    ev = sub.add_parser("evaluate", help="bring KPI roll-ups and statuses up to date once")
+    ev = ksub.add_parser("evaluate", help="bring KPI roll-ups and statuses up to date once")
     ev.add_argument("--full", action="store_true", help="rebuild every roll-up from the sources")
     ev.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,94 @@
+"""``vantage run`` (the dashboard, jobs embedded by default) and ``vantage scheduler`` (the jobs alone)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from dashboard.app import create_app
+from dashboard.cli import common
+from dashboard.scheduler import ConnectorJobs, background_scheduler, blocking_scheduler, builtin_jobs
+from dashboard.store.db import redact
+
+log = logging.getLogger("vantage")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ctx = common.context(args, migrate=not args.no_migrate)
+    port = args.port or int(os.environ.get("PORT") or ctx.settings.web.port)
+    host = args.host or ctx.settings.web.host
+    app = create_app(ctx)
+    scheduler = None
+    jobs = None
+    if ctx.settings.scheduler.embedded and not args.no_scheduler:
+        jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx))
+        scheduler = background_scheduler(jobs)
+        log.info("scheduler: %d connector job(s) embedded", len(jobs.configs))
+    log.info("Vantage on http://%s:%d (store %s)", host, port, redact(ctx.store.url))
+    # Stop on SIGINT and SIGTERM alike, even when started from a shell that ignores SIGINT for
+    # background jobs (the ignore would be inherited, and the server would never stop).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        app.run(host=host, port=port, debug=False)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        if jobs is not None:
+            jobs.close()
+    if scheduler is not None:
+        _exit_past_running_jobs()
+    return 0
+
+
+def _exit_past_running_jobs() -> None:
+    """Stop now even if a job (a KPI roll-up, say) is mid-way: Python would otherwise join the job
+    threads at exit and wait for it. Every job writes in transactions, so a cut one is rolled back
+    whole and runs again at the next start."""
+    log.info("stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    ctx = common.context(args, migrate=not args.no_migrate)
+    jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx))
+    try:
+        if args.once:
+            failed = 0
+            for summary in jobs.run_all_once():
+                print(
+                    f"{summary.connector}: {summary.status}, {summary.records_in} in, "
+                    f"{summary.upserted} written, {summary.quarantined} quarantined"
+                    + (f" ({summary.error})" if summary.error else "")
+                )
+                failed += summary.status == "failed"
+            return 1 if failed else 0
+        scheduler = blocking_scheduler(jobs)
+        signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+        log.info("scheduler: %d connector job(s)", len(jobs.configs))
+        scheduler.start()
+    finally:
+        jobs.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="serve the dashboard (and, by default, run connector jobs in-process)")
+    p.add_argument("--port", type=int, help="port (default: $PORT or web.port, 8050)")
+    p.add_argument("--host", help="address to bind (default: web.host, 127.0.0.1)")
+    p.add_argument(
+        "--no-scheduler", action="store_true", help="serve only; run `vantage scheduler` separately"
+    )
+    p.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("scheduler", help="run connector jobs (one process per deployment)")
+    p.add_argument("--once", action="store_true", help="run every enabled connector once and exit")
+    p.add_argument("--no-migrate", action="store_true")
+    p.set_defaults(func=cmd_scheduler)
