@@ -19,8 +19,9 @@ from dashboard.analytics.churn import (
 )
 from dashboard.analytics.cli import main as cli_main
 from dashboard.analytics.cli import train_csv
+from tests.reference import shared_dir
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = shared_dir() / "data"
 BIGML = DATA / "telecom_churn_bigml_80.csv"
 
 

@@ -16,8 +16,9 @@ from connectors.pm_xml import PmXmlConnector, PmXmlOptions, parse_iso_duration, 
 from dashboard.ingest.runner import Ingestor
 from dashboard.store import Store
 from dashboard.store.schema import kpi_samples, quarantine
+from tests.reference import shared_dir
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "3gpp-pm"
+REF = shared_dir() / "reference" / "3gpp-pm"
 NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
 Key = tuple[str, str, str]
 

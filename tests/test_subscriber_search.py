@@ -16,7 +16,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +39,7 @@ from dashboard.subscribers.api import register_subscriber_search_api
 from dashboard.subscribers.search import Filters, SearchError, filters_from, parse_query, search_page
 from tests.browser import fixed_clock, settings_for, two_region_network
 from tests.conftest import PG_URL, require_pg
+from tests.reference import shared_dir
 
 NOW = datetime(2026, 3, 2, 12, 0)
 VIEWER = Principal(user="vera", role="viewer")
@@ -740,11 +740,7 @@ def test_api_csv_streams_the_whole_list_masked(client: Any) -> None:
 def test_tmf629_postal_address_becomes_the_contact_address() -> None:
     from connectors.tmf.customer import _postal_address
 
-    reference = json.loads(
-        (
-            Path(__file__).resolve().parents[2] / "shared/reference/tmf/TMF629_Customer/Customer.example.json"
-        ).read_text()
-    )
+    reference = json.loads((shared_dir() / "reference/tmf/TMF629_Customer/Customer.example.json").read_text())
     medium = next(m for m in reference["contactMedium"] if m["mediumType"] == "MailingAddress")
     assert _postal_address(medium["characteristic"]) == "15 Rue des Canards, 75014 Paris, France"
     assert _postal_address({"city": " Porto ", "street1": "Rua Augusta 1"}) == "Rua Augusta 1, Porto"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ from dashboard.ingest import Ingestor
 from dashboard.store import Store
 from dashboard.store.schema import CANONICAL_KINDS, connector_state, quarantine
 from tests.loopback import LoopbackServer, Request, Response
+from tests.reference import shared_dir
 
-REF = Path(__file__).parents[2] / "shared" / "reference" / "tmf"
+REF = shared_dir() / "reference" / "tmf"
 ALARMS = "/tmf-api/alarmManagement/v4/alarm"
 
 

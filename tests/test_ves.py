@@ -7,7 +7,6 @@ import copy
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +20,10 @@ from dashboard.push import handle_push
 from dashboard.store import Store
 from dashboard.store.schema import alarms, kpi_samples, quarantine
 from tests.loopback import LoopbackServer, Request, Response
+from tests.reference import shared_dir
 
-# The reference payloads live in ../shared beside the checkout (there in CI too).
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ves"
+# The reference payloads live in the shared folder ($VANTAGE_SHARED_DIR, else ../shared).
+REF = shared_dir() / "reference" / "ves"
 
 
 def ref(name: str) -> dict[str, Any]:

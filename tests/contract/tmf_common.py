@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector, ConnectorContext
 from tests.loopback import LoopbackServer, Request, Response
+from tests.reference import shared_dir
 
-REFERENCE = Path(__file__).parents[3] / "shared" / "reference"
+REFERENCE = shared_dir() / "reference"
 
 
 def reference(relative: str) -> Any:
