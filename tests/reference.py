@@ -1,10 +1,4 @@
-"""Payloads for the tests: the suite's own fixtures, and the shared reference set for conformance runs.
-
-Every test that reads a payload runs on the files under ``tests/fixtures/``, written for this suite
-after the standards. The same tests run again, marked ``conformance``, on the public reference
-files of the shared folder (``$VANTAGE_SHARED_DIR``, else ``../shared`` beside the checkout): those
-runs are skipped when the folder is absent, and fail instead when ``CI=true``.
-"""
+"""Payloads for the tests: the suite's own fixtures, and the shared reference set for conformance runs."""
 
 from __future__ import annotations
 
@@ -18,6 +12,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI
+
+# Every test that reads a payload runs on the files under tests/fixtures/, written for this suite
+# after the standards. The same tests run again, marked `conformance`, on the public reference files
+# of the shared folder ($VANTAGE_SHARED_DIR, else ../shared beside the checkout): those runs are
+# skipped when the folder is absent, and fail instead when CI=true.
 
 #: The environment variable naming the shared folder (holding ``reference/`` and ``data/``).
 SHARED_ENV = "VANTAGE_SHARED_DIR"

@@ -1,8 +1,4 @@
-"""3GPP TS 32.435 PM files end to end: real files on disk, through the ingest path into a real store.
-
-Whole files are the suite's own (tests/fixtures/3gpp-pm); the tests that read them run again on
-the ONAP reference files as a conformance run (tests/reference.py).
-"""
+"""3GPP TS 32.435 PM files end to end: real files on disk, through the ingest path into a real store."""
 
 from __future__ import annotations
 
@@ -27,6 +23,8 @@ NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
 Key = tuple[str, str, str]
 
 
+# Whole files are the suite's own (tests/fixtures/3gpp-pm); the tests that read them run again on
+# the ONAP reference files as a conformance run (tests/reference.py).
 @dataclass(frozen=True)
 class Expected:
     """What the tests expect of one set of PM files (the files are named in tests/reference.py)."""

@@ -1,8 +1,4 @@
-"""TMF connectors end to end: loopback TMF APIs and pushed notifications into a real store.
-
-The payloads are the suite's own (tests/fixtures/tmf); each test runs again on the TM Forum
-reference examples as a conformance run (tests/reference.py).
-"""
+"""TMF connectors end to end: loopback TMF APIs and pushed notifications into a real store."""
 
 from __future__ import annotations
 
@@ -34,6 +30,8 @@ from tests.reference import ORIGINS, OWN, REFERENCE, Payloads, payloads
 ALARMS = "/tmf-api/alarmManagement/v4/alarm"
 
 
+# The payloads are the suite's own (tests/fixtures/tmf); the tests that read them run again on the
+# TM Forum reference examples as a conformance run (tests/reference.py).
 @dataclass(frozen=True)
 class Expected:
     """What the tests expect of one set of TMF payloads (the files are named in tests/reference.py)."""

@@ -1,8 +1,4 @@
-"""VES 7 listener end to end: real HTTP posts on 127.0.0.1, VES events, into a real store.
-
-The events are the suite's own (tests/fixtures/ves); each test runs again on the ONAP reference
-events as a conformance run (tests/reference.py).
-"""
+"""VES 7 listener end to end: real HTTP posts on 127.0.0.1, VES events, into a real store."""
 
 from __future__ import annotations
 
@@ -28,6 +24,8 @@ from tests.loopback import LoopbackServer, Request, Response
 from tests.reference import ORIGINS, OWN, REFERENCE, Payloads, payloads
 
 
+# The events are the suite's own (tests/fixtures/ves); the tests that read them run again on the
+# ONAP reference events as a conformance run (tests/reference.py).
 @dataclass(frozen=True)
 class Expected:
     """What the tests expect of one set of VES events (the files are named in tests/reference.py)."""
