@@ -18,8 +18,15 @@ from dashboard.ingest.validate import validate
 from dashboard.store.schema import CANONICAL_KINDS
 from tests.contract import ContractContext
 from tests.loopback import LoopbackServer, loopback
+from tests.reference import OWN, REFERENCE, payloads
 
 TYPES = sorted(available())
+# Every type on the suite's own payloads; the TMF ones again on the reference examples (conformance).
+CASES = [pytest.param(t, OWN, id=t) for t in TYPES] + [
+    pytest.param(t, REFERENCE, id=f"{t}-reference", marks=pytest.mark.conformance)
+    for t in TYPES
+    if t.startswith("tmf")
+]
 
 
 def _module_name(type_name: str) -> str:
@@ -27,10 +34,11 @@ def _module_name(type_name: str) -> str:
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[ContractContext]:
+def ctx(tmp_path: Path, origin: str) -> Iterator[ContractContext]:
+    tmf = payloads("tmf", origin)
     server: LoopbackServer
     with loopback() as server:
-        yield ContractContext(tmp_path=tmp_path, http=server)
+        yield ContractContext(tmp_path=tmp_path, http=server, tmf=tmf)
 
 
 def _build(type_name: str, ctx: ContractContext) -> Connector:
@@ -67,8 +75,8 @@ def test_every_registered_type_has_a_contract_module() -> None:
     assert not missing, f"registered connector type(s) without tests/contract/<type>.py: {', '.join(missing)}"
 
 
-@pytest.mark.parametrize("type_name", TYPES)
-def test_connector_contract(type_name: str, ctx: ContractContext) -> None:
+@pytest.mark.parametrize(("type_name", "origin"), CASES)
+def test_connector_contract(type_name: str, origin: str, ctx: ContractContext) -> None:
     connector = _build(type_name, ctx)
     try:
         result = connector.check()

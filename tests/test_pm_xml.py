@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,100 @@ from connectors.pm_xml import PmXmlConnector, PmXmlOptions, parse_iso_duration, 
 from dashboard.ingest.runner import Ingestor
 from dashboard.store import Store
 from dashboard.store.schema import kpi_samples, quarantine
+from tests.reference import ORIGINS, OWN, REFERENCE, Payloads, payloads
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "3gpp-pm"
 NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
 Key = tuple[str, str, str]
+
+
+# Whole files are the suite's own (tests/fixtures/3gpp-pm); the tests that read them run again on
+# the ONAP reference files as a conformance run (tests/reference.py).
+@dataclass(frozen=True)
+class Expected:
+    """What the tests expect of one set of PM files (the files are named in tests/reference.py)."""
+
+    counters: list[dict[str, Any]]  # counter rules for the two-encodings test: one exact, one scaled
+    entities: list[dict[str, Any]]  # entity rules that match some measObjLdn of those files, not all
+    both_forms: dict[Key, tuple[datetime, float]]  # what the two files with two measValues give
+    edit: tuple[str, str]  # a value of the file with one measValue, and what it becomes
+    edited: tuple[Key, float]  # the sample that changes, and its new value
+    many_infos: dict[str, float]  # counter -> value of the file with repeated measInfo blocks
+    many_infos_ldn: str  # its one measObjLdn
+
+
+_ENB = "ManagedElement=ENB-PRT0417,ENBFunction=1"
+_GNB = "ManagedElement=GNB-PRT0417,GNBDUFunction=1"
+_OWN_PERIOD = datetime(2026, 2, 10, 8, 0)  # granPeriod endTime 09:15+01:00 minus PT900S
+_REF_PERIOD = datetime(2018, 10, 2, 12, 0)  # granPeriod endTime 12:15Z minus PT900S
+EXPECTED = {
+    OWN: Expected(
+        counters=[
+            {"counter": "RRC.ConnEstab.Succ", "kpi": "rrc_success"},
+            {"pattern": r"DRB\.UEThpDl", "kpi": "dl_throughput_mbps", "scale": 0.001},  # kbit/s
+        ],
+        entities=[{"pattern": r"(?:EUtranCellFDD|NRCellDU)=(?P<id>[^,]+)$"}],
+        both_forms={
+            # measType/r form (RRC.ConnEstab.Att is not mapped, so not stored)
+            ("cell", "PRT0417-1", "rrc_success"): (_OWN_PERIOD, 1238.0),
+            ("cell", "PRT0417-1", "dl_throughput_mbps"): (_OWN_PERIOD, 24.18),
+            ("site", _ENB, "rrc_success"): (_OWN_PERIOD, 3655.0),
+            ("site", _ENB, "dl_throughput_mbps"): (_OWN_PERIOD, 61.44),
+            # measTypes/measResults form
+            ("cell", "PRT0417-N1", "rrc_success"): (_OWN_PERIOD, 839.0),
+            ("cell", "PRT0417-N1", "dl_throughput_mbps"): (_OWN_PERIOD, 118.4),
+            ("site", _GNB, "rrc_success"): (_OWN_PERIOD, 1681.0),
+            ("site", _GNB, "dl_throughput_mbps"): (_OWN_PERIOD, 203.52),
+        },
+        edit=('<r p="2">981</r>', '<r p="2">982</r>'),
+        edited=(("cell", f"{_ENB},EUtranCellFDD=PRT0417-3", "RRC.ConnEstab.Succ"), 982.0),
+        many_infos={
+            "RRC.ConnEstab.Att": 1104,
+            "RRC.ConnEstab.Succ": 1097,
+            "RRC.ConnMean": 41,
+            "RRC.ConnMax": 97,
+            "DRB.UEThpDl": 22015,
+            "DRB.UEThpUl": 3072,
+        },
+        many_infos_ldn=f"{_ENB},EUtranCellFDD=PRT0417-2",
+    ),
+    REFERENCE: Expected(
+        counters=[{"counter": "a", "kpi": "kpi_a"}, {"pattern": "b", "kpi": "kpi_b", "scale": 0.5}],
+        entities=[{"pattern": r"^(?P<id>some measObjLdn)$"}],
+        both_forms={
+            # measType/r form (counter c is not mapped, so not stored)
+            ("cell", "some measObjLdn", "kpi_a"): (_REF_PERIOD, 86.0),
+            ("cell", "some measObjLdn", "kpi_b"): (_REF_PERIOD, 33.5),
+            ("site", "some other measObjLdn", "kpi_a"): (_REF_PERIOD, 5.0),
+            ("site", "some other measObjLdn", "kpi_b"): (_REF_PERIOD, 3.0),
+            # measTypes/measResults form
+            ("site", "objLdn", "kpi_a"): (_REF_PERIOD, 76.0),
+            ("site", "objLdn", "kpi_b"): (_REF_PERIOD, 13.5),
+            ("site", "some other objLdn", "kpi_a"): (_REF_PERIOD, 1.0),
+            ("site", "some other objLdn", "kpi_b"): (_REF_PERIOD, 1.0),
+        },
+        edit=('<r p="1">86</r>', '<r p="1">87</r>'),
+        edited=(("cell", "some measObjLdn", "a"), 87.0),
+        many_infos={"z": 99, "aa": 1, "zz": 27, "bb": 2, "a": 1, "b": 2},
+        many_infos_ldn="objLdn",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PmSet:
+    files: Payloads
+    expect: Expected
+
+    def copy(self, role: str, folder: Path) -> Path:
+        """The file of ``role`` copied into ``folder``, under its own name."""
+        source = self.files.path(role)
+        return Path(shutil.copy(source, folder / source.name))
+
+
+@pytest.fixture(params=ORIGINS)
+def pm(request: pytest.FixtureRequest) -> PmSet:
+    """The suite's own PM files, then (conformance) the ONAP reference files."""
+    return PmSet(payloads("3gpp-pm", request.param), EXPECTED[request.param])
 
 
 @pytest.fixture
@@ -67,40 +158,24 @@ CELL_RULE = [{"pattern": r"EUtranCellFDD=(?P<id>[^,]+)", "entity_type": "cell"}]
 RRC = [{"counter": "RRC.Succ", "kpi": "rrc_success"}, {"pattern": r"RRC\.Att.*", "kpi": "rrc_attempts"}]
 
 
-def test_both_reference_forms(store: Store, folder: Path) -> None:
-    for name in ("meas_type_and_r_many_meas_values.xml", "meas_types_and_meas_results_many_meas_values.xml"):
-        shutil.copy(REF / name, folder / name)
+def test_both_encodings(pm: PmSet, store: Store, folder: Path) -> None:
+    pm.copy("r_two_values", folder)  # measType p= / r p=
+    pm.copy("list_two_values", folder)  # measTypes / measResults
     connector = make(
-        folder,
-        counters=[{"counter": "a", "kpi": "kpi_a"}, {"pattern": "b", "kpi": "kpi_b", "scale": 0.5}],
-        entities=[{"pattern": r"^(?P<id>some measObjLdn)$"}],
-        default_entity_type="site",
+        folder, counters=pm.expect.counters, entities=pm.expect.entities, default_entity_type="site"
     )
     summary = Ingestor(store).run(connector)
     assert summary.status == "success", summary.error
-    period = datetime(2018, 10, 2, 12, 0)  # granPeriod endTime 12:15Z minus PT900S
-    assert samples(store) == {
-        # measType/r form (counter c is not mapped, so not stored)
-        ("cell", "some measObjLdn", "kpi_a"): (period, 86.0),
-        ("cell", "some measObjLdn", "kpi_b"): (period, 33.5),
-        ("site", "some other measObjLdn", "kpi_a"): (period, 5.0),
-        ("site", "some other measObjLdn", "kpi_b"): (period, 3.0),
-        # measTypes/measResults form
-        ("site", "objLdn", "kpi_a"): (period, 76.0),
-        ("site", "objLdn", "kpi_b"): (period, 13.5),
-        ("site", "some other objLdn", "kpi_a"): (period, 1.0),
-        ("site", "some other objLdn", "kpi_b"): (period, 1.0),
-    }
+    assert samples(store) == pm.expect.both_forms
     assert summary.upserted == 8 and summary.quarantined == 0
 
 
-def test_files_are_processed_once_and_replay_changes_nothing(sqlite_store: Store, folder: Path) -> None:
-    for name in (
-        "meas_type_and_r.xml",
-        "meas_type_and_r_many_meas_values.xml",
-        "meas_types_and_meas_results_many_meas_values.xml",
-    ):
-        shutil.copy(REF / name, folder / name)
+def test_files_are_processed_once_and_replay_changes_nothing(
+    pm: PmSet, sqlite_store: Store, folder: Path
+) -> None:
+    path = pm.copy("r_one_value", folder)
+    pm.copy("r_two_values", folder)
+    pm.copy("list_two_values", folder)
     ingest = Ingestor(sqlite_store)
     connector = make(folder / "*.xml", unmapped="keep")
     first = ingest.run(connector)
@@ -117,21 +192,24 @@ def test_files_are_processed_once_and_replay_changes_nothing(sqlite_store: Store
         )
     assert written == 0 and samples(sqlite_store) == stored
     # A file that changes (new size/mtime) is read again.
-    path = folder / "meas_type_and_r.xml"
-    write(path, path.read_text().replace('<r p="1">86</r>', '<r p="1">87</r>'))
+    before, after = pm.expect.edit
+    text = path.read_text(encoding="utf-8")
+    assert before in text
+    write(path, text.replace(before, after))
     third = ingest.run(connector)
     assert third.records_in == 3 and third.upserted == 1
-    assert samples(sqlite_store)[("cell", "some measObjLdn", "a")][1] == 87.0
+    key, value = pm.expect.edited
+    assert stored[key][1] != value and samples(sqlite_store)[key][1] == value
 
 
-def test_reference_file_with_many_meas_infos(sqlite_store: Store, folder: Path) -> None:
-    shutil.copy(REF / "lte_meas_results_manyinfo.xml", folder)
+def test_file_with_many_meas_infos(pm: PmSet, sqlite_store: Store, folder: Path) -> None:
+    pm.copy("many_infos", folder)
     summary = Ingestor(sqlite_store).run(make(folder, unmapped="keep"))
-    # 3 measInfo blocks x 4 counters; z and zz repeat with the same values: 6 distinct samples.
+    # 3 measInfo blocks x 4 counters, some repeated with the same values: 6 distinct samples.
     assert summary.records_in == 12 and summary.quarantined == 0
     got = samples(sqlite_store)
-    assert {k[2]: v[1] for k, v in got.items()} == {"z": 99, "aa": 1, "zz": 27, "bb": 2, "a": 1, "b": 2}
-    assert {k[:2] for k in got} == {("cell", "objLdn")}
+    assert {k[2]: v[1] for k, v in got.items()} == pm.expect.many_infos
+    assert {k[:2] for k in got} == {("cell", pm.expect.many_infos_ldn)}
 
 
 def test_suspect_values_are_quarantined_not_stored(store: Store, folder: Path) -> None:

@@ -16,7 +16,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -39,6 +38,7 @@ from dashboard.subscribers.search import Filters, SearchError, filters_from, par
 from tests.apps import new_app
 from tests.browser import fixed_clock, settings_for, two_region_network
 from tests.conftest import PG_URL, require_pg
+from tests.reference import ORIGINS, OWN, REFERENCE, payloads
 
 NOW = datetime(2026, 3, 2, 12, 0)
 VIEWER = Principal(user="vera", role="viewer")
@@ -733,16 +733,19 @@ def test_api_csv_streams_the_whole_list_masked(client: Any) -> None:
 # --- connectors: the address the search list never shows ----------------------------------------
 
 
-def test_tmf629_postal_address_becomes_the_contact_address() -> None:
+POSTAL_ADDRESS = {
+    OWN: "Rua do Heroismo 118, Loja B, 4300-259 Porto, Portugal",
+    REFERENCE: "15 Rue des Canards, 75014 Paris, France",
+}
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+def test_tmf629_postal_address_becomes_the_contact_address(origin: str) -> None:
     from connectors.tmf.customer import _postal_address
 
-    reference = json.loads(
-        (
-            Path(__file__).resolve().parents[2] / "shared/reference/tmf/TMF629_Customer/Customer.example.json"
-        ).read_text()
-    )
-    medium = next(m for m in reference["contactMedium"] if m["mediumType"] == "MailingAddress")
-    assert _postal_address(medium["characteristic"]) == "15 Rue des Canards, 75014 Paris, France"
+    customer = payloads("tmf", origin).json("customer")
+    medium = next(m for m in customer["contactMedium"] if "city" in m["characteristic"])
+    assert _postal_address(medium["characteristic"]) == POSTAL_ADDRESS[origin]
     assert _postal_address({"city": " Porto ", "street1": "Rua Augusta 1"}) == "Rua Augusta 1, Porto"
     assert _postal_address({"contactType": "home"}) is None
 

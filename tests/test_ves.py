@@ -1,4 +1,4 @@
-"""VES 7 listener end to end: real HTTP posts on 127.0.0.1, the reference events, into a real store."""
+"""VES 7 listener end to end: real HTTP posts on 127.0.0.1, VES events, into a real store."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import base64
 import copy
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,14 +21,101 @@ from dashboard.push import handle_push
 from dashboard.store import Store
 from dashboard.store.schema import alarms, kpi_samples, quarantine
 from tests.loopback import LoopbackServer, Request, Response
-
-# The reference payloads live in ../shared beside the checkout (there in CI too).
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ves"
+from tests.reference import ORIGINS, OWN, REFERENCE, Payloads, payloads
 
 
-def ref(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((REF / name).read_text(encoding="utf-8"))
-    return doc
+# The events are the suite's own (tests/fixtures/ves); the tests that read them run again on the
+# ONAP reference events as a conformance run (tests/reference.py).
+@dataclass(frozen=True)
+class Expected:
+    """What the tests expect of one set of VES events (the files are named in tests/reference.py)."""
+
+    fault: dict[str, Any]  # the alarm row of the fault event
+    invalid_id: str  # the eventId of the invalid event ...
+    invalid_version: str  # ... and its vesEventListenerVersion, which no listener speaks
+    batch_ids: tuple[str, str]  # the eventIds of the batch's two faults
+    batch_keys: tuple[str, str]  # the same alarms keyed by sourceName:alarmCondition
+    site_rule: str  # sourceName -> site rule for the measurement event
+    site: str  # the site it gives
+    vm: str  # the memoryUsageArray item (by vmIdentifier) to read
+    cpu_pct: float  # cpuUsageArray[all].percentUsage
+    memory_used_kib: float
+    period: datetime  # startEpochMicrosec, to the second
+
+
+EXPECTED = {
+    OWN: Expected(
+        fault={
+            "id": "fault-upf02-0000871",
+            "source": "ves",
+            "severity": "major",
+            "state": "raised",
+            "resource_id": "lis07upf02vm01",
+            "alarmed_object": "lis07upf02vm01",
+            "probable_cause": "N3PathFailure",
+            "specific_problem": "GTP-U echo to gNB group lis07-n lost on N3",
+            # 1757830323250000 epoch microseconds
+            "raised_at": datetime(2025, 9, 14, 6, 12, 3, 250000),
+            "changed_at": datetime(2025, 9, 14, 6, 12, 3, 250000),
+            "cleared_at": None,
+        },
+        invalid_id="fault-upf02-0000874",
+        invalid_version="30.2.1",
+        batch_ids=("fault-vrtr05-0002210", "fault-vrtr05-0002211"),
+        batch_keys=("prt04vrtr05vm01:BgpSessionDown", "prt04vrtr05vm01:InterfaceErrorsHigh"),
+        site_rule=r"^(?P<id>lis\d+)upf",
+        site="lis07",
+        vm="lis07upf02vm03",
+        cpu_pct=63.17,
+        memory_used_kib=9830400,
+        period=datetime(2025, 9, 14, 9, 2, 41),  # 1757840561118207
+    ),
+    REFERENCE: Expected(
+        fault={
+            "id": "fault0000245",
+            "source": "ves",
+            "severity": "critical",
+            "state": "raised",
+            "resource_id": "scfx0001vm002cap001",
+            "alarmed_object": "scfx0001vm002cap001",
+            "probable_cause": "PilotNumberPoolExhaustion",
+            "specific_problem": "Calls cannot complete - pilot numbers are unavailable",
+            # 1413378172000000 epoch microseconds = 2014-10-15 13:02:52 UTC
+            "raised_at": datetime(2014, 10, 15, 13, 2, 52),
+            "changed_at": datetime(2014, 10, 15, 13, 2, 52),
+            "cleared_at": None,
+        },
+        invalid_id="fault0000245",
+        invalid_version="30.0.1",
+        batch_ids=("fault0000250", "fault0000251"),
+        batch_keys=(
+            "scfx0001vm002cap001:PilotNumberPoolExhaustion",
+            "scfx0001vm002cap001:RecordingServerUnreachable",
+        ),
+        site_rule=r"^(?P<id>bgtnj\d+)vmh",
+        site="bgtnj05",
+        vm="RAM",
+        cpu_pct=0.39,
+        memory_used_kib=353492,
+        period=datetime(2018, 8, 21, 16, 18, 22),  # 1534868302434191
+    ),
+}
+
+
+@dataclass(frozen=True)
+class VesSet:
+    files: Payloads
+    expect: Expected
+
+    def event(self, role: str) -> dict[str, Any]:
+        doc: dict[str, Any] = self.files.json(role)
+        return doc
+
+
+@pytest.fixture(params=ORIGINS)
+def ves(request: pytest.FixtureRequest) -> VesSet:
+    """The suite's own VES events, then (conformance) the ONAP reference events."""
+    return VesSet(payloads("ves", request.param), EXPECTED[request.param])
 
 
 def make(**options: Any) -> VesConnector:
@@ -87,48 +174,43 @@ def count(store: Store, table: Any) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def test_reference_fault_event_becomes_an_alarm(store: Store, http_server: LoopbackServer) -> None:
+def test_fault_event_becomes_an_alarm(ves: VesSet, store: Store, http_server: LoopbackServer) -> None:
+    expect = ves.expect.fault
     listener = Listener(http_server, store, make())
-    answer = listener.post(EVENT_ROUTE, ref("ves7_valid_30_1_1_event.json"))
+    answer = listener.post(EVENT_ROUTE, ves.event("fault"))
     assert answer.status_code == 202, answer.text
-    assert answer.json()["accepted"] == ["fault0000245"]
+    assert answer.json()["accepted"] == [expect["id"]]
     [alarm] = rows(store, alarms)
-    assert alarm["id"] == "fault0000245" and alarm["source"] == "ves"
-    assert alarm["severity"] == "critical" and alarm["state"] == "raised"
-    assert alarm["resource_id"] == alarm["alarmed_object"] == "scfx0001vm002cap001"
-    assert alarm["probable_cause"] == "PilotNumberPoolExhaustion"
-    assert alarm["specific_problem"] == "Calls cannot complete - pilot numbers are unavailable"
-    # 1413378172000000 epoch microseconds = 2014-10-15 13:02:52 UTC
-    assert alarm["raised_at"] == alarm["changed_at"] == datetime(2014, 10, 15, 13, 2, 52)
-    assert alarm["cleared_at"] is None
+    assert {k: alarm[k] for k in expect} == expect
     assert count(store, quarantine) == 0
 
 
-def test_reference_invalid_event_is_400_and_quarantined(
-    sqlite_store: Store, http_server: LoopbackServer
+def test_invalid_event_is_400_and_quarantined(
+    ves: VesSet, sqlite_store: Store, http_server: LoopbackServer
 ) -> None:
+    expect = ves.expect
     listener = Listener(http_server, sqlite_store, make())
-    answer = listener.post(EVENT_ROUTE, ref("ves7_invalid_30_1_1_event.json"))
+    answer = listener.post(EVENT_ROUTE, ves.event("invalid_fault"))
     assert answer.status_code == 400
     body = answer.json()
     text = body["requestError"]["serviceException"]["text"]
-    assert "vesEventListenerVersion" in text and "30.0.1" in text
+    assert "vesEventListenerVersion" in text and expect.invalid_version in text
     assert body["rejected"] == [
-        {"index": 0, "eventId": "fault0000245", "reason": body["rejected"][0]["reason"]}
+        {"index": 0, "eventId": expect.invalid_id, "reason": body["rejected"][0]["reason"]}
     ]
     assert count(sqlite_store, alarms) == 0
     [q] = rows(sqlite_store, quarantine)
-    assert q["connector"] == "ves" and q["record_id"] == "fault0000245" and q["kind"] == "alarms"
+    assert q["connector"] == "ves" and q["record_id"] == expect.invalid_id and q["kind"] == "alarms"
     assert "vesEventListenerVersion" in q["reason"]
-    assert json.loads(q["raw"])["commonEventHeader"]["eventId"] == "fault0000245"
+    assert json.loads(q["raw"])["commonEventHeader"]["eventId"] == expect.invalid_id
 
 
-def test_batch_with_valid_and_invalid_events(store: Store, http_server: LoopbackServer) -> None:
+def test_batch_with_valid_and_invalid_events(ves: VesSet, store: Store, http_server: LoopbackServer) -> None:
     listener = Listener(http_server, store, make())
-    batch = ref("ves7_batch_valid.json")
+    batch = ves.event("fault_batch")
     millis = copy.deepcopy(batch["eventList"][0])
     millis["commonEventHeader"]["eventId"] = "fault-ms"
-    millis["commonEventHeader"]["lastEpochMicrosec"] = 1413378172000  # milliseconds by mistake
+    millis["commonEventHeader"]["lastEpochMicrosec"] //= 1000  # milliseconds by mistake
     no_fields = copy.deepcopy(batch["eventList"][1])
     no_fields["commonEventHeader"]["eventId"] = "fault-nofields"
     del no_fields["faultFields"]
@@ -137,11 +219,11 @@ def test_batch_with_valid_and_invalid_events(store: Store, http_server: Loopback
     answer = listener.post(BATCH_ROUTE, batch)
     assert answer.status_code == 400
     body = answer.json()
-    assert body["accepted"] == ["fault0000250", "fault0000251"]
+    assert body["accepted"] == list(ves.expect.batch_ids)
     assert [(r["index"], r["eventId"]) for r in body["rejected"]] == [(1, "fault-ms"), (3, "fault-nofields")]
     assert "epoch microseconds" in body["rejected"][0]["reason"]
     assert "faultFields" in body["rejected"][1]["reason"]
-    assert sorted(a["id"] for a in rows(store, alarms)) == ["fault0000250", "fault0000251"]
+    assert sorted(a["id"] for a in rows(store, alarms)) == sorted(ves.expect.batch_ids)
     reasons = {q["record_id"]: q["reason"] for q in rows(store, quarantine)}
     assert set(reasons) == {"fault-ms", "fault-nofields"}
     assert "lastEpochMicrosec" in reasons["fault-ms"]
@@ -153,74 +235,80 @@ def test_batch_with_valid_and_invalid_events(store: Store, http_server: Loopback
     assert count(store, alarms) == 2
 
 
-def test_replay_changes_nothing_and_normal_clears(sqlite_store: Store, http_server: LoopbackServer) -> None:
+def test_replay_changes_nothing_and_normal_clears(
+    ves: VesSet, sqlite_store: Store, http_server: LoopbackServer
+) -> None:
     listener = Listener(http_server, sqlite_store, make())
-    raised = ref("ves7_valid_30_1_1_event.json")
+    raised = ves.event("fault")
     assert listener.post(EVENT_ROUTE, raised).status_code == 202
     assert listener.post(EVENT_ROUTE, raised).status_code == 202
     assert [c.upserted for c in listener.counts] == [1, 0]
 
     clear = copy.deepcopy(raised)
     clear["event"]["faultFields"]["eventSeverity"] = "NORMAL"
-    clear["event"]["commonEventHeader"]["lastEpochMicrosec"] = 1413378472000000  # five minutes later
+    clear["event"]["commonEventHeader"]["lastEpochMicrosec"] += 300 * 10**6  # five minutes later
     clear["event"]["commonEventHeader"]["sequence"] = 2
     assert listener.post(EVENT_ROUTE, clear).status_code == 202
     # The raise arriving late again must not roll the cleared alarm back.
     assert listener.post(EVENT_ROUTE, raised).status_code == 202
     [alarm] = rows(sqlite_store, alarms)
     assert alarm["severity"] == "cleared" and alarm["state"] == "cleared"
-    assert alarm["cleared_at"] == alarm["changed_at"] == datetime(2014, 10, 15, 13, 7, 52)
-    assert alarm["raised_at"] == datetime(2014, 10, 15, 13, 2, 52)
+    raised_at = ves.expect.fault["raised_at"]
+    assert alarm["cleared_at"] == alarm["changed_at"] == raised_at + timedelta(minutes=5)
+    assert alarm["raised_at"] == raised_at
 
 
-def test_alarm_key_by_source_and_condition(sqlite_store: Store, http_server: LoopbackServer) -> None:
+def test_alarm_key_by_source_and_condition(
+    ves: VesSet, sqlite_store: Store, http_server: LoopbackServer
+) -> None:
     listener = Listener(http_server, sqlite_store, make(alarm_key="source_condition"))
-    assert listener.post(BATCH_ROUTE, ref("ves7_batch_valid.json")).status_code == 202
-    assert sorted(a["id"] for a in rows(sqlite_store, alarms)) == [
-        "scfx0001vm002cap001:PilotNumberPoolExhaustion",
-        "scfx0001vm002cap001:RecordingServerUnreachable",
-    ]
+    assert listener.post(BATCH_ROUTE, ves.event("fault_batch")).status_code == 202
+    assert sorted(a["id"] for a in rows(sqlite_store, alarms)) == sorted(ves.expect.batch_keys)
 
 
-def test_measurement_event_becomes_kpi_samples(store: Store, http_server: LoopbackServer) -> None:
+def test_measurement_event_becomes_kpi_samples(
+    ves: VesSet, store: Store, http_server: LoopbackServer
+) -> None:
+    expect = ves.expect
     connector = make(
         measurements=[
             {"field": "cpuUsageArray[all].percentUsage", "kpi": "cpu_pct"},
-            {"field": "memoryUsageArray[RAM].memoryUsed", "kpi": "mem_used_mb", "scale": 1 / 1024},
+            {"field": f"memoryUsageArray[{expect.vm}].memoryUsed", "kpi": "mem_used_mb", "scale": 1 / 1024},
             {"field": "additionalMeasurements[radio].prbUsage", "kpi": "prb_util_pct"},
             {"field": "meanRequestLatency", "kpi": "latency_ms"},  # absent: no sample, no error
         ],
-        entities=[{"pattern": r"^(?P<id>bgtnj\d+)vmh", "entity_type": "site"}],
+        entities=[{"pattern": expect.site_rule, "entity_type": "site"}],
     )
     listener = Listener(http_server, store, connector)
-    event = ref("measurement7x.json")
+    event = ves.event("measurement")
     event["event"]["measurementFields"]["additionalMeasurements"] = [
         {"name": "radio", "hashMap": {"prbUsage": "71.5"}}
     ]
     answer = listener.post(EVENT_ROUTE, event)
     assert answer.status_code == 202, answer.text
     got = {(r["entity_type"], r["entity_id"], r["kpi"]): r for r in rows(store, kpi_samples)}
+    site = expect.site
     assert set(got) == {
-        ("site", "bgtnj05", "cpu_pct"),
-        ("site", "bgtnj05", "mem_used_mb"),
-        ("site", "bgtnj05", "prb_util_pct"),
+        ("site", site, "cpu_pct"),
+        ("site", site, "mem_used_mb"),
+        ("site", site, "prb_util_pct"),
     }
-    assert got[("site", "bgtnj05", "cpu_pct")]["value"] == pytest.approx(0.39)
-    assert got[("site", "bgtnj05", "mem_used_mb")]["value"] == pytest.approx(353492 / 1024)
-    assert got[("site", "bgtnj05", "prb_util_pct")]["value"] == pytest.approx(71.5)
-    # startEpochMicrosec 1534868302434191 -> the period starts at 2018-08-21 16:18:22 UTC
-    assert {r["period_start"] for r in got.values()} == {datetime(2018, 8, 21, 16, 18, 22)}
+    assert got[("site", site, "cpu_pct")]["value"] == pytest.approx(expect.cpu_pct)
+    assert got[("site", site, "mem_used_mb")]["value"] == pytest.approx(expect.memory_used_kib / 1024)
+    assert got[("site", site, "prb_util_pct")]["value"] == pytest.approx(71.5)
+    # The period starts at startEpochMicrosec, to the second.
+    assert {r["period_start"] for r in got.values()} == {expect.period}
 
 
 def test_measurement_value_that_is_not_a_number_is_rejected(
-    sqlite_store: Store, http_server: LoopbackServer
+    ves: VesSet, sqlite_store: Store, http_server: LoopbackServer
 ) -> None:
     listener = Listener(
         http_server,
         sqlite_store,
         make(measurements=[{"field": "additionalMeasurements[radio].prbUsage", "kpi": "prb"}]),
     )
-    event = ref("measurement7x.json")
+    event = ves.event("measurement")
     event["event"]["measurementFields"]["additionalMeasurements"] = [
         {"name": "radio", "hashMap": {"prbUsage": "n/a"}}
     ]
@@ -252,12 +340,12 @@ def test_malformed_bodies_are_400_and_quarantined(
 
 
 def test_basic_auth_when_configured(
-    sqlite_store: Store, http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+    ves: VesSet, sqlite_store: Store, http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VES_USER", "sender")
     monkeypatch.setenv("VES_PASSWORD", "pa55word")
     listener = Listener(http_server, sqlite_store, make(username_env="VES_USER", password_env="VES_PASSWORD"))
-    event = ref("ves7_valid_30_1_1_event.json")
+    event = ves.event("fault")
     assert listener.post(EVENT_ROUTE, event).status_code == 401
     wrong = base64.b64encode(b"sender:guess").decode()
     assert listener.post(EVENT_ROUTE, event, headers={"Authorization": f"Basic {wrong}"}).status_code == 401

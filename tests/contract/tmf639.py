@@ -1,16 +1,16 @@
-"""Contract case for tmf639: the reference resource plus a cell and a router around it."""
+"""Contract case for tmf639: the resource payload plus a cell and a router around it."""
 
 from __future__ import annotations
 
 from connectors.base import Connector
 from connectors.tmf import Tmf639Connector
 from tests.contract import ContractContext
-from tests.contract.tmf_common import reference, serve_listing, tmf_connector
+from tests.contract.tmf_common import serve_listing, tmf_connector
 
 
 def build(ctx: ContractContext) -> Connector:
     resources = [
-        reference("tmf/TMF639_Resource_Inventory/Resource.example.json"),
+        ctx.tmf.json("resource"),
         {"id": "44", "name": "router-44", "category": "router"},
         {
             "id": "C1",

@@ -1,20 +1,11 @@
-"""Shared helpers of the TMF contract cases: reference payloads served with TMF paging."""
+"""Shared helpers of the TMF contract cases: payloads served with TMF paging."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector, ConnectorContext
 from tests.loopback import LoopbackServer, Request, Response
-
-REFERENCE = Path(__file__).parents[3] / "shared" / "reference"
-
-
-def reference(relative: str) -> Any:
-    """A reference payload from ``../shared/reference`` (TMF examples, VES events...)."""
-    return json.loads((REFERENCE / relative).read_text(encoding="utf-8"))
 
 
 def serve_listing(http: LoopbackServer, path: str, items: list[Any]) -> None:
