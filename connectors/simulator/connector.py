@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
 
 import pandas as pd
 from pydantic import Field, field_validator
@@ -22,7 +21,16 @@ from connectors.base import (
 from connectors.simulator.billing import billing_frames
 from connectors.simulator.causal import DEFAULT_CAUSAL, CausalParameters, TrueLink, linkage_truth
 from connectors.simulator.experience import Experience
-from connectors.simulator.faults import DAY_S, Incident, fault_events, incidents_for_day, to_dt, to_s
+from connectors.simulator.faults import (
+    DAY_S,
+    Event,
+    Incident,
+    Record,
+    fault_events,
+    incidents_for_day,
+    to_dt,
+    to_s,
+)
 from connectors.simulator.kpis import kpi_frames
 from connectors.simulator.tickets import churn_events, ticket_events
 from connectors.simulator.world import World, build_world, customer_frames, topology_frames
@@ -255,9 +263,9 @@ class SimulatorConnector(Connector[SimulatorOptions]):
             )
             yield from self._event_batches(iter(events))
 
-    def _event_batches(self, events: Iterator[tuple[int, str, dict[str, Any]]]) -> Iterator[Batch]:
+    def _event_batches(self, events: Iterator[Event]) -> Iterator[Batch]:
         """Group (time, kind, record) events into per-kind batches, keeping versions in time order."""
-        pending: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        pending: dict[str, list[tuple[int, Record]]] = {}
         count = 0
         for t, kind, record in events:
             pending.setdefault(kind, []).append((t, record))
@@ -268,7 +276,7 @@ class SimulatorConnector(Connector[SimulatorOptions]):
         yield from _flush(pending)
 
 
-def _flush(pending: dict[str, list[tuple[int, dict[str, Any]]]]) -> Iterator[Batch]:
+def _flush(pending: dict[str, list[tuple[int, Record]]]) -> Iterator[Batch]:
     for kind in list(pending):
         rows = sorted(pending.pop(kind), key=lambda r: r[0])
         yield Batch(kind=kind, records=[r for _, r in rows])

@@ -14,6 +14,12 @@ from connectors.simulator.world import POWER, RAN, ROUTER, TRANSPORT, World, rng
 EPOCH = datetime(1970, 1, 1)
 DAY_S = 86_400
 
+# A record as the event streams emit it (a field's value, the record, and the record with its time
+# and kind); frame streams emit DataFrames instead.
+Value = str | int | float | bool | datetime | None
+Record = dict[str, Value]
+Event = tuple[int, str, Record]
+
 # (title, probable cause, specific problem, X.733 alarm type) of the root alarm, per resource kind
 ROOT_ALARM = {
     RAN: ("Baseband unit failure", "equipmentMalfunction", "BBU not responding", "equipmentAlarm"),
@@ -192,9 +198,7 @@ def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]
     return out
 
 
-def fault_events(
-    w: World, incidents: list[Incident], a_s: int, b_s: int, source: str
-) -> Iterator[tuple[int, str, dict[str, object]]]:
+def fault_events(w: World, incidents: list[Incident], a_s: int, b_s: int, source: str) -> Iterator[Event]:
     """(time, "alarms", record) for every alarm version (raise, ack, clear) in [a_s, b_s).
 
     Only alarms leave the network, as from a real fault manager; grouping them into incidents is
@@ -203,7 +207,7 @@ def fault_events(
     for inc in incidents:
         res_name = str(w.res_names.iloc[inc.resource])
         for al in inc.alarms:
-            base = {
+            base: Record = {
                 "id": al.id,
                 "source": source,
                 "resource_id": str(w.res_ids.iloc[al.resource]),
