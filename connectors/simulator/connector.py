@@ -72,6 +72,10 @@ def floor_15(t: datetime) -> datetime:
     return t.replace(second=0, microsecond=0) - timedelta(minutes=t.minute % 15)
 
 
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
 STREAMS = [
     Stream(
         "topology",
@@ -196,18 +200,25 @@ class SimulatorConnector(Connector[SimulatorOptions]):
     def history_end(self) -> datetime:
         return floor_15(self.options.anchor if self.options.anchor is not None else self.context.utcnow())
 
-    def window(self, state: JSONDict) -> tuple[datetime, datetime] | None:
-        """The slice to generate: the backfill on the first run, else from the cursor up to now."""
+    def live_end(self, stream: Stream) -> datetime:
+        """How far a live slice of ``stream`` reaches: the last closed KPI period for KPI samples,
+        the last whole minute for events (alarms, tickets, churn, bills)."""
+        now = self.context.utcnow()
+        return floor_15(now) if stream.name == "kpis" else floor_minute(now)
+
+    def window(self, stream: Stream, state: JSONDict) -> tuple[datetime, datetime] | None:
+        """The slice of ``stream`` to generate: the backfill on the first run, else from the stream's
+        cursor up to its live end."""
         if state.get("until"):
             start = datetime.fromisoformat(str(state["until"]))
-            end = floor_15(self.context.utcnow())
+            end = self.live_end(stream)
             return (start, end) if end > start else None
         end = self.history_end()
         return end - timedelta(days=self.options.days), end
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
         first_run = not state.get("until")
-        win = self.window(state)
+        win = self.window(stream, state)
         if win is None:
             return
         start, end = win

@@ -82,6 +82,15 @@ def _one_ticket(
     if pending:
         statuses.append(((t_prog + t_res) // 2, "pending"))
     statuses += [(t_res, "resolved"), (t_closed, "closed")]
+    # Skip the wording when nothing of this ticket falls in the slice (a live slice is a minute):
+    # its versions and notes are at these times, but for a thank-you note 10-180 minutes after
+    # the resolution. The ticket's own generator makes skipping change nothing else.
+    times = [t for t, _ in statuses] + [t_ack + 60, t_res]
+    if tone == ANGRY and t_res - created > 3 * 3600:
+        times.append(created + 2 * 3600)
+    thanks_may_fall = tone != POSITIVE and t_res + 600 < b_s and t_res + 3 * 3600 >= a_s
+    if not thanks_may_fall and not any(a_s <= t < b_s for t in times):
+        return
 
     enterprise = bool(w.acc_segment[acc] == ENTERPRISE)
     channel = _channel(rng, tone, enterprise)
