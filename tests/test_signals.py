@@ -153,7 +153,8 @@ simulator = pytest.importorskip("connectors.simulator", reason="the simulator co
 
 
 def _simulate(store: Store, anchor: datetime) -> None:
-    """The shipped demo operator (vantage.yaml: 10,000 lines, raised incident rate), 28 days of it."""
+    """The shipped demo operator (vantage.yaml: 10,000 lines, raised incident rate), 28 days of it,
+    without its story (statistics are checked with it off: docs/simulator.md)."""
     from connectors.base import ConnectorContext
     from dashboard.ingest import run_connector
 

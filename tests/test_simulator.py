@@ -213,17 +213,18 @@ def test_alarms_raise_then_clear_as_newer_versions(small: dict[str, pd.DataFrame
 
 
 def test_live_slice_continues_history_without_gap_or_overlap() -> None:
-    """A live run after the history emits exactly what a longer history would hold for that slice."""
+    """A live run after the history emits exactly what a longer history would hold for that slice:
+    KPI periods up to the last closed quarter hour, events up to the last whole minute."""
     # A busier network (about four incidents a day) so that the one-day slice holds every kind.
     options: dict[str, Any] = {**SMALL, "causal": {"incident_rate_per_resource_day": 0.15}}
-    clock = {"now": ANCHOR + timedelta(hours=24, minutes=7)}
+    clock = {"now": ANCHOR + timedelta(hours=24, minutes=7, seconds=42)}
     live = make(now=lambda: clock["now"], **options)
     state: dict[str, Any] = {}
     for b in live.read(next(s for s in live.streams() if s.name == "kpis"), {}):
         if b.state:
             state = b.state
     assert state == {"until": ANCHOR.isoformat()}
-    longer = make(**{**options, "anchor": ANCHOR + timedelta(hours=24)})
+    longer = make(**{**options, "anchor": ANCHOR + timedelta(hours=24, minutes=15)})
     lo, hi = ANCHOR, ANCHOR + timedelta(hours=24)
     for stream, kind, time_col in (
         ("kpis", "kpi_samples", "period_start"),
@@ -233,7 +234,8 @@ def test_live_slice_continues_history_without_gap_or_overlap() -> None:
     ):
         got = _frame_of(live, stream, state).get(kind, pd.DataFrame())
         full = _frame_of(longer, stream, {})[kind]
-        want = full[(full[time_col] >= lo) & (full[time_col] < hi)]
+        until = hi if stream == "kpis" else hi + timedelta(minutes=7)
+        want = full[(full[time_col] >= lo) & (full[time_col] < until)]
         if kind == "kpi_samples":
             assert got[time_col].min() == lo and got[time_col].max() == hi - timedelta(minutes=15)
             assert len(got) == 96 * len(live.world.cell_ids) * 8
@@ -242,11 +244,12 @@ def test_live_slice_continues_history_without_gap_or_overlap() -> None:
         g = got.sort_values(key).reset_index(drop=True)
         w = want.sort_values(key).reset_index(drop=True)
         pd.testing.assert_frame_equal(g[w.columns], w, check_dtype=False)
-    # The next run, before a new period has closed, emits nothing.
-    nxt = next(
-        b.state for b in live.read(next(s for s in live.streams() if s.name == "kpis"), state) if b.state
-    )
-    assert nxt == {"until": hi.isoformat()}
+    # Each stream's cursor moved to its own end.
+    for name, until in (("kpis", hi), ("faults", hi + timedelta(minutes=7))):
+        stream = next(s for s in live.streams() if s.name == name)
+        assert [b.state for b in live.read(stream, state) if b.state] == [{"until": until.isoformat()}]
+    # The next run, before a new period has closed, emits no KPIs.
+    nxt = {"until": hi.isoformat()}
     assert list(live.read(live.streams()[2], nxt)) == []
 
 

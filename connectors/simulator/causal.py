@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -102,12 +103,14 @@ class CausalParameters:
     resell_after_days: int = 28
     """Days a churned line stays out of service before it is re-sold (active again, same line id)."""
 
-    def with_overrides(self, overrides: dict[str, Any]) -> CausalParameters:
-        """A copy with the given fields replaced; unknown names are an error."""
+    def with_overrides(self, overrides: Mapping[str, float]) -> CausalParameters:
+        """A copy with the given fields replaced (an integer field takes the value's integer part);
+        unknown names are an error."""
         known = {f.name: f for f in fields(self)}
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ValueError(f"unknown causal parameter(s): {', '.join(unknown)}")
+        # Field by field from names: a dynamic boundary the dataclass's typed signature cannot check.
         cast: dict[str, Any] = {
             k: int(v) if known[k].type in ("int", int) else float(v) for k, v in overrides.items()
         }

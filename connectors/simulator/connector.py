@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
 
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors.base import (
     Batch,
@@ -22,8 +21,18 @@ from connectors.base import (
 from connectors.simulator.billing import billing_frames
 from connectors.simulator.causal import DEFAULT_CAUSAL, CausalParameters, TrueLink, linkage_truth
 from connectors.simulator.experience import Experience
-from connectors.simulator.faults import DAY_S, Incident, fault_events, incidents_for_day, to_dt, to_s
+from connectors.simulator.faults import (
+    DAY_S,
+    Event,
+    Incident,
+    Record,
+    fault_events,
+    incidents_for_day,
+    to_dt,
+    to_s,
+)
 from connectors.simulator.kpis import kpi_frames
+from connectors.simulator.story import MIN_SITES, Story
 from connectors.simulator.tickets import churn_events, ticket_events
 from connectors.simulator.world import World, build_world, customer_frames, topology_frames
 
@@ -43,6 +52,10 @@ class SimulatorOptions(ConnectorOptions):
     )
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     causal: dict[str, float] = Field(default_factory=dict, description="overrides of CausalParameters")
+    story: bool = Field(
+        default=False,
+        description="add a seed-drawn schedule of overlapping faults, so that any moment has a few active",
+    )
 
     @field_validator("anchor")
     @classmethod
@@ -59,9 +72,24 @@ class SimulatorOptions(ConnectorOptions):
         DEFAULT_CAUSAL.with_overrides(v)  # raises on unknown names
         return v
 
+    @model_validator(mode="after")
+    def _room_for_the_story(self) -> SimulatorOptions:
+        sites = -(-max(3, round(self.subscribers / self.subscribers_per_cell)) // 3)  # as build_world
+        if self.story and sites < MIN_SITES:
+            least = 3 * MIN_SITES * self.subscribers_per_cell
+            raise ValueError(
+                f"story: needs a network of at least {MIN_SITES} sites, these options give {sites} "
+                f"(about {least} subscribers or more at {self.subscribers_per_cell} per cell)"
+            )
+        return self
+
 
 def floor_15(t: datetime) -> datetime:
     return t.replace(second=0, microsecond=0) - timedelta(minutes=t.minute % 15)
+
+
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
 
 
 STREAMS = [
@@ -112,6 +140,7 @@ class SimulatorConnector(Connector[SimulatorOptions]):
         super().__init__(options, context)
         self.causal: CausalParameters = DEFAULT_CAUSAL.with_overrides(options.causal)
         self._world: World | None = None
+        self._story: Story | None = None
         self._experience: Experience | None = None
         self._incidents = lru_cache(maxsize=256)(self._incidents_uncached)
 
@@ -130,18 +159,29 @@ class SimulatorConnector(Connector[SimulatorOptions]):
             self._experience = Experience(self.world, self.causal, self.incidents_for)
         return self._experience
 
+    @property
+    def story(self) -> Story | None:
+        """The scheduled faults (``story`` option), or None without them."""
+        if self._story is None and self.options.story:
+            self._story = Story(self.world, self.causal)
+        return self._story
+
     def _incidents_uncached(self, day: int) -> list[Incident]:
-        return incidents_for_day(self.world, self.causal, day)
+        drawn = incidents_for_day(self.world, self.causal, day)
+        story = self.story
+        return drawn + story.incidents_for_day(day) if story is not None else drawn
 
     def incidents_for(self, day: int) -> list[Incident]:
-        """The incidents starting on absolute day ``day`` (days since 1970-01-01)."""
+        """The incidents starting on absolute day ``day`` (days since 1970-01-01): the faults drawn at
+        the causal rates, then the story's scheduled ones."""
         return self._incidents(day)
 
     def incident_truth(self, start: datetime, end: datetime) -> pd.DataFrame:
         """The simulated faults that started in [start, end): the ground truth correlation is tested on.
 
         One row per fault: id, root_resource_id, the ids of its alarms, severity, title, when it
-        opened and when its root alarm cleared (resolved_at). Not emitted as records: only alarms
+        opened and when its root alarm cleared (resolved_at), whether it took its cells down, and the
+        story thread that scheduled it (empty for a drawn fault). Not emitted as records: only alarms
         leave the network, and Vantage groups them into incidents itself.
         """
         rows = []
@@ -161,10 +201,11 @@ class SimulatorConnector(Connector[SimulatorOptions]):
                         "opened_at": to_dt(inc.start_s),
                         "resolved_at": to_dt(inc.alarms[0].cleared_s),
                         "outage": inc.outage,
+                        "story": inc.story,
                     }
                 )
         cols = ["id", "root_resource_id", "alarm_ids", "root_alarm_id", "severity", "title", "opened_at"]
-        return pd.DataFrame(rows, columns=[*cols, "resolved_at", "outage"])
+        return pd.DataFrame(rows, columns=[*cols, "resolved_at", "outage", "story"])
 
     def linkage_truth(self) -> list[TrueLink]:
         """The true KPI -> business links this simulator builds in, in catalogue units (daily grain)."""
@@ -188,18 +229,25 @@ class SimulatorConnector(Connector[SimulatorOptions]):
     def history_end(self) -> datetime:
         return floor_15(self.options.anchor if self.options.anchor is not None else self.context.utcnow())
 
-    def window(self, state: JSONDict) -> tuple[datetime, datetime] | None:
-        """The slice to generate: the backfill on the first run, else from the cursor up to now."""
+    def live_end(self, stream: Stream) -> datetime:
+        """How far a live slice of ``stream`` reaches: the last closed KPI period for KPI samples,
+        the last whole minute for events (alarms, tickets, churn, bills)."""
+        now = self.context.utcnow()
+        return floor_15(now) if stream.name == "kpis" else floor_minute(now)
+
+    def window(self, stream: Stream, state: JSONDict) -> tuple[datetime, datetime] | None:
+        """The slice of ``stream`` to generate: the backfill on the first run, else from the stream's
+        cursor up to its live end."""
         if state.get("until"):
             start = datetime.fromisoformat(str(state["until"]))
-            end = floor_15(self.context.utcnow())
+            end = self.live_end(stream)
             return (start, end) if end > start else None
         end = self.history_end()
         return end - timedelta(days=self.options.days), end
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
         first_run = not state.get("until")
-        win = self.window(state)
+        win = self.window(stream, state)
         if win is None:
             return
         start, end = win
@@ -255,9 +303,9 @@ class SimulatorConnector(Connector[SimulatorOptions]):
             )
             yield from self._event_batches(iter(events))
 
-    def _event_batches(self, events: Iterator[tuple[int, str, dict[str, Any]]]) -> Iterator[Batch]:
+    def _event_batches(self, events: Iterator[Event]) -> Iterator[Batch]:
         """Group (time, kind, record) events into per-kind batches, keeping versions in time order."""
-        pending: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        pending: dict[str, list[tuple[int, Record]]] = {}
         count = 0
         for t, kind, record in events:
             pending.setdefault(kind, []).append((t, record))
@@ -268,7 +316,7 @@ class SimulatorConnector(Connector[SimulatorOptions]):
         yield from _flush(pending)
 
 
-def _flush(pending: dict[str, list[tuple[int, dict[str, Any]]]]) -> Iterator[Batch]:
+def _flush(pending: dict[str, list[tuple[int, Record]]]) -> Iterator[Batch]:
     for kind in list(pending):
         rows = sorted(pending.pop(kind), key=lambda r: r[0])
         yield Batch(kind=kind, records=[r for _, r in rows])

@@ -14,6 +14,12 @@ from connectors.simulator.world import POWER, RAN, ROUTER, TRANSPORT, World, rng
 EPOCH = datetime(1970, 1, 1)
 DAY_S = 86_400
 
+# A record as the event streams emit it (a field's value, the record, and the record with its time
+# and kind); frame streams emit DataFrames instead.
+Value = str | int | float | bool | datetime | None
+Record = dict[str, Value]
+Event = tuple[int, str, Record]
+
 # (title, probable cause, specific problem, X.733 alarm type) of the root alarm, per resource kind
 ROOT_ALARM = {
     RAN: ("Baseband unit failure", "equipmentMalfunction", "BBU not responding", "equipmentAlarm"),
@@ -44,6 +50,11 @@ DEGRADED_ROOT = {
 # The KPIs a degradation moves, each by its own multiplier per incident (``Incident.mix``).
 MIX = ("drop", "latency", "cssr", "throughput", "loss")
 DROP, LATENCY, CSSR, THROUGHPUT, LOSS = range(len(MIX))
+# A radio unit failure takes one sector (cell) of its site down; its alarm is on the RAN node.
+# (A RAN node's degradation may likewise be confined to one sector: interference on one cell.)
+SECTOR_ALARM = ("Radio unit failure", "equipmentMalfunction", "equipmentAlarm")
+# A degradation below this magnitude is a minor fault (drawn ones are never below it).
+MINOR_MAGNITUDE = 0.4
 SYMPTOM_ALARM = {
     True: ("lossOfSignal", "S1/NG link failure", "communicationsAlarm"),
     False: ("thresholdCrossed", "Packet loss above threshold on backhaul", "qualityOfServiceAlarm"),
@@ -85,6 +96,8 @@ class Incident:
     alarms: tuple[Alarm, ...]
     mix: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
     """Multipliers of the ``degraded_*`` amounts, in ``MIX`` order: each degradation has its own mix."""
+    story: str = ""
+    """The story thread that scheduled this fault (docs/simulator.md), empty for a drawn one."""
 
 
 def to_dt(seconds: int) -> datetime:
@@ -93,6 +106,115 @@ def to_dt(seconds: int) -> datetime:
 
 def to_s(t: datetime) -> int:
     return int((t - EPOCH).total_seconds())
+
+
+def draw_mix(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Per incident, the multipliers of the ``degraded_*`` amounts in ``MIX`` order.
+
+    Drop rate, latency, accessibility and packet loss vary independently across incidents (0..2,
+    mean 1), so that their effects can be told apart; throughput always loses something (0.5..1.5).
+    """
+    mix = rng.uniform(0.0, 2.0, (n, len(MIX)))
+    mix[:, THROUGHPUT] = 0.5 + mix[:, THROUGHPUT] / 2
+    return mix
+
+
+def severity_of(kind: int, outage: bool, magnitude: float, sector: int | None = None) -> str:
+    """Critical for a site-wide outage or a router failure, major for a degradation or one sector
+    down, minor for a slight degradation."""
+    if (outage and sector is None) or kind == ROUTER:
+        return "critical"
+    return "major" if outage or magnitude >= MINOR_MAGNITUDE else "minor"
+
+
+def make_incident(
+    w: World,
+    day: int,
+    tag: str,
+    r: int,
+    outage: bool,
+    magnitude: float,
+    start: int,
+    minutes: int,
+    ack_minutes: int,
+    close_minutes: int,
+    mix: tuple[float, ...],
+    story: str = "",
+    sector: int | None = None,
+) -> Incident:
+    """One failure of resource ``r`` from ``start`` (epoch seconds) for ``minutes``, with its alarms.
+
+    ``tag`` names it: the incident is ``INC-<tag>``, its alarms ``ALM-<tag>-<n>``, the root first.
+    ``sector`` (0..2, a RAN node's failure only): the fault is confined to that sector's cell, a radio
+    unit failing (outage) or interference on one sector (degradation).
+    """
+    kind = int(w.res_kind[r])
+    title, cause, problem, atype = (ROOT_ALARM if outage else DEGRADED_ROOT)[kind]
+    cell_lo, cell_hi = int(w.res_cell_lo[r]), int(w.res_cell_hi[r])
+    if sector is not None:
+        if outage:
+            title, cause, atype = SECTOR_ALARM
+            problem = f"Radio unit of sector {sector + 1} not responding"
+        else:
+            problem = f"High uplink interference on sector {sector + 1}, block error rate above threshold"
+        cell_lo, cell_hi = cell_lo + sector, cell_lo + sector + 1
+    severity = severity_of(kind, outage, magnitude, sector)
+    end = start + minutes * 60
+    alarms = [Alarm(f"ALM-{tag}-0", r, severity, cause, problem, atype, True, start, end + 60)]
+    if kind in (TRANSPORT, ROUTER):
+        # Symptomatic alarms from a few RAN nodes behind the failure.
+        lo, hi = int(w.res_cell_lo[r]) // 3, int(w.res_cell_hi[r]) // 3
+        s_cause, s_problem, s_type = SYMPTOM_ALARM[outage]
+        for j, site in enumerate(range(lo, min(hi, lo + 4)), start=1):
+            alarms.append(
+                Alarm(
+                    f"ALM-{tag}-{j}",
+                    site,
+                    "major",
+                    s_cause,
+                    s_problem,
+                    s_type,
+                    outage,
+                    start + 60 * j,
+                    end + 60 + 30 * j,
+                )
+            )
+    elif kind == POWER:
+        site = int(w.res_site[r])
+        alarms.append(
+            Alarm(
+                f"ALM-{tag}-1",
+                site,
+                "critical",
+                "equipmentMalfunction",
+                "Cell out of service",
+                "equipmentAlarm",
+                True,
+                start + 120,
+                end + 90,
+            )
+        )
+    return Incident(
+        id=f"INC-{tag}",
+        day=day,
+        resource=r,
+        kind=kind,
+        outage=outage,
+        magnitude=magnitude,
+        severity=severity,
+        title=f"{title} at {w.site_names.iloc[int(w.res_site[r])]}"
+        + (f" sector {sector + 1}" if sector is not None else ""),
+        probable_cause=cause,
+        start_s=start,
+        acked_s=start + ack_minutes * 60,
+        end_s=end,
+        closed_s=end + close_minutes * 60,
+        cell_lo=cell_lo,
+        cell_hi=cell_hi,
+        alarms=tuple(alarms),
+        mix=mix,
+        story=story,
+    )
 
 
 def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]:
@@ -111,11 +233,8 @@ def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]
     ack = np.minimum(rng.uniform(3, 25, n), minutes - 5).round()
     close = rng.uniform(30, 240, n).round()
     u = rng.random((n, 3))
-    # Drawn after everything else, so the incidents themselves do not depend on it. Drop rate,
-    # latency, accessibility and packet loss vary independently across incidents (0..2, mean 1),
-    # so that their effects can be told apart; throughput always loses something (0.5..1.5).
-    mix = rng.uniform(0.0, 2.0, (n, len(MIX)))
-    mix[:, THROUGHPUT] = 0.5 + mix[:, THROUGHPUT] / 2
+    # Drawn after everything else, so the incidents themselves do not depend on it.
+    mix = draw_mix(rng, n)
     out: list[Incident] = []
     for i in range(n):
         r = int(resources[i])
@@ -129,72 +248,25 @@ def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]
             magnitude = 1.0 if outage else float(0.4 + 0.6 * u[i, 1])
         else:
             outage, magnitude = False, c.router_degradation_magnitude
-        title, cause, problem, atype = (ROOT_ALARM if outage else DEGRADED_ROOT)[kind]
-        severity = "critical" if outage or kind == ROUTER else "major"
-        start = int(starts[i])
-        end = start + int(minutes[i]) * 60
-        inc_id = f"INC-{day}-{i:04d}"
-        alarms = [Alarm(f"ALM-{day}-{i:04d}-0", r, severity, cause, problem, atype, True, start, end + 60)]
-        if kind in (TRANSPORT, ROUTER):
-            # Symptomatic alarms from a few RAN nodes behind the failure.
-            lo, hi = int(w.res_cell_lo[r]) // 3, int(w.res_cell_hi[r]) // 3
-            s_cause, s_problem, s_type = SYMPTOM_ALARM[outage]
-            for j, site in enumerate(range(lo, min(hi, lo + 4)), start=1):
-                alarms.append(
-                    Alarm(
-                        f"ALM-{day}-{i:04d}-{j}",
-                        site,
-                        "major",
-                        s_cause,
-                        s_problem,
-                        s_type,
-                        outage,
-                        start + 60 * j,
-                        end + 60 + 30 * j,
-                    )
-                )
-        elif kind == POWER:
-            site = int(w.res_site[r])
-            alarms.append(
-                Alarm(
-                    f"ALM-{day}-{i:04d}-1",
-                    site,
-                    "critical",
-                    "equipmentMalfunction",
-                    "Cell out of service",
-                    "equipmentAlarm",
-                    True,
-                    start + 120,
-                    end + 90,
-                )
-            )
         out.append(
-            Incident(
-                id=inc_id,
-                day=day,
-                resource=r,
-                kind=kind,
-                outage=outage,
-                magnitude=magnitude,
-                severity=severity,
-                title=f"{title} at {w.site_names.iloc[int(w.res_site[r])]}",
-                probable_cause=cause,
-                start_s=start,
-                acked_s=start + int(ack[i]) * 60,
-                end_s=end,
-                closed_s=end + int(close[i]) * 60,
-                cell_lo=int(w.res_cell_lo[r]),
-                cell_hi=int(w.res_cell_hi[r]),
-                alarms=tuple(alarms),
-                mix=tuple(float(m) for m in mix[i]),
+            make_incident(
+                w,
+                day,
+                f"{day}-{i:04d}",
+                r,
+                outage,
+                magnitude,
+                int(starts[i]),
+                int(minutes[i]),
+                int(ack[i]),
+                int(close[i]),
+                tuple(float(m) for m in mix[i]),
             )
         )
     return out
 
 
-def fault_events(
-    w: World, incidents: list[Incident], a_s: int, b_s: int, source: str
-) -> Iterator[tuple[int, str, dict[str, object]]]:
+def fault_events(w: World, incidents: list[Incident], a_s: int, b_s: int, source: str) -> Iterator[Event]:
     """(time, "alarms", record) for every alarm version (raise, ack, clear) in [a_s, b_s).
 
     Only alarms leave the network, as from a real fault manager; grouping them into incidents is
@@ -203,7 +275,7 @@ def fault_events(
     for inc in incidents:
         res_name = str(w.res_names.iloc[inc.resource])
         for al in inc.alarms:
-            base = {
+            base: Record = {
                 "id": al.id,
                 "source": source,
                 "resource_id": str(w.res_ids.iloc[al.resource]),

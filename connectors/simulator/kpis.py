@@ -32,7 +32,7 @@ def daily_profile(hour: np.ndarray, weekend: np.ndarray) -> np.ndarray:
     morning = np.exp(-(((hour - 8.5) / 1.3) ** 2)) * np.where(weekend, 0.1, 0.35)
     midday = np.exp(-(((hour - 13.0) / 3.0) ** 2)) * np.where(weekend, 0.62, 0.5)
     evening = np.exp(-(((hour - 20.5) / 2.3) ** 2)) * 0.72
-    return 0.12 + morning + midday + evening
+    return np.asarray(0.12 + morning + midday + evening)
 
 
 def kpi_values(

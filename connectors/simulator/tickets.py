@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from connectors.simulator.experience import (
     DayOutcome,
     Experience,
 )
-from connectors.simulator.faults import DAY_S, to_dt
+from connectors.simulator.faults import DAY_S, Event, Record, to_dt
 from connectors.simulator.texts import agent_note, customer_note, ticket_text
 from connectors.simulator.world import ENTERPRISE, World, rng_for, subscriber_frame
 
@@ -48,7 +47,7 @@ def _channel(rng: np.random.Generator, tone: int, enterprise: bool) -> str:
 
 def ticket_events(
     w: World, exp: Experience, source: str, a_s: int, b_s: int, currency: str
-) -> Iterator[tuple[int, str, dict[str, Any]]]:
+) -> Iterator[Event]:
     """(time, kind, record) of every ticket version, note and status change in [a_s, b_s)."""
     first = a_s // DAY_S - TICKET_LOOKBACK_DAYS
     for day in range(first, (b_s - 1) // DAY_S + 1):
@@ -61,7 +60,7 @@ def ticket_events(
 
 def _one_ticket(
     w: World, out: DayOutcome, k: int, source: str, a_s: int, b_s: int, currency: str
-) -> Iterator[tuple[int, str, dict[str, Any]]]:
+) -> Iterator[Event]:
     rng = rng_for(w.seed, "ticket", out.day, k)
     sub = int(out.ticket_sub[k])
     acc = int(w.sub_account[sub])
@@ -83,6 +82,15 @@ def _one_ticket(
     if pending:
         statuses.append(((t_prog + t_res) // 2, "pending"))
     statuses += [(t_res, "resolved"), (t_closed, "closed")]
+    # Skip the wording when nothing of this ticket falls in the slice (a live slice is a minute):
+    # its versions and notes are at these times, but for a thank-you note 10-180 minutes after
+    # the resolution. The ticket's own generator makes skipping change nothing else.
+    times = [t for t, _ in statuses] + [t_ack + 60, t_res]
+    if tone == ANGRY and t_res - created > 3 * 3600:
+        times.append(created + 2 * 3600)
+    thanks_may_fall = tone != POSITIVE and t_res + 600 < b_s and t_res + 3 * 3600 >= a_s
+    if not thanks_may_fall and not any(a_s <= t < b_s for t in times):
+        return
 
     enterprise = bool(w.acc_segment[acc] == ENTERPRISE)
     channel = _channel(rng, tone, enterprise)
@@ -101,7 +109,7 @@ def _one_ticket(
     vip = bool(w.acc_vip[acc])
     priority = "high" if tone == ANGRY or vip or enterprise else ("medium" if inc is not None else "low")
     tid = f"TT-{out.day}-{k:06d}"
-    base = {
+    base: Record = {
         "id": tid,
         "source": source,
         "account_id": str(w.acc_ids.iloc[acc]),
@@ -162,10 +170,10 @@ def _one_ticket(
 
 def churn_events(
     w: World, exp: Experience, source: str, a_s: int, b_s: int
-) -> Iterator[tuple[str, list[dict[str, Any]] | pd.DataFrame]]:
+) -> Iterator[tuple[str, list[Record] | pd.DataFrame]]:
     """Offer events, churn events and the subscribers whose status changed, for [a_s, b_s)."""
     first_day, last_day = a_s // DAY_S, (b_s - 1) // DAY_S
-    offers: list[dict[str, Any]] = []
+    offers: list[Record] = []
     for day in range(first_day - OFFER_LOOKBACK_DAYS, last_day + 1):
         out = exp.day(day)
         if not len(out.offer_sub):
@@ -197,7 +205,7 @@ def churn_events(
         yield "offer_events", offers
 
     events, resold, resold_s = exp.status_changes(a_s, b_s)
-    churns: list[dict[str, Any]] = []
+    churns: list[Record] = []
     for sub, t, reason in zip(
         events.sub.tolist(), events.time_s.tolist(), events.reason.tolist(), strict=True
     ):
