@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8050
 
-.PHONY: run test lint typecheck check bench clean help
+.PHONY: run test test-fast lint imports typecheck check bench clean help
 
 help:
 	@echo "make run    set up .venv and start the dashboard on the simulated operator (http://127.0.0.1:$(PORT))"
-	@echo "make test   set up .venv with test extras, lint, type-check and run every test"
+	@echo "make test   set up .venv with test extras, lint, check the import contracts, type-check and run every test"
+	@echo "make test-fast   the quick loop: lint, import contracts and every test not marked slow"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +27,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint imports typecheck
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) lint imports
+	$(BIN)/python -m pytest -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -300,8 +301,6 @@ class FileConnector(Connector[FileOptions]):
         )
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:
-        import time
-
         done, todo = iter_new_files(
             self.options.path, state, self.options.remember, self.options.min_age_s, time.time()
         )

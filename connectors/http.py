@@ -475,7 +475,7 @@ class HttpClient:
     def _backoff(self, attempt: int) -> float:
         base = min(self.retry.backoff_max_s, self.retry.backoff_initial_s * 2 ** (attempt - 1))
         # "Equal jitter": half fixed, half random, so clients that failed together spread out.
-        return base / 2 + base / 2 * self._rand()
+        return float(base / 2 + base / 2 * self._rand())
 
     def _send(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from connectors.base import Connector, VantageError
 
@@ -21,16 +22,16 @@ class ConnectorLoadError(VantageError, ImportError):
     """A registered connector type whose code cannot be imported."""
 
 
-_extra: dict[str, type[Connector]] = {}
+_extra: dict[str, type[Connector[Any]]] = {}
 
 
-def register(cls: type[Connector]) -> type[Connector]:
+def register(cls: type[Connector[Any]]) -> type[Connector[Any]]:
     """Register a connector class in-process (tests, notebooks); packages use the entry point."""
     _extra[cls.type] = cls
     return cls
 
 
-def _load(ep: EntryPoint) -> type[Connector]:
+def _load(ep: EntryPoint) -> type[Connector[Any]]:
     try:
         cls = ep.load()
     except Exception as err:
@@ -47,13 +48,13 @@ def names() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_extra))
 
 
-def available() -> dict[str, type[Connector]]:
+def available() -> dict[str, type[Connector[Any]]]:
     """All connector classes by type: the entry-point group, then in-process registrations.
 
     A plugin that fails to import is logged and left out, so one broken package does not stop
     the others; asking for it by name with ``get`` raises its error.
     """
-    found: dict[str, type[Connector]] = {}
+    found: dict[str, type[Connector[Any]]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             found[ep.name] = _load(ep)
@@ -63,7 +64,7 @@ def available() -> dict[str, type[Connector]]:
     return found
 
 
-def get(type_name: str) -> type[Connector]:
+def get(type_name: str) -> type[Connector[Any]]:
     if type_name in _extra:
         return _extra[type_name]
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=type_name):

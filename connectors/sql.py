@@ -238,7 +238,8 @@ class SqlConnector(Connector[SqlOptions]):
 
         def expr(source: str) -> ColumnElement[Any]:
             if known is not None and source in known:
-                return known[source]
+                column: ColumnElement[Any] = known[source]
+                return column
             return _expr(source)
 
         cols: list[Any] = (

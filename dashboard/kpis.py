@@ -134,7 +134,7 @@ class QueueWeights(_Strict):
     churn_risk: float = Field(ge=0)
 
     def total(self) -> float:
-        return sum(self.model_dump().values())
+        return float(sum(self.model_dump().values()))
 
 
 class SlaRules(_Strict):
@@ -228,7 +228,7 @@ class Scoring(_Strict):
     def line_multipliers(self, segment_code: np.ndarray, vip: np.ndarray) -> np.ndarray:
         """:meth:`line_multiplier` per row, segments given as :func:`segment_codes`."""
         table = np.array([self.segment_multiplier(s) for s in SEGMENTS], dtype=float)
-        return table[segment_code] * np.where(vip == True, self.vip_multiplier, 1.0)  # noqa: E712
+        return np.asarray(table[segment_code] * np.where(vip == True, self.vip_multiplier, 1.0), dtype=float)  # noqa: E712
 
     def line_multiplier_sql(self, segment: Any, vip: Any) -> ColumnElement[float]:
         """:meth:`line_multiplier` as a SQL expression over an account's segment and VIP columns

@@ -50,7 +50,7 @@ def backoff_delay(
     if retry_after_s is not None and retry_after_s > 0:
         return min(retry_after_s, max(policy.retry_max_s, retry_after_s))
     delay = policy.retry_initial_s * (2 ** max(failures - 1, 0))
-    return min(delay, policy.retry_max_s, interval_s)
+    return float(min(delay, policy.retry_max_s, interval_s))
 
 
 class ConnectorJobs:

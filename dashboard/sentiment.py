@@ -215,7 +215,7 @@ class TelecomVader:
             return np.zeros(0, dtype=float)
         codes, uniques = pd.factorize(series)
         scored = np.fromiter((self.score_one(t) for t in uniques), dtype=float, count=len(uniques))
-        return np.clip(scored[codes], -1.0, 1.0)
+        return np.asarray(np.clip(scored[codes], -1.0, 1.0), dtype=float)
 
 
 @lru_cache(maxsize=1)

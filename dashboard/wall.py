@@ -27,12 +27,14 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, and_, func, or_, select
 
+from connectors.canonical import SEVERITIES
 from dashboard import health, queries
 from dashboard.config import Settings
+from dashboard.incidents.read import queue_computed_at
+from dashboard.kpi_eval.read import current
 from dashboard.kpis import Catalogue
 from dashboard.store.db import Store, read_frame
 from dashboard.store.schema import (
-    SEVERITIES,
     alarms,
     cells,
     incident_cells,
@@ -54,7 +56,7 @@ SITE_LEVELS = ("critical", "major", "minor", "warning", "impacted")
 def _iso(value: Any) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def _num(value: Any, digits: int = 1) -> float | None:
@@ -151,8 +153,6 @@ _SITES_LOCK = threading.Lock()
 
 def _sites_mark(conn: Connection) -> tuple[Any, ...]:
     """Changes whenever an alarm is stored or changed, or the queue (and its incidents) is recomputed."""
-    from dashboard.incidents.read import queue_computed_at
-
     alarm_mark = conn.execute(select(func.max(alarms.c.ingested_at), func.count()).select_from(alarms)).one()
     return (*alarm_mark, queue_computed_at(conn))
 
@@ -237,8 +237,6 @@ def kpis_panel(conn: Connection, catalogue: Catalogue, currency: str = "EUR") ->
 
 
 def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[dict[str, Any]]:
-    from dashboard.kpi_eval.read import current
-
     out = []
     for item in current(conn, catalogue, level="network", entity_id="all"):
         # Revenue at risk has its own live panel (the queue now); its hourly KPI would lag it.

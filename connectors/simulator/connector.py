@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 import pandas as pd
@@ -61,8 +61,6 @@ class SimulatorOptions(ConnectorOptions):
     @classmethod
     def _naive_utc(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is not None:
-            from datetime import UTC
-
             v = v.astimezone(UTC).replace(tzinfo=None)
         return v
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from connectors.simulator.causal import CausalParameters
 from connectors.simulator.faults import DAY_S, DROP, LATENCY, Incident
+from connectors.simulator.kpis import KPIS, STEP_S, kpi_values
 from connectors.simulator.world import ENTERPRISE, REFERENCE, World, rng_for
 
 # Ticket categories and tones (codes used in arrays; texts.py turns them into words).
@@ -159,8 +160,6 @@ class Experience:
         network (a busy-hour fault hurts more callers), and the roll-up weighs it the same way.
         Accessibility, throughput and packet loss add nothing (see causal.linkage_truth).
         """
-        from connectors.simulator.kpis import KPIS, STEP_S, kpi_values
-
         c = self.c
         incidents = self.incidents_for(day - 1) + self.incidents_for(day)
         n_c = self.w.n_cells

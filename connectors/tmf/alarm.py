@@ -108,7 +108,8 @@ class Tmf642Connector(TmfPushConnector[Tmf642Options]):
         record = complete(map_alarm(item, when=when))
         self.remember(record["id"], record, "changed_at")  # completes later partial notifications
         rows.add(KIND, record)
-        return record["changed_at"]
+        changed: datetime | None = record["changed_at"]
+        return changed
 
     def map_event(self, name: str, item: JSONDict, rows: Rows, *, when: datetime | None) -> None:
         fields = map_alarm(item, when=when)

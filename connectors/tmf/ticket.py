@@ -69,7 +69,8 @@ class Tmf621Connector(TmfPushConnector[Tmf621Options]):
         rows.add("tickets", record)
         self._notes(item, record, rows)
         self._history(item, record, rows)
-        return record["updated_at"]
+        updated: datetime | None = record["updated_at"]
+        return updated
 
     def _ticket(self, item: JSONDict, when: datetime | None) -> JSONDict:
         o = self.options

@@ -49,17 +49,17 @@ def parse_label(values: pd.Series) -> np.ndarray:
     if values.isna().any():
         raise ChurnError(f"label {values.name!r} has {int(values.isna().sum())} missing values")
     if pd.api.types.is_bool_dtype(values):
-        return values.to_numpy(dtype=bool)
+        return np.asarray(values.to_numpy(dtype=bool))
     text = values.astype(str).str.strip().str.lower()
     distinct = set(text.unique())
     if distinct <= TRUE_LABELS | FALSE_LABELS:
-        return text.isin(TRUE_LABELS).to_numpy(dtype=bool)
+        return np.asarray(text.isin(TRUE_LABELS).to_numpy(dtype=bool))
     if len(distinct) != 2:
         shown = ", ".join(sorted(distinct)[:6])
         raise ChurnError(f"label {values.name!r} must have two values (yes/no, true/false, 1/0); got {shown}")
     counts = text.value_counts()
     positive = counts.index[-1]  # rarer value; ties broken by order of appearance
-    return (text == positive).to_numpy(dtype=bool)
+    return np.asarray((text == positive).to_numpy(dtype=bool))
 
 
 @dataclass
@@ -160,11 +160,11 @@ def encode(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
 
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))
+    return np.asarray(np.log(q / (1 - q)), dtype=float)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=float)
 
 
 @dataclass
@@ -194,14 +194,14 @@ class ChurnModel:
         return self.spec.names
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(x)[:, 1]
+        return np.asarray(self.estimator.predict_proba(x)[:, 1], dtype=float)
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         if self.calibrator is None:
             return raw
         if isinstance(self.calibrator, IsotonicRegression):
             return np.asarray(self.calibrator.predict(raw), dtype=float)
-        return self.calibrator.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+        return np.asarray(self.calibrator.predict_proba(_logit(raw).reshape(-1, 1))[:, 1], dtype=float)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of the positive label for each row."""

@@ -290,7 +290,7 @@ def eligible_at(h: History, cutoff: datetime) -> np.ndarray:
         last_for = last.reindex(subs["id"].to_numpy()).to_numpy()
         gone = ~pd.isna(last_for) & (activated.isna().to_numpy() | (last_for >= activated.to_numpy()))
         ok &= ~gone
-    return subs.loc[ok.to_numpy(), "id"].to_numpy()
+    return np.asarray(subs.loc[ok.to_numpy(), "id"].to_numpy())
 
 
 def churned_between(h: History, start: datetime, end: datetime) -> set[str]:

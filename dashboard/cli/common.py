@@ -24,6 +24,7 @@ BUILTIN_SETTINGS: dict[str, Any] = {
                 "seed": 42,
                 "subscribers": 10000,
                 "days": 28,
+                "story": True,
                 "causal": {"incident_rate_per_resource_day": 0.05},
             },
         },

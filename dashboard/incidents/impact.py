@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, tuple_, update
 
 from dashboard.kpis import ImpactRules
 from dashboard.store.db import chunks, read_frame
@@ -226,8 +226,6 @@ def refresh_impact(
                 "period": period,
             }
         )
-    from sqlalchemy import bindparam
-
     conn.execute(
         update(ic)
         .where(and_(ic.c.incident_id == bindparam("i"), ic.c.cell_id == bindparam("c")))

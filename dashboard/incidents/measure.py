@@ -20,8 +20,8 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from connectors.canonical import SEGMENTS
 from dashboard.kpis import Scoring, segment_codes
-from dashboard.store.schema import SEGMENTS
 
 # The additive columns of ``cell_value`` (per cell, segment and VIP).
 VALUE_FIELDS = (

@@ -451,7 +451,7 @@ def _plain(values: pd.Series) -> list[Any]:
     """A column as Python values for the driver: None for NaN/NaT, datetimes, ints, floats."""
     if values.dtype.kind == "M":
         return [None if v is pd.NaT else v.to_pydatetime() for v in values.tolist()]
-    out = values.tolist()
+    out: list[Any] = values.tolist()
     if values.dtype.kind == "f":
         return [None if v != v else v for v in out]
     if values.dtype.kind == "O":

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, case, func, or_, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
+from dashboard.incidents.queue import STATE_KEY
 from dashboard.incidents.scoring import account_clocks
 from dashboard.ingest.runner import load_state
 from dashboard.kpis import Scoring, segment_codes
@@ -23,6 +24,7 @@ from dashboard.store.schema import (
     accounts,
     alarms,
     cell_account_value,
+    cell_value,
     cells,
     incident_alarms,
     incident_cells,
@@ -115,8 +117,6 @@ def queue_facets(conn: Connection) -> dict[str, list[Any]]:
 
 def queue_computed_at(conn: Connection) -> datetime | None:
     """When the queue was last computed (None: never), whether or not it holds any incident."""
-    from dashboard.incidents.queue import STATE_KEY
-
     state = load_state(conn, *STATE_KEY)
     return datetime.fromisoformat(state["computed_at"]) if state.get("computed_at") else None
 
@@ -180,8 +180,6 @@ def alarm_timeline(conn: Connection, incident_id: str) -> pd.DataFrame:
 
 def affected_cells(conn: Connection, incident_id: str) -> pd.DataFrame:
     """Cells the incident affects, with site coordinates, degraded share and lines served."""
-    from dashboard.store.schema import cell_value
-
     ic = incident_cells
     # Lines per cell for this incident's cells only (not an aggregate of the whole table).
     lines = (
@@ -442,4 +440,4 @@ def affected_subscribers_csv(conn: Connection, incident_id: str, scoring: Scorin
     stmt = _affected_subscribers_stmt(incident_id, scoring).subquery()
     df = _frame(conn, select(stmt).order_by(stmt.c.value.desc(), stmt.c.id))
     df["msisdn"] = df["msisdn"].map(mask_msisdn)
-    return df.to_csv(index=False)
+    return str(df.to_csv(index=False))

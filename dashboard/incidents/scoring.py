@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from connectors.canonical import SEGMENTS
 from dashboard.incidents import measure
 from dashboard.incidents.measure import ImpactRows
 from dashboard.kpis import Scoring, segment_codes
-from dashboard.store.schema import SEGMENTS
 
 FACTORS = ("severity", "subscriber_value", "revenue_at_risk", "sla_urgency", "sentiment", "churn_risk")
 PHRASE_ORDER = ("subscriber_value", "revenue_at_risk", "sla_urgency", "sentiment", "churn_risk", "severity")

@@ -38,13 +38,13 @@ from sqlalchemy import (
     union_all,
 )
 
+from connectors.canonical import SEGMENTS
 from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand, positions
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import segment_codes
 from dashboard.store.db import chunks, read_frame
 from dashboard.store.lines import served_cells
 from dashboard.store.schema import (
-    SEGMENTS,
     accounts,
     cell_account_value,
     cell_value,

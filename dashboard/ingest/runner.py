@@ -153,7 +153,7 @@ class Ingestor:
 
     # --- one run -------------------------------------------------------------------------
 
-    def run(self, connector: Connector, *, streams: Iterable[str] | None = None) -> RunSummary:
+    def run(self, connector: Connector[Any], *, streams: Iterable[str] | None = None) -> RunSummary:
         """Read every (or the named) stream of a connector to its end and record the run."""
         wanted = set(streams) if streams is not None else None
         started = self.clock()
@@ -231,7 +231,7 @@ class Ingestor:
         )
         return summary
 
-    def _read_stream(self, connector: Connector, stream: Stream, run_id: int, counts: Counts) -> None:
+    def _read_stream(self, connector: Connector[Any], stream: Stream, run_id: int, counts: Counts) -> None:
         with self.store.connect() as conn:
             state = load_state(conn, connector.name, stream.name)
         for batch in connector.read(stream, state):
@@ -272,7 +272,7 @@ def save_state(
 
 def run_connector(
     store: Store,
-    connector: Connector,
+    connector: Connector[Any],
     *,
     streams: Iterable[str] | None = None,
     enrichers: Mapping[str, Enricher] | None = None,

@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
+from connectors.canonical import SEGMENTS
 from dashboard.errors import VantageError
 from dashboard.kpi_eval import _sql
 from dashboard.kpi_eval._sql import FLOWS, RISK, STOCKS, floor_time
 from dashboard.kpis import MEASURES, Catalogue, KpiDefinition, evaluate, references
 from dashboard.store.db import read_frame
-from dashboard.store.schema import KPI_LEVELS, SEGMENTS, cells, kpi_rollups, kpi_status, regions, sites
+from dashboard.store.schema import KPI_LEVELS, cells, kpi_rollups, kpi_status, regions, sites
 
 Scope = tuple[str, str] | None
 ROW_COLUMNS = _sql.ROLLUP_COLUMNS

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import Connection, delete, insert, select
 
+from dashboard.kpi_eval.read import panel as read_panel
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.linkage.estimate import LinkResult, estimate_link
 from dashboard.store.db import Store, read_frame
@@ -143,8 +144,6 @@ def estimate_links(
     conn: Connection, catalogue: Catalogue, *, now: datetime, days: int = 30, scope: str | None = None
 ) -> list[LinkResult]:
     """Measure the links over the ``days`` whole days before ``now``, per cell and day."""
-    from dashboard.kpi_eval.read import panel as read_panel
-
     until = now.replace(hour=0, minute=0, second=0, microsecond=0)
     since = until - timedelta(days=days)
     name = scope or "all"

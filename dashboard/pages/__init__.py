@@ -32,7 +32,7 @@ def fmt_time(value: Any, *, seconds: bool = False) -> str:
     """``2024-05-01 14:03 UTC`` or an em dash for nothing."""
     if _missing(value):
         return "—"
-    dt = pd.Timestamp(value).to_pydatetime()
+    dt: datetime = pd.Timestamp(value).to_pydatetime()
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 

@@ -21,6 +21,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import MATCH, Input, Output, State, ctx, dcc, html
 
+from connectors.canonical import SEVERITIES
 from dashboard import ids
 from dashboard.context import (
     current_actor,
@@ -36,7 +37,6 @@ from dashboard.incidents.scoring import FACTORS, fmt_minutes
 from dashboard.kpis import Scoring
 from dashboard.pages import fmt_time, kpi_title, records, store_error
 from dashboard.store.db import Store
-from dashboard.store.schema import SEVERITIES
 from dashboard.theme import grid_options
 
 dash.register_page(__name__, path="/incidents", name="Incidents", title="Vantage · Incidents", order=1)
@@ -194,15 +194,18 @@ def _nullable(values: pd.Series, digits: int | None = None) -> list[Any]:
     s = pd.to_numeric(values, errors="coerce").astype(float)
     if digits is not None:
         s = s.round(digits)
-    return s.astype(object).where(s.notna(), None).tolist()
+    out: list[Any] = s.astype(object).where(s.notna(), None).tolist()
+    return out
 
 
 def _whole(values: pd.Series) -> list[int]:
-    return pd.to_numeric(values, errors="coerce").fillna(0.0).round().astype(int).tolist()
+    out: list[int] = pd.to_numeric(values, errors="coerce").fillna(0.0).round().astype(int).tolist()
+    return out
 
 
 def _text_or_none(values: pd.Series) -> list[str | None]:
-    return values.astype(object).where(values.notna(), None).tolist()
+    out: list[str | None] = values.astype(object).where(values.notna(), None).tolist()
+    return out
 
 
 def _iso(values: pd.Series) -> list[str | None]:

@@ -26,6 +26,8 @@ from sqlalchemy import select
 
 from dashboard import ids
 from dashboard.context import current_catalogue, current_settings, current_store, current_time
+from dashboard.figures import empty_figure
+from dashboard.kpi_eval.read import current, series
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.linkage_figures import (
     driver_tree_figure,
@@ -125,8 +127,6 @@ def fmt_value(value: float | None, unit: str = "") -> str:
 
 def kpi_cards(store: Store, catalogue: Catalogue, scope: Scope) -> list[dict[str, Any]]:
     """The headline KPIs with value, status, since, sparkline and threshold text for ``scope``."""
-    from dashboard.kpi_eval.read import current
-
     with store.connect() as conn:
         items = current(conn, catalogue, level=scope.level, entity_id=scope.entity_id)
     return [i for i in items if i.get("headline")]
@@ -274,8 +274,6 @@ def revenue_series(
     store: Store, catalogue: Catalogue, scope: Scope, since: datetime, until: datetime
 ) -> pd.DataFrame:
     """Revenue at risk per hour over time, hourly, for the scope (network or region)."""
-    from dashboard.kpi_eval.read import series
-
     level, entity = (
         (scope.level, scope.entity_id) if scope.level in ("network", "region") else ("network", "all")
     )
@@ -538,8 +536,6 @@ def overview(
 
 def link_view(store: Store, catalogue: Catalogue, scope: str, key: str) -> tuple[str, go.Figure, go.Figure]:
     """A link's sentence, evidence and lag profile."""
-    from dashboard.figures import empty_figure
-
     link = link_detail(store, scope, key) if key else None
     if link is None:
         blank = empty_figure("Choose a link")

@@ -13,12 +13,11 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from dashboard import ids
-from dashboard.context import current_settings, current_store, current_time
+from dashboard.context import current_catalogue, current_settings, current_store, current_time
 from dashboard.pages import fmt_time, store_error
 from dashboard.pages.linkage import (
     STATUS_MARK,
     STRENGTH_WORD,
-    current_catalogue,
     filters_from_query,
     fmt_value,
     kpi_cards,

@@ -241,6 +241,6 @@ def _upsert_postgres(conn: Connection, table: Table, rows: pd.DataFrame) -> int:
     )
     with raw.cursor() as cur:  # type: ignore[attr-defined]
         cur.execute(sql)
-        written = max(cur.rowcount, 0)
+        written = max(int(cur.rowcount), 0)
         cur.execute(f"TRUNCATE {tmp}")
     return written

@@ -274,7 +274,8 @@ def _starts_with(col: Any, prefix: str, dialect: str, *, pattern_index: bool) ->
     ends in punctuation, never return one that does not start with it.
     """
     if dialect == "postgresql" and pattern_index:
-        return col.like(_escape_like(prefix) + "%", escape="\\")
+        like: ColumnElement[bool] = col.like(_escape_like(prefix) + "%", escape="\\")
+        return like
     upper = _next_prefix(prefix)
     bounds = [col >= prefix] + ([col < upper] if upper is not None else [])
     if dialect == "postgresql":

@@ -104,7 +104,7 @@ def _iso(value: Any) -> str | None:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     if isinstance(value, datetime):
@@ -299,7 +299,7 @@ def _cells(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
     return [r | {"share": _num(r["share"])} for r in _unique(rows, "cell_id")]
 
 
-def _bucket(conn: Connection, column: Any, step: int) -> ColumnElement[Any]:
+def _bucket(conn: Connection, column: ColumnElement[Any], step: int) -> ColumnElement[Any]:
     """``column`` truncated to the start of its ``step``-minute period, in the database's dialect."""
     if step == 15:
         return column
