@@ -37,7 +37,7 @@ test: $(STAMP) lint imports typecheck
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) lint imports
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

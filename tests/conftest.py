@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from dashboard.store import Store
+from tests.incident_net import build_network
 from tests.loopback import LoopbackServer, loopback
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -76,3 +77,10 @@ def http_server() -> Iterator[LoopbackServer]:
     """A real HTTP server on 127.0.0.1 with routes and scripted responses (tests/loopback.py)."""
     with loopback() as server:
         yield server
+
+
+@pytest.fixture
+def net(store: Store) -> Store:
+    """The hand-made network of :mod:`tests.incident_net` on a fresh store."""
+    build_network(store)
+    return store

@@ -27,7 +27,7 @@ from tests.browser import (
     severe_console_errors,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REFRESH_MS = 1000
 PINNED_ROWS = "#sources-status-grid .ag-pinned-left-cols-container .ag-row"

@@ -24,7 +24,7 @@ from tests.browser import (
 )
 from tests.test_subscriber_story import StoryExpected, seed_story
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 MSISDN = "span.vt-personal[id*='\"msisdn\"']"
 CONTACT = "span.vt-personal[id*='\"contact_name\"']"

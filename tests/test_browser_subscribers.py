@@ -27,7 +27,7 @@ from tests.browser import (
     two_region_network,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 ROWS = "#subscribers-list .ag-center-cols-container .ag-row"

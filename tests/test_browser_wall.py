@@ -32,7 +32,7 @@ from tests.browser import (
 )
 from tests.loopback import LoopbackServer, loopback
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ALARMS = "/tmf-api/alarmManagement/v4/alarm"
 

@@ -81,6 +81,7 @@ def _synthetic(n: int, seed: int) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_trainer_learns_calibrated_risk_and_explains_it() -> None:
     result = train_table(_synthetic(6000, seed=1), "Churn", seed=0)
     m = result.metrics
@@ -122,6 +123,7 @@ def test_metrics_worked_by_hand() -> None:
 
 # The suite's own table (tests/fixtures/churn: 500 customers in the BigML table's columns), then, as
 # a conformance run, the real BigML table (tests/reference.py).
+@pytest.mark.slow
 @pytest.mark.parametrize("origin", ORIGINS)
 def test_labelled_table_reaches_the_auc_floor(
     origin: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

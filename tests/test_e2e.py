@@ -79,6 +79,7 @@ def running(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         log.close()
 
 
+@pytest.mark.slow
 def test_vantage_run_serves_pages_and_health_on_the_simulator(
     running: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:

@@ -212,6 +212,7 @@ def simulated_panel(seed: int, subscribers: int = 30_000, days: int = 30) -> tup
     return out, conn
 
 
+@pytest.mark.slow
 def test_simulator_links_are_recovered_and_an_unbuilt_one_is_weak() -> None:
     """The acceptance test: built-in ticket links within their intervals, CSSR -> tickets weak.
 
@@ -281,6 +282,7 @@ def test_estimation_time_on_a_large_panel() -> None:
     assert r.strength == "strong"
 
 
+@pytest.mark.slow
 def test_simulator_links_are_recovered_through_the_store(pg_store: Store) -> None:
     """The same acceptance, end to end as in production: the simulator's records ingested into
     PostgreSQL, rolled up by dashboard.kpi_eval, links estimated from its panel and stored."""

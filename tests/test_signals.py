@@ -183,6 +183,7 @@ def simulated_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]
     store.dispose()
 
 
+@pytest.mark.slow
 def test_churn_risk_ranks_later_churners_first_on_the_simulator(simulated_store: Store) -> None:
     from dashboard.analytics.signals import load_history, train_from_history
 
@@ -204,6 +205,7 @@ def test_churn_risk_ranks_later_churners_first_on_the_simulator(simulated_store:
     assert "incident_hours" in list(m["top_features"])[:3]
 
 
+@pytest.mark.slow
 def test_retrain_and_score_writes_versioned_models_and_signals(simulated_store: Store) -> None:
     from dashboard.analytics.signals import retrain_and_score
     from dashboard.store.schema import account_signals, churn_models, subscriber_signals, subscribers, tickets
@@ -236,6 +238,7 @@ def test_retrain_and_score_writes_versioned_models_and_signals(simulated_store: 
     np.testing.assert_allclose(joined["expected_churners"], joined["sum"], atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_models_and_signals_round_trip_on_postgresql(pg_store: Store) -> None:
     """The same training, model storage and bulk signal upsert on PostgreSQL."""
@@ -256,6 +259,7 @@ def test_models_and_signals_round_trip_on_postgresql(pg_store: Store) -> None:
     assert n == active == again["scored"]["subscribers"] and versions == [again["version"]]
 
 
+@pytest.mark.slow
 def test_a_model_no_better_than_chance_is_not_promoted(
     simulated_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

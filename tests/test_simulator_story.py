@@ -105,6 +105,7 @@ def _cast(q: pd.DataFrame, now: datetime) -> tuple[str, str, str] | None:
     return None
 
 
+@pytest.mark.slow
 def test_the_queue_holds_the_story_at_any_moment(tmp_path: Any) -> None:
     """Through the real ingest path and queue refresh: at the end of the backfill, every 30 seconds for
     ten minutes and every quarter of an hour for six hours after it, the queue holds at least three
@@ -174,6 +175,7 @@ def _canonical(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return df.sort_values(list(df.columns)).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_live_slices_of_any_length_add_up_to_one_slice() -> None:
     """For every stream, live slices in irregular steps (seconds to hours, across midnight and a bill
     run) emit exactly what one slice over the same span does, and what a history ending later holds."""

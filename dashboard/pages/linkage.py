@@ -29,6 +29,8 @@ from dashboard.context import current_catalogue, current_settings, current_store
 from dashboard.figures import empty_figure
 from dashboard.kpi_eval.read import current, series
 from dashboard.kpis import Catalogue, KpiDefinition
+from dashboard.linkage.read import link as read_link
+from dashboard.linkage.read import links as read_links
 from dashboard.linkage_figures import (
     driver_tree_figure,
     evidence_figure,
@@ -38,8 +40,8 @@ from dashboard.linkage_figures import (
     sparkline_uri,
 )
 from dashboard.pages import fmt_time, store_error
-from dashboard.store.db import Store, read_frame
-from dashboard.store.schema import kpi_links, regions
+from dashboard.store.db import Store
+from dashboard.store.schema import regions
 
 dash.register_page(__name__, path="/linkage", name="Linkage", title="Vantage · Linkage", order=2)
 
@@ -203,12 +205,11 @@ def unit_text(unit: str, currency: str) -> str:
 
 def links_frame(store: Store, scope: Scope) -> tuple[pd.DataFrame, str]:
     """The measured links of ``scope`` (falling back to network-wide ones) and a note when it fell back."""
-    cols = [c for c in kpi_links.c if c.name != "evidence"]
     with store.connect() as conn:
-        df = read_frame(conn, select(*cols).where(kpi_links.c.scope == scope.links))
+        df = read_links(conn, scope.links)
         note = ""
         if df.empty and scope.links != "all":
-            df = read_frame(conn, select(*cols).where(kpi_links.c.scope == "all"))
+            df = read_links(conn, "all")
             note = f"No links measured for {scope.label} alone yet; showing network-wide links."
     if not df.empty:
         df["short"] = [_short(r) for r in df.itertuples(index=False)]
@@ -234,16 +235,7 @@ def link_detail(store: Store, scope: str, key: str) -> dict[str, Any] | None:
     """One link with its evidence, or None."""
     driver, _, target = key.partition("->")
     with store.connect() as conn:
-        row = (
-            conn.execute(
-                select(kpi_links).where(
-                    kpi_links.c.driver == driver, kpi_links.c.target == target, kpi_links.c.scope == scope
-                )
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row is not None else None
+        return read_link(conn, scope, driver, target)
 
 
 def what_if_text(link: Mapping[str, Any], improve_by: float | None, catalogue: Catalogue) -> str:
