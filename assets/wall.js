@@ -45,6 +45,23 @@
     return s + (unit ? " " + unit : "");
   }
 
+  // The convex hull of points [x, y] (Andrew's monotone chain), clockwise; one or two points stay as they are.
+  function hull(points) {
+    var pts = points.slice().sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; });
+    if (pts.length < 3) { return pts; }
+    var cross = function (o, a, b) { return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]); };
+    var lower = [], upper = [], i;
+    for (i = 0; i < pts.length; i++) {
+      while (lower.length >= 2 && cross(lower[lower.length - 2], lower[lower.length - 1], pts[i]) <= 0) { lower.pop(); }
+      lower.push(pts[i]);
+    }
+    for (i = pts.length - 1; i >= 0; i--) {
+      while (upper.length >= 2 && cross(upper[upper.length - 2], upper[upper.length - 1], pts[i]) <= 0) { upper.pop(); }
+      upper.push(pts[i]);
+    }
+    return lower.slice(0, -1).concat(upper.slice(0, -1));
+  }
+
   function Wall(root) {
     this.root = root;
     this.cfg = JSON.parse(root.getAttribute("data-config") || "{}");
@@ -79,6 +96,16 @@
     this.banner.id = "wall-banner";
     this.banner.setAttribute("role", "alert");
     this.banner.hidden = true;
+    // While a fresh store is prepared: the step, a bar and the time left, instead of empty panels.
+    this.prep = el("div", "vt-wall-prep");
+    this.prep.id = "wall-preparing";
+    this.prepText = el("div", "vt-wall-prep-text", "");
+    this.prepBar = el("div", "vt-wall-prep-bar");
+    this.prepFill = el("div", "vt-wall-prep-fill");
+    this.prepBar.appendChild(this.prepFill);
+    this.prep.appendChild(this.prepText);
+    this.prep.appendChild(this.prepBar);
+    this.prep.hidden = true;
     var head = el("div", "vt-wall-head");
     head.appendChild(el("div", "vt-wall-brand", "VANTAGE NOC"));
     this.viewName = el("div", "vt-wall-view", "");
@@ -179,6 +206,7 @@
 
     r.appendChild(this.banner);
     r.appendChild(head);
+    r.appendChild(this.prep);
     r.appendChild(grid);
   };
 
@@ -216,6 +244,8 @@
     };
     document.addEventListener("keydown", this.onKey);
     document.addEventListener("visibilitychange", this.onVisible);
+    this.onResize = function () { self.fitMap(); };
+    window.addEventListener("resize", this.onResize);
   };
 
   Wall.prototype.stop = function () {
@@ -225,6 +255,7 @@
     window.clearInterval(this.tick);
     document.removeEventListener("keydown", this.onKey);
     document.removeEventListener("visibilitychange", this.onVisible);
+    window.removeEventListener("resize", this.onResize);
     document.body.classList.remove("vt-kiosk-body", "vt-wall-body");
   };
 
@@ -253,6 +284,18 @@
     this.root.setAttribute("data-view", name);
     setClass(this.grid, "vt-wall-grid vt-view-" + name);
     setText(this.viewName, label);
+    this.fitMap();
+  };
+
+  // The map's drawing follows its panel's shape: redrawn when the view or the window changes it.
+  Wall.prototype.fitMap = function () {
+    if (!this.data || !this.data.site_map || !this.svg.getBoundingClientRect) { return; }
+    var box = this.svg.getBoundingClientRect();
+    var shape = box.width > 0 && box.height > 0 ? Math.round(100 * box.width / box.height) : 0;
+    if (!shape || shape === this.mapShape) { return; }
+    this.mapShape = shape;
+    this.renderSiteMap();
+    this.renderSites();
   };
 
   Wall.prototype.jumpTo = function (incident) {
@@ -326,6 +369,7 @@
     this.have = versions;
     this.failingSince = null;
     this.lastOk = new Date();
+    this.renderPreparing(body.preparing || null);
     if ("site_map" in p) { this.renderSiteMap(); }
     if ("site_map" in p || "sites" in p) { this.renderSites(); }
     if ("queue" in p) { this.renderQueue(); }
@@ -357,6 +401,28 @@
       var since = s.sinceText || (s.since ? hhmm(new Date(Date.parse(s.since))) : "");
       setText(this.banner, "DATA STALE" + (since ? " since " + since : "") + " — " + (s.text || "a source is late"));
     }
+  };
+
+  Wall.prototype.renderPreparing = function (p) {
+    this.preparing = p;
+    this.prep.hidden = !p;
+    if (p) {
+      var left = p.remaining_s < 90 ? "about " + p.remaining_s + " s left" : "about " + Math.round(p.remaining_s / 60) + " min left";
+      setText(this.prepText, "PREPARING · step " + p.step + " of " + p.steps + ": " + p.label + " · " + p.percent + "% · " + left);
+      this.prepFill.style.width = p.percent + "%";
+    }
+    var was = this.kpiPending;
+    this.kpiPending = this.waitingFor(["samples", "evaluation"]);
+    setText(this.queueEmpty, this.waitingFor(["events", "queue"]) ? "Incident queue being prepared…" : "No open incidents");
+    var kpiWait = this.kpiBox.querySelector(".vt-wall-empty");
+    if (kpiWait) { setText(kpiWait, this.kpiPending ? "KPIs being rolled up…" : "KPIs not evaluated yet"); }
+    if (was !== undefined && was !== this.kpiPending) { this.renderKpis(); }
+  };
+
+  // Whether the preparation of a fresh store has yet to run any of the steps ``keys``.
+  Wall.prototype.waitingFor = function (keys) {
+    var p = this.preparing;
+    return !!p && keys.some(function (k) { return p.done.indexOf(k) < 0 && p.failed.indexOf(k) < 0; });
   };
 
   Wall.prototype.renderQueue = function () {
@@ -454,23 +520,55 @@
       minLa = Math.min(minLa, s[2]); maxLa = Math.max(maxLa, s[2]);
       minLo = Math.min(minLo, s[3]); maxLo = Math.max(maxLo, s[3]);
     });
+    // The drawing takes the network's own shape (equirectangular at its mid latitude), so the SVG
+    // fills its panel's height or width instead of a fixed 5:3 box around a tall or wide country.
     var midLa = (minLa + maxLa) / 2 * Math.PI / 180;
     var w = Math.max((maxLo - minLo) * Math.cos(midLa), 1e-6), h = Math.max(maxLa - minLa, 1e-6);
-    var scale = Math.min(960 / w, 560 / h);
-    var ox = (1000 - w * scale) / 2, oy = (600 - h * scale) / 2;
+    var box = this.svg.parentNode ? this.svg.getBoundingClientRect() : null;
+    var aspect = box && box.width > 0 && box.height > 0 ? box.width / box.height : 5 / 3;
+    this.mapShape = Math.round(100 * aspect);
+    var H = 600, W = Math.round(H * aspect), pad = 60;
+    var scale = Math.min((W - 2 * pad) / w, (H - 2 * pad) / h);
+    var ox = (W - w * scale) / 2, oy = (H - h * scale) / 2;
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    var regionsLayer = document.createElementNS("http://www.w3.org/2000/svg", "g");
+    regionsLayer.setAttribute("class", "vt-regions");
     var ok = document.createElementNS("http://www.w3.org/2000/svg", "g");
     ok.setAttribute("class", "vt-sites-ok");
     this.badLayer = document.createElementNS("http://www.w3.org/2000/svg", "g");
     var self = this;
     this.sitePos = {};
+    var byRegion = {};
     sites.forEach(function (s) {
       var x = ox + (s[3] - minLo) * Math.cos(midLa) * scale;
       var y = oy + (maxLa - s[2]) * scale;
       self.sitePos[s[0]] = [x, y, s[1]];
+      if (s[4]) { (byRegion[s[4]] = byRegion[s[4]] || []).push([x, y]); }
       var c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
-      c.setAttribute("cx", x.toFixed(1)); c.setAttribute("cy", y.toFixed(1)); c.setAttribute("r", "4");
+      c.setAttribute("cx", x.toFixed(1)); c.setAttribute("cy", y.toFixed(1)); c.setAttribute("r", "7");
       ok.appendChild(c);
     });
+    Object.keys(byRegion).sort().forEach(function (name) {
+      var pts = hull(byRegion[name]);
+      var outline = document.createElementNS("http://www.w3.org/2000/svg", "path");
+      outline.setAttribute("class", "vt-region");
+      outline.setAttribute("d", "M" + pts.map(function (q) { return q[0].toFixed(1) + "," + q[1].toFixed(1); }).join("L") + "Z");
+      regionsLayer.appendChild(outline);
+      // The name beside the outline, level with its middle, on the side with more room.
+      var right = pts.reduce(function (a, q) { return Math.max(a, q[0]); }, -Infinity);
+      var left = pts.reduce(function (a, q) { return Math.min(a, q[0]); }, Infinity);
+      var cy = pts.reduce(function (a, q) { return a + q[1]; }, 0) / pts.length;
+      var onRight = W - right >= left;
+      var label = document.createElementNS("http://www.w3.org/2000/svg", "text");
+      label.setAttribute("class", "vt-region-label");
+      label.setAttribute("x", (onRight ? right + 30 : left - 30).toFixed(1));
+      label.setAttribute("y", cy.toFixed(1));
+      label.setAttribute("dominant-baseline", "central");
+      label.setAttribute("text-anchor", onRight ? "start" : "end");
+      label.textContent = name;
+      regionsLayer.appendChild(label);
+    });
+    svg.appendChild(regionsLayer);
     svg.appendChild(ok);
     svg.appendChild(this.badLayer);
   };
@@ -528,7 +626,9 @@
       }
       setClass(tile.box, "vt-kpi-tile vt-kpi-" + k.status);
       setText(tile.num, num(k.value, ""));
-      setText(tile.status, STATUS_MARK[k.status] || k.status);
+      // No data because the roll-ups are still being prepared is not "no data": say which.
+      var pending = k.status === "no_data" && self.waitingFor(["samples", "evaluation"]);
+      setText(tile.status, pending ? "◌ PREPARING" : STATUS_MARK[k.status] || k.status);
       var pts = (k.spark || []).map(function (v, i) { return [i, v]; }).filter(function (p) { return p[1] !== null; });
       var d = "";
       if (pts.length > 1) {
@@ -550,7 +650,8 @@
   Wall.prototype.renderMoney = function () {
     var m = this.data.money || {};
     setText(this.moneyValue, money(m.rar, m.currency || this.cfg.currency) + " / h");
-    setText(this.moneyNote, (m.incidents || 0) + " open incidents" + (m.breached ? " · " + m.breached + " SLA breached" : ""));
+    var open = m.incidents || 0;
+    setText(this.moneyNote, open + (open === 1 ? " open incident" : " open incidents") + (m.breached ? " · " + m.breached + " SLA breached" : ""));
   };
 
   Wall.prototype.renderSources = function () {

@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import Input, Output, State, dcc, html
 
-from dashboard import api, ids, queries
+from dashboard import api, ids, queries, readiness
 from dashboard.config import Settings
 from dashboard.context import REFRESH_MS, Context, install
 from dashboard.ingest.runner import Ingestor
@@ -107,9 +107,32 @@ def shell_layout(refresh_ms: int = REFRESH_MS) -> html.Div:
                 id=ids.SHELL_STRIP,
                 className="vt-strip vt-strip--loading",
             ),
+            dcc.Interval(id=ids.SHELL_PREPARING_INTERVAL, interval=PREPARING_REFRESH_MS),
+            html.Div(id=ids.SHELL_PREPARING, className="vt-preparing", hidden=True),
             dbc.Container(dash.page_container, fluid=True, className="vt-page"),
         ]
     )
+
+
+PREPARING_REFRESH_MS = 2000
+
+
+def preparing_banner(store: Store, *, now: datetime) -> tuple[list[Any], bool, bool]:
+    """The banner's children, whether it is hidden, and whether its timer stops (store ready)."""
+    try:
+        with store.connect() as conn:
+            p = readiness.progress(conn, now)
+    except Exception as err:  # the strip says when the store is unreachable; the banner waits
+        log.warning("preparation banner: store read failed: %s", type(err).__name__)
+        return [], True, False
+    if p is None or p["ready"]:
+        return [], True, True
+    children = [
+        html.Div(readiness.waiting_text(p), className="vt-preparing-text"),
+        dbc.Progress(value=p["percent"], className="vt-preparing-bar", striped=True, animated=True),
+        html.Div("Each page fills in as soon as the part it shows is ready.", className="vt-preparing-note"),
+    ]
+    return children, False, False
 
 
 def _strip_value(key: str, ov: queries.Overview) -> str:
@@ -173,6 +196,15 @@ def _register_shell_callbacks(app: dash.Dash, ctx: Context) -> None:
     )
     def _refresh(_n: int | None, last: dict[str, Any] | None) -> tuple[list[Any], str, dict[str, Any] | None]:
         return refresh_strip(ctx.store, ctx.currency, last, now=ctx.now())
+
+    @app.callback(
+        Output(ids.SHELL_PREPARING, "children"),
+        Output(ids.SHELL_PREPARING, "hidden"),
+        Output(ids.SHELL_PREPARING_INTERVAL, "disabled"),
+        Input(ids.SHELL_PREPARING_INTERVAL, "n_intervals"),
+    )
+    def _preparing(_n: int | None) -> tuple[list[Any], bool, bool]:
+        return preparing_banner(ctx.store, now=ctx.now())
 
     # The wall shows everything the strip does and refreshes itself: the strip rests there.
     app.clientside_callback(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from dashboard import queries
+from dashboard import queries, readiness
 from dashboard.config import ConnectorConfig, Settings
 from dashboard.store.db import Store
 
@@ -196,14 +196,16 @@ def check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[di
     reachable = store.ping()
     statuses = None
     error = None
+    preparation = None
     if reachable:
         try:
             with store.connect() as conn:
                 summaries = queries.run_summaries(conn, now=now)
+                preparation = readiness.progress(conn, now)
             statuses = source_statuses(settings.connectors, summaries, now)
         except Exception as err:  # reachable but not readable (e.g. not migrated)
             error = f"connector runs could not be read: {type(err).__name__}"
-    return health_report(
+    body, status = health_report(
         reachable=reachable,
         dialect=store.dialect,
         statuses=statuses,
@@ -211,3 +213,6 @@ def check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[di
         now=now,
         error=error,
     )
+    # A fresh store's first preparation: its step and the time left (None on a store never prepared).
+    body["preparation"] = preparation
+    return body, status

@@ -5,6 +5,8 @@ from __future__ import annotations
 # --- Shell (navbar and the overview strip on every page) -----------------------------------
 SHELL_INTERVAL = "shell-interval"
 SHELL_STRIP = "shell-strip"
+SHELL_PREPARING = "shell-preparing"  # the preparation banner while a fresh store is prepared
+SHELL_PREPARING_INTERVAL = "shell-preparing-interval"
 SHELL_STRIP_LAST = "shell-strip-last"  # dcc.Store: the last overview read successfully
 #: Pattern-matching type of one figure of the strip: {"type": SHELL_METRIC, "metric": name}.
 SHELL_METRIC = "shell-metric"

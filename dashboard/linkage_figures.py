@@ -50,8 +50,16 @@ def _layers(nodes: list[str], edges: list[tuple[str, str]], domain: dict[str, st
     return depth
 
 
+NO_LINKS_TEXT = "No measured links yet: linkage runs once KPIs have 14 days of data"
+
+
 def driver_tree_figure(
-    links: pd.DataFrame, labels: dict[str, str], domain: dict[str, str], *, selected: str | None = None
+    links: pd.DataFrame,
+    labels: dict[str, str],
+    domain: dict[str, str],
+    *,
+    selected: str | None = None,
+    empty_text: str = NO_LINKS_TEXT,
 ) -> go.Figure:
     """Technical KPIs on the left, business KPIs to the right, one edge per measured link.
 
@@ -59,7 +67,7 @@ def driver_tree_figure(
     Each edge's midpoint is a clickable marker whose customdata is the link key.
     """
     if links.empty:
-        return empty_figure("No measured links yet: linkage runs once KPIs have 14 days of data")
+        return empty_figure(empty_text)
     nodes = sorted(set(links["driver"]) | set(links["target"]), key=lambda n: (domain.get(n, ""), n))
     edges = list(zip(links["driver"], links["target"], strict=True))
     depth = _layers(nodes, edges, domain)

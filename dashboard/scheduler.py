@@ -22,15 +22,27 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
 from connectors.base import Connector
-from dashboard import analytics, incidents, kpi_eval, linkage
+from dashboard import analytics, incidents, kpi_eval, linkage, readiness
 from dashboard.config import SchedulerConfig
 from dashboard.context import Context, Jobs
 from dashboard.ingest.runner import Ingestor, RunSummary
+from dashboard.readiness import Preparation
 from dashboard.store.schema import connector_runs
 
 log = logging.getLogger(__name__)
 
 EXTRA_JOBS_FIRST_DELAY_S = 120.0
+
+#: The built-in job that computes each step of the preparation after the connectors' history.
+PREPARE_JOBS = {
+    "queue": "incident-queue",
+    "evaluation": "kpi-evaluation",
+    "linkage": "kpi-linkage",
+    "churn": "analytics-retrain",
+    "ranking": "incident-queue",
+}
+#: Kinds whose history is the bulk of a backfill and that no first page needs: read last.
+SAMPLE_KINDS = frozenset({"kpi_samples"})
 
 
 def builtin_jobs(ctx: Context) -> Jobs:
@@ -125,9 +137,117 @@ class ConnectorJobs:
     def run_all_once(self) -> list[RunSummary]:
         return [self.run_once(name) for name in self.configs]
 
-    def schedule(self, scheduler: BaseScheduler, *, run_now: bool = True) -> None:
-        """Add one interval job per enabled connector (first run immediately) and the extra jobs."""
+    # --- the first preparation ----------------------------------------------------------
+
+    def needs_preparation(self) -> bool:
+        """Whether this store has never been prepared to the end (a fresh store, or one whose
+        preparation was cut short)."""
+        if not self.configs and not self.extra_jobs:
+            return False
+        with self.store.connect() as conn:
+            prep = readiness.read(conn)
+        return prep is None or not prep.ready
+
+    def prepare(self) -> Preparation:
+        """Bring the store to ready, step by step, writing progress after each step and stream.
+
+        The connectors' history is read events first (inventory, customers, alarms, tickets,
+        bills), so a first incident queue is ranked before the bulk of the KPI samples loads; then
+        the KPIs are rolled up, the links measured, churn scored and the queue ranked again with
+        all of it. A failed step is recorded and the next one runs: the periodic jobs retry it.
+        """
+        ctx = self.ctx
+        prep = Preparation.start(ctx.now())
+        readiness.write(self.store, prep, now=ctx.now())
+        log.info("preparing a fresh store: %d steps", len(prep.steps))
+        connectors = [self.connector(name) for name in self.configs]
+        events = [(c, s.name) for c in connectors for s in c.streams() if not set(s.kinds) & SAMPLE_KINDS]
+        samples = [(c, s.name) for c in connectors for s in c.streams() if set(s.kinds) & SAMPLE_KINDS]
+        for step in prep.steps:
+            if step.key in ("events", "samples"):
+                work = events if step.key == "events" else samples
+                if not work:
+                    step.state = "skipped"
+                    continue
+                self._prepare_step(prep, step, self._read_history, work)
+            else:
+                job = self.extra_jobs.get(PREPARE_JOBS[step.key])
+                if job is None:
+                    step.state = "skipped"
+                    continue
+                self._prepare_step(prep, step, _run_job, job[1])
+        prep.finished_at = ctx.now().isoformat()
+        readiness.write(self.store, prep, now=ctx.now())
+        took = (
+            datetime.fromisoformat(prep.finished_at) - datetime.fromisoformat(prep.started_at)
+        ).total_seconds()
+        log.info("ready in %.0f s", took)
+        return prep
+
+    def _prepare_step(
+        self,
+        prep: Preparation,
+        step: readiness.Step,
+        work: Callable[[Preparation, readiness.Step, Any], None],
+        arg: Any,
+    ) -> bool:
+        now = self.ctx.now()
+        step.state, step.started_at = "running", now.isoformat()
+        readiness.write(self.store, prep, now=now)
+        p = prep.progress(now)
+        log.info("%s", readiness.waiting_text(p))
+        try:
+            self._serial(work)(prep, step, arg)
+            step.state = "done"
+        except Exception as err:  # one failed step must not keep the operator from the others
+            log.exception("preparing: %s failed", step.label)
+            step.state, step.detail = "failed", f"{type(err).__name__}: {err}"[:300]
+        step.fraction = 1.0
+        step.finished_at = self.ctx.now().isoformat()
+        readiness.write(self.store, prep, now=self.ctx.now())
+        log.info("preparing: %s %s in %.1f s", step.label, step.state, step.elapsed_s(self.ctx.now()))
+        return step.state == "done"
+
+    def _read_history(
+        self, prep: Preparation, step: readiness.Step, work: list[tuple[Connector[Any], str]]
+    ) -> None:
+        """Read each (connector, stream) of ``work`` to its end, recording the fraction done."""
+        failed: list[str] = []
+        for i, (connector, stream) in enumerate(work):
+            summary = self.ingestor.run(connector, streams=[stream])
+            if summary.status == "failed":
+                failed.append(f"{connector.name}/{stream}: {summary.error}")
+            step.fraction = (i + 1) / len(work)
+            step.detail = f"{connector.name}: {stream}"
+            readiness.write(self.store, prep, now=self.ctx.now())
+        if failed:
+            raise RuntimeError("; ".join(failed))
+
+    # --- the periodic jobs ---------------------------------------------------------------
+
+    def schedule(self, scheduler: BaseScheduler, *, run_now: bool = True, prepare: bool = True) -> None:
+        """Add one interval job per enabled connector (first run immediately) and the extra jobs.
+
+        With ``prepare`` and a store that was never prepared to the end, one job prepares it first
+        (:meth:`prepare`) and the periodic jobs start when it is done, so none of them competes with
+        the preparation for the store or runs on half-loaded history.
+        """
         self._scheduler = scheduler
+        if run_now and prepare and self.needs_preparation():
+
+            def prepare_then_schedule() -> None:
+                try:
+                    self.prepare()
+                finally:
+                    self._schedule_periodic(scheduler, run_now=True, first_delay_s=None)
+
+            scheduler.add_job(prepare_then_schedule, id="prepare", name="prepare", max_instances=1)
+            return
+        self._schedule_periodic(scheduler, run_now=run_now, first_delay_s=EXTRA_JOBS_FIRST_DELAY_S)
+
+    def _schedule_periodic(
+        self, scheduler: BaseScheduler, *, run_now: bool, first_delay_s: float | None
+    ) -> None:
         now = _as_aware(self.ctx.now())
         for name, cfg in self.configs.items():
             scheduler.add_job(
@@ -137,16 +257,20 @@ class ConnectorJobs:
                 id=f"connector:{name}",
                 name=f"connector {name}",
                 replace_existing=True,
-                next_run_time=now if run_now else None,
+                # Just after a preparation, which read every stream, the next read is an interval away.
+                next_run_time=(now + timedelta(seconds=cfg.interval) if first_delay_s is None else now)
+                if run_now
+                else None,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=int(self.settings.scheduler.misfire_grace_s),
             )
         # Built-in jobs (incident queue, analytics) first run shortly after start, once connectors
         # have had time to write a first backfill (frequent jobs after one interval), then at their
-        # own interval.
+        # own interval; after a preparation, which has just run each of them, after one interval.
         for job_name, (interval_s, func) in self.extra_jobs.items():
-            first = now + timedelta(seconds=min(interval_s, EXTRA_JOBS_FIRST_DELAY_S))
+            delay = interval_s if first_delay_s is None else min(interval_s, first_delay_s)
+            first = now + timedelta(seconds=delay)
             scheduler.add_job(
                 self._serial(func),
                 IntervalTrigger(seconds=interval_s),
@@ -165,6 +289,10 @@ class ConnectorJobs:
             except Exception:  # closing must not hide the reason we stop
                 log.exception("closing connector %s failed", conn.name)
         self.connectors.clear()
+
+
+def _run_job(_prep: Preparation, _step: readiness.Step, func: Callable[[], Any]) -> None:
+    func()
 
 
 def _as_aware(naive_utc: datetime) -> datetime:

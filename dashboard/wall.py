@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, func, or_, select
 
 from connectors.canonical import SEVERITIES
-from dashboard import health, queries
+from dashboard import health, queries, readiness
 from dashboard.config import Settings
 from dashboard.incidents.read import queue_computed_at
 from dashboard.kpi_eval.read import current
@@ -41,6 +41,7 @@ from dashboard.store.schema import (
     incident_queue,
     incidents,
     kpi_status,
+    regions,
     resources,
     sites,
 )
@@ -207,13 +208,18 @@ def sites_panel(conn: Connection) -> dict[str, str]:
 
 
 def site_map_panel(conn: Connection) -> list[list[Any]]:
-    """[id, name, lat, lon] of every site with a position: sent once, the screen keeps it."""
+    """[id, name, lat, lon, region] of every site with a position: sent once, the screen keeps it and
+    draws each region's outline and name around its sites."""
+    region = select(func.max(regions.c.name)).where(regions.c.id == sites.c.region_id).scalar_subquery()
     stmt = (
-        select(sites.c.id, sites.c.name, sites.c.lat, sites.c.lon)
+        select(sites.c.id, sites.c.name, sites.c.lat, sites.c.lon, func.coalesce(region, sites.c.region_id))
         .where(and_(sites.c.lat.is_not(None), sites.c.lon.is_not(None)))
         .order_by(sites.c.id)
     )
-    return [[str(i), str(n), round(float(la), 4), round(float(lo), 4)] for i, n, la, lo in conn.execute(stmt)]
+    return [
+        [str(i), str(n), round(float(la), 4), round(float(lo), 4), None if r is None else str(r)]
+        for i, n, la, lo, r in conn.execute(stmt)
+    ]
 
 
 _KPI_CACHE: dict[tuple[str, int], tuple[Any, list[dict[str, Any]]]] = {}
@@ -321,6 +327,7 @@ def wall_state(
         map_version = version(list(conn.execute(select(func.count(), func.max(sites.c.ingested_at))).one()))
         if have.get("site_map") != map_version:
             panels["site_map"] = site_map_panel(conn)
+        prep = readiness.progress(conn, now)
     versions = {name: version(payload) for name, payload in panels.items()}
     versions["site_map"] = map_version
     changed = {name: payload for name, payload in panels.items() if have.get(name) != versions[name]}
@@ -335,6 +342,8 @@ def wall_state(
         "versions": versions,
         "panels": changed,
         "stale": stale_verdict(panels["sources"]),
+        # While a fresh store is prepared: what step, how far along, how long still (else None).
+        "preparing": prep if prep is not None and not prep["ready"] else None,
     }
 
 

@@ -50,7 +50,12 @@ def test_first_answer_has_every_panel_then_only_what_changed(store: Store) -> No
     assert first["panels"]["money"] == {"rar": 628, "incidents": 2, "breached": 0, "currency": "EUR"}
     # Both are news: the critical enterprise one and the major one with VIP lines (newest first).
     assert [a["id"] for a in first["panels"]["alerts"]] == [expected.harbour, expected.hill]
-    assert first["panels"]["site_map"] == [["S1", "Harbour", 41.15, -8.61], ["S2", "Hill", 41.1, -8.55]]
+    # Each site with its region, for the outline and the name the screen draws around them.
+    assert first["panels"]["site_map"] == [
+        ["S1", "Harbour", 41.15, -8.61, "North"],
+        ["S2", "Hill", 41.1, -8.55, "South"],
+    ]
+    assert first["preparing"] is None  # a store filled without a preparation has nothing to wait for
     assert first["panels"]["sites"] == {"S1": "critical", "S2": "major"}
 
     # Nothing changed: nothing but the versions and the verdict is sent.

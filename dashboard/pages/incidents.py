@@ -22,7 +22,7 @@ import pandas as pd
 from dash import MATCH, Input, Output, State, ctx, dcc, html
 
 from connectors.canonical import SEVERITIES
-from dashboard import ids
+from dashboard import ids, readiness
 from dashboard.context import (
     current_actor,
     current_refresh_ms,
@@ -264,8 +264,13 @@ def grid_rows(store: Store, filters: dict[str, Any], now: datetime) -> list[dict
     return queue_records(df, now)
 
 
-def queue_summary(rows: list[dict[str, Any]], computed_at: datetime | None, *, filtered: bool) -> str:
-    """The line above the grid: how many incidents and when the queue was computed, or why it is empty."""
+def queue_summary(
+    rows: list[dict[str, Any]], computed_at: datetime | None, *, filtered: bool, waiting: str | None = None
+) -> str:
+    """The line above the grid: how many incidents and when the queue was computed, or why it is
+    empty (``waiting``: the preparation step a fresh store is at, before its first queue)."""
+    if waiting is not None and not rows:
+        return waiting
     if computed_at is None:
         return (
             "The queue has not been computed yet, or no incident is open: the scheduler ranks "
@@ -857,6 +862,7 @@ def layout(**query: str) -> html.Div:
         rows = grid_rows(store, filters, now)
         with store.connect() as conn:
             computed = read.queue_computed_at(conn)
+            waiting = readiness.waiting(conn, "incidents", now)
     except Exception as err:
         return html.Div([html.H1("Incident queue"), store_error(err)])
     currency = current_settings().currency
@@ -886,7 +892,7 @@ def layout(**query: str) -> html.Div:
             html.H1("Incident queue"),
             _controls(filters, facets),
             html.P(
-                queue_summary(rows, computed, filtered=filtered),
+                queue_summary(rows, computed, filtered=filtered, waiting=waiting),
                 id=ids.INCIDENTS_SUMMARY,
                 className="vt-count",
             ),
@@ -930,13 +936,14 @@ def refresh_queue_view(
         facets = read_facets(store)
         with store.connect() as conn:
             computed = read.queue_computed_at(conn)
+            waiting = readiness.waiting(conn, "incidents", now)
     except Exception:
         return dash.no_update, "STALE: the store could not be read", dash.no_update, dash.no_update
     regions, owners = region_options(facets), owner_options(facets, filters["owner"])
     filtered = any(filters[k] for k in ("region", "segment", "severity", "owner"))
     return (
         rows,
-        queue_summary(rows, computed, filtered=filtered),
+        queue_summary(rows, computed, filtered=filtered, waiting=waiting),
         dash.no_update if regions == regions_shown else regions,
         dash.no_update if owners == owners_shown else owners,
     )

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, dcc, html
 from sqlalchemy import select
 
-from dashboard import ids
+from dashboard import ids, readiness
 from dashboard.context import current_catalogue, current_settings, current_store, current_time
 from dashboard.figures import empty_figure
 from dashboard.kpi_eval.read import current, series
@@ -143,7 +143,13 @@ def _threshold_text(kpi: KpiDefinition) -> str:
     return ", ".join(parts) or "no threshold"
 
 
-def card_components(cards: list[dict[str, Any]], catalogue: Catalogue, currency: str = "EUR") -> list[Any]:
+def card_components(
+    cards: list[dict[str, Any]], catalogue: Catalogue, currency: str = "EUR", *, waiting: str | None = None
+) -> list[Any]:
+    """One card per KPI; ``waiting`` (the preparation's step) replaces the cards while they are
+    merely not computed yet."""
+    if waiting is not None and all((c.get("status") or "no_data") == "no_data" for c in cards):
+        return [dbc.Alert(waiting, color="info", className="vt-waiting")]
     if not cards:
         return [
             dbc.Alert(
@@ -485,6 +491,9 @@ def overview(
 ) -> dict[str, Any]:
     """Everything the filters change: cards, tree, links, revenue at risk, note (one callback)."""
     scope = view_scope(filters.get("region"), filters.get("segment"))
+    with store.connect() as conn:
+        cards_wait = readiness.waiting(conn, "kpis", now)
+        links_wait = readiness.waiting(conn, "linkage", now)
     cards = kpi_cards(store, catalogue, scope)
     links, fallback = links_frame(store, scope)
     labels = {k.name: k.label for k in catalogue.kpis}
@@ -511,8 +520,14 @@ def overview(
     )
     now_value = revenue_now(cards)
     return {
-        "cards": card_components(cards, catalogue, currency),
-        "tree": driver_tree_figure(tree_links(links), labels, domain, selected=selected),
+        "cards": card_components(cards, catalogue, currency, waiting=cards_wait),
+        "tree": driver_tree_figure(
+            tree_links(links),
+            labels,
+            domain,
+            selected=selected,
+            **({"empty_text": links_wait} if links_wait else {}),
+        ),
         "options": [
             {"label": f"{labels.get(d, d)} → {labels.get(t, t)}", "value": k}
             for d, t, k in zip(links.get("driver", []), links.get("target", []), keys, strict=True)
