@@ -136,6 +136,98 @@ def test_vantage_run_serves_pages_and_health_on_the_simulator(
     assert proc.wait(timeout=15) == 0
 
 
+@pytest.fixture
+def built_in(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`vantage run` on the operator `make run` shows (the checkout's vantage.yaml), on a fresh store."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT")}
+    log = (tmp_path / "run.log").open("wb")
+    db = f"sqlite:///{tmp_path / 'vantage.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.cli", "--database-url", db, "run", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def _health(url: str) -> dict[str, Any]:
+    status, raw = _get(url + "/healthz")
+    return json.loads(raw) if status == 200 and raw else {}
+
+
+@pytest.mark.slow
+def test_the_first_minutes_show_a_living_operator(
+    built_in: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """As a new user on a fresh store: the page answers at once and says what is being prepared;
+    once ready, the wall has incidents with ticking SLA clocks and KPI values, the queue is ranked
+    and the links are measured (the time each takes is bench/first_run.py's business)."""
+    url, proc = built_in
+    require_chromium()
+    _wait(lambda: _health(url), 60, "/healthz to answer")
+    with chromium(1920, 1080) as driver:
+        prep = _health(url).get("preparation")
+        if prep is not None and not prep["ready"]:
+            # While the store is prepared the wall says so, with a bar and the time left.
+            driver.get(url + "/wall?kiosk=1")
+            banner = WebDriverWait(driver, 30).until(
+                ec.visibility_of_element_located((By.ID, "wall-preparing"))
+            )
+            assert "PREPARING" in banner.text and " of 7" in banner.text and "left" in banner.text
+        _wait(lambda: (_health(url).get("preparation") or {}).get("ready"), 600, "the store to be ready")
+
+        driver.get(url + "/wall?kiosk=1")
+        WebDriverWait(driver, 30).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#wall-panel-queue .vt-wall-row[data-id]"))
+        )
+        assert not driver.find_element(By.ID, "wall-preparing").is_displayed()
+
+        def clocks() -> list[str]:
+            cells = driver.find_elements(By.CSS_SELECTOR, "#wall-panel-queue .vt-wall-row[data-id] .vt-q-sla")
+            return [c.text for c in cells if c.text.endswith("s") and "m " in c.text]
+
+        first = _wait(clocks, 30, "an incident with an SLA clock on the wall")
+        time.sleep(2.2)
+        assert clocks() != first, "the SLA clock does not tick"
+        values = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#wall-kpis .vt-kpi-num")]
+        assert values and all(v and v != "—" for v in values), values
+        assert "PREPARING" not in driver.find_element(By.ID, "wall-kpis").text
+        assert severe_console_errors(driver) == []
+
+        driver.get(url + "/incidents")
+        WebDriverWait(driver, 30).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#incidents-grid .ag-row[row-index='0']"))
+        )
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "active incident" in body and "Preparing the operator" not in body
+
+        driver.get(url + "/linkage")
+        WebDriverWait(driver, 30).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#linkage-tree .main-svg"))
+        )
+        WebDriverWait(driver, 30).until(lambda d: "→" in d.find_element(By.ID, "linkage-table").text)
+        assert "No measured links yet" not in driver.find_element(By.ID, "linkage-tree").text
+
+    # The story keeps several incidents active: one with an SLA clock on enterprise lines.
+    queue = json.loads(_get(url + "/api/v1/incidents")[1])
+    active = [i for i in queue["incidents"] if i["rank"] is not None]
+    assert len(active) >= 3
+    assert any(i["enterprise_lines"] > 0 and i["sla_deadline"] for i in active)
+    assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+
+
 def test_make_run_starts_vantage_with_arguments_it_accepts() -> None:
     """The README's `make run` is this recipe; its command line must parse."""
     from dashboard.cli import build_parser
