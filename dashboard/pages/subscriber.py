@@ -46,6 +46,7 @@ from dashboard.pages import fmt_time, kpi_title, store_error
 from dashboard.privacy import PermissionDenied, Principal, unmask
 from dashboard.store.db import Store
 from dashboard.subscribers.story import experienced_kpis, subscriber_story
+from dashboard.subscribers.story_types import Story
 
 
 def _title(subscriber_id: str | None = None, **_: Any) -> str:
@@ -104,7 +105,7 @@ def tab_from_query(tab: Any) -> str:
 
 def read_story(
     store: Store, subscriber_id: str, principal: Principal, now: datetime
-) -> dict[str, Any] | None:
+) -> Story | None:
     """The story as the page shows it: the catalogue's quality KPIs, masked for ``principal``."""
     catalogue = current_catalogue() if flask.has_app_context() else None
     kpis = experienced_kpis(catalogue) if catalogue is not None else None
