@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import insert, select
 
@@ -39,6 +39,9 @@ PERSONAL_FIELDS: dict[str, str] = {
     "contact_address": "address",
 }
 
+
+#: A record with personal fields: :func:`protect` returns the same kind of record it was given.
+R = TypeVar("R", bound=Mapping[str, Any])
 
 #: Account segments whose name is a company's. A consumer account is named after its holder, so
 #: its name is personal data too.
@@ -142,16 +145,18 @@ def mask_value(kind: str, value: Any) -> Any:
     return _MASKS[kind](str(value))
 
 
-def protect(record: Mapping[str, Any], principal: Principal, *, unmasked: bool = False) -> dict[str, Any]:
-    """A copy of ``record`` with its personal fields masked, unless ``unmasked`` was granted by
-    :func:`unmask` for this principal (it is refused for roles that may not unmask)."""
+def protect(record: R, principal: Principal, *, unmasked: bool = False) -> R:
+    """A copy of ``record`` (a plain dict) with its personal fields masked, unless ``unmasked`` was
+    granted by :func:`unmask` for this principal (it is refused for roles that may not unmask)."""
     out = dict(record)
     if unmasked and principal.may_unmask:
-        return out
+        return cast(R, out)
     for name, kind in PERSONAL_FIELDS.items():
         if name in out:
             out[name] = mask_value(kind, out[name])
-    return out
+    # The same keys, masked values still str or None: the copy is an R (records are plain dicts or
+    # TypedDicts, both plain dicts at run time).
+    return cast(R, out)
 
 
 def unmask(store: Store, principal: Principal, subscriber_id: str, *, now: datetime) -> dict[str, Any]:

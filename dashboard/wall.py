@@ -22,7 +22,7 @@ import json
 import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 from sqlalchemy import Connection, and_, func, or_, select
@@ -54,6 +54,87 @@ OPEN_STATES = ("open", "acknowledged")
 SITE_LEVELS = ("critical", "major", "minor", "warning", "impacted")
 
 
+# --- The payload, as assets/wall.js reads it -----------------------------------------------------
+
+
+class WallIncident(TypedDict):
+    """A row of the ``queue`` and ``alerts`` panels."""
+
+    id: str
+    rank: int | None
+    title: str
+    severity: str
+    state: str
+    rar: float | None  # revenue at risk per hour
+    sla: str | None  # the SLA deadline
+    breached: int
+    vip: float | None  # VIP lines affected
+    ent: float | None  # enterprise lines affected
+    accounts: int
+    reason: str
+
+
+class Money(TypedDict):
+    rar: int  # revenue at risk per hour, over the open queue
+    incidents: int
+    breached: int
+    currency: str
+
+
+class KpiTile(TypedDict):
+    name: str
+    label: str
+    unit: str
+    value: float | None
+    status: str
+    spark: list[float | None]
+
+
+class SourceFreshness(TypedDict):
+    name: str
+    fresh: bool
+    freshness: str
+    state: str
+    last: str | None
+    stale_since: str | None
+
+
+class StaleVerdict(TypedDict):
+    """``{"stale": False}`` alone, or stale with since when and why."""
+
+    stale: bool
+    since: NotRequired[str | None]
+    text: NotRequired[str]
+
+
+class SitesDelta(TypedDict):
+    base: str  # the screen's version of ``sites`` this applies to
+    set: dict[str, str]  # site -> status, new or changed
+    clear: list[str]  # sites that are OK again
+
+
+#: [id, name, lat, lon] of one site.
+SitePosition = list[str | float | None]  # id, name, lat, lon, region
+#: One panel's payload; which one is said by its name (PANELS and DELTAS).
+Panel = (
+    list[WallIncident]
+    | dict[str, str]
+    | list[SitePosition]
+    | list[KpiTile]
+    | Money
+    | list[SourceFreshness]
+    | SitesDelta
+)
+
+
+class WallState(TypedDict):
+    now: str
+    versions: dict[str, str]  # every panel's version, sent or not
+    panels: dict[str, Panel]  # the panels that changed
+    stale: StaleVerdict
+    preparing: readiness.Progress | None  # a fresh store's preparation while it runs
+
+
 def _iso(value: Any) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
@@ -66,13 +147,13 @@ def _num(value: Any, digits: int = 1) -> float | None:
     return round(float(value), digits)
 
 
-def version(payload: Any) -> str:
+def version(payload: object) -> str:
     """A short content hash: equal payloads, equal versions, whatever process computed them."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-def _incident_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+def _incident_rows(df: pd.DataFrame) -> list[WallIncident]:
     return [
         {
             "id": str(r.incident_id),
@@ -108,7 +189,7 @@ _QUEUE_COLS = [
 ]
 
 
-def queue_panel(conn: Connection, top: int) -> list[dict[str, Any]]:
+def queue_panel(conn: Connection, top: int) -> list[WallIncident]:
     stmt = (
         select(*_QUEUE_COLS)
         .where(incident_queue.c.rank.is_not(None), incident_queue.c.state.in_(OPEN_STATES))
@@ -118,7 +199,7 @@ def queue_panel(conn: Connection, top: int) -> list[dict[str, Any]]:
     return _incident_rows(read_frame(conn, stmt))
 
 
-def alerts_panel(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+def alerts_panel(conn: Connection, now: datetime) -> list[WallIncident]:
     """Critical or VIP/enterprise incidents opened recently, newest first (at most five)."""
     stmt = (
         select(*_QUEUE_COLS)
@@ -138,7 +219,7 @@ def alerts_panel(conn: Connection, now: datetime) -> list[dict[str, Any]]:
     return _incident_rows(read_frame(conn, stmt))
 
 
-def money_panel(conn: Connection, currency: str) -> dict[str, Any]:
+def money_panel(conn: Connection, currency: str) -> Money:
     stmt = select(
         func.coalesce(func.sum(incident_queue.c.revenue_at_risk_per_hour), 0.0),
         func.count(),
@@ -148,7 +229,7 @@ def money_panel(conn: Connection, currency: str) -> dict[str, Any]:
     return {"rar": round(float(rar)), "incidents": int(n), "breached": int(breached), "currency": currency}
 
 
-_SITES_CACHE: dict[str, tuple[Any, dict[str, str]]] = {}
+_SITES_CACHE: dict[str, tuple[tuple[Any, ...], dict[str, str]]] = {}
 _SITES_LOCK = threading.Lock()
 
 
@@ -207,7 +288,7 @@ def sites_panel(conn: Connection) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def site_map_panel(conn: Connection) -> list[list[Any]]:
+def site_map_panel(conn: Connection) -> list[SitePosition]:
     """[id, name, lat, lon, region] of every site with a position: sent once, the screen keeps it and
     draws each region's outline and name around its sites."""
     region = select(func.max(regions.c.name)).where(regions.c.id == sites.c.region_id).scalar_subquery()
@@ -222,11 +303,11 @@ def site_map_panel(conn: Connection) -> list[list[Any]]:
     ]
 
 
-_KPI_CACHE: dict[tuple[str, int], tuple[Any, list[dict[str, Any]]]] = {}
+_KPI_CACHE: dict[tuple[str, int], tuple[tuple[Any, ...], list[KpiTile]]] = {}
 _KPI_LOCK = threading.Lock()
 
 
-def kpis_panel(conn: Connection, catalogue: Catalogue, currency: str = "EUR") -> list[dict[str, Any]]:
+def kpis_panel(conn: Connection, catalogue: Catalogue, currency: str = "EUR") -> list[KpiTile]:
     """The headline KPI tiles; re-read only after an evaluation pass changed ``kpi_status``."""
     mark = conn.execute(
         select(func.max(kpi_status.c.evaluated_at), func.count()).select_from(kpi_status)
@@ -242,8 +323,8 @@ def kpis_panel(conn: Connection, catalogue: Catalogue, currency: str = "EUR") ->
     return tiles
 
 
-def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[dict[str, Any]]:
-    out = []
+def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[KpiTile]:
+    out: list[KpiTile] = []
     for item in current(conn, catalogue, level="network", entity_id="all"):
         # Revenue at risk has its own live panel (the queue now); its hourly KPI would lag it.
         if not item.get("headline") or item.get("name") == "revenue_at_risk_per_hour":
@@ -262,10 +343,10 @@ def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[di
     return out
 
 
-def sources_panel(conn: Connection, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+def sources_panel(conn: Connection, settings: Settings, now: datetime) -> list[SourceFreshness]:
     enabled = settings.enabled_connectors
     statuses = health.source_statuses(enabled, queries.run_summaries(conn, now=now), now)
-    out = []
+    out: list[SourceFreshness] = []
     for row in statuses.to_dict("records"):
         if not row["enabled"]:
             continue
@@ -291,7 +372,7 @@ def sources_panel(conn: Connection, settings: Settings, now: datetime) -> list[d
     return out
 
 
-def stale_verdict(sources: list[dict[str, Any]]) -> dict[str, Any]:
+def stale_verdict(sources: list[SourceFreshness]) -> StaleVerdict:
     """Whether the wall must say DATA STALE, since when and why ("alarms source failing")."""
     bad = [s for s in sources if not s["fresh"]]
     if not bad:
@@ -308,15 +389,20 @@ def stale_verdict(sources: list[dict[str, Any]]) -> dict[str, Any]:
 
 def wall_state(
     store: Store, settings: Settings, catalogue: Catalogue, *, now: datetime, have: Mapping[str, str]
-) -> dict[str, Any]:
+) -> WallState:
     """Panels whose version differs from ``have``, every version, the staleness verdict and the time."""
     with store.connect() as conn:
-        panels: dict[str, Any] = {
-            "queue": queue_panel(conn, settings.wall.top),
-            "alerts": alerts_panel(conn, now),
-            "sites": cached_sites_panel(conn),
-            "money": money_panel(conn, settings.currency),
-            "sources": sources_panel(conn, settings, now),
+        queue = queue_panel(conn, settings.wall.top)
+        alerts = alerts_panel(conn, now)
+        site_states = cached_sites_panel(conn)
+        money = money_panel(conn, settings.currency)
+        sources = sources_panel(conn, settings, now)
+        panels: dict[str, Panel] = {
+            "queue": queue,
+            "alerts": alerts,
+            "sites": site_states,
+            "money": money,
+            "sources": sources,
         }
         try:
             panels["kpis"] = kpis_panel(conn, catalogue, settings.currency)
@@ -331,9 +417,9 @@ def wall_state(
     versions = {name: version(payload) for name, payload in panels.items()}
     versions["site_map"] = map_version
     changed = {name: payload for name, payload in panels.items() if have.get(name) != versions[name]}
-    _remember_sites(versions["sites"], panels["sites"])
+    _remember_sites(versions["sites"], site_states)
     if "sites" in changed and have.get("sites"):
-        delta = sites_delta(have["sites"], panels["sites"])
+        delta = sites_delta(have["sites"], site_states)
         if delta is not None:  # the screen's version is known: send what changed, not every site
             del changed["sites"]
             changed["sites_delta"] = delta
@@ -341,7 +427,7 @@ def wall_state(
         "now": now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",  # ms: the screen sets its clock by it
         "versions": versions,
         "panels": changed,
-        "stale": stale_verdict(panels["sources"]),
+        "stale": stale_verdict(sources),
         # While a fresh store is prepared: what step, how far along, how long still (else None).
         "preparing": prep if prep is not None and not prep["ready"] else None,
     }
@@ -361,7 +447,7 @@ def _remember_sites(ver: str, sites: dict[str, str]) -> None:
             del _SITES_SEEN[next(iter(_SITES_SEEN))]
 
 
-def sites_delta(base: str, sites: dict[str, str]) -> dict[str, Any] | None:
+def sites_delta(base: str, sites: dict[str, str]) -> SitesDelta | None:
     """{"base": version, "set": {site: status}, "clear": [site]} from ``base`` to ``sites``, or None."""
     with _SITES_LOCK:
         old = _SITES_SEEN.get(base)

@@ -46,6 +46,15 @@ from dashboard.pages import fmt_time, kpi_title, store_error
 from dashboard.privacy import PermissionDenied, Principal, unmask
 from dashboard.store.db import Store
 from dashboard.subscribers.story import experienced_kpis, subscriber_story
+from dashboard.subscribers.story_types import (
+    Churn,
+    KpiPoint,
+    ServingCell,
+    Story,
+    StoryIncident,
+    StoryTicket,
+    TimelineEvent,
+)
 
 
 def _title(subscriber_id: str | None = None, **_: Any) -> str:
@@ -102,9 +111,7 @@ def tab_from_query(tab: Any) -> str:
     return value if value in {t for t, _ in TABS} else DEFAULT_TAB
 
 
-def read_story(
-    store: Store, subscriber_id: str, principal: Principal, now: datetime
-) -> dict[str, Any] | None:
+def read_story(store: Store, subscriber_id: str, principal: Principal, now: datetime) -> Story | None:
     """The story as the page shows it: the catalogue's quality KPIs, masked for ``principal``."""
     catalogue = current_catalogue() if flask.has_app_context() else None
     kpis = experienced_kpis(catalogue) if catalogue is not None else None
@@ -141,7 +148,7 @@ def risk_level(risk: float | None) -> str:
     return "high" if risk >= HIGH_RISK else "medium" if risk >= MEDIUM_RISK else "low"
 
 
-def risk_badge(churn: Mapping[str, Any] | None) -> html.Span:
+def risk_badge(churn: Churn | None) -> html.Span:
     """Churn risk in figures and a word, coloured by level (never colour alone)."""
     risk = churn.get("risk") if churn else None
     level = risk_level(risk)
@@ -175,9 +182,10 @@ def _severity(severity: str) -> html.Span:
 # --- The header and the overview -----------------------------------------------------------------
 
 
-def header(story: Mapping[str, Any], may_unmask: bool) -> html.Div:
+def header(story: Story, may_unmask: bool) -> html.Div:
     """Who this is at a glance: masked MSISDN, plan, status, segment, VIP, account, churn risk."""
-    p, acc = story["profile"], story["account"] or {}
+    p = story["profile"]
+    acc: Mapping[str, Any] = story["account"] or {}  # no account: every account field reads as absent
     badges: list[Any] = [
         html.Span(_dash(p.get("plan")), className="vt-statebadge", title="plan"),
         html.Span(_dash(p.get("status")), className="vt-statebadge", title="status"),
@@ -245,8 +253,9 @@ def header(story: Mapping[str, Any], may_unmask: bool) -> html.Div:
     )
 
 
-def profile_card(story: Mapping[str, Any], currency: str) -> dbc.Card:
-    p, acc = story["profile"], story["account"] or {}
+def profile_card(story: Story, currency: str) -> dbc.Card:
+    p = story["profile"]
+    acc: Mapping[str, Any] = story["account"] or {}
     sla = acc.get("sla_restore_minutes")
     account: Any = "—"
     if acc.get("id"):
@@ -290,7 +299,7 @@ def profile_card(story: Mapping[str, Any], currency: str) -> dbc.Card:
     return _card("Profile", [record(fields), html.H3("Services", className="vt-subhead"), service_list])
 
 
-def churn_card(story: Mapping[str, Any]) -> dbc.Card:
+def churn_card(story: Story) -> dbc.Card:
     churn = story["churn"]
     if churn is None:
         return _card("Churn risk", _muted("Not scored yet: the churn model scores active lines every hour."))
@@ -309,7 +318,7 @@ def churn_card(story: Mapping[str, Any]) -> dbc.Card:
     )
 
 
-def timeline_list(events: Sequence[Mapping[str, Any]]) -> html.Ol | html.P:
+def timeline_list(events: Sequence[TimelineEvent]) -> html.Ol | html.P:
     """The timeline as words with a symbol, newest first; incident events link to the incident."""
     if not events:
         return _muted("Nothing recorded for this subscriber yet.")
@@ -337,7 +346,7 @@ def timeline_list(events: Sequence[Mapping[str, Any]]) -> html.Ol | html.P:
     return html.Ol(items + note, className="vt-timeline", reversed=True)
 
 
-def overview_tab(story: Mapping[str, Any], currency: str, now: datetime) -> list[Any]:
+def overview_tab(story: Story, currency: str, now: datetime) -> list[Any]:
     events = pd.DataFrame(story["timeline"], columns=["time", "kind", "title", "detail", "link"])
     start = pd.Timestamp(story["kpis"]["since"]).tz_localize(None).to_pydatetime()
     figure = story_timeline_figure(events, start=start, end=now + timedelta(hours=6))
@@ -367,7 +376,7 @@ def overview_tab(story: Mapping[str, Any], currency: str, now: datetime) -> list
 # --- Network, tickets, revenue, actions ----------------------------------------------------------
 
 
-def cells_table(cells: Sequence[Mapping[str, Any]]) -> html.Table | html.P:
+def cells_table(cells: Sequence[ServingCell]) -> html.Table | html.P:
     if not cells:
         return _muted("No serving cells recorded for this subscriber.")
     head = html.Thead(
@@ -392,7 +401,7 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> html.Table | html.P:
     return html.Table([head, body], className="table table-sm vt-table")
 
 
-def incident_list(incidents: Sequence[Mapping[str, Any]]) -> html.Ul | html.P:
+def incident_list(incidents: Sequence[StoryIncident]) -> html.Ul | html.P:
     """Incidents that hit the subscriber's cells, newest first, each opening the Incidents page."""
     if not incidents:
         return _muted("No incident has hit this subscriber's cells.")
@@ -424,7 +433,7 @@ def incident_list(incidents: Sequence[Mapping[str, Any]]) -> html.Ul | html.P:
     return html.Ul(items, className="vt-incidents")
 
 
-def kpi_panels(series: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, dict[str, float]]]:
+def kpi_panels(series: Sequence[KpiPoint]) -> list[tuple[str, str, dict[str, float]]]:
     """One (kpi, title, thresholds) per KPI in the story, in the catalogue's order."""
     present = list(dict.fromkeys(s["kpi"] for s in series))
     panels = []
@@ -440,7 +449,7 @@ def kpi_panels(series: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, dict
     return panels
 
 
-def network_tab(story: Mapping[str, Any]) -> list[Any]:
+def network_tab(story: Story) -> list[Any]:
     series = story["kpis"]["series"]
     df = pd.DataFrame(series, columns=["kpi", "period_start", "value", "cells"])
     step = {15: "15 minutes", 60: "hour", 1440: "day"}.get(story["kpis"]["step_minutes"], "period")
@@ -464,7 +473,7 @@ def network_tab(story: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-def ticket_list(tickets: Sequence[Mapping[str, Any]]) -> html.Ul | html.P:
+def ticket_list(tickets: Sequence[StoryTicket]) -> html.Ul | html.P:
     """Tickets with their notes, newest first; every text is a plain string child (never HTML)."""
     if not tickets:
         return _muted("No tickets from this subscriber or its account.")
@@ -513,7 +522,7 @@ def ticket_list(tickets: Sequence[Mapping[str, Any]]) -> html.Ul | html.P:
     return html.Ul(items, className="vt-tickets vt-tickets--full")
 
 
-def revenue_tab(story: Mapping[str, Any], currency: str) -> list[Any]:
+def revenue_tab(story: Story, currency: str) -> list[Any]:
     bills = pd.DataFrame(
         story["bills"], columns=["id", "period_start", "period_end", "amount", "currency", "state"]
     )
@@ -577,7 +586,7 @@ def revenue_tab(story: Mapping[str, Any], currency: str) -> list[Any]:
     ]
 
 
-def actions_tab(story: Mapping[str, Any]) -> list[Any]:
+def actions_tab(story: Story) -> list[Any]:
     offers: Any = (
         html.Ul(
             [
@@ -673,7 +682,7 @@ def not_found(subscriber_id: str) -> list[Any]:
     ]
 
 
-def tab_body(story: Mapping[str, Any], tab: str, *, currency: str, now: datetime) -> list[Any]:
+def tab_body(story: Story, tab: str, *, currency: str, now: datetime) -> list[Any]:
     """The content of one tab; only the tab shown is built (each is a figure or two of work)."""
     if tab == "network":
         return network_tab(story)
@@ -686,9 +695,7 @@ def tab_body(story: Mapping[str, Any], tab: str, *, currency: str, now: datetime
     return overview_tab(story, currency, now)
 
 
-def story_view(
-    story: Mapping[str, Any], *, tab: str, may_unmask: bool, currency: str, now: datetime
-) -> list[Any]:
+def story_view(story: Story, *, tab: str, may_unmask: bool, currency: str, now: datetime) -> list[Any]:
     """The whole page for one story: the header (with every personal field), the tabs, the tab shown."""
     return [
         header(story, may_unmask),

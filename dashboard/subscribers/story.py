@@ -18,16 +18,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlencode
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Select, Subquery, func, literal_column, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.kpis import Catalogue
-from dashboard.privacy import BUSINESS_SEGMENTS, PERSONAL_FIELDS, Principal, protect
+from dashboard.privacy import BUSINESS_SEGMENTS, Principal, protect
 from dashboard.store.schema import (
     accounts,
     audit,
@@ -48,6 +49,27 @@ from dashboard.store.schema import (
     ticket_status_changes,
     tickets,
     usage,
+)
+from dashboard.subscribers.story_types import (
+    Account,
+    Action,
+    Bill,
+    Churn,
+    ChurnDriver,
+    ChurnEvent,
+    KpiPoint,
+    Offer,
+    Profile,
+    Service,
+    ServingCell,
+    StatusChange,
+    Story,
+    StoryIncident,
+    StoryParts,
+    StoryTicket,
+    TicketNote,
+    TimelineEvent,
+    UsageRow,
 )
 
 #: The most rows of each history list (tickets, bills, incidents, actions...) a story carries.
@@ -126,18 +148,24 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _rows(conn: Connection, stmt: Any) -> list[dict[str, Any]]:
+#: A row as the database returned it: its cells are whatever the driver read, checked where used.
+Row = dict[str, Any]
+M = TypeVar("M", bound=Mapping[str, Any])
+
+
+def _rows(conn: Connection, stmt: Select[Any]) -> list[Row]:
     return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
-def _latest(rows: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+def _latest(rows: list[Row], key: str) -> Row | None:
     """Of one record kept by several sources, the one stored last."""
     if not rows:
         return None
     return max(rows, key=lambda r: (r.get(key) is not None, r.get(key) or datetime.min))
 
 
-def _unique(rows: Iterable[dict[str, Any]], key: str = "id") -> list[dict[str, Any]]:
+def _unique(rows: Iterable[M], key: str = "id") -> list[M]:
+    """The first of the rows (or records) that share one ``key``, in order."""
     seen: set[Any] = set()
     out = []
     for r in rows:
@@ -150,7 +178,7 @@ def _unique(rows: Iterable[dict[str, Any]], key: str = "id") -> list[dict[str, A
 # --- The parts ---------------------------------------------------------------------------------
 
 
-def _profile(conn: Connection, subscriber_id: str, now: datetime) -> dict[str, Any] | None:
+def _profile(conn: Connection, subscriber_id: str, now: datetime) -> Profile | None:
     s = subscribers
     row = _latest(
         _rows(
@@ -188,7 +216,7 @@ def _profile(conn: Connection, subscriber_id: str, now: datetime) -> dict[str, A
     }
 
 
-def _account(conn: Connection, account_id: str | None) -> dict[str, Any] | None:
+def _account(conn: Connection, account_id: str | None) -> Account | None:
     if not account_id:
         return None
     a = accounts
@@ -245,11 +273,11 @@ def _account(conn: Connection, account_id: str | None) -> dict[str, Any] | None:
     }
 
 
-def _services(conn: Connection, subscriber_id: str, account_id: str | None) -> list[dict[str, Any]]:
+def _services(conn: Connection, subscriber_id: str, account_id: str | None) -> list[Service]:
     sv = services
     cols = (sv.c.id, sv.c.name, sv.c.kind, sv.c.status)
     line = _rows(conn, select(*cols).where(sv.c.subscriber_id == subscriber_id).order_by(sv.c.name, sv.c.id))
-    out = [r | {"level": "line"} for r in line]
+    out = [_service(r, "line") for r in line]
     if account_id:
         # Services of the account as a whole (a private APN, a fixed link) reach every line.
         shared = _rows(
@@ -259,11 +287,15 @@ def _services(conn: Connection, subscriber_id: str, account_id: str | None) -> l
             .order_by(sv.c.name, sv.c.id)
             .limit(HISTORY_LIMIT),
         )
-        out += [r | {"level": "account"} for r in shared]
+        out += [_service(r, "account") for r in shared]
     return _unique(out)
 
 
-def _serving_cells(subscriber_id: str) -> Any:
+def _service(r: Row, level: Literal["line", "account"]) -> Service:
+    return {"id": r["id"], "name": r["name"], "kind": r["kind"], "status": r["status"], "level": level}
+
+
+def _serving_cells(subscriber_id: str) -> Subquery:
     """The subscriber's cells with their share of its traffic (one row per cell, whatever the source)."""
     sc = subscriber_cells
     return (
@@ -274,7 +306,7 @@ def _serving_cells(subscriber_id: str) -> Any:
     )
 
 
-def _cells(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+def _cells(conn: Connection, subscriber_id: str) -> list[ServingCell]:
     serving = _serving_cells(subscriber_id)
     rows = _rows(
         conn,
@@ -296,7 +328,20 @@ def _cells(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
         )
         .order_by(serving.c.share.desc(), serving.c.cell_id),
     )
-    return [r | {"share": _num(r["share"])} for r in _unique(rows, "cell_id")]
+    return [
+        {
+            "cell_id": r["cell_id"],
+            "share": _num(r["share"]),
+            "name": r["name"],
+            "technology": r["technology"],
+            "band": r["band"],
+            "site_id": r["site_id"],
+            "site": r["site"],
+            "region_id": r["region_id"],
+            "region": r["region"],
+        }
+        for r in _unique(rows, "cell_id")
+    ]
 
 
 def _bucket(conn: Connection, column: ColumnElement[Any], step: int) -> ColumnElement[Any]:
@@ -325,7 +370,7 @@ def _experienced_kpis(
     until: datetime,
     step: int,
     kpis: Sequence[str] | None,
-) -> list[dict[str, Any]]:
+) -> list[KpiPoint]:
     """Per KPI and period: the serving cells' values weighted by the share of the subscriber's
     traffic on each, ``sum(share * value) / sum(share)`` over the cells that reported."""
     stmt = experienced_kpis_statement(conn, subscriber_id, since=since, until=until, step=step, kpis=kpis)
@@ -343,7 +388,7 @@ def experienced_kpis_statement(
     until: datetime,
     step: int,
     kpis: Sequence[str] | None,
-) -> Any:
+) -> Select[Any]:
     """The one aggregate query of :func:`_experienced_kpis` (public so benchmarks can EXPLAIN it):
     keyed by the subscriber's cells, so it reads only their samples in the window."""
     serving = _serving_cells(subscriber_id)
@@ -372,7 +417,17 @@ def experienced_kpis_statement(
     return stmt
 
 
-def _incidents(conn: Connection, shares: Mapping[str, float]) -> list[dict[str, Any]]:
+@dataclass
+class _Hit:
+    """One incident's rows summed over the subscriber's cells it degraded."""
+
+    row: Row
+    cells: list[str] = field(default_factory=list)
+    degraded_share: float = 0.0
+    impact: float = 0.0
+
+
+def _incidents(conn: Connection, shares: Mapping[str, float]) -> list[StoryIncident]:
     """Incidents of the correlation engine whose affected cells serve the subscriber, newest first.
 
     ``impact`` is the share of the subscriber's traffic degraded: sum over its cells of
@@ -398,43 +453,33 @@ def _incidents(conn: Connection, shares: Mapping[str, float]) -> list[dict[str, 
         .where(ic.c.cell_id.in_(list(shares)))
         .order_by(i.c.opened_at.desc(), ic.c.incident_id),
     )
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, _Hit] = {}
     for r in rows:
-        inc = found.setdefault(
-            r["incident_id"],
-            {
-                "id": r["incident_id"],
-                "title": r["title"],
-                "severity": r["severity"],
-                "state": r["state"],
-                "opened_at": r["opened_at"],
-                "resolved_at": r["resolved_at"],
-                "merged_into": r["merged_into"],
-                "cells": [],
-                "degraded_share": 0.0,
-                "impact": 0.0,
-            },
-        )
+        hit = found.setdefault(r["incident_id"], _Hit(r))
         degraded = float(r["degraded_share"] or 0.0)
-        inc["cells"].append(r["cell_id"])
-        inc["degraded_share"] = max(inc["degraded_share"], degraded)
-        inc["impact"] += shares.get(r["cell_id"], 0.0) * degraded
-    out = sorted(found.values(), key=lambda x: (x["opened_at"], x["id"]), reverse=True)[:HISTORY_LIMIT]
+        hit.cells.append(r["cell_id"])
+        hit.degraded_share = max(hit.degraded_share, degraded)
+        hit.impact += shares.get(r["cell_id"], 0.0) * degraded
+    newest = sorted(found.values(), key=lambda h: (h.row["opened_at"], h.row["incident_id"]), reverse=True)
     return [
-        inc
-        | {
-            "opened_at": _iso(inc["opened_at"]),
-            "resolved_at": _iso(inc["resolved_at"]),
-            "cells": sorted(set(inc["cells"])),
-            "degraded_share": _num(inc["degraded_share"]),
-            "impact": _num(min(inc["impact"], 1.0)),
-            "link": incident_link(inc["id"]),
+        {
+            "id": h.row["incident_id"],
+            "title": h.row["title"],
+            "severity": h.row["severity"],
+            "state": h.row["state"],
+            "opened_at": _iso(h.row["opened_at"]),
+            "resolved_at": _iso(h.row["resolved_at"]),
+            "merged_into": h.row["merged_into"],
+            "cells": sorted(set(h.cells)),
+            "degraded_share": _num(h.degraded_share),
+            "impact": _num(min(h.impact, 1.0)),
+            "link": incident_link(h.row["incident_id"]),
         }
-        for inc in out
+        for h in newest[:HISTORY_LIMIT]
     ]
 
 
-def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> list[dict[str, Any]]:
+def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> list[StoryTicket]:
     """The line's tickets and the account's tickets not about one line, newest first, with notes."""
     t = tickets
     cols = (
@@ -472,8 +517,8 @@ def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> li
         ]
     found = sorted(_unique(found), key=lambda r: (r["created_at"], r["id"]), reverse=True)[:HISTORY_LIMIT]
     ids = [r["id"] for r in found]
-    notes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    changes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    notes: dict[str, list[TicketNote]] = {i: [] for i in ids}
+    changes: dict[str, list[StatusChange]] = {i: [] for i in ids}
     if ids:
         n = ticket_notes
         for r in _unique(
@@ -527,7 +572,7 @@ def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> li
     ]
 
 
-def _bills(conn: Connection, account_id: str | None) -> list[dict[str, Any]]:
+def _bills(conn: Connection, account_id: str | None) -> list[Bill]:
     if not account_id:
         return []
     b = bills
@@ -539,18 +584,20 @@ def _bills(conn: Connection, account_id: str | None) -> list[dict[str, Any]]:
         .limit(BILLS_LIMIT),
     )
     return [
-        r
-        | {
+        {
+            "id": r["id"],
             "period_start": _iso(r["period_start"]),
             "period_end": _iso(r["period_end"]),
             "amount": _num(r["amount"], 2),
+            "currency": r["currency"],
+            "state": r["state"],
             "issued_at": _iso(r["issued_at"]),
         }
         for r in sorted(_unique(rows), key=lambda r: (r["period_start"], r["id"]))
     ]
 
 
-def _usage(conn: Connection, subscriber_id: str, now: datetime) -> list[dict[str, Any]]:
+def _usage(conn: Connection, subscriber_id: str, now: datetime) -> list[UsageRow]:
     """The line's usage summed per period and type (quantity in its unit, and what it was charged)."""
     u = usage
     rows = _rows(
@@ -570,9 +617,11 @@ def _usage(conn: Connection, subscriber_id: str, now: datetime) -> list[dict[str
         .order_by(u.c.period_start, u.c.usage_type),
     )
     return [
-        r
-        | {
+        {
             "period_start": _iso(r["period_start"]),
+            "usage_type": r["usage_type"],
+            "unit": r["unit"],
+            "currency": r["currency"],
             "quantity": _num(r["quantity"], 3),
             "amount": _num(r["amount"], 2),
         }
@@ -580,7 +629,7 @@ def _usage(conn: Connection, subscriber_id: str, now: datetime) -> list[dict[str
     ]
 
 
-def _drivers(text: str | None) -> list[dict[str, Any]]:
+def _drivers(text: str | None) -> list[ChurnDriver]:
     """Churn drivers stored as JSON text; anything unreadable is no drivers, never an error."""
     if not text:
         return []
@@ -588,7 +637,7 @@ def _drivers(text: str | None) -> list[dict[str, Any]]:
         items = json.loads(text)
     except ValueError:
         return []
-    out = []
+    out: list[ChurnDriver] = []
     for d in items if isinstance(items, list) else []:
         if isinstance(d, dict) and d.get("feature"):
             value = d.get("value")
@@ -602,7 +651,7 @@ def _drivers(text: str | None) -> list[dict[str, Any]]:
     return out
 
 
-def _churn(conn: Connection, subscriber_id: str) -> dict[str, Any] | None:
+def _churn(conn: Connection, subscriber_id: str) -> Churn | None:
     s = subscriber_signals
     row = _latest(_rows(conn, select(s).where(s.c.subscriber_id == subscriber_id)), "scored_at")
     if row is None:
@@ -618,7 +667,7 @@ def _churn(conn: Connection, subscriber_id: str) -> dict[str, Any] | None:
     }
 
 
-def _churn_events(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+def _churn_events(conn: Connection, subscriber_id: str) -> list[ChurnEvent]:
     c = churn_events
     rows = _rows(
         conn,
@@ -627,10 +676,13 @@ def _churn_events(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
         .order_by(c.c.occurred_at.desc(), c.c.id)
         .limit(HISTORY_LIMIT),
     )
-    return [r | {"occurred_at": _iso(r["occurred_at"]), "reason": _text(r["reason"])} for r in _unique(rows)]
+    return [
+        {"id": r["id"], "occurred_at": _iso(r["occurred_at"]), "reason": _text(r["reason"])}
+        for r in _unique(rows)
+    ]
 
 
-def _offers(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+def _offers(conn: Connection, subscriber_id: str) -> list[Offer]:
     o = offer_events
     rows = _rows(
         conn,
@@ -639,10 +691,18 @@ def _offers(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
         .order_by(o.c.occurred_at.desc(), o.c.id)
         .limit(HISTORY_LIMIT),
     )
-    return [r | {"offer": _text(r["offer"]), "occurred_at": _iso(r["occurred_at"])} for r in _unique(rows)]
+    return [
+        {
+            "id": r["id"],
+            "offer": _text(r["offer"]),
+            "outcome": r["outcome"],
+            "occurred_at": _iso(r["occurred_at"]),
+        }
+        for r in _unique(rows)
+    ]
 
 
-def _actions(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
+def _actions(conn: Connection, subscriber_id: str) -> list[Action]:
     """What people did about this subscriber, from the audit log (unmasking included), newest first."""
     a = audit
     # The latest records by id, not by time: with an index on (target_type, target_id) the rows come
@@ -672,11 +732,14 @@ def _actions(conn: Connection, subscriber_id: str) -> list[dict[str, Any]]:
 
 def _event(
     time: str | None, kind: str, title: str, detail: str = "", link: str | None = None
-) -> dict[str, Any]:
+) -> TimelineEvent | None:
+    """The event, or None when it has no time: the timeline holds dated events only."""
+    if not time:
+        return None
     return {"time": time, "kind": kind, "title": title, "detail": detail, "link": link}
 
 
-def _join(*parts: Any) -> str:
+def _join(*parts: object) -> str:
     return " · ".join(str(p) for p in parts if p not in (None, ""))
 
 
@@ -684,14 +747,12 @@ def _pct(value: float | None) -> str | None:
     return None if value is None else f"{value * 100:.0f}%"
 
 
-def timeline(story: Mapping[str, Any]) -> list[dict[str, Any]]:
+def timeline(story: StoryParts) -> list[TimelineEvent]:
     """Every dated event of the story on one list, oldest first: time, kind, title, detail, link."""
-    events: list[dict[str, Any]] = []
+    events: list[TimelineEvent | None] = []
     profile = story["profile"]
-    if profile.get("activated_at"):
-        events.append(
-            _event(profile["activated_at"], "activated", "Line activated", _join(profile.get("plan")))
-        )
+    if profile["activated_at"]:
+        events.append(_event(profile["activated_at"], "activated", "Line activated", _join(profile["plan"])))
     for inc in story["incidents"]:
         detail = _join(
             inc["severity"],
@@ -741,7 +802,7 @@ def timeline(story: Mapping[str, Any]) -> list[dict[str, Any]]:
         events.append(_event(c["occurred_at"], "churn", "Churned", _join(c["reason"])))
     for a in story["actions"]:
         events.append(_event(a["at"], "action", a["action"], _join(f"by {a['actor']}")))
-    dated = [e for e in events if e["time"]]
+    dated = [e for e in events if e is not None]
     return sorted(dated, key=lambda e: (e["time"], e["kind"], e["title"]))
 
 
@@ -756,7 +817,7 @@ def subscriber_story(
     now: datetime,
     days: int = 30,
     kpis: Sequence[str] | None = None,
-) -> dict[str, Any] | None:
+) -> Story | None:
     """Everything known about one subscriber, masked for ``principal``; None when there is none.
 
     ``days`` is the window of the experienced KPIs; ``kpis`` names the KPIs to read (all the cells
@@ -771,7 +832,7 @@ def subscriber_story(
     shares = {c["cell_id"]: float(c["share"] or 0.0) for c in serving}
     step = kpi_step_minutes(days)
     since = now - timedelta(days=days)
-    story: dict[str, Any] = {
+    parts: StoryParts = {
         "id": profile["id"],
         "link": subscriber_link(profile["id"]),
         "as_of": _iso(now),
@@ -797,16 +858,27 @@ def subscriber_story(
         "offers": _offers(conn, subscriber_id),
         "actions": _actions(conn, subscriber_id),
     }
-    story["timeline"] = timeline(story)
-    return story
+    return {**parts, "timeline": timeline(parts)}
 
 
-def reveal(story: dict[str, Any], clear: Mapping[str, Any]) -> dict[str, Any]:
+def reveal(story: Story, clear: Mapping[str, Any]) -> Story:
     """The story with the clear values :func:`dashboard.privacy.unmask` gave in place of the masked ones."""
-    out = dict(story)
-    out["profile"] = story["profile"] | {"msisdn": clear.get("msisdn")}
-    if story.get("account") is not None:
-        contacts = {k: clear.get(k) for k in PERSONAL_FIELDS if k != "msisdn"}
-        out["account"] = story["account"] | contacts
-    out["privacy"] = story["privacy"] | {"masked": False}
+    out = story.copy()
+    profile = story["profile"].copy()
+    profile["msisdn"] = clear.get("msisdn")
+    out["profile"] = profile
+    account = story["account"]
+    if account is not None:
+        # Field by field, so each is checked against Account: a field added to PERSONAL_FIELDS in
+        # dashboard.privacy stays masked until it is named here too. An account known only by its
+        # lines gains the keys.
+        revealed = account.copy()
+        revealed["contact_name"] = clear.get("contact_name")
+        revealed["contact_email"] = clear.get("contact_email")
+        revealed["contact_phone"] = clear.get("contact_phone")
+        revealed["contact_address"] = clear.get("contact_address")
+        out["account"] = revealed
+    privacy = story["privacy"].copy()
+    privacy["masked"] = False
+    out["privacy"] = privacy
     return out
