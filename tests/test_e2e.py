@@ -217,7 +217,9 @@ def test_the_first_minutes_show_a_living_operator(
         WebDriverWait(driver, 30).until(
             ec.presence_of_element_located((By.CSS_SELECTOR, "#linkage-tree .main-svg"))
         )
-        WebDriverWait(driver, 30).until(lambda d: "→" in d.find_element(By.ID, "linkage-table").text)
+        WebDriverWait(driver, 30).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#linkage-table .vt-link-row"))
+        )
         assert "No measured links yet" not in driver.find_element(By.ID, "linkage-tree").text
 
     # The story keeps several incidents active: one with an SLA clock on enterprise lines.

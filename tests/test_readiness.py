@@ -3,13 +3,17 @@ and the periodic jobs start only when it is ready."""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 
 from dashboard import readiness
+from dashboard.cli import main
 from dashboard.config import settings_from_mapping
 from dashboard.readiness import Preparation
 from dashboard.scheduler import ConnectorJobs, builtin_jobs
@@ -148,3 +152,26 @@ def test_a_fresh_store_is_prepared_in_order_then_the_periodic_jobs_start(sqlite_
     # Then the periodic jobs are scheduled; connectors read again one interval later, not at once.
     jobs_now = {j.id: j for j in scheduler.get_jobs()}
     assert {"connector:sim", "incident-queue", "kpi-evaluation", "kpi-linkage"} <= set(jobs_now)
+
+
+@pytest.mark.slow
+def test_vantage_simulate_prepares_the_store_with_progress_on_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    caplog.set_level(logging.INFO, logger="dashboard.scheduler")
+    code = main(["--database-url", url, "simulate", "--subscribers", "1000", "--days", "3", "--story"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and report["failed"] == []
+    assert report["options"]["story"] is True and report["options"]["days"] == 3
+    assert list(report["steps"]) == [key for key, _, _ in readiness.STEPS]
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("step 1 of 7" in line for line in lines) and any("step 7 of 7" in line for line in lines)
+    store = Store(url)
+    try:
+        with store.connect() as conn:
+            prep = readiness.read(conn)
+            assert prep is not None and prep.ready
+            assert conn.execute(select(func.count()).select_from(incident_queue)).scalar_one() > 0
+    finally:
+        store.dispose()
