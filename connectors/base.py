@@ -108,6 +108,9 @@ class PushRoute:
     path: str
     handler: Callable[[PushRequest], PushResponse]
     methods: tuple[str, ...] = ("POST",)
+    #: The web server stops reading a body at this size and answers 413: a sender cannot make the
+    #: process hold more than this in memory.
+    max_body_bytes: int = 10 * 1024 * 1024
 
 
 class ConnectorOptions(BaseModel):

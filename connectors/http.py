@@ -539,7 +539,9 @@ class HttpClient:
             if attempt >= self.retry.attempts:
                 raise RetriesExhausted(
                     f"{shown}: {problem} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})",
-                    retry_after_s=retry_after if retry_after is not None else self._backoff(attempt),
+                    # Only the source's own Retry-After travels up: the scheduler has its own backoff,
+                    # and this client's short in-run delays would make it retry in a storm.
+                    retry_after_s=retry_after,
                     status=last_status,
                 )
             delay = retry_after if retry_after is not None else self._backoff(attempt)

@@ -114,11 +114,21 @@ class PmXmlOptions(ConnectorOptions):
     #: Suspect values: quarantine them (default, visible to operators) or drop them silently.
     suspect: Literal["quarantine", "skip"] = "quarantine"
     batch_size: int = Field(default=100_000, ge=1)
+    #: Work bounded per file: a file larger than this, one whose parse takes longer, or one in which
+    #: no element ends for ``max_token_bytes`` (a 100 MB comment) is quarantined with the reason and
+    #: marked read, never parsed again and again.
+    max_file_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    max_parse_s: float = Field(default=300.0, gt=0)
+    max_token_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     min_age_s: float = Field(default=0.0, ge=0)
     remember: int = Field(default=10_000, ge=1)
 
 
 # --- parsing -------------------------------------------------------------------------------
+
+
+#: Bytes handed to the XML parser at a time (parse time and the token bound are checked between).
+PARSE_CHUNK = 1024 * 1024
 
 
 class PmFileError(VantageError, ValueError):
@@ -151,6 +161,11 @@ class ParsedFile:
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag.split(":")[-1]
+
+
+def _ended(parser: ET.XMLPullParser[ET.Element]) -> list[ET.Element]:
+    """The elements the parser has seen end since it was last asked."""
+    return [item[-1] for item in parser.read_events() if isinstance(item[-1], ET.Element)]
 
 
 class PmParser:
@@ -194,20 +209,45 @@ class PmParser:
         out = ParsedFile()
         begin: datetime | None = None
         saw_root = False
+        opts = self.options
+        started = time.monotonic()
+        fh = open(source, "rb") if isinstance(source, str | Path) else source  # noqa: SIM115
+        parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("end",))
+        since_event = 0
         try:
-            for _event, elem in ET.iterparse(source, events=("end",)):
-                tag = _local(elem.tag)
-                if tag == "measCollec" and begin is None and elem.get("beginTime"):
-                    begin = parse_time(elem.get("beginTime", ""))
-                elif tag == "measInfo":
-                    self._meas_info(elem, begin, name, out)
-                    elem.clear()
-                elif tag == "measCollecFile":
-                    saw_root = True
+            while True:
+                chunk = fh.read(PARSE_CHUNK)
+                if not chunk:
+                    parser.close()
+                    events = _ended(parser)
+                else:
+                    parser.feed(chunk)
+                    events = _ended(parser)
+                    since_event = 0 if events else since_event + len(chunk)
+                    if since_event > opts.max_token_bytes:
+                        raise PmFileError(
+                            f"no element ends within {opts.max_token_bytes:,} bytes (one huge token): refused"
+                        )
+                    if time.monotonic() - started > opts.max_parse_s:
+                        raise PmFileError(f"parsing took longer than {opts.max_parse_s:g} s: refused")
+                for elem in events:
+                    tag = _local(elem.tag)
+                    if tag == "measCollec" and begin is None and elem.get("beginTime"):
+                        begin = parse_time(elem.get("beginTime", ""))
+                    elif tag == "measInfo":
+                        self._meas_info(elem, begin, name, out)
+                        elem.clear()
+                    elif tag == "measCollecFile":
+                        saw_root = True
+                if not chunk:
+                    break
         except ET.ParseError as err:
             raise PmFileError(f"not well-formed XML: {err}") from None
         except ValueError as err:
             raise PmFileError(str(err)) from None
+        finally:
+            if fh is not source:
+                fh.close()
         if not saw_root:
             raise PmFileError("no measCollecFile element (not a 3GPP TS 32.435 file)")
         return out
@@ -349,6 +389,11 @@ class PmXmlConnector(Connector[PmXmlOptions]):
         )
         for path, fp in todo:
             try:
+                size = path.stat().st_size
+                if size > self.options.max_file_bytes:
+                    raise PmFileError(
+                        f"{size:,} bytes, over max_file_bytes ({self.options.max_file_bytes:,}): refused"
+                    )
                 with path.open("rb") as fh:
                     parsed = self.parser.parse(fh, path.name)
             except (PmFileError, OSError) as err:

@@ -447,7 +447,11 @@ class VesConnector(Connector[VesOptions]):
         raise FatalError("the VES connector only receives pushed events; it has no stream to read")
 
     def push_routes(self) -> list[PushRoute]:
-        return [PushRoute(EVENT_ROUTE, self.handle_event), PushRoute(BATCH_ROUTE, self.handle_batch)]
+        limit = self.options.max_body_bytes
+        return [
+            PushRoute(EVENT_ROUTE, self.handle_event, max_body_bytes=limit),
+            PushRoute(BATCH_ROUTE, self.handle_batch, max_body_bytes=limit),
+        ]
 
     def handle_event(self, request: PushRequest) -> PushResponse:
         return self._handle(request, "event")
@@ -475,6 +479,8 @@ class VesConnector(Connector[VesOptions]):
             doc = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as err:
             return _refused(400, f"body is not valid JSON: {err}", request.body[:1_000_000])
+        except RecursionError:
+            return _refused(400, "body is nested too deeply to be an event", request.body[:65536])
         if not isinstance(doc, dict) or key not in doc:
             other, route = ("eventList", BATCH_ROUTE) if key == "event" else ("event", EVENT_ROUTE)
             hint = f" (post {other} to {route})" if isinstance(doc, dict) and other in doc else ""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,15 @@ import dash
 import dash_bootstrap_components as dbc
 import flask
 from dash import Input, Output, State, dcc, html
+from dash.exceptions import DashException
+from sqlalchemy.exc import (
+    DataError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
+from werkzeug.exceptions import HTTPException
 
 from dashboard import api, ids, queries, readiness
 from dashboard.config import Settings
@@ -19,7 +30,7 @@ from dashboard.context import REFRESH_MS, Context, install
 from dashboard.ingest.runner import Ingestor
 from dashboard.pages import PAGE_MODULES, fmt_count, fmt_money, fmt_time
 from dashboard.push import mount_push_routes
-from dashboard.store.db import Store
+from dashboard.store.db import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +81,74 @@ def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> d
             return flask.redirect("/wall" + (f"?{query}" if query else ""), code=302)
         return None
 
+    guard_callbacks(app.server)
     api.register(app.server)
     # Listener endpoints of connectors whose sources push (TMF hubs, VES): /push/<name>/...
-    mount_push_routes(app.server, ctx.settings, Ingestor(ctx.store, clock=ctx.clock))
+    mount_push_routes(
+        app.server, ctx.settings, Ingestor(ctx.store, clock=ctx.clock, limits=ctx.settings.ingest)
+    )
     return app
+
+
+# --- Callbacks under malformed requests ------------------------------------------------------
+
+#: What a callback raises when its request was malformed (a string where a number belongs, a field
+#: missing, a dict for a string, a value past what the store takes): the request's fault, a 400.
+MALFORMED_CALLBACK = (
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    DataError,
+    DashException,  # outputs or inputs that do not match the callback they name
+)
+
+
+def guard_callbacks(server: flask.Flask) -> None:
+    """Dash's callback route answers JSON 400 to a request its callback could not use, 503 when the
+    store cannot answer, and never a bare 500 for the sender's mistakes (both are logged)."""
+    for rule in server.url_map.iter_rules():
+        if rule.rule.endswith("_dash-update-component"):
+            server.view_functions[rule.endpoint] = _guarded(server.view_functions[rule.endpoint])
+
+
+def _guarded(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except HTTPException:
+            raise
+        except MALFORMED_CALLBACK as err:
+            log.warning("callback request could not be used: %s: %s", type(err).__name__, err, exc_info=True)
+            return flask.jsonify({"error": f"malformed callback request ({type(err).__name__})"}), 400
+        except OperationalError as err:
+            if "too complex" in str(err) or "too big" in str(err):  # a pattern SQLite will not take
+                return flask.jsonify({"error": "a value of the request is too large to search for"}), 400
+            return _store_down(err)
+        except StatementError as err:
+            if (
+                isinstance(err, InterfaceError)
+                or isinstance(err.orig, MALFORMED_CALLBACK)
+                or "binding parameter" in str(err)
+            ):
+                # A value the driver cannot bind (a dict, an integer past 64 bits): the request's fault.
+                log.warning("callback request could not be used: %s", err.orig or err)
+                return flask.jsonify({"error": "malformed callback request (a value cannot be used)"}), 400
+            return _store_down(err)
+        except (SQLAlchemyError, StoreError) as err:
+            return _store_down(err)
+
+    return guarded
+
+
+def _store_down(err: Exception) -> tuple[flask.Response, int]:
+    log.warning("callback: the store could not answer: %s", type(err).__name__)
+    response = flask.jsonify({"error": "the store could not be read; try again"})
+    response.headers["Retry-After"] = "5"
+    return response, 503
 
 
 # --- Shell ---------------------------------------------------------------------------------

@@ -82,12 +82,33 @@ class SchedulerConfig(_Strict):
     #: from `retry_initial_s` up to `retry_max_s` (or follows the source's Retry-After).
     retry_initial_s: float = Field(default=10.0, gt=0)
     retry_max_s: float = Field(default=600.0, gt=0)
+    #: Each delay is spread by up to this fraction either way, so sources that failed together
+    #: are not retried together.
+    retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    #: After this many transient failures in a row the circuit opens: one attempt every
+    #: `retry_max_s` until the source answers, and the Sources page and /healthz say so.
+    circuit_after: int = Field(default=5, ge=1)
     #: How often the incident queue is re-correlated, re-measured and re-ranked.
     queue_refresh_s: float = Field(default=30.0, gt=0)
     #: How often KPI roll-ups and statuses are brought up to date (dashboard.kpi_eval.evaluate).
     kpi_refresh_s: float = Field(default=300.0, gt=0)
     #: How often the links between KPIs are re-measured (dashboard.linkage: 30 days of daily data).
     linkage_refresh_s: float = Field(default=21600.0, gt=0)
+
+
+class IngestConfig(_Strict):
+    """What ingest refuses whatever the connector: times no clock could have written."""
+
+    #: A record time later than now plus this (a source's clock may run a little ahead) is
+    #: quarantined, so it can neither be stored as fact nor move an incremental cursor.
+    max_future_s: float = Field(default=3600.0, alias="max_future", ge=0)
+    #: A record time before this (an epoch-zero sentinel, a default date) is quarantined.
+    earliest: datetime = datetime(1990, 1, 1)
+
+    @field_validator("max_future_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
 
 
 class SecurityConfig(_Strict):
@@ -149,6 +170,7 @@ class Settings(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     wall: WallConfig = Field(default_factory=WallConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     #: Where the settings came from, for messages; not read from the file.
     config_file: str | None = Field(default=None, exclude=True)

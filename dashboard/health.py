@@ -17,6 +17,8 @@ FRESH_INTERVALS = 2.0
 
 FRESH, STALE, NEVER, UNKNOWN = "fresh", "stale", "never", "unknown"
 HEALTHY, RETRYING, FAILING, RUNNING, NEVER_RUN = "healthy", "retrying", "failing", "running", "never run"
+#: The status of a run its process died in (dashboard.ingest.runner.abandon_runs).
+ABANDONED_STATUS = "abandoned"
 
 STATUS_COLUMNS = [
     "connector",
@@ -76,6 +78,8 @@ def source_state(last_status: str | None, retriable: bool | None) -> str:
         return RUNNING
     if last_status == "failed":
         return RETRYING if retriable else FAILING
+    if last_status == ABANDONED_STATUS:
+        return RETRYING  # cut short by a stopped process: the next run reads again from its cursor
     return HEALTHY
 
 

@@ -24,6 +24,13 @@ def handle_push(ingestor: Ingestor, connector: str, route: PushRoute, req: PushR
     """Run a route's handler and ingest what it returns; never raises."""
     try:
         resp = route.handler(req)
+    except RecursionError:  # JSON nested deeper than any parser should follow: the sender's fault
+        reason = "body nested too deeply"
+        resp = PushResponse(
+            status=400,
+            body={"code": "400", "reason": reason},
+            batches=[Batch(kind="unknown", rejects=[Reject(raw=req.body[:65536], reason=reason)])],
+        )
     except Exception as err:  # a handler bug must not lose the event
         log.exception("push handler %s%s failed", connector, route.path)
         resp = PushResponse(
@@ -51,14 +58,44 @@ def handle_push(ingestor: Ingestor, connector: str, route: PushRoute, req: PushR
     return resp
 
 
+READ_CHUNK = 64 * 1024
+
+
+def read_bounded(limit: int) -> bytes | None:
+    """The request body, read in chunks; None as soon as it is longer than ``limit`` (a declared
+    Content-Length over the limit is refused before reading anything)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    stream = request.stream
+    while True:
+        chunk = stream.read(READ_CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+
+
 def _view(ingestor: Ingestor, connector: str, route: PushRoute) -> Callable[[], Any]:
     def view() -> Any:
-        req = PushRequest(
-            path=route.path,
-            body=request.get_data(cache=False),
-            headers=dict(request.headers),
-            query=dict(request.args),
-        )
+        body = read_bounded(route.max_body_bytes)
+        if body is None:
+            reason = f"body larger than {route.max_body_bytes} bytes: refused unread"
+            log.warning("push %s%s: %s", connector, route.path, reason)
+            resp = PushResponse(
+                status=413,
+                body={"code": "413", "reason": reason},
+                batches=[Batch(kind="unknown", rejects=[Reject(raw=dict(request.headers), reason=reason)])],
+            )
+            ingestor.ingest(connector, resp.batches, stream=PUSH_STREAM)
+            out = jsonify(resp.body)
+            out.status_code = 413
+            return out
+        req = PushRequest(path=route.path, body=body, headers=dict(request.headers), query=dict(request.args))
         resp = handle_push(ingestor, connector, route, req)
         if resp.body is None:
             return Response(status=resp.status)

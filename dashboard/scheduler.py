@@ -10,6 +10,7 @@ Sources page can say "retrying at ...".
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from connectors.base import Connector
 from dashboard import analytics, incidents, kpi_eval, linkage, readiness
 from dashboard.config import SchedulerConfig
 from dashboard.context import Context, Jobs
-from dashboard.ingest.runner import Ingestor, RunSummary
+from dashboard.ingest.runner import Ingestor, RunSummary, abandon_runs
 from dashboard.readiness import Preparation
 from dashboard.store.schema import connector_runs
 
@@ -56,12 +57,27 @@ def builtin_jobs(ctx: Context) -> Jobs:
 
 
 def backoff_delay(
-    failures: int, *, interval_s: float, policy: SchedulerConfig, retry_after_s: float | None = None
+    failures: int,
+    *,
+    interval_s: float,
+    policy: SchedulerConfig,
+    retry_after_s: float | None = None,
+    rand: Callable[[], float] | None = None,
 ) -> float:
-    """Seconds until the next attempt after ``failures`` consecutive transient failures."""
+    """Seconds until the next attempt after ``failures`` consecutive transient failures.
+
+    Doubling from ``retry_initial_s`` up to ``retry_max_s`` (at once ``retry_max_s`` once the circuit
+    is open), never later than the normal interval, spread by ``retry_jitter`` when ``rand`` (a
+    uniform [0, 1) source) is given; a source's own Retry-After wins.
+    """
     if retry_after_s is not None and retry_after_s > 0:
         return min(retry_after_s, max(policy.retry_max_s, retry_after_s))
-    delay = policy.retry_initial_s * (2 ** max(failures - 1, 0))
+    if failures >= policy.circuit_after:
+        delay = policy.retry_max_s
+    else:
+        delay = policy.retry_initial_s * (2 ** max(failures - 1, 0))
+    if rand is not None and policy.retry_jitter:
+        delay *= 1 - policy.retry_jitter + 2 * policy.retry_jitter * rand()
     return float(min(delay, policy.retry_max_s, interval_s))
 
 
@@ -75,7 +91,7 @@ class ConnectorJobs:
         self.ctx = ctx
         self.settings = ctx.settings
         self.store = ctx.store
-        self.ingestor = ingestor or Ingestor(ctx.store, clock=ctx.clock)
+        self.ingestor = ingestor or Ingestor(ctx.store, clock=ctx.clock, limits=ctx.settings.ingest)
         self.connectors: dict[str, Connector[Any]] = {}
         self.configs = {c.name: c for c in ctx.settings.enabled_connectors}
         self.failures: dict[str, int] = {}
@@ -84,6 +100,8 @@ class ConnectorJobs:
         # SQLite has one writer at a time: jobs that would wait on each other's write locks (and
         # time out behind a long KPI roll-up) take turns instead. PostgreSQL runs them side by side.
         self._writer: threading.Lock | None = threading.Lock() if ctx.store.dialect == "sqlite" else None
+        #: Spreads retry delays (SchedulerConfig.retry_jitter); None retries at the exact delays.
+        self.rand: Callable[[], float] | None = random.random
         self._scheduler: BaseScheduler | None = None
 
     def _serial(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,17 +135,23 @@ class ConnectorJobs:
                 interval_s=interval,
                 policy=self.settings.scheduler,
                 retry_after_s=summary.retry_after_s,
+                rand=self.rand,
             )
         else:
             self.failures[name] = 0
             delay = interval
         next_at = summary.finished_at + timedelta(seconds=delay)
-        with self.store.begin() as conn:
-            conn.execute(
-                update(connector_runs)
-                .where(connector_runs.c.id == summary.run_id)
-                .values(next_attempt_at=next_at)
+        values: dict[str, Any] = {"next_attempt_at": next_at}
+        failures = self.failures[name]
+        if failures >= self.settings.scheduler.circuit_after and summary.retry_after_s is None:
+            # Say why the source is left alone: the Sources page and /healthz show the run's error.
+            values["error"] = (
+                f"{summary.error} [circuit open after {failures} failures in a row: "
+                f"next attempt at {next_at:%H:%M:%S} UTC]"
             )
+            log.warning("connector %s: circuit open after %d failures in a row", name, failures)
+        with self.store.begin() as conn:
+            conn.execute(update(connector_runs).where(connector_runs.c.id == summary.run_id).values(**values))
         if self._scheduler is not None and delay != interval:
             job = self._scheduler.get_job(f"connector:{name}")
             if job is not None:
@@ -233,6 +257,8 @@ class ConnectorJobs:
         the preparation for the store or runs on half-loaded history.
         """
         self._scheduler = scheduler
+        # This process runs the connectors now: any run still marked running died with its process.
+        abandon_runs(self.store, now=self.ctx.now())
         if run_now and prepare and self.needs_preparation():
 
             def prepare_then_schedule() -> None:

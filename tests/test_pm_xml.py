@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -342,3 +343,29 @@ def test_iso_durations_and_times() -> None:
         parse_iso_duration("900")
     assert parse_time("2018-10-02T12:00:00+01:00") == datetime(2018, 10, 2, 11, 0)
     assert parse_time("2018-10-02T12:00:00Z") == datetime(2018, 10, 2, 12, 0)
+
+
+def test_one_huge_token_is_refused_in_bounded_time_and_never_read_again(
+    sqlite_store: Store, folder: Path
+) -> None:
+    """A 40 MB comment inside a file: refused once no element ends within max_token_bytes, marked
+    read, so later runs do not stall on it again; an oversize file is refused unread."""
+    big = folder / "comment.xml"
+    with big.open("w", encoding="utf-8") as fh:
+        fh.write("<measCollecFile><!--")
+        for _ in range(40):
+            fh.write("x" * (1024 * 1024))
+        fh.write("--></measCollecFile>")
+    connector = make(folder, max_token_bytes=4 * 1024 * 1024)
+    started = time.monotonic()
+    first = Ingestor(sqlite_store).run(connector)
+    assert time.monotonic() - started < 10
+    second = Ingestor(sqlite_store).run(connector)
+    assert (first.quarantined, second.records_in, second.quarantined) == (1, 0, 0)
+    other = folder.parent / "other"
+    other.mkdir()
+    write(other / "huge.xml", "<measCollecFile>" + " " * 4096 + "</measCollecFile>")
+    assert Ingestor(sqlite_store).run(make(other, max_file_bytes=2048)).quarantined == 1
+    reasons = {q.record_id: q.reason for q in quarantined(sqlite_store)}
+    assert "one huge token" in reasons["comment.xml"]
+    assert "over max_file_bytes" in reasons["huge.xml"]

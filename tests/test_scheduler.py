@@ -106,10 +106,37 @@ def test_backoff_doubles_up_to_the_cap_and_follows_retry_after() -> None:
     ]
     assert backoff_delay(3, interval_s=15, policy=policy) == 15  # never later than the normal interval
     assert backoff_delay(3, interval_s=3600, policy=policy, retry_after_s=42) == 42
+    # Spread either way by the jitter fraction (0.2 by default), never past the cap.
+    assert backoff_delay(2, interval_s=3600, policy=policy, rand=lambda: 0.0) == pytest.approx(16)
+    assert backoff_delay(2, interval_s=3600, policy=policy, rand=lambda: 0.999999) == pytest.approx(
+        24, abs=0.01
+    )
+    assert backoff_delay(5, interval_s=3600, policy=policy, rand=lambda: 0.99) == 100
+    # Once the circuit is open (5 failures in a row by default): one attempt every retry_max_s.
+    assert (
+        backoff_delay(5, interval_s=3600, policy=SchedulerConfig(retry_initial_s=1, retry_max_s=300)) == 300
+    )
+
+
+def test_a_failing_source_opens_the_circuit_and_says_so(sqlite_store: Store) -> None:
+    settings = _settings(sqlite_store, fail_times=99)
+    settings.scheduler = SchedulerConfig(retry_initial_s=10, retry_max_s=300, circuit_after=3)
+    settings.connectors[0].interval = 3600
+    jobs = ConnectorJobs(context_for(sqlite_store, settings))
+    jobs.rand = None
+    for _ in range(4):
+        jobs.run_once("flaky")
+    with sqlite_store.connect() as conn:
+        runs = conn.execute(select(connector_runs).order_by(connector_runs.c.id)).all()
+    gaps = [(r.next_attempt_at - r.finished_at).total_seconds() for r in runs]
+    assert gaps == pytest.approx([10, 20, 300, 300], abs=0.01)
+    assert "circuit open after 3 failures in a row" in runs[2].error
+    assert "circuit open" not in runs[1].error
 
 
 def test_transient_failure_brings_the_next_attempt_forward(sqlite_store: Store) -> None:
     jobs = ConnectorJobs(context_for(sqlite_store, _settings(sqlite_store, fail_times=2)))
+    jobs.rand = None  # exact delays: the spread is checked below
     first = jobs.run_once("flaky")
     second = jobs.run_once("flaky")
     third = jobs.run_once("flaky")

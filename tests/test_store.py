@@ -74,7 +74,7 @@ def _kpis(n_cells: int = 5, n_periods: int = 8) -> pd.DataFrame:
 
 
 def test_replayed_batch_changes_no_row(store: Store) -> None:
-    ing = Ingestor(store, clock=lambda: T0)
+    ing = Ingestor(store, clock=lambda: T0 + pd.Timedelta(hours=2))
     alarm = {
         "id": "a1",
         "severity": "major",
@@ -89,7 +89,7 @@ def test_replayed_batch_changes_no_row(store: Store) -> None:
         ing.ingest_batch(conn, connector="src", stream="s", batch=Batch("alarms", [alarm]))
     assert first.upserted == 40
     before_k, before_a = _snapshot(store, kpi_samples), _snapshot(store, alarms)
-    later = Ingestor(store, clock=lambda: T0 + pd.Timedelta(hours=1))
+    later = Ingestor(store, clock=lambda: T0 + pd.Timedelta(hours=3))
     with store.begin() as conn:
         again = later.ingest_batch(conn, connector="src", stream="s", batch=Batch("kpi_samples", _kpis()))
         again_a = later.ingest_batch(conn, connector="src", stream="s", batch=Batch("alarms", [dict(alarm)]))

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, TypeVar
 
 import pandas as pd
@@ -54,6 +54,9 @@ class TmfOptions(ConnectorOptions):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     page_size: int = Field(default=100, ge=1, le=10_000)
     verify_tls: bool = True
+    #: An item whose cursor time is this far ahead of our clock is refused and never moves the
+    #: cursor: one record dated 9999 must not make every later read ask for what comes after it.
+    max_future_s: float = Field(default=3600.0, ge=0)
 
 
 class TmfPushOptions(TmfOptions):
@@ -305,6 +308,7 @@ class TmfConnector(Connector[TmfOptionsT]):
             params[f"{self.cursor_field}.gt"] = iso(since)
         high, ids_at_high = since, set(seen_at_since)
         primary = stream.kinds[0]
+        latest = self.context.utcnow() + timedelta(seconds=self.options.max_future_s)
         try:
             for page in self.http().pages(self.resource, params=params, limit=self.options.page_size):
                 rows = Rows()
@@ -317,6 +321,15 @@ class TmfConnector(Connector[TmfOptionsT]):
                         cursor = self._cursor_of(item)
                     except MappingError as err:
                         rows.reject(primary, item, str(err), item_id)
+                        continue
+                    if cursor is not None and cursor > latest:
+                        rows.reject(
+                            primary,
+                            item,
+                            f"{self.cursor_field} {iso(cursor)} is in the future (more than "
+                            f"{self.options.max_future_s:g} s ahead): refused, the cursor stays",
+                            item_id,
+                        )
                         continue
                     if (
                         since is not None
@@ -416,6 +429,8 @@ class TmfPushConnector(TmfConnector[PushOptionsT]):
             event = json.loads(body)
         except ValueError as err:
             return _bad(kind, raw, f"{name}: body is not valid JSON ({err})")
+        except RecursionError:
+            return _bad(kind, raw[:65536], f"{name}: body is nested too deeply to be a notification")
         if not isinstance(event, dict):
             return _bad(kind, raw, f"{name}: expected a JSON object, got {type(event).__name__}")
         payload = event.get("event")

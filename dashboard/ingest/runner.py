@@ -7,6 +7,8 @@ nothing is counted that was not stored. Each run is recorded in ``connector_runs
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import logging
 import traceback
@@ -16,12 +18,14 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Insert, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import Batch, Connector, ConnectorError, RetriableError, Stream, utcnow
+from dashboard.config import IngestConfig
 from dashboard.ingest.derive import derive_keys
 from dashboard.ingest.enrich import Enricher, default_enrichers
-from dashboard.ingest.validate import dedupe, validate
+from dashboard.ingest.validate import CUT_MARK, TimeGuard, dedupe, validate
 from dashboard.store.db import Store
 from dashboard.store.schema import CANONICAL_KINDS, connector_runs, connector_state, quarantine
 from dashboard.store.upsert import upsert
@@ -34,16 +38,23 @@ PUSH_STREAM = "push"
 Clock = Callable[[], datetime]
 
 
+#: Characters of a quarantined record kept readable in ``raw`` (the whole of it is in ``payload``).
+QUARANTINE_PREVIEW = 20_000
+
+
 @dataclass
 class Counts:
     records_in: int = 0
     upserted: int = 0
     quarantined: int = 0
+    #: Records stored with a descriptive field cleaned or cut to fit (dashboard.ingest.validate).
+    adjusted: int = 0
 
     def add(self, other: Counts) -> None:
         self.records_in += other.records_in
         self.upserted += other.upserted
         self.quarantined += other.quarantined
+        self.adjusted += other.adjusted
 
 
 @dataclass
@@ -82,20 +93,86 @@ def _raw_text(raw: Any) -> str:
         return raw
     try:
         return json.dumps(raw, default=str, ensure_ascii=False, sort_keys=True)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return repr(raw)
+
+
+def fit(text: str | None, length: int | None = None) -> str | None:
+    """``text`` as any database stores it: NULs and invalid UTF-8 escaped, cut to ``length``."""
+    if text is None:
+        return None
+    clean = text.replace("\x00", "\\u0000").encode("utf-8", errors="backslashreplace").decode("utf-8")
+    if length is not None and len(clean) > length:
+        return clean[: length - len(CUT_MARK)] + CUT_MARK
+    return clean
+
+
+def preview(text: str) -> str:
+    """The readable part of a quarantined record: all of it, or its start and how long it was."""
+    clean = fit(text) or ""
+    if len(clean) <= QUARANTINE_PREVIEW:
+        return clean
+    return clean[:QUARANTINE_PREVIEW] + f"{CUT_MARK} [truncated: {len(clean):,} characters; all in payload]"
+
+
+def quarantine_row(
+    *,
+    run_id: int | None,
+    connector: str,
+    stream: str | None,
+    kind: str | None,
+    record_id: str | None,
+    reason: str,
+    raw: Any,
+    now: datetime,
+) -> dict[str, Any]:
+    """One quarantine row that always fits its table, whatever the record held: short fields cut
+    with a marker, a readable preview in ``raw``, the whole payload gzip-compressed in ``payload``."""
+    text = _raw_text(raw)
+    whole = text.encode("utf-8", errors="surrogatepass")
+    identity = "\x1f".join([connector, stream or "", kind or "", record_id or "", reason]).encode(
+        "utf-8", errors="surrogatepass"
+    )
+    return {
+        "run_id": run_id,
+        "connector": fit(connector, 64),
+        "stream": fit(stream, 64),
+        "kind": fit(kind, 64),
+        "record_id": fit(record_id, 256),
+        "reason": fit(reason, 4000),
+        "raw": preview(text),
+        "payload": gzip.compress(whole, compresslevel=6),
+        "digest": hashlib.sha256(identity + b"\x1e" + whole).hexdigest(),
+        "received_at": now,
+    }
+
+
+def quarantine_insert(conn: Connection) -> Insert:
+    """An INSERT into quarantine that skips a rejection already stored (same digest)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(quarantine).on_conflict_do_nothing(index_elements=["connector", "digest"])
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(quarantine).on_conflict_do_nothing(index_elements=["connector", "digest"])
+    return insert(quarantine)
 
 
 class Ingestor:
     """Writes connector batches into a store. One per process is enough; it holds no connection."""
 
     def __init__(
-        self, store: Store, *, enrichers: Mapping[str, Enricher] | None = None, clock: Clock = utcnow
+        self,
+        store: Store,
+        *,
+        enrichers: Mapping[str, Enricher] | None = None,
+        clock: Clock = utcnow,
+        limits: IngestConfig | None = None,
     ) -> None:
-        """``enrichers`` by record kind default to :func:`default_enrichers` (``{}``: none)."""
+        """``enrichers`` by record kind default to :func:`default_enrichers` (``{}``: none);
+        ``limits`` bound the times records may carry (the settings' ``ingest`` section)."""
         self.store = store
         self.enrichers = dict(default_enrichers() if enrichers is None else enrichers)
         self.clock = clock
+        self.limits = limits or IngestConfig()
 
     # --- one batch -----------------------------------------------------------------------
 
@@ -107,16 +184,16 @@ class Ingestor:
         counts = Counts(records_in=len(batch))
 
         def held(raw: Any, reason: str, record_id: str | None) -> dict[str, Any]:
-            return {
-                "run_id": run_id,
-                "connector": connector,
-                "stream": stream,
-                "kind": batch.kind,
-                "record_id": record_id,
-                "reason": reason,
-                "raw": _raw_text(raw),
-                "received_at": now,
-            }
+            return quarantine_row(
+                run_id=run_id,
+                connector=connector,
+                stream=stream,
+                kind=batch.kind,
+                record_id=record_id,
+                reason=reason,
+                raw=raw,
+                now=now,
+            )
 
         bad = [held(r.raw, r.reason, r.record_id) for r in batch.rejects]
         table = CANONICAL_KINDS.get(batch.kind)
@@ -129,15 +206,24 @@ class Ingestor:
             )
             bad.extend(held(r, reason, None) for r in records)
         elif len(batch.records):
-            checked = validate(table, batch.records, source=connector)
+            guard = TimeGuard(now=now, max_future_s=self.limits.max_future_s, earliest=self.limits.earliest)
+            checked = validate(table, batch.records, source=connector, guard=guard)
             bad.extend(held(r.raw, r.reason, r.record_id) for r in checked.rejected)
+            if checked.adjusted:
+                counts.adjusted = checked.adjusted_rows
+                log.warning(
+                    "%s %s: descriptive fields cleaned or cut to fit: %s",
+                    connector,
+                    batch.kind,
+                    ", ".join(f"{k} ({v})" for k, v in sorted(checked.adjusted.items())),
+                )
             rows = derive_keys(batch.kind, dedupe(table, checked.rows))
             enrich = self.enrichers.get(batch.kind)
             if enrich is not None and not rows.empty:
                 rows = enrich(rows)
             counts.upserted = upsert(conn, table, rows, now=now)
         if bad:
-            conn.execute(insert(quarantine), bad)
+            conn.execute(quarantine_insert(conn), bad)
         counts.quarantined = len(bad)
         return counts
 
@@ -280,3 +366,23 @@ def run_connector(
 ) -> RunSummary:
     """Run one connector through the ingest path (with the default enrichers unless given)."""
     return Ingestor(store, enrichers=enrichers, clock=clock).run(connector, streams=streams)
+
+
+def abandon_runs(store: Store, *, now: datetime) -> int:
+    """Mark runs still ``running`` as ``abandoned``: called when a scheduler starts, when no run of
+    this deployment can be in progress, so a run its process died in does not stay "running" on the
+    Sources page forever. Its batches committed so far stay; the next run resumes from its cursor."""
+    with store.begin() as conn:
+        result = conn.execute(
+            update(connector_runs)
+            .where(connector_runs.c.status == "running")
+            .values(
+                status="abandoned",
+                finished_at=now,
+                error="its process stopped before it finished; the next run resumes from its cursor",
+                retriable=True,
+            )
+        )
+    if result.rowcount:
+        log.warning("%d run(s) left running by a stopped process marked abandoned", result.rowcount)
+    return int(result.rowcount or 0)

@@ -1,7 +1,15 @@
 """Vectorised validation of canonical records against their table: good rows out, bad rows with reasons.
 
 The rules come from the table itself (SQL type, nullability, length) and from column ``info``
-(``enum``, ``lenient``, ``min``, ``max``), so the schema is the one place a field is described.
+(``enum``, ``lenient``, ``min``, ``max``) and table ``info`` (``order``: pairs of times that must not
+run backwards), so the schema is the one place a field is described.
+
+What the database would refuse never reaches it: text with NUL or unpaired surrogates, text longer
+than its column, integers outside the column's range, non-finite numbers. A key, an id or a coded
+value that breaks a rule rejects its record; a descriptive field (free text, a lenient code) is
+cleaned and cut to fit instead, with a marker, and counted in ``Validated.adjusted``: a record is
+never lost over its trivia. Times later than ``now`` plus the allowed skew, or earlier than
+``earliest``, reject their record, so a source with a broken clock cannot move anything forward.
 Validation works on a whole batch at once (pandas), which keeps the ingest path near the speed of
 a plain bulk insert; each bad row still gets its own reason.
 """
@@ -11,15 +19,31 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Integer, String, Table, Text
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
+#: What a descriptive text cut to fit its column ends with.
+CUT_MARK = "…"
+#: Integer ranges every backend stores (PostgreSQL's integer and bigint).
+INT32 = 2**31 - 1
+INT64 = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class TimeGuard:
+    """Which times a record may carry: none later than ``now`` plus ``max_future_s`` (a source's
+    clock may be a little ahead, not days), none before ``earliest`` (epoch-zero sentinels)."""
+
+    now: datetime
+    max_future_s: float = 3600.0
+    earliest: datetime = datetime(1990, 1, 1)
 
 
 @dataclass
@@ -37,6 +61,10 @@ class Validated:
 
     rows: pd.DataFrame
     rejected: list[Rejected] = field(default_factory=list)
+    #: Descriptive fields cleaned or cut to fit, by column: how many records.
+    adjusted: dict[str, int] = field(default_factory=dict)
+    #: How many of the valid rows had any field cleaned or cut.
+    adjusted_rows: int = 0
 
 
 def writable_columns(table: Table) -> list[Column[Any]]:
@@ -81,7 +109,47 @@ class _Reasons:
             self.msgs.setdefault(int(i), []).append(text)
 
 
-def _as_str(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Series) -> pd.Series:
+def descriptive(col: Column[Any]) -> bool:
+    """Free text or a lenient code: cleaned and cut to fit rather than a reason to lose the record.
+    Keys, ids, personal identifiers (a number, an address) and strict codes are never changed."""
+    return bool(
+        col.nullable
+        and not col.primary_key
+        and not col.name.endswith("_id")
+        and not col.info.get("personal")
+        and not (col.info.get("enum") and not col.info.get("lenient"))
+    )
+
+
+def _unstorable(v: Any) -> bool:
+    """Text no database takes: a NUL, or an unpaired surrogate (not valid UTF-8)."""
+    if not isinstance(v, str):
+        return False
+    if "\x00" in v:
+        return True
+    if v.isascii():
+        return False
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _storable(v: Any) -> Any:
+    if not isinstance(v, str):
+        return v
+    return v.replace("\x00", "").encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _as_str(
+    s: pd.Series,
+    col: Column[Any],
+    reasons: _Reasons,
+    present: pd.Series,
+    adjusted: dict[str, int],
+    touched: np.ndarray,
+) -> pd.Series:
     obj = s.astype(object)
     if pd.api.types.infer_dtype(obj, skipna=True) not in ("string", "empty"):
         # Ids and codes arrive as integers from some systems (TMF swagger types ids as integer).
@@ -100,8 +168,32 @@ def _as_str(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Serie
         bad = present & converted.isna()
         reasons.add(bad, lambda i: f"{col.name}: expected text, got {_fmt(s.iloc[i])}")
         obj = converted
+    soft = descriptive(col)
+    if (
+        not obj.map(str.isascii, na_action="ignore").fillna(True).all()
+        or obj.str.contains("\x00", regex=False, na=False).any()
+    ):
+        unstorable = obj.map(_unstorable).to_numpy(dtype=bool)
+        if unstorable.any():
+            if soft:
+                obj = obj.where(~unstorable, obj.map(_storable))
+                adjusted[col.name] = adjusted.get(col.name, 0) + int(unstorable.sum())
+                touched |= unstorable
+            else:
+                reasons.add(
+                    unstorable,
+                    lambda i: f"{col.name}: holds characters no database stores (NUL or invalid UTF-8)",
+                )
     length = getattr(col.type, "length", None)
-    if length:
+    if length and soft:
+        long = obj.map(lambda v: isinstance(v, str) and len(v) > length).to_numpy(dtype=bool)
+        if long.any():
+            obj = obj.where(
+                ~long, obj.map(lambda v: v[: length - len(CUT_MARK)] + CUT_MARK, na_action="ignore")
+            )
+            adjusted[col.name] = adjusted.get(col.name, 0) + int(long.sum())
+            touched |= long
+    elif length:
         if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
             # Arrow-backed text (pandas' default) measures lengths in C.
             too_long = (s.str.len() > length).to_numpy(dtype=bool, na_value=False)
@@ -161,7 +253,11 @@ def _as_number(
     if integer:
         with np.errstate(invalid="ignore"):
             frac = ~np.isnan(arr) & ~np.isinf(arr) & (np.floor(arr) != arr)
+            limit = INT64 if isinstance(col.type, BigInteger) else INT32
+            huge = np.isfinite(arr) & (np.abs(arr) > limit)
         reasons.add(frac, lambda i: f"{col.name}: expected a whole number, got {_fmt(s.iloc[i])}")
+        reasons.add(huge, lambda i: f"{col.name}: {_fmt(s.iloc[i])} is outside the range a database stores")
+        arr = np.where(huge, np.nan, arr)
         return pd.Series(np.where(np.isfinite(arr), arr, np.nan)).astype("Int64")
     return num
 
@@ -191,7 +287,12 @@ def _as_bool(s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Seri
 
 
 def _as_datetime(
-    s: pd.Series, col: Column[Any], reasons: _Reasons, present: pd.Series, date_only: bool
+    s: pd.Series,
+    col: Column[Any],
+    reasons: _Reasons,
+    present: pd.Series,
+    date_only: bool,
+    guard: TimeGuard | None = None,
 ) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         dt = s
@@ -231,11 +332,35 @@ def _as_datetime(
     )
     if date_only:
         return dt.dt.normalize()
+    if guard is not None:
+        latest = pd.Timestamp(guard.now + timedelta(seconds=guard.max_future_s))
+        ahead = (dt > latest).to_numpy(dtype=bool, na_value=False)
+        reasons.add(
+            ahead,
+            lambda i: (
+                f"{col.name}: {dt.iloc[i]:%Y-%m-%dT%H:%M:%S} is in the future (more than "
+                f"{guard.max_future_s:g} s ahead of {guard.now:%Y-%m-%dT%H:%M:%S}): "
+                "the source's clock is wrong"
+            ),
+        )
+        early = (dt < pd.Timestamp(guard.earliest)).to_numpy(dtype=bool, na_value=False)
+        reasons.add(
+            early,
+            lambda i: f"{col.name}: {dt.iloc[i]:%Y-%m-%dT%H:%M:%S} is before {guard.earliest:%Y-%m-%d}",
+        )
     return dt
 
 
-def validate(table: Table, records: Sequence[Mapping[str, Any]] | pd.DataFrame, *, source: str) -> Validated:
-    """Check records against ``table``; return typed valid rows and rejected records with reasons."""
+def validate(
+    table: Table,
+    records: Sequence[Mapping[str, Any]] | pd.DataFrame,
+    *,
+    source: str,
+    guard: TimeGuard | None = None,
+) -> Validated:
+    """Check records against ``table``; return typed valid rows and rejected records with reasons.
+
+    ``guard`` bounds the times records may carry (none: any time is taken)."""
     df = _frame(records)
     n = len(df)
     cols = writable_columns(table)
@@ -243,6 +368,8 @@ def validate(table: Table, records: Sequence[Mapping[str, Any]] | pd.DataFrame, 
     if n == 0:
         return Validated(rows=pd.DataFrame(columns=names))
     reasons = _Reasons(n)
+    adjusted: dict[str, int] = {}
+    touched = np.zeros(n, dtype=bool)
 
     unknown = [c for c in df.columns if c not in table.columns]
     if unknown:
@@ -279,16 +406,22 @@ def validate(table: Table, records: Sequence[Mapping[str, Any]] | pd.DataFrame, 
         elif isinstance(t, Float):
             v = _as_number(s, col, reasons, present, integer=False)
         elif isinstance(t, DateTime):
-            v = _as_datetime(s, col, reasons, present, date_only=False)
+            v = _as_datetime(s, col, reasons, present, date_only=False, guard=guard)
         elif isinstance(t, Date):
             v = _as_datetime(s, col, reasons, present, date_only=True)
         elif isinstance(t, String | Text):
-            v = _as_str(s, col, reasons, present)
+            v = _as_str(s, col, reasons, present, adjusted, touched)
         else:
             v = s
         if default is not None:
             v = v.where(present, default)
         out[col.name] = v
+
+    # Times that must not run backwards within a record (raised before cleared, and so on).
+    for before, after in table.info.get("order", ()):
+        a, b = out[before], out[after]
+        backwards = (a.notna() & b.notna() & (b < a)).to_numpy(dtype=bool)
+        reasons.add(backwards, f"{after} is before {before}")
 
     rows = pd.DataFrame(out, columns=names)
     rejected: list[Rejected] = []
@@ -310,7 +443,9 @@ def validate(table: Table, records: Sequence[Mapping[str, Any]] | pd.DataFrame, 
                 )
             )
         rows = rows.loc[~reasons.bad].reset_index(drop=True)
-    return Validated(rows=rows, rejected=rejected)
+    return Validated(
+        rows=rows, rejected=rejected, adjusted=adjusted, adjusted_rows=int((touched & ~reasons.bad).sum())
+    )
 
 
 def dedupe(table: Table, rows: pd.DataFrame) -> pd.DataFrame:

@@ -1122,6 +1122,6 @@ def register_callbacks(app: dash.Dash) -> None:
         prevent_initial_call=True,
     )
     def _export(_n: int | None, selected: str | None) -> Any:
-        if not selected:
+        if not selected or not isinstance(selected, str):
             return dash.no_update
         return subscribers_download(current_store(), selected, current_scoring())

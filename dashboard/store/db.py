@@ -53,6 +53,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+#: Seconds to establish a PostgreSQL connection (libpq's connect_timeout; whole seconds, 2 at least).
+CONNECT_TIMEOUT_S = 3
+#: Seconds a request waits for a free pooled connection before failing (then a 503).
+POOL_TIMEOUT_S = 5
+
+
 class Store:
     """A database the canonical model lives in.
 
@@ -91,10 +97,24 @@ class Store:
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         if url.get_backend_name() == "postgresql":
-            connect_args: dict[str, Any] = {"connect_timeout": 10}
+            # A server that refuses, or accepts and never answers, costs a request CONNECT_TIMEOUT_S
+            # (then the API answers 503), not a hang; keepalives notice a peer that went away.
+            connect_args: dict[str, Any] = {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+            }
             if self.schema:
                 connect_args["options"] = f"-csearch_path={self.schema}"
-            kwargs.update(connect_args=connect_args, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            kwargs.update(
+                connect_args=connect_args,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=10,
+                pool_timeout=POOL_TIMEOUT_S,
+            )
             return create_engine(url, **kwargs)
         return create_engine(url, **kwargs)
 

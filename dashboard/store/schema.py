@@ -250,7 +250,11 @@ alarms = Table(
     PrimaryKeyConstraint("id", "source"),
     Index("ix_alarms_state_raised", "state", "raised_at"),
     Index("ix_alarms_ingested_at", "ingested_at"),
-    info={"version_column": "changed_at"},
+    # A record whose times run backwards is refused (dashboard.ingest.validate).
+    info={
+        "version_column": "changed_at",
+        "order": [("raised_at", "changed_at"), ("raised_at", "cleared_at")],
+    },
 )
 
 incidents = Table(
@@ -280,7 +284,7 @@ incidents = Table(
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_incidents_state_opened", "state", "opened_at"),
-    info={"version_column": "changed_at"},
+    info={"version_column": "changed_at", "order": [("opened_at", "resolved_at")]},
 )
 
 incident_alarms = Table(
@@ -339,7 +343,10 @@ tickets = Table(
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_tickets_created", "created_at"),
-    info={"version_column": "updated_at"},
+    info={
+        "version_column": "updated_at",
+        "order": [("created_at", "resolved_at")],
+    },
 )
 
 ticket_notes = Table(
@@ -486,9 +493,15 @@ quarantine = Table(
     Column("kind", String(64), nullable=True),
     Column("record_id", String(256), nullable=True),
     Column("reason", Text, nullable=False),
+    # A readable preview of the record (NULs shown as \u0000, cut at QUARANTINE_PREVIEW characters)
+    # and the whole payload as gzip-compressed UTF-8 JSON text; a digest of the rejection keeps a
+    # rerun that refuses the same record again from adding a second row.
     Column("raw", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=True),
+    Column("digest", String(64), nullable=True),
     Column("received_at", DateTime, nullable=False),
     Index("ix_quarantine_connector_received", "connector", "received_at"),
+    Index("ux_quarantine_digest", "connector", "digest", unique=True),
 )
 
 audit = Table(

@@ -37,6 +37,7 @@ import binascii
 import csv
 import io
 import json
+import math
 import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -483,7 +484,9 @@ def decode_cursor(token: str) -> Cursor:
             raise ValueError
         if key is not None and (isinstance(key, bool) or not isinstance(key, int | float)):
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        if key is not None and not math.isfinite(float(key)):  # NaN, or 10**400 (OverflowError)
+            raise ValueError
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise SearchError("cursor: not a cursor returned by this API (start again without one)") from None
     return Cursor(sort=sort, key=None if key is None else float(key), id=rid, source=src, fingerprint=fp)
 

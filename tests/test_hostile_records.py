@@ -1,0 +1,254 @@
+"""Records nobody here wrote: nothing the database would refuse reaches it, a quarantine row always
+fits, reruns add nothing, trivia never lose a record, and no time from a broken clock is stored or
+moves a cursor. Both backends: PostgreSQL refuses more (varchar lengths, NUL, int4 range)."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import func, insert, select
+
+from connectors.base import Batch, utcnow
+from connectors.tmf import Tmf642Connector
+from dashboard.cli import main
+from dashboard.config import settings_from_mapping
+from dashboard.health import check_health
+from dashboard.ingest import Ingestor
+from dashboard.ingest.runner import QUARANTINE_PREVIEW
+from dashboard.scheduler import ConnectorJobs
+from dashboard.store import Store
+from dashboard.store.schema import accounts, alarms, connector_runs, connector_state, quarantine
+from tests.apps import context_for
+from tests.loopback import LoopbackServer, Response
+from tests.test_tmf import ALARMS, make, serve
+
+T = datetime(2026, 3, 2, 12, 0)
+
+
+def alarm(alarm_id: str, **changes: Any) -> dict[str, Any]:
+    record = {
+        "id": alarm_id,
+        "severity": "major",
+        "state": "raised",
+        "raised_at": T - timedelta(minutes=5),
+        "changed_at": T - timedelta(minutes=5),
+        "resource_id": "r1",
+        "probable_cause": "powerProblem",
+    }
+    return record | changes
+
+
+def ingest(store: Store, kind: str, records: list[dict[str, Any]]) -> Any:
+    ing = Ingestor(store, clock=lambda: T)
+    with store.begin() as conn:
+        return ing.ingest_batch(conn, connector="src", stream="s", batch=Batch(kind, records))
+
+
+def held(store: Store) -> list[dict[str, Any]]:
+    with store.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(quarantine).order_by(quarantine.c.id))]
+
+
+def stored(store: Store) -> dict[str, dict[str, Any]]:
+    with store.connect() as conn:
+        return {r.id: dict(r._mapping) for r in conn.execute(select(alarms))}
+
+
+def test_a_poison_pill_is_quarantined_whole_and_its_page_is_stored(store: Store) -> None:
+    long_id = "A" * 5000
+    counts = ingest(store, "alarms", [alarm(long_id), alarm("ok-1"), alarm("nul\x00id")])
+    assert (counts.upserted, counts.quarantined) == (1, 2)
+    assert set(stored(store)) == {"ok-1"}
+    rows = held(store)
+    reasons = sorted(r["reason"] for r in rows)
+    assert "id: longer than 128 characters" in reasons[1]
+    assert "no database stores" in reasons[0]
+    by_reason = {r["reason"]: r for r in rows}
+    long_row = by_reason[reasons[1]]
+    assert len(long_row["record_id"]) == 256 and long_row["record_id"].endswith("…")
+    # The whole record is kept, compressed, NUL included; the preview shows the NUL escaped.
+    nul_row = by_reason[reasons[0]]
+    assert "\x00" not in nul_row["raw"] and "\\u0000" in nul_row["raw"]
+    assert '"id": "nul\\u0000id"' in gzip.decompress(nul_row["payload"]).decode()
+
+    # A rerun refuses the same records again and adds nothing to the quarantine.
+    again = ingest(store, "alarms", [alarm(long_id), alarm("ok-1"), alarm("nul\x00id")])
+    assert again.quarantined == 2
+    assert len(held(store)) == 2
+
+
+def test_a_huge_record_is_previewed_and_kept_whole(store: Store) -> None:
+    text = "x" * (QUARANTINE_PREVIEW * 3)
+    ingest(store, "alarms", [alarm("big", probable_cause=None, specific_problem=text, severity="bogus")])
+    [row] = held(store)
+    assert "truncated" in row["raw"] and len(row["raw"]) < QUARANTINE_PREVIEW + 200
+    assert text in gzip.decompress(row["payload"]).decode()
+
+
+def test_trivia_never_lose_a_record(store: Store) -> None:
+    """A descriptive field too long, or holding a NUL, is cleaned and cut to fit, and counted."""
+    counts = ingest(
+        store,
+        "alarms",
+        [
+            alarm(
+                "a1", ack_state="acknowledged-by-the-night-shift-" * 4, specific_problem="fan\x00tray " * 200
+            )
+        ],
+    )
+    assert (counts.upserted, counts.quarantined, counts.adjusted) == (1, 0, 1)
+    row = stored(store)["a1"]
+    length = alarms.c.ack_state.type.length
+    assert len(row["ack_state"]) == length and row["ack_state"].endswith("…")
+    assert "\x00" not in row["specific_problem"] and row["specific_problem"].startswith("fantray ")
+
+
+def test_times_from_a_broken_clock_are_refused(store: Store) -> None:
+    counts = ingest(
+        store,
+        "alarms",
+        [
+            alarm("future", changed_at=datetime(9999, 12, 31)),
+            alarm("epoch", raised_at=datetime(1970, 1, 1), changed_at=datetime(1970, 1, 1)),
+            alarm("backwards", state="cleared", severity="cleared", cleared_at=T - timedelta(hours=1)),
+            alarm("changed-before-raised", changed_at=T - timedelta(hours=2)),
+            alarm("fine"),
+        ],
+    )
+    assert (counts.upserted, counts.quarantined) == (1, 4)
+    reasons = {r["record_id"]: r["reason"] for r in held(store)}
+    assert "is in the future" in reasons["future"] and "clock is wrong" in reasons["future"]
+    assert "before 1990-01-01" in reasons["epoch"]
+    assert reasons["backwards"] == "cleared_at is before raised_at"
+    assert reasons["changed-before-raised"] == "changed_at is before raised_at"
+
+
+def test_integers_outside_what_a_database_stores_are_refused(store: Store) -> None:
+    base = {"segment": "enterprise", "vip": False, "name": "Acme"}
+    counts = ingest(
+        store,
+        "accounts",
+        [base | {"id": "big", "sla_restore_minutes": 10**12}, base | {"id": "ok", "sla_restore_minutes": 30}],
+    )
+    assert (counts.upserted, counts.quarantined) == (1, 1)
+    [row] = held(store)
+    assert "outside the range a database stores" in row["reason"]
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(accounts)).scalar_one() == 1
+
+
+def test_one_alarm_dated_9999_never_moves_the_cursor(store: Store, http_server: LoopbackServer) -> None:
+    now = utcnow().replace(microsecond=0)
+
+    def tmf_alarm(alarm_id: str, changed: str) -> dict[str, Any]:
+        return {
+            "id": alarm_id,
+            "alarmType": "equipmentAlarm",
+            "perceivedSeverity": "major",
+            "probableCause": "powerProblem",
+            "state": "raised",
+            "alarmRaisedTime": "2026-01-01T00:00:00Z",
+            "alarmChangedTime": changed,
+            "alarmedObject": {"id": "r1"},
+            "sourceSystemId": "oss",
+        }
+
+    good = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    serve(http_server, ALARMS, [tmf_alarm("1", good), tmf_alarm("2", "9999-12-31T00:00:00Z")])
+    summary = Ingestor(store).run(make(Tmf642Connector, http_server))
+    assert (summary.upserted, summary.quarantined) == (1, 1)
+    [row] = held(store)
+    assert row["record_id"] == "2" and "in the future" in row["reason"]
+    with store.connect() as conn:
+        state = conn.execute(select(connector_state.c.state)).scalar_one()
+    assert state["since"].startswith(good[:19])
+    # The next read asks for what came after the good alarm, not after 9999.
+    Ingestor(store).run(make(Tmf642Connector, http_server))
+    assert http_server.hits("GET", ALARMS)[-1].query["alarmChangedTime.gt"][0].startswith(good[:19])
+
+
+def test_a_source_answering_500_is_retried_at_the_schedulers_pace(
+    sqlite_store: Store, http_server: LoopbackServer
+) -> None:
+    """The HTTP client's short in-run backoff is not a Retry-After: the scheduler's own delays hold."""
+    http_server.route("GET", ALARMS, lambda _req: Response(500, {"error": "down"}))
+    settings = settings_from_mapping(
+        {
+            "database_url": sqlite_store.url,
+            "scheduler": {"retry_initial_s": 5, "retry_max_s": 600},
+            "connectors": [
+                {
+                    "name": "tmf",
+                    "type": "tmf642",
+                    "interval": "10m",
+                    "options": {
+                        "base_url": http_server.url,
+                        "retry": {"attempts": 3, "backoff_initial_s": 0.0},
+                    },
+                }
+            ],
+        },
+        environ={},
+    )
+    jobs = ConnectorJobs(context_for(sqlite_store, settings))
+    jobs.rand = None
+    summaries = [jobs.run_once("tmf") for _ in range(3)]
+    assert [s.status for s in summaries] == ["failed"] * 3
+    assert all(s.retriable and s.retry_after_s is None for s in summaries)
+    with sqlite_store.connect() as conn:
+        runs = conn.execute(select(connector_runs).order_by(connector_runs.c.id)).all()
+    assert [(r.next_attempt_at - r.finished_at).total_seconds() for r in runs] == [5, 10, 20]
+    assert len(http_server.hits("GET", ALARMS)) == 9  # three attempts a run, nothing more
+
+    # A real Retry-After is followed.
+    http_server.route(
+        "GET", ALARMS, lambda _req: Response(503, {"error": "busy"}, headers={"Retry-After": "120"})
+    )
+    assert jobs.run_once("tmf").retry_after_s == 120  # longer than a run waits: the scheduler waits
+
+
+def test_a_run_its_process_died_in_is_marked_abandoned_at_the_next_start(sqlite_store: Store) -> None:
+    with sqlite_store.begin() as conn:
+        conn.execute(
+            insert(connector_runs).values(
+                connector="tmf", started_at=T, status="running", records_in=10, upserted=10, quarantined=0
+            )
+        )
+    settings = settings_from_mapping(
+        {
+            "database_url": sqlite_store.url,
+            "connectors": [{"name": "tmf", "type": "tmf642", "options": {"base_url": "http://127.0.0.1:9"}}],
+        },
+        environ={},
+    )
+    jobs = ConnectorJobs(context_for(sqlite_store, settings))
+    jobs.schedule(BackgroundScheduler(timezone="UTC"), prepare=False)  # not started: nothing runs
+    with sqlite_store.connect() as conn:
+        run = conn.execute(select(connector_runs)).one()
+        body, _ = check_health(sqlite_store, settings, now=T)
+    assert run.status == "abandoned" and run.finished_at is not None and "stopped" in run.error
+    assert body["sources"]["tmf"]["state"] == "retrying"
+
+
+def test_a_cursor_is_inspected_set_and_reset_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    config = tmp_path / "vantage.yaml"
+    config.write_text(
+        f"database_url: {url}\nconnectors:\n  - name: noc\n    type: tmf642\n    options: {{base_url: 'http://127.0.0.1:9'}}\n"
+    )
+    base = ["--config", str(config), "connectors", "cursor", "noc"]
+    assert main([*base, "--set", "alarms", '{"since": "2026-03-01T00:00:00Z"}']) == 0
+    assert capsys.readouterr().out.strip() == 'noc/alarms: {"since": "2026-03-01T00:00:00Z"}'
+    assert main(base) == 0
+    assert "2026-03-01" in capsys.readouterr().out
+    assert main([*base, "--reset"]) == 0
+    assert capsys.readouterr().out.strip() == "noc/alarms: {}"
+    assert main([*base, "--set", "nope", "{}"]) != 0
+    assert "no stream 'nope'" in capsys.readouterr().err
