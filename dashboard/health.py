@@ -17,6 +17,8 @@ FRESH_INTERVALS = 2.0
 
 FRESH, STALE, NEVER, UNKNOWN = "fresh", "stale", "never", "unknown"
 HEALTHY, RETRYING, FAILING, RUNNING, NEVER_RUN = "healthy", "retrying", "failing", "running", "never run"
+#: A source that only pushes, and has pushed: its listener is receiving.
+LISTENING = "listening"
 #: The status of a run its process died in (dashboard.ingest.runner.abandon_runs).
 ABANDONED_STATUS = "abandoned"
 
@@ -101,7 +103,13 @@ def source_statuses(
         retriable = None if _missing(run.get("last_retriable")) else bool(run["last_retriable"])
         interval = cfg.interval if cfg is not None else None
         last_success = _dt(run.get("last_success_at"))
+        last_push = _dt(run.get("last_push_at"))
         state = source_state(last_status, retriable)
+        fresh = freshness(last_success, interval, now)
+        if last_status is None and last_push is not None:
+            # A source that only pushes has no runs: its events are its life sign, and a quiet
+            # listener is not an unhealthy one.
+            state, fresh = LISTENING, FRESH
         rows.append(
             {
                 "connector": name,
@@ -110,7 +118,7 @@ def source_statuses(
                 "configured": cfg is not None,
                 "interval_s": interval,
                 "state": state,
-                "freshness": freshness(last_success, interval, now),
+                "freshness": fresh,
                 "last_status": last_status,
                 "last_started_at": _dt(run.get("last_started_at")),
                 "last_finished_at": _dt(run.get("last_finished_at")),
@@ -124,7 +132,7 @@ def source_statuses(
                 "quarantined_24h": _int(run.get("quarantined_24h")) or 0,
                 "last_error": None if _missing(run.get("last_error")) else str(run["last_error"]),
                 "next_attempt_at": _dt(run.get("last_next_attempt_at")) if state == RETRYING else None,
-                "last_push_at": _dt(run.get("last_push_at")),
+                "last_push_at": last_push,
                 "push_requests": _int(run.get("push_requests")),
                 "push_records_in": _int(run.get("push_records_in")),
                 "push_upserted": _int(run.get("push_upserted")),

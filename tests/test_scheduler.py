@@ -223,4 +223,5 @@ def test_push_activity_is_counted_and_shown_per_connector(sqlite_store: Store) -
     row = health.source_statuses(settings.connectors, summaries, now).set_index("connector").loc["flaky"]
     assert (row.push_requests, row.push_records_in, row.push_upserted, row.push_quarantined) == (4, 4, 3, 1)
     assert row.last_push_at == datetime(2026, 1, 1, 12, 0, 7)  # the clock when the 4th request was counted
-    assert row.state == "never run"  # pushes are not runs; the pull side has not run yet
+    # Pushes are its life sign until a pull runs: not "never run" after events were stored.
+    assert (row.state, row.freshness) == (health.LISTENING, health.FRESH)
