@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import flask
 
-from dashboard.api import health, incidents, kpis, linkage, subscribers, wall
+from dashboard.api import health, incidents, kpis, linkage, openapi, subscribers, wall
 from dashboard.api.errors import api_not_found, register_error_handlers
 
 PREFIX = "/api/v1"
 #: Each route module's blueprint, mounted under PREFIX.
-ROUTES = (incidents.bp, subscribers.bp, kpis.bp, linkage.bp, wall.bp)
+ROUTES = (incidents.bp, subscribers.bp, kpis.bp, linkage.bp, wall.bp, openapi.bp)
 
 
 def register(server: flask.Flask) -> None:
