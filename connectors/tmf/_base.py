@@ -80,6 +80,18 @@ def required_id(item: JSONDict, what: str) -> str:
     return found
 
 
+def storable_text(value: str) -> bool:
+    """Whether any store keeps ``value`` as it is: no NUL, valid UTF-8 (no unpaired surrogate). An
+    item whose id is not is quarantined by ingest, and its id must not reach the saved cursor."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def text_id(value: Any) -> str | None:
     """An id as text: strings as given, integers converted (TMF v4 swagger types ids as integer)."""
     if isinstance(value, bool) or value is None:
@@ -342,7 +354,7 @@ class TmfConnector(Connector[TmfOptionsT]):
                     except MappingError as err:
                         rows.reject(primary, item, str(err), item_id)
                         continue
-                    if cursor is not None and item_id is not None:
+                    if cursor is not None and item_id is not None and storable_text(item_id):
                         if high is None or cursor > high:
                             high, ids_at_high = cursor, {item_id}
                         elif cursor == high:

@@ -184,6 +184,7 @@ def _as_str(
                     unstorable,
                     lambda i: f"{col.name}: holds characters no database stores (NUL or invalid UTF-8)",
                 )
+                obj = obj.where(~unstorable, None)  # the record is refused: nothing below sees it
     length = getattr(col.type, "length", None)
     if length and soft:
         long = obj.map(lambda v: isinstance(v, str) and len(v) > length).to_numpy(dtype=bool)
