@@ -548,6 +548,7 @@
       c.setAttribute("cx", x.toFixed(1)); c.setAttribute("cy", y.toFixed(1)); c.setAttribute("r", "7");
       ok.appendChild(c);
     });
+    var placed = []; // label boxes already drawn: a name never lands on another
     Object.keys(byRegion).sort().forEach(function (name) {
       var pts = hull(byRegion[name]);
       var outline = document.createElementNS("http://www.w3.org/2000/svg", "path");
@@ -559,9 +560,14 @@
       var left = pts.reduce(function (a, q) { return Math.min(a, q[0]); }, Infinity);
       var cy = pts.reduce(function (a, q) { return a + q[1]; }, 0) / pts.length;
       var onRight = W - right >= left;
+      var lx = onRight ? right + 30 : left - 30;
+      var width = name.length * 17, x0 = onRight ? lx : lx - width;
+      var clash = function (b) { return x0 < b[0] + b[2] && b[0] < x0 + width && Math.abs(cy - b[1]) < 30; };
+      for (var tries = 0; tries < 6 && placed.some(clash); tries++) { cy += 32; }
+      placed.push([x0, cy, width]);
       var label = document.createElementNS("http://www.w3.org/2000/svg", "text");
       label.setAttribute("class", "vt-region-label");
-      label.setAttribute("x", (onRight ? right + 30 : left - 30).toFixed(1));
+      label.setAttribute("x", lx.toFixed(1));
       label.setAttribute("y", cy.toFixed(1));
       label.setAttribute("dominant-baseline", "central");
       label.setAttribute("text-anchor", onRight ? "start" : "end");
@@ -601,6 +607,8 @@
     var kpis = this.data.kpis || [];
     var self = this;
     var seen = {};
+    // One row of tiles on the overview, however many headline KPIs the catalogue has (up to 8).
+    this.kpiBox.style.setProperty("--vt-kpi-n", String(Math.max(1, Math.min(kpis.length, 8))));
     var placeholder = this.kpiBox.querySelector(".vt-wall-empty");
     if (placeholder) { this.kpiBox.removeChild(placeholder); }
     kpis.forEach(function (k) {
