@@ -22,7 +22,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 
-from connectors.base import Connector
+from connectors.base import Connector, ConnectorError, RetriableError
 from dashboard import analytics, incidents, kpi_eval, linkage, readiness
 from dashboard.config import SchedulerConfig
 from dashboard.context import Context, Jobs
@@ -125,8 +125,23 @@ class ConnectorJobs:
             return self.connectors[name]
 
     def run_once(self, name: str) -> RunSummary:
-        """Run one connector now and, under a scheduler, set when it runs next."""
-        summary = self.ingestor.run(self.connector(name))
+        """Run one connector now and, under a scheduler, set when it runs next.
+
+        A connector that cannot start (a TMF hub registration refused, a source unreachable at
+        start) is recorded as a failed run with the reason, so the Sources page and /healthz show
+        it, and retried on the same backoff as any failed run."""
+        try:
+            connector = self.connector(name)
+        except Exception as err:  # recorded and retried, never lost in the scheduler's log
+            log.warning("connector %s could not start: %s", name, err)
+            summary = self.ingestor.record_failure(
+                name,
+                f"could not start: {type(err).__name__}: {err}",
+                retriable=not isinstance(err, ConnectorError) or isinstance(err, RetriableError),
+                retry_after_s=err.retry_after_s if isinstance(err, RetriableError) else None,
+            )
+        else:
+            summary = self.ingestor.run(connector)
         interval = self.configs[name].interval
         if summary.status == "failed" and summary.retriable:
             self.failures[name] = self.failures.get(name, 0) + 1

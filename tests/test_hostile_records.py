@@ -252,3 +252,44 @@ def test_a_cursor_is_inspected_set_and_reset_from_the_command_line(
     assert capsys.readouterr().out.strip() == "noc/alarms: {}"
     assert main([*base, "--set", "nope", "{}"]) != 0
     assert "no stream 'nope'" in capsys.readouterr().err
+
+
+def test_a_refused_hub_registration_is_a_visible_failed_run_and_is_retried(
+    sqlite_store: Store, http_server: LoopbackServer
+) -> None:
+    hub = "/tmf-api/alarmManagement/v4/hub"
+    http_server.route("POST", hub, lambda _req: Response(503, {"error": "hub down"}))
+    serve(http_server, ALARMS, [])
+    settings = settings_from_mapping(
+        {
+            "database_url": sqlite_store.url,
+            "connectors": [
+                {
+                    "name": "tmf",
+                    "type": "tmf642",
+                    "interval": "10m",
+                    "options": {
+                        "base_url": http_server.url,
+                        "callback_url": "http://127.0.0.1:9/push/tmf",
+                        "retry": {"attempts": 1},
+                    },
+                }
+            ],
+        },
+        environ={},
+    )
+    jobs = ConnectorJobs(context_for(sqlite_store, settings))
+    jobs.rand = None
+    first = jobs.run_once("tmf")
+    assert first.status == "failed" and "could not start" in (first.error or "") and first.retriable
+    body, _ = check_health(sqlite_store, settings, now=utcnow())
+    assert body["sources"]["tmf"]["state"] == "retrying"
+    with sqlite_store.connect() as conn:
+        run = conn.execute(select(connector_runs)).one()
+    assert (run.next_attempt_at - run.finished_at).total_seconds() == 10  # the scheduler's backoff
+
+    http_server.route("POST", hub, lambda _req: Response(201, {"id": "sub-1", "callback": "x"}))
+    second = jobs.run_once("tmf")
+    assert second.status == "success"
+    assert jobs.connectors["tmf"].hub_id == "sub-1"  # type: ignore[attr-defined]
+    jobs.close()

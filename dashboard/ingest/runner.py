@@ -317,6 +317,40 @@ class Ingestor:
         )
         return summary
 
+    def record_failure(
+        self, connector: str, error: str, *, retriable: bool, retry_after_s: float | None = None
+    ) -> RunSummary:
+        """Record a run that failed before reading anything (the connector could not start)."""
+        now = self.clock()
+        with self.store.begin() as conn:
+            run_id = int(
+                conn.execute(
+                    insert(connector_runs)
+                    .values(
+                        connector=connector,
+                        started_at=now,
+                        finished_at=now,
+                        status="failed",
+                        records_in=0,
+                        upserted=0,
+                        quarantined=0,
+                        error=error[:2000],
+                        retriable=retriable,
+                    )
+                    .returning(connector_runs.c.id)
+                ).scalar_one()
+            )
+        return RunSummary(
+            run_id=run_id,
+            connector=connector,
+            status="failed",
+            started_at=now,
+            finished_at=now,
+            error=error,
+            retriable=retriable,
+            retry_after_s=retry_after_s,
+        )
+
     def _read_stream(self, connector: Connector[Any], stream: Stream, run_id: int, counts: Counts) -> None:
         with self.store.connect() as conn:
             state = load_state(conn, connector.name, stream.name)
