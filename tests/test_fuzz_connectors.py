@@ -1,8 +1,9 @@
-"""Property-based fuzzing of the connectors, from the standards' own payloads mutated at random:
-any leaf replaced by a hostile value (NUL, an unpaired surrogate, 10**30, NaN, 5,000 characters,
-year 9999, an object where text belongs), keys dropped and added. Whatever arrives, a run never
-fails and never raises, and every item is stored or quarantined with a reason: nothing is lost.
-The number of examples is VANTAGE_FUZZ_EXAMPLES (default 100) per connector and backend."""
+"""Property-based fuzzing of the connectors (the TMF642 pull and listeners, the VES listener), from
+the standards' own payloads mutated at random: any leaf replaced by a hostile value (NUL, an unpaired
+surrogate, 10**30, NaN, 5,000 characters, year 9999, an object where text belongs), keys dropped and
+added. Whatever arrives, a run never fails and never raises, a listener never answers 5xx, and every
+item is stored or quarantined with a reason: nothing is lost. The number of examples is
+VANTAGE_FUZZ_EXAMPLES (default 100) per test and backend."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dashboard.store import Store
 from dashboard.store.schema import alarms, connector_state, quarantine
 from tests.loopback import LoopbackServer, Response
 from tests.reference import OWN, payloads
-from tests.test_tmf import ALARMS, make
+from tests.test_tmf import ALARMS, make, offline_alarms
 
 EXAMPLES = int(os.environ.get("VANTAGE_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
@@ -168,5 +169,32 @@ def test_ves_listener_answers_every_mutated_event_without_a_server_error(store: 
         counts = ingestor.ingest("ves", resp.batches)
         if resp.status >= 400:
             assert counts.quarantined >= 1  # refused events are kept with their reason
+
+    run()
+
+
+@pytest.mark.slow
+def test_tmf642_listener_answers_every_mutated_notification_without_a_server_error(store: Store) -> None:
+    seeds = _alarm_seeds()
+    connector = offline_alarms()
+    routes = connector.push_routes()
+    ingestor = Ingestor(store)
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        route = data.draw(st.sampled_from(routes), label="listener")
+        kind = route.path.rsplit("/", 1)[-1]
+        notification = {
+            "eventId": "e-1",
+            "eventType": kind,
+            "event": {"alarm": data.draw(st.sampled_from(seeds))},
+        }
+        body = json.dumps(mutate(notification, data), default=str).encode("utf-8", errors="surrogatepass")
+        resp = route.handler(PushRequest(path=route.path, body=body, headers={}, query={}))
+        assert resp.status < 500, resp.body
+        counts = ingestor.ingest(connector.name, resp.batches)
+        if resp.status >= 400:
+            assert counts.quarantined >= 1  # refused notifications are kept with their reason
 
     run()
