@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from dashboard.analytics.churn import (
 )
 from dashboard.cli import main as cli_main
 from dashboard.cli.churn import train_csv
-from tests.reference import ORIGINS, payloads
+from tests.reference import ORIGINS, OWN, payloads
 
 
 @pytest.mark.parametrize(
@@ -152,3 +153,56 @@ def test_cli_reports_a_missing_label_column(tmp_path: Path, capsys: pytest.Captu
     _synthetic(100, seed=0).to_csv(path, index=False)
     assert cli_main(["churn", "train", "--csv", str(path), "--label", "Exited"]) == 2
     assert "no column 'Exited'" in capsys.readouterr().err
+
+
+def _table(tmp_path: Path, *, blank_labels: int = 0) -> Path:
+    frame = pd.read_csv(payloads("churn", OWN).path("table"))
+    if blank_labels:
+        frame["Churn"] = frame["Churn"].astype(object)
+        frame.loc[frame.index[:blank_labels], "Churn"] = None
+    path = tmp_path / "table.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_cli_trains_on_every_row_with_test_size_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = _table(tmp_path)
+    for flags in (["--test-size", "0"], ["--all"]):
+        assert cli_main(["churn", "train", "--csv", str(table), "--label", "Churn", *flags]) == 0
+        out = capsys.readouterr().out
+        assert "500 train, none held out" in out and "no held-out metrics" in out
+    assert cli_main(["churn", "train", "--csv", str(table), "--label", "Churn", "--test-size", "1.5"]) == 2
+    assert "expected a share from 0" in capsys.readouterr().err
+
+
+def test_rows_without_a_label_are_refused_unless_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _table(tmp_path, blank_labels=3)
+    assert cli_main(["churn", "train", "--csv", str(table), "--label", "Churn"]) == 2
+    err = capsys.readouterr().err
+    assert "missing on 3 of 500 rows (lines 2, 3, 4)" in err and "--drop-missing-labels" in err
+    args = ["churn", "train", "--csv", str(table), "--label", "Churn", "--drop-missing-labels"]
+    assert cli_main(args) == 0
+    assert "rows left out for a missing label: 3" in capsys.readouterr().out
+
+
+def test_cli_scores_a_table_with_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table, model, scored = _table(tmp_path), tmp_path / "churn.joblib", tmp_path / "scored.csv"
+    assert cli_main(["churn", "train", "--csv", str(table), "--label", "Churn", "--out", str(model)]) == 0
+    capsys.readouterr()
+    args = ["churn", "score", "--csv", str(table), "--model", str(model), "--out", str(scored)]
+    assert cli_main(args) == 0
+    assert "500 rows scored" in capsys.readouterr().out
+    out = pd.read_csv(scored)
+    assert len(out) == 500 and out["churn_risk"].between(0, 1).all()
+    # The riskiest rows churned far more often than the rest, and say why.
+    top = out.nlargest(50, "churn_risk")
+    assert top["Churn"].astype(str).str.lower().isin(["true", "1", "yes"]).mean() > 3 * (
+        out["Churn"].astype(str).str.lower().isin(["true", "1", "yes"]).mean()
+    )
+    assert all(json.loads(d)[0]["feature"] for d in top["churn_drivers"])
+    bare = tmp_path / "bare.csv"
+    pd.read_csv(table).drop(columns=["Customer service calls"]).to_csv(bare, index=False)
+    assert cli_main(["churn", "score", "--csv", str(bare), "--model", str(model)]) == 2
+    assert "needs column(s) Customer service calls" in capsys.readouterr().err

@@ -433,15 +433,25 @@ class TrainResult:
         lines = [
             f"label: {self.model.label}    features: {len(self.model.features)}"
             f" ({len(self.model.spec.numeric)} numeric, {len(self.model.spec.categorical)} categorical)",
-            f"rows: {m['n_train']} train, {m['n_test']} held out ({m['positives']} positive,"
-            f" base rate {m['base_rate']:.3f})",
-            f"held-out ROC AUC:        {m['roc_auc']:.4f}",
-            f"held-out PR AUC:         {m['pr_auc']:.4f}",
-            f"held-out Brier score:    {m['brier']:.4f}",
-            f"held-out log loss:       {m['log_loss']:.4f}",
-            f"lift in the top decile:  {m['lift_top_decile']:.2f}x",
-            "top features (spread of their effect on risk, log-odds):",
         ]
+        if m.get("dropped_missing_labels"):
+            lines.append(f"rows left out for a missing label: {m['dropped_missing_labels']}")
+        if m["n_test"]:
+            lines += [
+                f"rows: {m['n_train']} train, {m['n_test']} held out ({m['positives']} positive,"
+                f" base rate {m['base_rate']:.3f})",
+                f"held-out ROC AUC:        {m['roc_auc']:.4f}",
+                f"held-out PR AUC:         {m['pr_auc']:.4f}",
+                f"held-out Brier score:    {m['brier']:.4f}",
+                f"held-out log loss:       {m['log_loss']:.4f}",
+                f"lift in the top decile:  {m['lift_top_decile']:.2f}x",
+            ]
+        else:
+            lines.append(
+                f"rows: {m['n_train']} train, none held out ({m['positives']} positive, base rate"
+                f" {m['base_rate']:.3f}): trained on every row, so there are no held-out metrics"
+            )
+        lines.append("top features (spread of their effect on risk, log-odds):")
         lines += [f"  {name:<32} {value:.3f}" for name, value in self.model.top_features(top)]
         if self.model.spec.dropped:
             lines.append(
@@ -450,19 +460,59 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def train_table(frame: pd.DataFrame, label: str, *, test_size: float = 0.25, seed: int = 0) -> TrainResult:
-    """Train on any table with a yes/no ``label`` column; metrics come from a stratified held-out split."""
+def train_table(
+    frame: pd.DataFrame, label: str, *, test_size: float = 0.25, seed: int = 0, drop_missing: bool = False
+) -> TrainResult:
+    """Train on any table with a yes/no ``label`` column; metrics come from a stratified held-out split.
+
+    ``test_size`` 0 trains on every row (no held-out metrics). Rows with no label are refused,
+    naming them, unless ``drop_missing`` leaves them out (and the metrics count them).
+    """
     if label not in frame.columns:
         raise ChurnError(f"no column {label!r}; columns are: {', '.join(map(str, frame.columns))}")
-    frame = frame.loc[frame[label].notna()].reset_index(drop=True)
+    if not 0 <= test_size < 1:
+        raise ChurnError(
+            f"test size: expected a share from 0 (train on every row) to below 1, got {test_size:g}"
+        )
+    missing = frame[label].isna().to_numpy()
+    if missing.any() and not drop_missing:
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(missing)[:5])  # +2: the header is line 1
+        raise ChurnError(
+            f"label {label!r} is missing on {int(missing.sum())} of {len(frame)} rows (lines {rows}"
+            f"{', ...' if missing.sum() > 5 else ''}): fill them, or leave them out"
+            " (drop_missing, --drop-missing-labels)"
+        )
+    frame = frame.loc[~missing].reset_index(drop=True)
     y = parse_label(frame[label])
     features = frame.drop(columns=[label])
     spec = detect_features(features)
-    tr, te = train_test_split(np.arange(len(frame)), test_size=test_size, random_state=seed, stratify=y)
-    model = fit(features.iloc[tr], y[tr], label=label, seed=seed, spec=spec)
-    metrics: dict[str, Any] = evaluate(y[te], model.predict_proba(features.iloc[te]))
+    if test_size == 0:
+        model = fit(features, y, label=label, seed=seed, spec=spec)
+        metrics: dict[str, Any] = {
+            "n": len(frame),
+            "positives": int(y.sum()),
+            "base_rate": float(y.mean()),
+        }
+        tr, te = np.arange(len(frame)), np.arange(0)
+        split = "none: trained on every row"
+    else:
+        try:
+            tr, te = train_test_split(
+                np.arange(len(frame)), test_size=test_size, random_state=seed, stratify=y
+            )
+        except ValueError as err:
+            raise ChurnError(
+                f"test size {test_size:g} cannot be split by label from {len(frame)} rows: {err}"
+            ) from None
+        model = fit(features.iloc[tr], y[tr], label=label, seed=seed, spec=spec)
+        metrics = evaluate(y[te], model.predict_proba(features.iloc[te]))
+        split = "stratified random"
     metrics.update(
-        n_train=len(tr), n_test=len(te), split="stratified random", top_features=dict(model.top_features(10))
+        n_train=len(tr),
+        n_test=len(te),
+        split=split,
+        dropped_missing_labels=int(missing.sum()),
+        top_features=dict(model.top_features(10)),
     )
     model.metrics = metrics
     return TrainResult(model=model, metrics=metrics)

@@ -1,4 +1,5 @@
-"""``vantage churn train | score``: train a churn model on a CSV or the store's history; score subscribers."""
+"""``vantage churn train | score``: train a churn model on a CSV or the store's history; score the
+store's subscribers or a CSV table."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from dashboard.analytics.churn import ChurnError, TrainResult, train_table
+from dashboard.analytics.churn import ChurnError, ChurnModel, TrainResult, train_table
 from dashboard.analytics.signals import (
     load_history,
     retrain_and_score,
@@ -22,11 +24,17 @@ from dashboard.cli import common
 
 
 def train_csv(
-    path: str | Path, label: str, *, test_size: float = 0.25, seed: int = 0, out: str | Path | None = None
+    path: str | Path,
+    label: str,
+    *,
+    test_size: float = 0.25,
+    seed: int = 0,
+    out: str | Path | None = None,
+    drop_missing: bool = False,
 ) -> TrainResult:
     """Train on a CSV file (any table with a yes/no label column) and optionally save the model."""
     frame = pd.read_csv(path, low_memory=False)
-    result = train_table(frame, label, test_size=test_size, seed=seed)
+    result = train_table(frame, label, test_size=test_size, seed=seed, drop_missing=drop_missing)
     if out is not None:
         Path(out).write_bytes(result.model.to_bytes())
     return result
@@ -38,8 +46,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             print("error: --label is required with --csv", file=sys.stderr)
             return 2
         try:
-            result = train_csv(args.csv, args.label, test_size=args.test_size, seed=args.seed, out=args.out)
-        except (ChurnError, FileNotFoundError) as err:
+            result = train_csv(
+                args.csv,
+                args.label,
+                test_size=0.0 if args.all else args.test_size,
+                seed=args.seed,
+                out=args.out,
+                drop_missing=args.drop_missing_labels,
+            )
+        except (ChurnError, FileNotFoundError, pd.errors.ParserError, UnicodeDecodeError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(result.report())
@@ -67,7 +82,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def score_csv(path: str | Path, model_path: str | Path, *, top: int = 3) -> pd.DataFrame:
+    """The table of ``path`` with ``churn_risk`` and ``churn_drivers`` (JSON) added, scored by the
+    model saved at ``model_path`` (``vantage churn train --out``: load only model files you wrote)."""
+    model = ChurnModel.from_bytes(Path(model_path).read_bytes())
+    frame = pd.read_csv(path, low_memory=False)
+    missing = [name for name in model.features if name not in frame.columns]
+    if missing:
+        raise ChurnError(f"{path}: the model needs column(s) {', '.join(missing)}")
+    risk, idx, impact = model.score(frame, top=top)
+    out = frame.copy()
+    out["churn_risk"] = np.round(risk, 4)
+    out["churn_drivers"] = model.describe_drivers(frame, idx, impact)
+    return out
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    if args.csv or args.model:
+        if not (args.csv and args.model):
+            print("error: --csv and --model go together", file=sys.stderr)
+            return 2
+        try:
+            scored = score_csv(args.csv, args.model, top=args.top)
+        except (ChurnError, FileNotFoundError, pd.errors.ParserError, UnicodeDecodeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if args.out:
+            scored.to_csv(args.out, index=False)
+            print(f"{len(scored)} rows scored, written to {args.out}")
+        else:
+            scored.to_csv(sys.stdout, index=False)
+        return 0
     ctx = common.context(args)
     now = ctx.now()
     report: dict[str, Any] = (
@@ -87,6 +132,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.add_argument(
         "--test-size", type=float, default=0.25, help="held-out share for a CSV (default 0.25)"
     )
+    train.add_argument(
+        "--all", action="store_true", help="train on every row (same as --test-size 0: no held-out metrics)"
+    )
+    train.add_argument(
+        "--drop-missing-labels", action="store_true", help="leave out rows with no label (refused otherwise)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--horizon-days",
@@ -99,7 +150,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.add_argument("--database-url", default=argparse.SUPPRESS, help="store URL")
     train.set_defaults(func=cmd_train)
 
-    score = csub.add_parser("score", help="score active subscribers with the latest model; write signals")
+    score = csub.add_parser(
+        "score",
+        help="score the store's active subscribers with the latest model (or a CSV with --csv --model)",
+    )
     score.add_argument("--retrain", action="store_true", help="retrain from history first")
+    score.add_argument("--csv", help="score this table instead of the store")
+    score.add_argument("--model", help="a model file written by `vantage churn train --out`")
+    score.add_argument("--out", help="write the scored table here (default: standard output)")
+    score.add_argument("--top", type=int, default=3, help="drivers per row (default 3)")
     score.add_argument("--database-url", default=argparse.SUPPRESS, help="store URL")
     score.set_defaults(func=cmd_score)
