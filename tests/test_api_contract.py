@@ -75,6 +75,12 @@ def test_every_route_is_described_and_every_description_is_a_route(api_app: obje
 
 @pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=os.environ.get("VANTAGE_FUZZ_RANDOM") != "1",  # the same requests on every run
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_generated_requests_never_fail_the_server(case: schemathesis.Case, api_app: object) -> None:
     case.call_and_validate(checks=CHECKS)

@@ -3,7 +3,8 @@ the standards' own payloads mutated at random: any leaf replaced by a hostile va
 surrogate, 10**30, NaN, 5,000 characters, year 9999, an object where text belongs), keys dropped and
 added. Whatever arrives, a run never fails and never raises, a listener never answers 5xx, and every
 item is stored or quarantined with a reason: nothing is lost. The number of examples is
-VANTAGE_FUZZ_EXAMPLES (default 100) per test and backend."""
+VANTAGE_FUZZ_EXAMPLES (default 100) per test and backend; they are the same on every run unless
+VANTAGE_FUZZ_RANDOM=1."""
 
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ from tests.reference import OWN, payloads
 from tests.test_tmf import ALARMS, make, offline_alarms
 
 EXAMPLES = int(os.environ.get("VANTAGE_FUZZ_EXAMPLES", "100"))
+#: The same examples on every run (a green main stays green); VANTAGE_FUZZ_RANDOM=1 explores anew.
+DERANDOMIZE = os.environ.get("VANTAGE_FUZZ_RANDOM") != "1"
 FUZZ = settings(
     max_examples=EXAMPLES,
+    derandomize=DERANDOMIZE,
+    database=None,
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
