@@ -70,6 +70,9 @@ class ConnectorConfig(_Strict):
 class WebConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8050, ge=1, le=65535)
+    #: The longest one statement of a page, callback or API request may run on PostgreSQL (a held
+    #: lock, a hung server): then the request answers 503 instead of waiting. Jobs have no limit.
+    statement_timeout_s: float = Field(default=15.0, gt=0)
 
 
 class SchedulerConfig(_Strict):

@@ -21,7 +21,7 @@ from connectors.base import utcnow
 from dashboard.config import Settings
 from dashboard.kpis import Catalogue, KpiDefinition, Scoring, load_catalogue
 from dashboard.privacy import Principal, principal_from
-from dashboard.store.db import Store
+from dashboard.store.db import STATEMENT_TIMEOUT_S, Store
 
 #: A clock: returns naive UTC now, as the store keeps times.
 Clock = Callable[[], datetime]
@@ -88,6 +88,18 @@ def install(server: flask.Flask, ctx: Context, *, refresh_ms: int = REFRESH_MS) 
     """Make ``ctx`` the context of the app ``server`` serves."""
     server.config[CONTEXT_KEY] = ctx
     server.config[REFRESH_KEY] = refresh_ms
+    limit = ctx.settings.web.statement_timeout_s
+
+    @server.before_request
+    def _limit_statements() -> None:
+        # Every statement this request runs is capped (web.statement_timeout_s); jobs are not.
+        flask.g.statement_limit = STATEMENT_TIMEOUT_S.set(limit)
+
+    @server.teardown_request
+    def _unlimit_statements(_err: BaseException | None) -> None:
+        token = flask.g.pop("statement_limit", None)
+        if token is not None:
+            STATEMENT_TIMEOUT_S.reset(token)
 
 
 def current_context() -> Context:

@@ -165,6 +165,7 @@ def _table(tmp_path: Path, *, blank_labels: int = 0) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_trains_on_every_row_with_test_size_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = _table(tmp_path)
     for flags in (["--test-size", "0"], ["--all"]):
@@ -175,6 +176,7 @@ def test_cli_trains_on_every_row_with_test_size_0(tmp_path: Path, capsys: pytest
     assert "expected a share from 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_rows_without_a_label_are_refused_unless_left_out(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -187,6 +189,7 @@ def test_rows_without_a_label_are_refused_unless_left_out(
     assert "rows left out for a missing label: 3" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_scores_a_table_with_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table, model, scored = _table(tmp_path), tmp_path / "churn.joblib", tmp_path / "scored.csv"
     assert cli_main(["churn", "train", "--csv", str(table), "--label", "Churn", "--out", str(model)]) == 0

@@ -3,9 +3,11 @@ answer JSON 503 within the connect timeout, never an HTML 500 and never a hang."
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from sqlalchemy import text
 
 from dashboard.config import Settings
 from dashboard.store import Store
@@ -39,3 +41,30 @@ def test_a_store_that_refuses_connections_is_a_json_503_everywhere() -> None:
 def test_a_store_that_never_answers_is_a_json_503_within_the_timeout() -> None:
     with silent_server() as port:
         _check(f"postgresql+psycopg://vantage@127.0.0.1:{port}/vantage")
+
+
+@pytest.mark.postgres
+def test_a_request_waiting_on_a_held_lock_is_a_503_jobs_are_not_cut(pg_store: Store) -> None:
+    """A store that holds a lock (or hangs mid-query): the request gives up at web.statement_timeout_s
+    with a JSON 503; a job, outside any request, waits as long as it must."""
+    settings = Settings.model_validate({"database_url": pg_store.url, "web": {"statement_timeout_s": 1}})
+    client = api_client(pg_store, settings)
+    assert client.get("/api/v1/incidents").status_code == 200
+    with pg_store.engine.connect() as holder:
+        holder.execute(text("LOCK TABLE incident_queue IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        resp = client.get("/api/v1/incidents")
+        took = time.monotonic() - started
+        assert resp.status_code == 503 and resp.is_json, resp.get_data(as_text=True)[:200]
+        assert took < 4, took
+
+        def release() -> None:
+            time.sleep(2.5)
+            holder.rollback()
+
+        threading.Thread(target=release).start()
+        started = time.monotonic()
+        with pg_store.connect() as conn:  # a job: no request, no limit
+            conn.execute(text("SELECT count(*) FROM incident_queue")).scalar_one()
+        assert time.monotonic() - started > 2
+    assert client.get("/api/v1/incidents").status_code == 200

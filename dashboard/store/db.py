@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.execute("PRAGMA cache_size=-65536")
     cur.close()
+
+
+#: The longest any statement may run in the current context (None: no limit). A web request sets
+#: it (settings ``web.statement_timeout_s``), so a store that holds a lock or hangs costs a page that
+#: long and then a 503; jobs leave it unset, so a long roll-up is never cut. PostgreSQL only.
+STATEMENT_TIMEOUT_S: ContextVar[float | None] = ContextVar("statement_timeout_s", default=None)
+
+
+def _pg_statement_timeout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """On checkout, give the connection the statement timeout of the context taking it."""
+    seconds = STATEMENT_TIMEOUT_S.get()
+    ms = 0 if seconds is None else max(int(seconds * 1000), 1)
+    if record.info.get("statement_timeout_ms") == ms:
+        return
+    cur = dbapi_conn.cursor()
+    cur.execute(f"SET statement_timeout = {ms}")  # an integer of ours, not input
+    cur.close()
+    dbapi_conn.commit()  # the SET alone: a later rollback must not undo it
+    record.info["statement_timeout_ms"] = ms
 
 
 #: Seconds to establish a PostgreSQL connection (libpq's connect_timeout; whole seconds, 2 at least).
@@ -115,7 +135,9 @@ class Store:
                 max_overflow=10,
                 pool_timeout=POOL_TIMEOUT_S,
             )
-            return create_engine(url, **kwargs)
+            engine = create_engine(url, **kwargs)
+            event.listen(engine, "checkout", _pg_statement_timeout)
+            return engine
         return create_engine(url, **kwargs)
 
     @contextmanager
