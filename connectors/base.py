@@ -69,6 +69,9 @@ class Batch:
     records: Records = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     state: JSONDict | None = None
+    #: The source payload each record was mapped from, in the order of ``records`` (None: the
+    #: records are the payload). Ingest keeps it in quarantine when it refuses a record.
+    sources: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.records) + len(self.rejects)

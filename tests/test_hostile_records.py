@@ -5,6 +5,7 @@ moves a cursor. Both backends: PostgreSQL refuses more (varchar lengths, NUL, in
 from __future__ import annotations
 
 import gzip
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,26 @@ def test_a_refused_hub_registration_is_a_visible_failed_run_and_is_retried(
     assert second.status == "success"
     assert jobs.connectors["tmf"].hub_id == "sub-1"  # type: ignore[attr-defined]
     jobs.close()
+
+
+def test_a_record_refused_at_validation_is_quarantined_as_the_source_sent_it(
+    store: Store, http_server: LoopbackServer
+) -> None:
+    item = {
+        "id": "77",
+        "alarmType": "equipmentAlarm",
+        "perceivedSeverity": "apocalyptic",  # maps through, refused by validation (severity)
+        "probableCause": "powerProblem",
+        "state": "raised",
+        "alarmRaisedTime": "2026-01-01T00:00:00Z",
+        "alarmChangedTime": "2026-01-01T00:00:00Z",
+        "alarmedObject": {"id": "r1"},
+        "sourceSystemId": "oss",
+    }
+    serve(http_server, ALARMS, [item])
+    summary = Ingestor(store).run(make(Tmf642Connector, http_server))
+    assert summary.quarantined == 1
+    [row] = held(store)
+    assert "severity" in row["reason"]
+    kept = json.loads(gzip.decompress(row["payload"]))
+    assert kept == item  # the TMF item, not the canonical record it was mapped to

@@ -201,9 +201,13 @@ class Rows:
 
     records: dict[str, list[JSONDict]] = field(default_factory=dict)
     rejects: dict[str, list[Reject]] = field(default_factory=dict)
+    sources: dict[str, list[Any]] = field(default_factory=dict)
+    #: The source item being mapped: each record added keeps it, for quarantine.
+    source: Any = None
 
     def add(self, kind: str, record: JSONDict) -> None:
         self.records.setdefault(kind, []).append(record)
+        self.sources.setdefault(kind, []).append(self.source)
         self.rejects.setdefault(kind, [])
 
     def reject(self, kind: str, raw: Any, reason: str, record_id: str | None = None) -> None:
@@ -212,7 +216,12 @@ class Rows:
 
     def batches(self) -> list[Batch]:
         return [
-            Batch(kind=k, records=self.records[k], rejects=self.rejects.get(k, []))
+            Batch(
+                kind=k,
+                records=self.records[k],
+                rejects=self.rejects.get(k, []),
+                sources=self.sources[k] if any(s is not None for s in self.sources.get(k, [])) else None,
+            )
             for k in self.records
             if self.records[k] or self.rejects.get(k)
         ]
@@ -349,6 +358,7 @@ class TmfConnector(Connector[TmfOptionsT]):
                         and (cursor < since or (cursor == since and item_id in seen_at_since))
                     ):
                         continue  # already read: the source ignored the filter or treats gt as gte
+                    rows.source = item
                     try:
                         self.map_item(item, rows)
                     except MappingError as err:
@@ -449,7 +459,7 @@ class TmfPushConnector(TmfConnector[PushOptionsT]):
         item = payload.get(self.event_key) if isinstance(payload, dict) else None
         if not isinstance(item, dict):
             return _bad(kind, event, f"{name}: no event.{self.event_key} object in the notification")
-        rows = Rows()
+        rows = Rows(source=event)
         try:
             when = event_time(event)
             self.map_event(name, item, rows, when=when)

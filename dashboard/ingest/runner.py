@@ -208,7 +208,16 @@ class Ingestor:
         elif len(batch.records):
             guard = TimeGuard(now=now, max_future_s=self.limits.max_future_s, earliest=self.limits.earliest)
             checked = validate(table, batch.records, source=connector, guard=guard)
-            bad.extend(held(r.raw, r.reason, r.record_id) for r in checked.rejected)
+            sources = batch.sources
+            bad.extend(
+                # What the source sent, when the connector says what a record was mapped from.
+                held(
+                    sources[r.index] if sources is not None and 0 <= r.index < len(sources) else r.raw,
+                    r.reason,
+                    r.record_id,
+                )
+                for r in checked.rejected
+            )
             if checked.adjusted:
                 counts.adjusted = checked.adjusted_rows
                 log.warning(

@@ -53,6 +53,8 @@ class Rejected:
     raw: Any
     reason: str
     record_id: str | None = None
+    #: Its position in the records given to :func:`validate`.
+    index: int = -1
 
 
 @dataclass
@@ -441,6 +443,7 @@ def validate(
                     raw=raw,
                     reason="; ".join(reasons.msgs[int(i)]),
                     record_id=None if rid is None or pd.isna(rid) else str(rid),
+                    index=int(i),
                 )
             )
         rows = rows.loc[~reasons.bad].reset_index(drop=True)
