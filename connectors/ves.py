@@ -277,6 +277,9 @@ class Mapped:
 
     alarms: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    #: The event each alarm and sample came from, for quarantine (Batch.sources).
+    alarm_events: list[Any] = field(default_factory=list)
+    sample_events: list[Any] = field(default_factory=list)
     rejects: dict[str, list[Reject]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
@@ -290,9 +293,18 @@ class Mapped:
     def batches(self) -> list[Batch]:
         out: list[Batch] = []
         if self.alarms or self.rejects.get("alarms"):
-            out.append(Batch("alarms", self.alarms, self.rejects.get("alarms", [])))
+            out.append(
+                Batch("alarms", self.alarms, self.rejects.get("alarms", []), sources=self.alarm_events)
+            )
         if self.samples or self.rejects.get("kpi_samples"):
-            out.append(Batch("kpi_samples", self.samples, self.rejects.get("kpi_samples", [])))
+            out.append(
+                Batch(
+                    "kpi_samples",
+                    self.samples,
+                    self.rejects.get("kpi_samples", []),
+                    sources=self.sample_events,
+                )
+            )
         return out
 
 
@@ -338,8 +350,11 @@ class VesMapper:
                 domain = header["domain"]
                 if domain == "fault":
                     out.alarms.append(self.alarm(header, event["faultFields"], start, last))
+                    out.alarm_events.append(event)
                 elif domain == "measurement":
-                    out.samples.extend(self.samples(header, event["measurementFields"], i, start))
+                    found = self.samples(header, event["measurementFields"], i, start)
+                    out.samples.extend(found)
+                    out.sample_events.extend([event] * len(found))
                 else:
                     out.ignored += 1  # heartbeats and other domains: valid, nothing to store
             except InvalidEvent as err:

@@ -14,8 +14,9 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, insert, select
 
-from connectors.base import Batch, utcnow
+from connectors.base import Batch, ConnectorContext, PushRequest, utcnow
 from connectors.tmf import Tmf642Connector
+from connectors.ves import EVENT_ROUTE, VesConnector, VesOptions
 from dashboard.cli import main
 from dashboard.config import settings_from_mapping
 from dashboard.health import check_health
@@ -26,6 +27,7 @@ from dashboard.store import Store
 from dashboard.store.schema import accounts, alarms, connector_runs, connector_state, quarantine
 from tests.apps import context_for
 from tests.loopback import LoopbackServer, Response
+from tests.reference import OWN, payloads
 from tests.test_tmf import ALARMS, make, serve
 
 T = datetime(2026, 3, 2, 12, 0)
@@ -317,3 +319,17 @@ def test_a_record_refused_at_validation_is_quarantined_as_the_source_sent_it(
     assert "severity" in row["reason"]
     kept = json.loads(gzip.decompress(row["payload"]))
     assert kept == item  # the TMF item, not the canonical record it was mapped to
+
+
+def test_a_ves_event_from_a_clock_years_ahead_is_quarantined_as_sent(store: Store) -> None:
+    event = payloads("ves", OWN).json("fault")
+    header = event["event"]["commonEventHeader"]
+    header["startEpochMicrosec"] = header["lastEpochMicrosec"] = 4_000_000_000 * 10**6  # year 2096
+    connector = VesConnector(VesOptions.model_validate({}), ConnectorContext("ves"))
+    (route,) = [r for r in connector.push_routes() if r.path == EVENT_ROUTE]
+    resp = route.handler(PushRequest(path=route.path, body=json.dumps(event).encode(), headers={}, query={}))
+    counts = Ingestor(store).ingest("ves", resp.batches)
+    assert (counts.upserted, counts.quarantined) == (0, 1)
+    [row] = held(store)
+    assert "in the future" in row["reason"]
+    assert json.loads(gzip.decompress(row["payload"])) == event["event"]  # the VES event as sent
