@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,30 +54,38 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
     pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
+@contextmanager
+def vantage_run(
+    options: list[str], cwd: Path, log_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`vantage OPTIONS run` on a free port, as a user starts it; stopped with Ctrl-C afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT")}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.cli", *options, "run", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     config = tmp_path / "vantage.yaml"
     config.write_text(SETTINGS.format(db=tmp_path / "vantage.db"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT")}
-    log = (tmp_path / "run.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.cli", "--config", str(config), "run", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+    with vantage_run(["--config", str(config)], tmp_path, tmp_path / "run.log") as started:
+        yield started
 
 
 @pytest.mark.slow
@@ -139,27 +148,9 @@ def test_vantage_run_serves_pages_and_health_on_the_simulator(
 @pytest.fixture
 def built_in(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`vantage run` on the operator `make run` shows (the checkout's vantage.yaml), on a fresh store."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT")}
-    log = (tmp_path / "run.log").open("wb")
     db = f"sqlite:///{tmp_path / 'vantage.db'}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.cli", "--database-url", db, "run", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+    with vantage_run(["--database-url", db], ROOT, tmp_path / "run.log") as started:
+        yield started
 
 
 def _health(url: str) -> dict[str, Any]:
