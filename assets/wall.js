@@ -327,8 +327,19 @@
     var ctrl = window.AbortController ? new AbortController() : null;
     var guard = window.setTimeout(function () { if (ctrl) { ctrl.abort(); } }, Math.max(this.cfg.refreshMs, 5000));
     var sent = Date.now();
-    fetch(this.cfg.api + "?have=" + encodeURIComponent(have), { cache: "no-store", signal: ctrl ? ctrl.signal : undefined })
+    fetch(this.cfg.api + "?have=" + encodeURIComponent(have), {
+      cache: "no-store",
+      credentials: "same-origin",
+      // A timer, not a person: the feed does not keep an idle session alive.
+      headers: { "X-Vantage-Passive": "1" },
+      signal: ctrl ? ctrl.signal : undefined,
+    })
       .then(function (resp) {
+        if (resp.status === 401) {
+          // The session or the kiosk token ended: to the login page, back here afterwards.
+          self.stopped = true;
+          window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname + window.location.search));
+        }
         if (!resp.ok) { throw new Error("HTTP " + resp.status); }
         return resp.json();
       })

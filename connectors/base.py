@@ -134,6 +134,9 @@ class ConnectorContext:
     name: str
     #: Returns the current naive UTC time; None means the system clock (tests pass a fixed clock).
     now: Callable[[], datetime] | None = None
+    #: The bearer secret the dashboard's listener routes expect from this connector's source, for
+    #: connectors that register a callback with it (a TMF hub); None when not configured.
+    listener_token: str | None = field(default=None, repr=False)
 
     def utcnow(self) -> datetime:
         return self.now() if self.now is not None else utcnow()

@@ -24,11 +24,12 @@ from sqlalchemy.exc import (
 )
 from werkzeug.exceptions import HTTPException
 
-from dashboard import api, ids, queries, readiness
+from dashboard import api, guard, ids, queries, readiness
 from dashboard.config import Settings
-from dashboard.context import REFRESH_MS, Context, install
+from dashboard.context import REFRESH_MS, Context, current_principal, install
 from dashboard.ingest.runner import Ingestor
 from dashboard.pages import PAGE_MODULES, fmt_count, fmt_money, fmt_time
+from dashboard.privacy import Permission, Principal
 from dashboard.push import mount_push_routes
 from dashboard.store.db import Store, StoreError
 
@@ -38,8 +39,16 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PAGES_DIR = PACKAGE_DIR / "pages"
 ASSETS_DIR = PACKAGE_DIR.parent / "assets"
 
-NAV = [("Wall", "/wall"), ("Incidents", "/incidents"), ("Linkage", "/linkage"),
-       ("Subscribers", "/subscribers"), ("Sources", "/sources")]  # fmt: skip
+#: The navigation: label, path, and the permission its page needs (the page declares the same).
+NAV: list[tuple[str, str, Permission]] = [
+    ("Wall", "/wall", "read"),
+    ("Incidents", "/incidents", "read"),
+    ("Linkage", "/linkage", "read"),
+    ("Subscribers", "/subscribers", "read"),
+    ("Sources", "/sources", "read"),
+    ("Audit", "/audit", "admin"),
+    ("Access", "/access", "admin"),
+]
 
 #: The strip's figures in display order: key, label.
 STRIP_METRICS = [
@@ -65,13 +74,17 @@ def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> d
         assets_folder=str(ASSETS_DIR),
         title="Vantage",
         update_title="",
+        # Dash would otherwise build a validation layout from every page's layout, for no one in
+        # particular, and send it inside every page: the pages' rules could not apply to it.
+        suppress_callback_exceptions=True,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     install(app.server, ctx, refresh_ms=refresh_ms)
-    app.layout = shell_layout(refresh_ms)
+    app.layout = functools.partial(shell_layout, refresh_ms)
     _register_shell_callbacks(app, ctx)
     for name in PAGE_MODULES:
         importlib.import_module(f"dashboard.pages.{name}").register_callbacks(app)
+    guard_pages()
 
     @app.server.before_request
     def _home() -> Any:
@@ -87,7 +100,35 @@ def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> d
     mount_push_routes(
         app.server, ctx.settings, Ingestor(ctx.store, clock=ctx.clock, limits=ctx.settings.ingest)
     )
+    # Last, so it sees every route: each request is checked against its surface's rule.
+    guard.install(app, ctx)
     return app
+
+
+# --- Pages under their rules -----------------------------------------------------------------
+
+
+def guard_pages() -> None:
+    """Each page shows its layout only to roles its declared ``access`` allows (a page without one
+    is an error at start-up); others see a short refusal in its place."""
+    for page in dash.page_registry.values():
+        level = page.get("access")
+        if level not in guard.ACCESS_LEVELS or level in ("public", "push", "client"):
+            raise RuntimeError(f"page {page['module']} declares no valid access rule (access=...)")
+        if "vantage_layout" not in page:
+            page["vantage_layout"] = page["layout"]
+            page["layout"] = functools.partial(_guarded_layout, page)
+
+
+def _guarded_layout(page: dict[str, Any], **kwargs: Any) -> Any:
+    principal = current_principal()
+    if not principal.may(page["access"]):
+        return html.Div(
+            [html.H2("Not for your role"), html.P(f"Your role ({principal.role}) may not see this page.")],
+            className="vt-forbidden",
+        )
+    layout = page["vantage_layout"]
+    return layout(**kwargs) if callable(layout) else layout
 
 
 # --- Callbacks under malformed requests ------------------------------------------------------
@@ -154,13 +195,33 @@ def _store_down(err: Exception) -> tuple[flask.Response, int]:
 # --- Shell ---------------------------------------------------------------------------------
 
 
-def navbar() -> dbc.Navbar:
-    links = [dbc.NavItem(dbc.NavLink(label, href=href, active="exact")) for label, href in NAV]
+def navbar(principal: Principal | None = None) -> dbc.Navbar:
+    """The navigation bar: the pages the principal may see, who is logged in, and log-out."""
+    visible = [
+        (label, href, level) for label, href, level in NAV if principal is None or principal.may(level)
+    ]
+    links = [dbc.NavItem(dbc.NavLink(label, href=href, active="exact")) for label, href, _ in visible]
+    who: list[Any] = []
+    if principal is not None:
+        who.append(html.Span(f"{principal.user} · {principal.role}", className="vt-who", id=ids.SHELL_WHO))
+        if principal.via in ("session",):
+            who.append(
+                html.Form(
+                    [
+                        html.Button("Log out", type="submit", className="btn btn-sm btn-outline-light",
+                                    id=ids.SHELL_LOGOUT),
+                    ],
+                    action="/logout",
+                    method="post",
+                    className="vt-logout",
+                )
+            )  # fmt: skip
     return dbc.Navbar(
         dbc.Container(
             [
                 dbc.NavbarBrand("Vantage", href="/wall", className="vt-brand"),
                 dbc.Nav(links, navbar=True, className="vt-nav"),
+                html.Div(who, className="vt-user ms-auto"),
             ],
             fluid=True,
         ),
@@ -171,12 +232,14 @@ def navbar() -> dbc.Navbar:
 
 
 def shell_layout(refresh_ms: int = REFRESH_MS) -> html.Div:
-    """Navbar, the live overview strip and the page; the strip fills in on the first tick."""
+    """Navbar, the live overview strip and the page; the strip fills in on the first tick. Built per
+    request (the navbar names who is logged in), or with no one outside a request."""
+    principal = guard.current_principal() if flask.has_request_context() else None
     return html.Div(
         [
             dcc.Interval(id=ids.SHELL_INTERVAL, interval=refresh_ms),
             dcc.Store(id=ids.SHELL_STRIP_LAST, storage_type="memory"),
-            navbar(),
+            navbar(principal),
             html.Div(
                 strip_children(None, stale=False, last_ok=None),
                 id=ids.SHELL_STRIP,
@@ -262,7 +325,9 @@ def refresh_strip(
 
 
 def _register_shell_callbacks(app: dash.Dash, ctx: Context) -> None:
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SHELL_STRIP, "children"),
         Output(ids.SHELL_STRIP, "className"),
         Output(ids.SHELL_STRIP_LAST, "data"),
@@ -272,7 +337,9 @@ def _register_shell_callbacks(app: dash.Dash, ctx: Context) -> None:
     def _refresh(_n: int | None, last: dict[str, Any] | None) -> tuple[list[Any], str, dict[str, Any] | None]:
         return refresh_strip(ctx.store, ctx.currency, last, now=ctx.now())
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SHELL_PREPARING, "children"),
         Output(ids.SHELL_PREPARING, "hidden"),
         Output(ids.SHELL_PREPARING_INTERVAL, "disabled"),
@@ -282,7 +349,8 @@ def _register_shell_callbacks(app: dash.Dash, ctx: Context) -> None:
         return preparing_banner(ctx.store, now=ctx.now())
 
     # The wall shows everything the strip does and refreshes itself: the strip rests there.
-    app.clientside_callback(
+    guard.clientside_callback(
+        app,
         "function(path) { return !!path && (path === '/' || path.indexOf('/wall') === 0); }",
         Output(ids.SHELL_INTERVAL, "disabled"),
         Input("_pages_location", "pathname"),

@@ -7,6 +7,7 @@ Secrets never live in the file: a connector's auth block names environment varia
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -43,6 +44,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ListenerConfig(_Strict):
+    """Sender authentication of a connector's listener routes; on by default.
+
+    ``bearer``: the sender sends ``Authorization: Bearer <secret>`` (or, as RFC 6750 allows,
+    ``?access_token=<secret>``, which is how a TMF hub registration carries it in the callback URL).
+    ``hmac``: the sender signs the body, ``X-Vantage-Signature: sha256=<hex HMAC-SHA256 of the body>``.
+    ``none``: anyone who reaches the route may push (only behind a gateway that authenticates).
+    The secret is read from the environment variable ``secret_env``
+    (default ``VANTAGE_LISTENER_SECRET_<NAME>``, the connector's name upper-cased, ``-`` as ``_``);
+    with authentication on and no secret set, every push is refused.
+    """
+
+    auth: Literal["bearer", "hmac", "none"] = "bearer"
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")
+    #: Browser origins allowed to push (none by default: sources are servers, and a request that
+    #: carries an Origin header came from a web page).
+    allowed_origins: list[str] = Field(default_factory=list)
+
+
 class ConnectorConfig(_Strict):
     """One configured connector: which type, how often, and its type-specific options."""
 
@@ -51,11 +71,23 @@ class ConnectorConfig(_Strict):
     enabled: bool = True
     interval: float = Field(default=300.0, description="seconds between runs; accepts 30s, 15m, 1h")
     options: dict[str, Any] = Field(default_factory=dict)
+    #: How senders to this connector's listener routes (/push/<name>/...) prove who they are.
+    listener: ListenerConfig = Field(default_factory=lambda: ListenerConfig())
 
     @field_validator("interval", mode="before")
     @classmethod
     def _interval(cls, v: Any) -> float:
         return parse_duration(v)
+
+    def listener_secret_env(self) -> str:
+        """The environment variable holding the listener's secret."""
+        return self.listener.secret_env or "VANTAGE_LISTENER_SECRET_" + re.sub(
+            r"[^A-Z0-9]", "_", self.name.upper()
+        )
+
+    def listener_secret(self) -> str | None:
+        """The listener's secret from the environment, or None when it is not set."""
+        return os.environ.get(self.listener_secret_env()) or None
 
     def parsed_options(self) -> ConnectorOptions:
         """The options validated by the connector type's own model."""
@@ -64,7 +96,8 @@ class ConnectorConfig(_Strict):
     def build(self, clock: Callable[[], datetime] | None = None) -> Connector[Any]:
         """An instance of the configured connector with its validated options (``clock``: naive UTC now)."""
         cls = get_connector_class(self.type)
-        return cls(self.parsed_options(), ConnectorContext(name=self.name, now=clock))
+        secret = self.listener_secret() if self.listener.auth == "bearer" else None
+        return cls(self.parsed_options(), ConnectorContext(name=self.name, now=clock, listener_token=secret))
 
 
 class WebConfig(_Strict):
@@ -114,16 +147,76 @@ class IngestConfig(_Strict):
         return parse_duration(v)
 
 
+class OidcConfig(_Strict):
+    """Single sign-on by OpenID Connect (authorization code flow with PKCE)."""
+
+    #: The provider's issuer URL; its discovery document is at <issuer>/.well-known/openid-configuration.
+    issuer: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    #: The environment variable holding the client secret (never the secret itself).
+    client_secret_env: str = Field(default="VANTAGE_OIDC_CLIENT_SECRET", pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")
+    scopes: str = "openid profile email"
+    #: The ID token claim naming the user, and the one carrying roles or groups (a string or a list).
+    user_claim: str = "preferred_username"
+    role_claim: str = "roles"
+    #: Claim value -> Vantage role. A user with several mapped values gets the one with most rights.
+    role_map: dict[str, Literal["viewer", "operator", "analyst", "admin"]] = Field(default_factory=dict)
+    #: The role of a user none of whose claim values is mapped; unset refuses them.
+    default_role: Literal["viewer", "operator", "analyst", "admin"] | None = None
+    #: What the login page's button says.
+    label: str = "Sign in with single sign-on"
+
+
 class SecurityConfig(_Strict):
-    #: Who a request is when nothing says otherwise, and what it may see (dashboard/privacy.py):
-    #: viewer (personal data masked), analyst or admin (may unmask one subscriber at a time, audited).
-    default_user: str = Field(default="operator", min_length=1, max_length=128)
-    default_role: Literal["viewer", "analyst", "admin"] = "viewer"
-    #: Take user and role from request headers. Only for a proxy in front that authenticates users
-    #: and strips these headers from what clients send; otherwise anyone could claim a role.
+    """Who may use Vantage and how they prove it (docs/security.md)."""
+
+    #: The role of a request with no credentials: unset (the default) means every page, callback,
+    #: API route and export asks for a login. ``viewer`` opens read-only, masked access to anyone
+    #: who reaches the server (a wall on a closed network); no other role may be anonymous.
+    anonymous_role: Literal["viewer"] | None = None
+    #: A session ends after this long without a user action (timers refreshing a page do not count)...
+    session_idle_s: float = Field(default=1800.0, alias="session_idle", gt=0)
+    #: ...and this long after its login, whatever happens.
+    session_max_s: float = Field(default=43200.0, alias="session_max", gt=0)
+    #: Send the session cookie with the Secure flag: ``auto`` when the request came over HTTPS
+    #: (directly, or through a trusted proxy that says so).
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    #: A user is locked out for ``lockout_for`` after this many wrong passwords in a row.
+    lockout_after: int = Field(default=5, ge=1)
+    lockout_for_s: float = Field(default=900.0, alias="lockout_for", gt=0)
+    #: Rate limits (Flask-Limiter notation) per principal on searches of personal fields, and per
+    #: client address on the login form. ``rate_limit_storage`` shares counts between web workers
+    #: (redis://...); memory:// counts per process.
+    search_rate_limit: str = "60/minute"
+    login_rate_limit: str = "20/minute"
+    rate_limit_storage: str = "memory://"
+    #: Host names the server answers to (the Host header); empty means the loopback names and
+    #: web.host. A request for any other host is refused (DNS rebinding, host header injection).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Addresses (or CIDR networks) of reverse proxies in front: only requests from them may set
+    #: X-Forwarded-For/-Proto/-Host, and the user and role headers when ``trust_headers`` is on.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: Take user and role from ``user_header``/``role_header`` set by an authenticating proxy in
+    #: ``trusted_proxies``; from any other address the headers are ignored.
     trust_headers: bool = False
     user_header: str = "X-Vantage-User"
     role_header: str = "X-Vantage-Role"
+    oidc: OidcConfig | None = None
+
+    @field_validator("session_idle_s", "session_max_s", "lockout_for_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return v
 
 
 WALL_VIEWS = ("overview", "incidents", "map", "kpis")

@@ -11,7 +11,7 @@ system clock outside a request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +20,7 @@ import flask
 from connectors.base import utcnow
 from dashboard.config import Settings
 from dashboard.kpis import Catalogue, KpiDefinition, Scoring, load_catalogue
-from dashboard.privacy import Principal, principal_from
+from dashboard.privacy import PermissionDenied, Principal
 from dashboard.store.db import STATEMENT_TIMEOUT_S, Store
 
 #: A clock: returns naive UTC now, as the store keeps times.
@@ -31,6 +31,9 @@ Jobs = dict[str, tuple[float, Callable[[], object]]]
 #: Flask config keys of the serving app.
 CONTEXT_KEY = "VANTAGE_CONTEXT"
 REFRESH_KEY = "VANTAGE_REFRESH_MS"
+#: ``flask.g`` key of the request's principal, set by the guard (dashboard/guard) once it has
+#: checked the request's credentials against the surface's rule.
+PRINCIPAL_KEY = "vantage_principal"
 #: How often the strip and the live parts of pages re-read the store, by default.
 REFRESH_MS = 15_000
 
@@ -136,9 +139,12 @@ def current_refresh_ms() -> int:
 
 
 def current_principal() -> Principal:
-    """Who is asking: trusted headers when the settings say so (dashboard/privacy.py), else the defaults."""
-    headers: Mapping[str, str] | None = dict(flask.request.headers) if flask.has_request_context() else None
-    return principal_from(current_settings().security, headers)
+    """Who is asking, as the guard established it; PermissionDenied outside a guarded request, so
+    a surface the guard did not pass can never act for anyone."""
+    principal = flask.g.get(PRINCIPAL_KEY) if flask.has_request_context() else None
+    if not isinstance(principal, Principal):
+        raise PermissionDenied("this request carries no authenticated principal")
+    return principal
 
 
 def current_actor() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 # --- Shell (navbar and the overview strip on every page) -----------------------------------
 SHELL_INTERVAL = "shell-interval"
 SHELL_STRIP = "shell-strip"
+SHELL_WHO = "shell-who"
+SHELL_LOGOUT = "shell-logout"
 SHELL_PREPARING = "shell-preparing"  # the preparation banner while a fresh store is prepared
 SHELL_PREPARING_INTERVAL = "shell-preparing-interval"
 SHELL_STRIP_LAST = "shell-strip-last"  # dcc.Store: the last overview read successfully
@@ -118,3 +120,34 @@ SUBSCRIBER_UNMASK_RESULT = "subscriber-unmask-result"
 SUBSCRIBER_PERSONAL = "subscriber-personal"
 SUBSCRIBER_KPI_GRAPH = "subscriber-kpi-graph"
 SUBSCRIBER_TIMELINE = "subscriber-timeline"
+
+# --- Audit ---------------------------------------------------------------------------------
+AUDIT_URL = "audit-url"  # dcc.Location: the filters as the query string
+AUDIT_ACTOR = "audit-actor"
+AUDIT_ACTION = "audit-action"
+AUDIT_TARGET = "audit-target"
+AUDIT_SINCE = "audit-since"
+AUDIT_UNTIL = "audit-until"
+AUDIT_COUNT = "audit-count"
+AUDIT_GRID = "audit-grid"
+AUDIT_NEWER = "audit-newer"
+AUDIT_OLDER = "audit-older"
+#: dcc.Store: {"pages": [cursor of each page shown so far, the first None], "next": the next cursor}.
+AUDIT_PAGING = "audit-paging"
+AUDIT_EXPORT = "audit-export"
+
+# --- Access --------------------------------------------------------------------------------
+ACCESS_USERS_GRID = "access-users-grid"
+ACCESS_DISABLE = "access-disable"
+ACCESS_ENABLE = "access-enable"
+ACCESS_USERS_RESULT = "access-users-result"
+ACCESS_CHANGED = "access-changed"  # dcc.Store: bumped when a user changes, so the tokens re-read
+ACCESS_TOKENS_GRID = "access-tokens-grid"
+ACCESS_REVOKE = "access-revoke"
+ACCESS_TOKENS_RESULT = "access-tokens-result"
+ACCESS_TOKEN_NAME = "access-token-name"
+ACCESS_TOKEN_OWNER = "access-token-owner"
+ACCESS_TOKEN_ROLE = "access-token-role"
+ACCESS_TOKEN_DAYS = "access-token-days"
+ACCESS_TOKEN_CREATE = "access-token-create"
+ACCESS_TOKEN_CREATED = "access-token-created"  # the new token's text, shown once

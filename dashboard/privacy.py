@@ -1,9 +1,9 @@
 """Who is asking, what they may see, and the masks personal data wears until they may see it.
 
-This module is the one place that decides. A request's :class:`Principal` comes from the settings
-(``security.default_user`` / ``default_role``) or, when ``security.trust_headers`` is on because a
-trusted proxy in front sets them, from the ``X-Vantage-User`` / ``X-Vantage-Role`` headers
-(:func:`principal_from`; the web layer asks ``dashboard.context.current_principal``). Every
+This module is the one place that decides. A request's :class:`Principal` (a user and a role) is
+established by the guard (dashboard/guard: a session, an API token or a trusted proxy's headers;
+the web layer asks ``dashboard.context.current_principal``); what each role may do is the roles
+table :data:`ROLE_PERMISSIONS`. Every
 page callback and API response that carries personal data passes it through :func:`protect`,
 which masks it server-side, so nothing unmasked reaches a browser that may not see it. A role that
 may see personal data still sees it masked until it asks for one subscriber with :func:`unmask`,
@@ -14,7 +14,7 @@ that reads the clear values.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
@@ -25,10 +25,27 @@ from dashboard.errors import VantageError
 from dashboard.store.db import Store
 from dashboard.store.schema import accounts, audit, subscribers
 
-Role = Literal["viewer", "analyst", "admin"]
-ROLES: tuple[Role, ...] = ("viewer", "analyst", "admin")
+Role = Literal["viewer", "operator", "analyst", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "analyst", "admin")
+
+#: What a surface may ask of its caller (docs/security.md has the table):
+#: read - see pages, the API and exports, personal data masked;
+#: act - acknowledge, assign, note, run playbook actions;
+#: unmask - see one subscriber's personal data in clear, each time audited, and search personal
+#: fields by part of their value (audited too);
+#: admin - users, tokens, settings and the audit log.
+Permission = Literal["read", "act", "unmask", "admin"]
+PERMISSIONS: tuple[Permission, ...] = ("read", "act", "unmask", "admin")
+
+#: The roles table: what each role may do. Nothing is inherited implicitly; each row says it all.
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    "viewer": frozenset({"read"}),
+    "operator": frozenset({"read", "act"}),
+    "analyst": frozenset({"read", "unmask"}),
+    "admin": frozenset({"read", "act", "unmask", "admin"}),
+}
 #: Roles that may unmask one subscriber's personal data (each time audited).
-UNMASKING_ROLES: frozenset[str] = frozenset({"analyst", "admin"})
+UNMASKING_ROLES: frozenset[str] = frozenset(r for r, p in ROLE_PERMISSIONS.items() if "unmask" in p)
 
 #: Personal fields as they appear in records the pages and API return, and how each is masked.
 PERSONAL_FIELDS: dict[str, str] = {
@@ -54,25 +71,26 @@ class PermissionDenied(VantageError):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is asking: a user (or a service, for API tokens) and its role.
+
+    ``via`` says how the request proved it: ``session`` (logged in), ``token`` (an API bearer
+    token), ``proxy`` (an authenticating proxy's headers) or ``local`` (a command run on the host).
+    """
+
     user: str
     role: Role
+    via: str = "session"
+
+    def may(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
 
     @property
     def may_unmask(self) -> bool:
-        return self.role in UNMASKING_ROLES
+        return self.may("unmask")
 
-
-def principal_from(security: Any, headers: Mapping[str, str] | None = None) -> Principal:
-    """The principal of a request: trusted headers when the settings say so, else the defaults."""
-    user, role = security.default_user, security.default_role
-    if security.trust_headers and headers is not None:
-        lower = {k.lower(): v for k, v in headers.items()}
-        named = " ".join((lower.get(security.user_header.lower()) or "").split())
-        user = named[:128] or security.default_user
-        asked = (lower.get(security.role_header.lower()) or "").strip().lower()
-        if asked in ROLES:
-            role = asked
-    return Principal(user=user, role=role)
+    @property
+    def may_act(self) -> bool:
+        return self.may("act")
 
 
 # --- masks -------------------------------------------------------------------------------------
@@ -194,3 +212,161 @@ def unmask(store: Store, principal: Principal, subscriber_id: str, *, now: datet
             )
         )
     return clear
+
+
+# --- free text ---------------------------------------------------------------------------------
+
+#: ISO dates and times: digit runs that are not phone numbers, matched first so they stay as written.
+_DATE_TIME = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+_EMAIL_RE = r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"
+#: A phone-number-like run: digits with spaces, dashes, dots or parentheses between them, an optional
+#: ``+`` or ``(`` first, not glued to a word before it (``A1234567`` is an id, not a number).
+_PHONE_RE = r"(?<![\w+])(?:\(?\+|\+?\()?\d[\d ().\-]{5,}\d"
+_FREE_TEXT = re.compile(f"(?P<email>{_EMAIL_RE})|(?P<date>{_DATE_TIME})|(?P<phone>{_PHONE_RE})")
+_DECIMAL = re.compile(r"\d+\.\d+")
+#: Digits a run needs to be taken for a phone number (shorter runs are counts, codes, amounts).
+PHONE_MIN_DIGITS = 7
+#: Words of a name shorter than this are masked only as part of the whole name (``da``, ``de``).
+NAME_WORD_MIN = 3
+_WORD = re.compile(r"\w[\w'\u2019\-]*\w|\w")
+
+
+def _redact_match(m: re.Match[str]) -> str:
+    found = m.group(0)
+    if m.group("email"):
+        return mask_email(found) or found
+    if m.group("date"):
+        return found
+    if sum(c.isdigit() for c in found) < PHONE_MIN_DIGITS or _DECIMAL.fullmatch(found):
+        return found
+    # Parentheses around a country or area code say nothing the mask keeps.
+    return mask_msisdn(found.replace("(", "").replace(")", "")) or found
+
+
+def _names_pattern(names: Iterable[str | None]) -> re.Pattern[str] | None:
+    """Each whole name, and each of its words of NAME_WORD_MIN letters or more, as whole words."""
+    alternatives: set[str] = set()
+    for name in names:
+        words = _WORD.findall(name or "")
+        if not words:
+            continue
+        alternatives.add(r"\s+".join(re.escape(w) for w in words))
+        alternatives.update(re.escape(w) for w in words if len(w) >= NAME_WORD_MIN)
+    if not alternatives:
+        return None
+    longest_first = sorted(alternatives, key=lambda a: (-len(a), a))
+    return re.compile(r"(?<!\w)(?:" + "|".join(longest_first) + r")(?!\w)", re.IGNORECASE)
+
+
+def redact_text(text: str, names: Iterable[str | None] = ()) -> str:
+    """Free text (a ticket, a note, a raw payload) with the personal data in it masked.
+
+    Email addresses, phone-number-like runs (PHONE_MIN_DIGITS digits or more, with an optional ``+``
+    and spaces, dashes, dots or parentheses) and the given ``names`` (whole words, any case; each
+    name whole and each of its longer words alone) wear the same masks as the fields
+    (:func:`mask_email`, :func:`mask_msisdn`, :func:`mask_name`), so the text still reads:
+    ``call Joana Silva on +351 912 345 678`` -> ``call J*** S*** on +351 9*** ***678``. ISO dates
+    and times and plain decimals stay as written. It errs on hiding: a long order number is masked
+    like a phone number.
+    """
+    out = _FREE_TEXT.sub(_redact_match, text)
+    pattern = _names_pattern(names)
+    if pattern is not None:
+        out = pattern.sub(lambda m: mask_name(m.group(0)) or m.group(0), out)
+    return out
+
+
+def people_named(name: str | None, segment: str | None, contact_name: str | None) -> tuple[str, ...]:
+    """The people an account's free text may name: its contact, and its holder when it is a
+    consumer's (a consumer account is named after its holder; a business's name is not personal)."""
+    holder = None if segment in BUSINESS_SEGMENTS else name
+    return tuple(n for n in (contact_name, holder) if n)
+
+
+def redact_optional(text: str | None, names: Iterable[str | None] = ()) -> str | None:
+    """:func:`redact_text` of stored text that may be missing (None stays None)."""
+    return None if text is None else redact_text(text, names)
+
+
+#: Keys of a raw payload (JSON or JSON-like text) whose string values are a person's name or an
+#: address, compared lower-case without ``_`` or ``-``. ``name`` itself may be a person's in any
+#: record but those of the network kinds in NETWORK_KINDS (a consumer account is named after its
+#: holder; a ticket's or a bill's related party is a person).
+_NAME_KEYS = frozenset(
+    {
+        "contactname", "givenname", "familyname", "fullname", "firstname", "lastname", "middlename",
+        "surname", "formattedname", "preferredgivenname", "holdername", "customername",
+    }
+)  # fmt: skip
+_ADDRESS_KEYS = frozenset(
+    {
+        "address", "contactaddress", "street", "street1", "street2", "streetname", "streetnr",
+        "postcode", "postalcode", "zip", "zipcode",
+    }
+)  # fmt: skip
+NETWORK_KINDS = frozenset(
+    {
+        "regions", "sites", "cells", "resources", "topology_edges", "alarms", "incidents",
+        "incident_alarms", "kpi_samples",
+    }
+)  # fmt: skip
+_JSON_PAIR = re.compile(r'"(?P<key>[^"\\]{1,64})"\s*:\s*"(?P<value>(?:[^"\\]|\\.)*)"')
+
+
+def redact_payload(raw: str, kind: str | None = None) -> str:
+    """A raw source payload (as quarantined) with its personal data masked, JSON or not, whole or cut.
+
+    String values under name keys (``contact_name``, ``givenName``...; ``name`` in records of any
+    kind but NETWORK_KINDS, and when the kind is unknown) wear :func:`mask_name`, and those names
+    are masked wherever else they appear; values under address keys are hidden whole; then
+    :func:`redact_text` masks emails and phone numbers. Pairs are found in the text, so a payload
+    cut short (a preview) is masked too.
+    """
+    names: list[str] = []
+
+    def pair(m: re.Match[str]) -> str:
+        key = re.sub(r"[_\-\s]", "", m.group("key").lower())
+        value = m.group("value")
+        if not value:
+            return m.group(0)
+        if key in _NAME_KEYS or (key == "name" and kind not in NETWORK_KINDS):
+            names.append(value)
+            masked = mask_name(value) or ""
+        elif key in _ADDRESS_KEYS:
+            masked = "***"
+        else:
+            return m.group(0)
+        start, end = m.span("value")
+        whole = m.group(0)
+        return whole[: start - m.start()] + masked + whole[end - m.start() :]
+
+    return redact_text(_JSON_PAIR.sub(pair, raw), names)
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+#: First characters that make a spreadsheet read a cell as a formula (or a DDE call).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: An MSISDN as :func:`mask_msisdn` writes it: a sign, digits, spaces and stars, never a formula.
+_MASKED_MSISDN = re.compile(r"\+\d{1,3} \d\*\*\* \*\*\*\d{3}")
+
+
+def csv_safe(value: Any) -> Any:
+    """A value for a CSV cell that a spreadsheet will show, never run.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with
+    ``'``, which spreadsheets read as "this is text". Numbers stay numbers (a negative sentiment
+    still sorts as one), and so does text that is a number as written, or a masked MSISDN
+    (``+351 9*** ***678``): neither can call a function.
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    if _NUMBER.fullmatch(value) or _MASKED_MSISDN.fullmatch(value):
+        return value
+    return "'" + value
+
+
+def csv_safe_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``row`` with every cell passed through :func:`csv_safe`."""
+    return {k: csv_safe(v) for k, v in row.items()}

@@ -299,8 +299,13 @@ def quarantine_page(
     offset: int = 0,
     limit: int = 50,
     raw_chars: int = 2000,
+    search_reasons: bool = False,
 ) -> QuarantinePage:
-    """One page of quarantined records, newest first, filtered; ``raw`` cut to ``raw_chars``."""
+    """One page of quarantined records, newest first, filtered; ``raw`` cut to ``raw_chars``.
+
+    ``search`` matches record ids; reasons (which may quote a refused value, a phone number say)
+    only with ``search_reasons``, for roles that may see personal data: otherwise the search would
+    tell a viewer what the redacted preview hides, a character at a time."""
     q = quarantine.c
     conds: list[Any] = []
     if connector:
@@ -311,12 +316,8 @@ def quarantine_page(
         needle = (
             "%" + search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         )
-        conds.append(
-            or_(
-                func.lower(q.reason).like(needle, escape="\\"),
-                func.lower(func.coalesce(q.record_id, literal(""))).like(needle, escape="\\"),
-            )
-        )
+        by_id = func.lower(func.coalesce(q.record_id, literal(""))).like(needle, escape="\\")
+        conds.append(or_(func.lower(q.reason).like(needle, escape="\\"), by_id) if search_reasons else by_id)
     total = int(conn.execute(select(func.count()).select_from(quarantine).where(*conds)).scalar_one())
     rows = _frame(
         conn,

@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 from connectors.base import Batch, CheckResult, Connector, ConnectorContext, Reject, RetriableError, Stream
 from dashboard.config import ConnectorConfig, Settings
 from dashboard.ingest import Ingestor
+from dashboard.privacy import Role
 from dashboard.store.db import Store
 from dashboard.store.schema import connector_runs, incident_queue
 
@@ -431,6 +432,21 @@ def live_server(flask_app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def sign_in(driver: Any, url: str, store: Store, role: Role, name: str | None = None) -> None:
+    """Log ``driver`` in through the login page as a user with ``role`` (made if needed)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.apps import PASSWORDS, user
+
+    who = user(store, role, name)
+    driver.get(f"{url}/login")
+    driver.find_element(By.ID, "vt-user").send_keys(who)
+    driver.find_element(By.ID, "vt-password").send_keys(PASSWORDS[who])
+    driver.find_element(By.ID, "vt-login-submit").click()
+    WebDriverWait(driver, 20).until(lambda d: "/login" not in d.current_url)
 
 
 def require_chromium() -> None:

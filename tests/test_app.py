@@ -10,10 +10,11 @@ import pytest
 
 from dashboard import queries
 from dashboard.app import create_app, refresh_strip, strip_children
-from dashboard.config import ConnectorConfig, Settings
+from dashboard.config import ConnectorConfig, SecurityConfig, Settings
 from dashboard.context import CONTEXT_KEY
 from dashboard.health import check_health
 from dashboard.store.db import Store
+from tests.apps import client as client_of
 from tests.apps import new_app
 from tests.browser import free_port, seed, settings_for
 
@@ -50,6 +51,8 @@ def test_create_app_builds_without_touching_the_store() -> None:
     assert app.server.config[CONTEXT_KEY].store is store
     paths = sorted(p["path"] for p in dash.page_registry.values())
     assert paths == [
+        "/access",
+        "/audit",
         "/incidents",
         "/linkage",
         "/linkage/summary",
@@ -68,7 +71,7 @@ def test_create_app_builds_its_store_from_settings(tmp_path: Any) -> None:
 
 def test_every_page_is_served(seeded: Store) -> None:
     app = new_app(seeded, settings_for(seeded))
-    client = app.server.test_client()
+    client = client_of(app, seeded)
     assert client.get("/").headers["Location"].endswith("/wall")  # the bare address is the wall
     for path in ("/wall", "/incidents", "/linkage", "/linkage/summary", "/subscribers?id=S1", "/sources"):
         response = client.get(path)
@@ -78,7 +81,7 @@ def test_every_page_is_served(seeded: Store) -> None:
 
 def test_healthz_reports_each_source(seeded: Store) -> None:
     app = new_app(seeded, settings_for(seeded))
-    response = app.server.test_client().get("/healthz")
+    response = client_of(app, seeded).get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
     # beta (enabled) has never succeeded, so the whole is degraded though the store answers.
@@ -117,6 +120,9 @@ def test_healthz_is_503_when_the_store_is_unreachable() -> None:
         database_url=store.url, connectors=[ConnectorConfig(name="alpha", type="x", interval=60)]
     )
     app = new_app(store, settings)
+    response = app.server.test_client().get("/healthz")
+    assert response.status_code == 503 and response.get_json() == {"status": "down"}  # anonymous: the verdict
+    app = new_app(store, settings.model_copy(update={"security": SecurityConfig(anonymous_role="viewer")}))
     response = app.server.test_client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()

@@ -25,6 +25,7 @@ from tests.browser import (
     seed_queue,
     settings_for,
     severe_console_errors,
+    sign_in,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -47,11 +48,12 @@ def _now() -> datetime:
 
 
 @pytest.fixture
-def served(sqlite_store: Store) -> Iterator[tuple[str, Store]]:
+def served(sqlite_store: Store, driver: Any) -> Iterator[tuple[str, Store]]:
     require_chromium()
     seed(sqlite_store, _now())
     app = new_app(sqlite_store, settings_for(sqlite_store), refresh_ms=REFRESH_MS)
     with live_server(app.server) as url:
+        sign_in(driver, url, sqlite_store, "operator")
         yield url, sqlite_store
 
 
@@ -150,11 +152,12 @@ def test_strip_shows_a_store_change_after_the_interval(served: tuple[str, Store]
 
 
 @pytest.fixture
-def served_queue(sqlite_store: Store) -> Iterator[tuple[str, Store, QueueExpected]]:
+def served_queue(sqlite_store: Store, driver: Any) -> Iterator[tuple[str, Store, QueueExpected]]:
     require_chromium()
     expected = seed_queue(sqlite_store, _now())
     app = new_app(sqlite_store, settings_for(sqlite_store), refresh_ms=REFRESH_MS)
     with live_server(app.server) as url:
+        sign_in(driver, url, sqlite_store, "operator")
         yield url, sqlite_store, expected
 
 
@@ -211,7 +214,7 @@ def test_incident_deep_link_and_acknowledge(
     driver.set_window_size(1600, 2400)  # the whole detail in view, so nothing covers the buttons
     driver.find_element(By.ID, "incidents-ack").click()
     WebDriverWait(driver, 10).until(
-        lambda d: "Acknowledged by operator." in d.find_element(By.ID, "incidents-action-result").text
+        lambda d: "Acknowledged by tester-operator." in d.find_element(By.ID, "incidents-action-result").text
     )
     state = f'#incidents-grid .ag-center-cols-container [row-id="{expected.harbour}"] [col-id="state"]'
     WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, state).text == "acknowledged")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from dashboard.config import SecurityConfig, Settings
+from dashboard.config import Settings
 from dashboard.store.db import Store
 from dashboard.store.schema import audit
 from tests.apps import new_app
@@ -21,6 +21,7 @@ from tests.browser import (
     require_chromium,
     screenshot_dir,
     severe_console_errors,
+    sign_in,
 )
 from tests.test_subscriber_story import StoryExpected, seed_story
 
@@ -34,11 +35,10 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _serve(store: Store, role: str) -> Any:
+def _serve(store: Store) -> Any:
     settings = Settings(
         database_url=store.url,
         currency="EUR",
-        security=SecurityConfig(default_user="tester", default_role=role),  # type: ignore[arg-type]
     )
     return new_app(store, settings, refresh_ms=60_000)
 
@@ -82,7 +82,8 @@ def test_the_360_view_renders_masked_with_script_text_as_text(
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, expected = seeded
-    with live_server(_serve(store, "viewer").server) as url:
+    with live_server(_serve(store).server) as url:
+        sign_in(driver, url, store, "viewer")
         driver.get(f"{url}/subscribers/E0")
         _wait(driver, "#subscriber-tabs")
         _wait(driver, "#subscriber-timeline .main-svg")
@@ -142,7 +143,8 @@ def test_an_analyst_unmasks_one_subscriber_and_it_is_audited(
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, expected = seeded
-    with live_server(_serve(store, "analyst").server) as url:
+    with live_server(_serve(store).server) as url:
+        sign_in(driver, url, store, "analyst")
         driver.get(f"{url}/subscribers/E0")
         button = _wait(driver, "#subscriber-unmask")
         assert driver.find_element(By.CSS_SELECTOR, MSISDN).text == expected.masked_msisdn
@@ -153,7 +155,7 @@ def test_an_analyst_unmasks_one_subscriber_and_it_is_audited(
         )
         assert driver.find_element(By.CSS_SELECTOR, CONTACT).text == expected.contact_name
         result = driver.find_element(By.ID, "subscriber-unmask-result").text
-        assert "Personal data shown to tester; this was written to the audit log." in result
+        assert "Personal data shown to tester-analyst; this was written to the audit log." in result
         assert driver.find_element(By.ID, "subscriber-unmask").get_attribute("disabled") is not None
         full_screenshot(driver, screenshot_dir() / "subscriber-unmasked.png")
         driver.set_window_size(1600, 1000)
@@ -171,7 +173,8 @@ def test_an_analyst_unmasks_one_subscriber_and_it_is_audited(
 def test_an_unknown_subscriber_says_so_and_links_back_to_search(sqlite_store: Store, driver: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    with live_server(_serve(sqlite_store, "viewer").server) as url:
+    with live_server(_serve(sqlite_store).server) as url:
+        sign_in(driver, url, sqlite_store, "viewer")
         driver.get(f"{url}/subscribers/nobody")
         alert = _wait(driver, ".vt-not-found")
         assert "No subscriber with id 'nobody'" in alert.text

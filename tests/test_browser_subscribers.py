@@ -24,6 +24,7 @@ from tests.browser import (
     screenshot_dir,
     settings_for,
     severe_console_errors,
+    sign_in,
     two_region_network,
 )
 
@@ -66,11 +67,12 @@ def seed_customers(store: Store, now: datetime) -> None:
 
 
 @pytest.fixture
-def served(sqlite_store: Store) -> Iterator[str]:
+def served(sqlite_store: Store, driver: Any) -> Iterator[str]:
     require_chromium()
     seed_customers(sqlite_store, datetime.now(UTC).replace(tzinfo=None))
     app = new_app(sqlite_store, settings_for(sqlite_store))
     with live_server(app.server) as url:
+        sign_in(driver, url, sqlite_store, "viewer")
         yield url
 
 

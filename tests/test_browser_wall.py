@@ -20,7 +20,7 @@ from dashboard.incidents.queue import refresh_queue
 from dashboard.kpis import load_catalogue
 from dashboard.scheduler import ConnectorJobs, background_scheduler
 from dashboard.store.db import Store
-from tests.apps import context_for, new_app
+from tests.apps import bearer, context_for, new_app
 from tests.browser import (
     chromium,
     full_screenshot,
@@ -66,7 +66,7 @@ def _settings(store: Store, source: LoopbackServer) -> Settings:
 
 
 @pytest.fixture
-def wall(sqlite_store: Store) -> Iterator[tuple[str, Store, LoopbackServer, Settings]]:
+def wall(sqlite_store: Store, driver: Any) -> Iterator[tuple[str, Store, LoopbackServer, Settings]]:
     require_chromium()
     with loopback() as source:
         source.json_route("GET", ALARMS, [])
@@ -76,6 +76,9 @@ def wall(sqlite_store: Store) -> Iterator[tuple[str, Store, LoopbackServer, Sett
         scheduler = background_scheduler(jobs)
         try:
             with live_server(app.server) as url:
+                # A wall screen is set up once with a read-only token (kiosk): the session it opens
+                # lives as long as the token.
+                driver.get(f"{url}/wall?access_token={bearer(sqlite_store, 'viewer').split()[1]}")
                 yield url, sqlite_store, source, settings
         finally:
             scheduler.shutdown(wait=False)

@@ -34,9 +34,17 @@ connectors:
 """
 
 
+#: API tokens of the running servers, by base URL (made with `vantage tokens add` once each started).
+TOKENS: dict[str, str] = {}
+
+
 def _get(url: str) -> tuple[int, bytes]:
+    base = "/".join(url.split("/", 3)[:3])
+    request = urllib.request.Request(url)
+    if base in TOKENS:
+        request.add_header("Authorization", f"Bearer {TOKENS[base]}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
@@ -60,7 +68,11 @@ def vantage_run(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`vantage OPTIONS run` on a free port, as a user starts it; stopped with Ctrl-C afterwards."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT", "VANTAGE_ADMIN_PASSWORD")
+    }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dashboard.cli", *options, "run", "--port", str(port)],
@@ -69,8 +81,18 @@ def vantage_run(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        url = f"http://127.0.0.1:{port}"
         try:
-            yield f"http://127.0.0.1:{port}", proc
+            # The first start creates admin and prints its password once, on the terminal.
+            printed = _wait(lambda: _admin_password(log_path), 60, "the first admin's password")
+            PASSWORDS[url] = printed
+            made = subprocess.run(
+                [sys.executable, "-m", "dashboard.cli", *options, "tokens", "add", "e2e", "--user", "admin",
+                 "--role", "admin", "--days", "1"],
+                cwd=cwd, env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            TOKENS[url] = made.stdout.split("token (shown once):", 1)[1].split()[0]
+            yield url, proc
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -78,6 +100,26 @@ def vantage_run(
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+#: The first admin's password as `vantage run` printed it, by base URL.
+PASSWORDS: dict[str, str] = {}
+
+
+def _admin_password(log_path: Path) -> str | None:
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    if "Log in as  admin  with the password" not in text:
+        return None
+    return text.split("Log in as  admin  with the password", 1)[1].split()[0]
+
+
+def sign_in_as_admin(driver: Any, url: str) -> None:
+    """Log in through the login page with the password the first start printed."""
+    driver.get(url + "/login")
+    driver.find_element(By.ID, "vt-user").send_keys("admin")
+    driver.find_element(By.ID, "vt-password").send_keys(PASSWORDS[url])
+    driver.find_element(By.ID, "vt-login-submit").click()
+    WebDriverWait(driver, 20).until(lambda d: "/login" not in d.current_url)
 
 
 @pytest.fixture
@@ -119,6 +161,7 @@ def test_vantage_run_serves_pages_and_health_on_the_simulator(
 
     require_chromium()
     with chromium() as driver:
+        sign_in_as_admin(driver, url)
         for path, ready in (
             ("/", "#wall-panel-queue .vt-wall-row"),
             ("/incidents", "#incidents-grid .ag-root"),
@@ -169,6 +212,7 @@ def test_the_first_minutes_show_a_living_operator(
     require_chromium()
     _wait(lambda: _health(url), 60, "/healthz to answer")
     with chromium(1920, 1080) as driver:
+        sign_in_as_admin(driver, url)
         prep = _health(url).get("preparation")
         if prep is not None and not prep["ready"]:
             # While the store is prepared the wall says so, with a bar and the time left.

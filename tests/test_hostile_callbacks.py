@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from dashboard.store import Store
-from tests.apps import api_client, new_app
+from tests.apps import api_client, client, new_app
 
 ROUTE = "/_dash-update-component"
 #: Values a hostile client puts where a callback expects its own.
@@ -44,8 +44,8 @@ def _body(name: str, cb: dict[str, Any], value: Any) -> dict[str, Any]:
 
 def test_no_callback_answers_500_to_a_malformed_request(sqlite_store: Store) -> None:
     app = new_app(sqlite_store)
-    client = app.server.test_client()
-    client.get("/")  # the pages register their layouts on the first request
+    http = client(app, sqlite_store, "admin")
+    http.get("/")  # the pages register their layouts on the first request
     callbacks = {k: v for k, v in app.callback_map.items() if v.get("inputs")}
     assert len(callbacks) > 10
     tried, failures = 0, []
@@ -53,7 +53,7 @@ def test_no_callback_answers_500_to_a_malformed_request(sqlite_store: Store) -> 
         bodies: list[Any] = [_body(name, cb, v) for v in HOSTILE]
         bodies += [{}, {"output": name}, {"output": name, "outputs": _outputs(name), "inputs": "x"}, [1, 2]]
         for body in bodies:
-            resp = client.post(ROUTE, data=json.dumps(body, default=str), content_type="application/json")
+            resp = http.post(ROUTE, data=json.dumps(body, default=str), content_type="application/json")
             tried += 1
             if resp.status_code >= 500:
                 failures.append(

@@ -21,8 +21,12 @@ LIMIT = 1024 * 1024  # the VES connector's smallest allowed max_body_bytes is 1 
 EVENT = "/push/ves/eventListener/v7"
 
 
+SECRET = "listener-secret-for-tests"
+
+
 @pytest.fixture
-def base(sqlite_store: Store) -> Iterator[str]:
+def base(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("VANTAGE_LISTENER_SECRET_VES", SECRET)
     settings = settings_from_mapping(
         {
             "database_url": sqlite_store.url,
@@ -39,7 +43,7 @@ def _post(
 ) -> tuple[int, dict[str, object]]:
     host, port = base.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {SECRET}"}
     conn.request("POST", EVENT, body=body, headers=headers, encode_chunked=chunked)
     resp = conn.getresponse()
     payload = json.loads(resp.read() or b"{}")

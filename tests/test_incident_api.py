@@ -22,12 +22,13 @@ from tests.incident_net import T, alarm, engine_incidents, ingest, queue_rows, s
 
 def test_api_serves_the_ranked_queue_and_one_incident(net: Store) -> None:
     from dashboard.config import Settings
+    from tests.apps import client as client_of
     from tests.apps import new_app
 
     two_incidents(net)
     refresh_queue(net, scoring(), now=T, currency="EUR")
     app = new_app(net, Settings(database_url=net.url))
-    client = app.server.test_client()
+    client = client_of(app, net)
     body = client.get("/api/v1/incidents?limit=5&state=open").get_json()
     assert body["currency"] == "EUR" and body["count"] == 2
     top = body["incidents"][0]

@@ -25,9 +25,10 @@ from dashboard import ids
 from dashboard.context import current_actor, current_scoring
 from dashboard.figures import alarm_timeline_figure, cells_map_figure, kpi_impact_figure
 from dashboard.incidents import read
+from dashboard.privacy import PermissionDenied
 from dashboard.store.db import Store
 from dashboard.store.schema import audit
-from tests.apps import new_app
+from tests.apps import new_app, request_as
 from tests.browser import QueueExpected, seed_queue, settings_for
 from tests.test_app import _text
 
@@ -39,7 +40,7 @@ def page(sqlite_store: Store) -> Iterator[ModuleType]:
     """The page module inside an app context on an empty store, its clock pinned to NOW."""
     app = new_app(sqlite_store, settings_for(sqlite_store), clock=lambda: NOW)
     module = importlib.import_module("dashboard.pages.incidents")
-    with app.server.app_context():
+    with request_as(app.server, "operator"):
         yield module
 
 
@@ -281,18 +282,14 @@ def test_a_refused_action_says_why_and_writes_nothing(page: ModuleType, queued: 
     assert _audit(store, queued.hill) == []
 
 
-def test_the_actor_comes_from_the_trusted_header(sqlite_store: Store) -> None:
-    settings = settings_for(sqlite_store)
-    with new_app(sqlite_store, settings).server.test_request_context(headers={"X-Vantage-User": "eve"}):
-        assert current_actor() == "operator"  # headers are not trusted unless the settings say so
-    settings.security.trust_headers = True
-    app = new_app(sqlite_store, settings)
-    with app.server.test_request_context(headers={"X-Vantage-User": "  ana.costa  "}):
+def test_the_actor_is_the_principal_the_guard_established(sqlite_store: Store) -> None:
+    app = new_app(sqlite_store, settings_for(sqlite_store))
+    with request_as(app.server, "operator", "ana.costa"):
         assert current_actor() == "ana.costa"
-    with app.server.test_request_context():
-        assert current_actor() == "operator"
-    with app.server.app_context():
-        assert current_actor() == "operator"  # no request: a background job
+    with app.server.test_request_context(headers={"X-Vantage-User": "eve"}), pytest.raises(PermissionDenied):
+        current_actor()  # no guard passed this request: nobody may act through it
+    with app.server.app_context(), pytest.raises(PermissionDenied):
+        current_actor()
 
 
 # --- Drill-down -------------------------------------------------------------------------------------

@@ -8,15 +8,15 @@ import pytest
 from sqlalchemy import select
 
 from connectors.base import Batch
-from dashboard.config import SecurityConfig
 from dashboard.ingest import Ingestor
 from dashboard.privacy import (
+    PERMISSIONS,
+    ROLES,
     PermissionDenied,
     Principal,
     mask_email,
     mask_msisdn,
     mask_name,
-    principal_from,
     protect,
     unmask,
 )
@@ -48,13 +48,16 @@ def test_name_and_email_masks() -> None:
     assert mask_email("not an address") == "***"
 
 
-def test_the_principal_comes_from_settings_or_trusted_headers_only() -> None:
-    headers = {"x-vantage-user": "mallory", "X-Vantage-Role": "admin"}
-    assert principal_from(SecurityConfig(), headers) == Principal("operator", "viewer")
-    trusted = SecurityConfig(trust_headers=True)
-    assert principal_from(trusted, headers) == Principal("mallory", "admin")
-    assert principal_from(trusted, {"X-Vantage-Role": "root"}) == Principal("operator", "viewer")
-    assert principal_from(SecurityConfig(default_role="analyst"), None).may_unmask
+def test_the_roles_table_says_what_each_role_may_do() -> None:
+    may = {role: {p for p in PERMISSIONS if Principal("u", role).may(p)} for role in ROLES}
+    assert may == {
+        "viewer": {"read"},
+        "operator": {"read", "act"},
+        "analyst": {"read", "unmask"},
+        "admin": {"read", "act", "unmask", "admin"},
+    }
+    assert Principal("a", "analyst").may_unmask and not Principal("o", "operator").may_unmask
+    assert Principal("o", "operator").may_act and not Principal("v", "viewer").may_act
 
 
 def test_protect_masks_for_every_role_unless_unmasking_was_granted() -> None:

@@ -178,11 +178,15 @@ def test_embedded_scheduler_runs_each_connector_once_per_interval(sqlite_store: 
         assert conn.execute(select(connector_runs.c.status)).scalars().all() == ["success"]
 
 
-def test_push_routes_ingest_quarantine_and_survive_handler_bugs(sqlite_store: Store) -> None:
+def test_push_routes_ingest_quarantine_and_survive_handler_bugs(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VANTAGE_LISTENER_SECRET_FLAKY", "flaky-secret")
     server = Flask("t")
     mounted = mount_push_routes(server, _settings(sqlite_store), Ingestor(sqlite_store))
     assert mounted == ["/push/flaky/listener/alarmCreateEvent"]
     client = server.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer flaky-secret"
     ok = {
         "id": "p1",
         "severity": "critical",
@@ -203,7 +207,10 @@ def test_push_routes_ingest_quarantine_and_survive_handler_bugs(sqlite_store: St
     assert state["last_status"] == 500 and state["last_event_at"]
 
 
-def test_push_activity_is_counted_and_shown_per_connector(sqlite_store: Store) -> None:
+def test_push_activity_is_counted_and_shown_per_connector(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VANTAGE_LISTENER_SECRET_FLAKY", "flaky-secret")
     from dashboard import health, queries
 
     clock = iter([datetime(2026, 1, 1, 12, 0, s) for s in range(0, 60)])
@@ -212,6 +219,7 @@ def test_push_activity_is_counted_and_shown_per_connector(sqlite_store: Store) -
     settings = _settings(sqlite_store)
     (rule,) = mount_push_routes(server, settings, ingestor)
     client = server.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer flaky-secret"
     for i in range(3):
         t = f"2026-01-01T00:0{i}:00Z"
         body = {"id": f"p{i}", "severity": "major", "state": "raised", "raised_at": t, "changed_at": t}

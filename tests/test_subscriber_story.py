@@ -33,7 +33,7 @@ from dashboard.privacy import Principal
 from dashboard.store.db import Store
 from dashboard.store.schema import audit, incident_cells, incident_queue, subscriber_signals
 from dashboard.subscribers.story import subscriber_story
-from tests.apps import api_client, new_app
+from tests.apps import api_client, new_app, request_as
 
 NOW = datetime(2026, 3, 2, 12, 0)
 VIEWER = Principal("vera", "viewer")
@@ -388,8 +388,8 @@ def _settings(store: Store, role: str = "viewer") -> Settings:
     return Settings(
         database_url=store.url,
         currency="EUR",
-        security=SecurityConfig(default_user="tester", default_role=role),
-    )  # type: ignore[arg-type]
+        security=SecurityConfig(trust_headers=True, trusted_proxies=["127.0.0.1"]),
+    )
 
 
 @pytest.fixture
@@ -398,9 +398,7 @@ def page(
 ) -> Iterator[tuple[ModuleType, Store, StoryExpected]]:
     """The page module in an app context (role from the request's trusted headers), clock at NOW."""
     expected = seed_story(sqlite_store, NOW)
-    settings = _settings(sqlite_store).model_copy(
-        update={"security": SecurityConfig(default_user="tester", trust_headers=True)}
-    )
+    settings = _settings(sqlite_store)
     app = new_app(sqlite_store, settings, clock=lambda: NOW)
     module = importlib.import_module("dashboard.pages.subscriber")
     with app.server.app_context():
@@ -409,9 +407,7 @@ def page(
 
 def _as(role: str, user: str = "tester") -> Any:
     """A request context of ``user`` with ``role`` (as the trusted proxy would say)."""
-    return dash.get_app().server.test_request_context(
-        headers={"X-Vantage-User": user, "X-Vantage-Role": role}
-    )
+    return request_as(dash.get_app().server, role, user)  # type: ignore[arg-type]
 
 
 def _json(component: Any) -> str:
@@ -518,7 +514,7 @@ def test_the_page_and_unmask_say_so_when_the_store_cannot_be_read(tmp_path: Any)
     store = Store(f"sqlite:///{tmp_path / 'empty.db'}")  # never migrated: every table is missing
     app = new_app(store, _settings(store, "analyst"))
     module = importlib.import_module("dashboard.pages.subscriber")
-    with app.server.app_context(), app.server.test_request_context():
+    with app.server.app_context(), request_as(app.server, "analyst"):
         assert "could not be read" in _text(module.layout(subscriber_id="E0"))
         values, message, _ = module.unmask_outputs(store, ANALYST, "E0", ["msisdn"], now=NOW)
     assert values == [dash.no_update] and "could not be read" in _text(message)
@@ -607,13 +603,19 @@ def test_the_unmask_callback_through_dash(page: tuple[ModuleType, Store, StoryEx
         ],
         "changedPropIds": [f"{ids.SUBSCRIBER_UNMASK}.n_clicks"],
     }
-    viewer = client.post("/_dash-update-component", json=body, headers={"X-Vantage-Role": "viewer"})
-    assert viewer.status_code == 200
+    viewer = client.post(
+        "/_dash-update-component",
+        json=body,
+        headers={"X-Vantage-Role": "viewer", "X-Vantage-User": "vic", "Origin": "http://localhost"},
+    )
+    assert viewer.status_code == 403  # the callback's rule is "unmask": the guard refuses a viewer
     for clear in expected.clear_strings:
         assert clear not in viewer.get_data(as_text=True)
     assert _unmask_rows(store) == 0
     analyst = client.post(
-        "/_dash-update-component", json=body, headers={"X-Vantage-Role": "analyst", "X-Vantage-User": "anna"}
+        "/_dash-update-component",
+        json=body,
+        headers={"X-Vantage-Role": "analyst", "X-Vantage-User": "anna", "Origin": "http://localhost"},
     )
     assert analyst.status_code == 200
     assert expected.msisdn in analyst.get_data(as_text=True) and expected.contact_name in analyst.get_data(
@@ -627,8 +629,9 @@ def test_the_unmask_callback_through_dash(page: tuple[ModuleType, Store, StoryEx
 
 def _api_client(store: Store) -> Any:
     """The API on a bare Flask server, the clock at NOW, roles from trusted headers."""
-    settings = _settings(store).model_copy(update={"security": SecurityConfig(trust_headers=True)})
-    return api_client(store, settings, clock=lambda: NOW)
+    client = api_client(store, _settings(store), clock=lambda: NOW, role=None)
+    client.environ_base.update(HTTP_X_VANTAGE_USER="tester", HTTP_X_VANTAGE_ROLE="viewer")
+    return client
 
 
 def test_api_returns_the_story_masked_and_404_for_unknown_ids(seeded: tuple[Store, StoryExpected]) -> None:
@@ -653,7 +656,9 @@ def test_api_returns_the_story_masked_and_404_for_unknown_ids(seeded: tuple[Stor
 def test_api_unmasks_only_for_roles_that_may_and_audits(seeded: tuple[Store, StoryExpected]) -> None:
     store, expected = seeded
     client = _api_client(store)
-    refused = client.get("/api/v1/subscribers/E0?unmask=1", headers={"X-Vantage-Role": "viewer"})
+    refused = client.get(
+        "/api/v1/subscribers/E0?unmask=1", headers={"X-Vantage-Role": "viewer", "X-Vantage-User": "vic"}
+    )
     assert refused.status_code == 403 and expected.msisdn not in refused.get_data(as_text=True)
     assert _unmask_rows(store) == 0
     clear = client.get(
@@ -665,6 +670,8 @@ def test_api_unmasks_only_for_roles_that_may_and_audits(seeded: tuple[Store, Sto
     assert body["account"]["contact_email"] == expected.contact_email
     assert body["privacy"]["masked"] is False
     assert _unmask_rows(store) == 1
-    masked = client.get("/api/v1/subscribers/E0", headers={"X-Vantage-Role": "analyst"})
+    masked = client.get(
+        "/api/v1/subscribers/E0", headers={"X-Vantage-Role": "analyst", "X-Vantage-User": "anna"}
+    )
     assert masked.get_json()["profile"]["msisdn"] == expected.masked_msisdn  # masked unless asked
     assert _unmask_rows(store) == 1

@@ -12,7 +12,7 @@ from dashboard.ingest import Ingestor
 from dashboard.kpis import load_catalogue
 from dashboard.store.db import Store
 from dashboard.wall import parse_have, sites_panel, stale_verdict, wall_state
-from tests.apps import new_app
+from tests.apps import client, new_app
 from tests.browser import ListConnector, fixed_clock, seed_queue
 from tests.test_app import _text
 
@@ -152,15 +152,16 @@ def test_a_late_or_failing_source_makes_the_wall_say_data_stale(store: Store) ->
 def test_api_answers_with_changed_panels_and_503_when_the_store_is_unreadable(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     seed_queue(store, NOW)
     settings = _settings(store)
-    client = new_app(store, settings).server.test_client()
-    first = client.get("/api/v1/wall")
+    http = client(new_app(store, settings), store)
+    first = http.get("/api/v1/wall")
     assert first.status_code == 200 and first.headers["Cache-Control"] == "no-store"
     body = first.get_json()
     have = ",".join(f"{k}:{v}" for k, v in body["versions"].items())
-    again = client.get(f"/api/v1/wall?have={have}").get_json()
+    again = http.get(f"/api/v1/wall?have={have}").get_json()
     assert set(again["panels"]) <= {"alerts", "queue", "money"}  # only what a clock can move
     broken = Store(f"sqlite:///{tmp_path / 'never-migrated.db'}")
-    bad = new_app(broken, Settings(database_url=broken.url)).server.test_client().get("/api/v1/wall")
+    anonymous = Settings(database_url=broken.url, security={"anonymous_role": "viewer"})
+    bad = client(new_app(broken, anonymous), broken, None).get("/api/v1/wall")
     assert bad.status_code == 503 and "could not be read" in bad.get_json()["error"]
     broken.dispose()
 
@@ -184,6 +185,6 @@ def test_wall_page_carries_its_configuration_and_kiosk_flag(sqlite_store: Store)
         assert cfg["refreshMs"] == 10000 and cfg["reloadAfterMs"] == 86_400_000 and cfg["top"] == 8
         assert "vt-kiosk" not in wall.layout().children.className
         assert "needs JavaScript" in _text(root)
-    client = app.server.test_client()
-    home = client.get("/?kiosk=1")
+    http = client(app, sqlite_store)
+    home = http.get("/?kiosk=1")
     assert home.status_code == 302 and home.headers["Location"].endswith("/wall?kiosk=1")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 from pydantic import Field
@@ -414,7 +415,7 @@ class TmfPushConnector(TmfConnector[PushOptionsT]):
         o = self.options
         if not o.callback_url or self.hub_id is not None:
             return
-        body: JSONDict = {"callback": o.callback_url}
+        body: JSONDict = {"callback": with_access_token(o.callback_url, self.context.listener_token)}
         if o.hub_query:
             body["query"] = o.hub_query
         answer = self.http().json_of(self.http().post("hub", json=body))
@@ -506,3 +507,15 @@ def _state_time(value: Any) -> datetime | None:
         return parse_time(value, "since")
     except MappingError:
         return None  # a damaged cursor means a full read, not a crash
+
+
+def with_access_token(url: str, token: str | None) -> str:
+    """The callback URL carrying the listener's bearer secret as RFC 6750's ``access_token`` query
+    parameter: TMF hubs call back with a plain POST to the registered URL, so the URL is the one
+    thing a registration can make them send."""
+    if not token:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "access_token"]
+    query.append(("access_token", token))
+    return urlunsplit(parts._replace(query=urlencode(query)))

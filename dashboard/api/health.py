@@ -1,11 +1,16 @@
-"""``GET /healthz``: whether the store answers and how fresh each source is (503 when it does not answer)."""
+"""``GET /healthz``: whether the store answers and how fresh each source is (503 when it does not answer).
+
+Anyone may ask (a load balancer has no login): without credentials the answer is the verdict alone,
+``{"status": ...}`` with its status code; a user or token that may read gets the whole report."""
 
 from __future__ import annotations
 
 import flask
 
 from dashboard.api.errors import register_error_handlers
-from dashboard.context import current_context
+from dashboard.context import Context, current_context
+from dashboard.guard import session
+from dashboard.guard.rules import access
 from dashboard.health import check_health
 
 bp = flask.Blueprint("health", __name__)
@@ -13,9 +18,21 @@ register_error_handlers(bp)
 
 
 @bp.get("/healthz")
+@access("public")
 def healthz() -> tuple[flask.Response, int]:
     ctx = current_context()
     body, code = check_health(ctx.store, ctx.settings, now=ctx.now())
+    if not _authenticated(ctx):
+        # A load balancer needs only the verdict; which sources exist and how they fare is for users.
+        body = {"status": body.get("status")}
     response = flask.jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response, code
+
+
+def _authenticated(ctx: Context) -> bool:
+    try:
+        principal = session.resolve(ctx)
+    except session.BadCredentials:
+        return False
+    return principal is not None and principal.may("read")

@@ -17,6 +17,7 @@ from connectors.canonical import INCIDENT_STATES, SEVERITIES
 from dashboard.api import params
 from dashboard.api.encode import JSONObject, jsonable, records
 from dashboard.context import current_context
+from dashboard.guard.rules import access
 from dashboard.incidents import read
 
 bp = flask.Blueprint("incidents", __name__)
@@ -62,6 +63,7 @@ def queue_items(df: Any) -> list[JSONObject]:
 
 
 @bp.get("/incidents")
+@access("read")
 def queue() -> flask.Response:
     args = flask.request.args
     ctx = current_context()
@@ -83,6 +85,7 @@ def queue() -> flask.Response:
 
 
 @bp.get("/incidents/<incident_id>")
+@access("read")
 def incident(incident_id: str) -> tuple[flask.Response, int]:
     ctx = current_context()
     now = ctx.now()

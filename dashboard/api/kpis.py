@@ -12,6 +12,7 @@ from connectors.canonical import SEGMENTS
 from dashboard.api import params
 from dashboard.api.encode import JSONObject, jsonable
 from dashboard.context import current_context
+from dashboard.guard.rules import access
 from dashboard.kpi_eval import read
 from dashboard.kpis import KpiDefinition
 from dashboard.store.schema import KPI_LEVELS
@@ -55,6 +56,7 @@ def _scope(args: params.Args) -> tuple[str, str]:
 
 
 @bp.get("/kpis")
+@access("read")
 def kpis() -> tuple[flask.Response, int]:
     ctx = current_context()
     level, entity = _scope(flask.request.args)

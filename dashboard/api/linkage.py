@@ -13,6 +13,7 @@ import flask
 from dashboard.api import params
 from dashboard.api.encode import jsonable
 from dashboard.context import current_context
+from dashboard.guard.rules import access
 from dashboard.linkage import read
 from dashboard.linkage.estimate import STRENGTHS
 
@@ -43,6 +44,7 @@ FIELDS = (
 
 
 @bp.get("/linkage")
+@access("read")
 def linkage() -> tuple[flask.Response, int]:
     args = flask.request.args
     ctx = current_context()

@@ -13,9 +13,11 @@ from typing import Any
 import flask
 
 from connectors.canonical import INCIDENT_STATES, SEVERITIES
+from dashboard.api import audit as audit_routes
 from dashboard.api import incidents as incident_routes
 from dashboard.api import subscribers as subscriber_routes
 from dashboard.context import current_catalogue
+from dashboard.guard.rules import access
 from dashboard.incidents import read
 from dashboard.kpis import Catalogue
 from dashboard.linkage.estimate import STRENGTHS
@@ -79,6 +81,39 @@ def _incident_schema() -> dict[str, Any]:
         "reason": {"type": ["string", "null"]},
     }
     return {"type": "object", "required": ["id", "severity", "state"], "properties": fields}
+
+
+def _audit_filters() -> list[dict[str, Any]]:
+    """The audit log's filters, shared by /api/v1/audit and its CSV export."""
+    time = {"type": "string", "maxLength": audit_routes.MAX_TIME_LENGTH}
+    return [
+        _query("actor", {"type": "string", "maxLength": audit_routes.MAX_NAME}, "who acted (a user name)"),
+        _query(
+            "action",
+            {"type": "string", "maxLength": audit_routes.MAX_ACTION},
+            "an action or its family (login matches login and login.failed)",
+        ),
+        _query("target", {"type": "string", "maxLength": audit_routes.MAX_NAME}, "a target id"),
+        _query("since", time, "from this ISO 8601 time, included (UTC without a zone)"),
+        _query("until", time, "to this ISO 8601 time, excluded (UTC without a zone)"),
+    ]
+
+
+def _audit_record_schema() -> dict[str, Any]:
+    nullable_text = {"type": ["string", "null"]}
+    return {
+        "type": "object",
+        "required": list(audit_routes.FIELDS),
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string"},
+            "actor": {"type": "string"},
+            "action": {"type": "string"},
+            "target_type": nullable_text,
+            "target_id": nullable_text,
+            "detail": {"type": ["object", "null"]},
+        },
+    }
 
 
 def document(catalogue: Catalogue) -> dict[str, Any]:
@@ -218,6 +253,45 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
                 )
             },
         ),
+        "/api/v1/audit": _operation(
+            "The audit log, newest first, a page at a time (admins only)",
+            [
+                *_audit_filters(),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": audit_routes.MAX_LIMIT},
+                    f"records per page (default {audit_routes.DEFAULT_LIMIT})",
+                ),
+                _query(
+                    "before",
+                    {"type": "integer", "minimum": 1, "maximum": audit_routes.MAX_ID},
+                    "the next of the previous page: records older than it",
+                ),
+            ],
+            {
+                "200": _ok(
+                    "A page of records and how many match",
+                    {
+                        "type": "object",
+                        "required": ["records", "count", "next"],
+                        "properties": {
+                            "records": {"type": "array", "items": _audit_record_schema()},
+                            "count": {"type": "integer"},
+                            "next": {"type": ["integer", "null"]},
+                        },
+                    },
+                ),
+                "403": {"$ref": "#/components/responses/Forbidden"},
+            },
+        ),
+        "/api/v1/audit.csv": _operation(
+            "Every matching audit record as CSV, newest first (admins only)",
+            _audit_filters(),
+            {
+                "200": _ok("CSV", {"type": "string"}, "text/csv"),
+                "403": {"$ref": "#/components/responses/Forbidden"},
+            },
+        ),
         "/healthz": {
             "get": {
                 "summary": "Whether the store answers, how fresh each source is, the preparation",
@@ -245,7 +319,9 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
             "responses": {
                 "BadRequest": _ok("A parameter that cannot be used", error),
                 "NotFound": _ok("No such resource", error),
-                "Forbidden": _ok("The caller's role may not see this (clear personal data)", error),
+                "Forbidden": _ok(
+                    "The caller's role may not see this (clear personal data, the audit log)", error
+                ),
                 "StoreUnavailable": _ok("The store cannot answer now; see Retry-After", error),
             }
         },
@@ -253,5 +329,6 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
 
 
 @bp.get("/openapi.json")
+@access("public")
 def openapi() -> flask.Response:
     return flask.jsonify(document(current_catalogue()))

@@ -1,11 +1,14 @@
 """Subscribers as JSON, masked by role: the search, its CSV export and one subscriber's story.
 
 ``GET /api/v1/subscribers``: ``q`` (an MSISDN in any common format, a subscriber or account id, the
-start of an account name), ``segment`` (consumer, smb, enterprise, vip), ``region`` (id or name),
-``plan``, ``risk`` (low, medium, high), ``sentiment`` (negative, neutral, positive), ``affected``
-(true: on a cell an open incident degrades), ``account`` (an account's lines), ``sort`` (value or
-risk, most first), ``limit`` (1-1000, default 50) and ``cursor`` (the ``next_cursor`` of the
-previous page). ``GET /api/v1/subscribers.csv`` takes the same filters and streams the whole list.
+start of an account name; for roles that may not unmask, an MSISDN or a holder's name only whole,
+see :mod:`dashboard.subscribers.search`), ``segment`` (consumer, smb, enterprise, vip), ``region``
+(id or name), ``plan``, ``risk`` (low, medium, high), ``sentiment`` (negative, neutral,
+positive), ``affected`` (true: on a cell an open incident degrades), ``account`` (an account's
+lines), ``sort`` (value or risk, most first), ``limit`` (1-1000, default 50) and ``cursor`` (the
+``next_cursor`` of the previous page). ``GET /api/v1/subscribers.csv`` takes the same filters and
+streams the whole list. A search whose text reads a personal field is audited once: on its first
+page (no cursor), and once per export.
 
 ``GET /api/v1/subscribers/<id>``: the whole story. Personal fields are masked for every caller;
 ``?unmask=1`` asks for them in clear: roles that may (analyst, admin) get them after
@@ -21,12 +24,14 @@ import flask
 
 from dashboard.api import params
 from dashboard.context import current_context, current_principal
+from dashboard.guard.rules import access
 from dashboard.privacy import PermissionDenied, unmask
 from dashboard.subscribers.search import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     SORTS,
     Filters,
+    audit_search,
     filters_from,
     iter_csv,
     parse_query,
@@ -45,18 +50,22 @@ def _search(args: params.Args) -> tuple[str, Filters, str]:
 
 
 @bp.get("/subscribers")
+@access("read")
 def search() -> tuple[flask.Response, int]:
     args = flask.request.args
     ctx = current_context()
     text, filters, sort = _search(args)
     limit = params.bounded_int(args, "limit", default=DEFAULT_LIMIT, lo=1, hi=MAX_LIMIT)
     cursor = params.cursor(args)
+    principal = current_principal()
+    if cursor is None:  # the search's first page; the pages after it continue the same search
+        audit_search(ctx.store, principal, text, now=ctx.now())
     with ctx.store.connect() as conn:
         rows, next_cursor, total = search_page(
             conn,
             text,
             filters,
-            principal=current_principal(),
+            principal=principal,
             scoring=ctx.scoring,
             sort=sort,
             limit=limit,
@@ -76,10 +85,12 @@ def search() -> tuple[flask.Response, int]:
 
 
 @bp.get("/subscribers.csv")
+@access("read")
 def export() -> tuple[flask.Response, int]:
     ctx = current_context()
     text, filters, sort = _search(flask.request.args)
     principal = current_principal()
+    audit_search(ctx.store, principal, text, now=ctx.now(), export=True)
 
     def rows() -> Iterator[str]:
         with ctx.store.connect() as conn:
@@ -91,6 +102,7 @@ def export() -> tuple[flask.Response, int]:
 
 
 @bp.get("/subscribers/<subscriber_id>")
+@access("read")
 def story(subscriber_id: str) -> tuple[flask.Response, int]:
     args = flask.request.args
     ctx = current_context()

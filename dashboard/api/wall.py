@@ -9,12 +9,14 @@ from __future__ import annotations
 import flask
 
 from dashboard.context import current_context
+from dashboard.guard.rules import access
 from dashboard.wall import parse_have, wall_state
 
 bp = flask.Blueprint("wall", __name__)
 
 
 @bp.get("/wall")
+@access("read")
 def wall() -> tuple[flask.Response, int]:
     ctx = current_context()
     have = parse_have(flask.request.args.get("have"))

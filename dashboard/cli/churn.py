@@ -21,6 +21,7 @@ from dashboard.analytics.signals import (
     train_from_history,
 )
 from dashboard.cli import common
+from dashboard.privacy import csv_safe
 
 
 def train_csv(
@@ -107,6 +108,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         except (ChurnError, FileNotFoundError, pd.errors.ParserError, UnicodeDecodeError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        scored = scored.map(csv_safe)  # the table came from outside: its text must not run in a spreadsheet
         if args.out:
             scored.to_csv(args.out, index=False)
             print(f"{len(scored)} rows scored, written to {args.out}")

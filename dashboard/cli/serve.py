@@ -1,4 +1,5 @@
-"""``vantage run`` (the dashboard, jobs embedded by default) and ``vantage scheduler`` (the jobs alone)."""
+"""``vantage run`` (the dashboard on the waitress WSGI server, jobs embedded by default) and
+``vantage scheduler`` (the jobs alone)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import os
 import signal
 import sys
 
+import waitress
+
 from dashboard.app import create_app
+from dashboard.auth import users
 from dashboard.cli import common
+from dashboard.context import Context
 from dashboard.scheduler import ConnectorJobs, background_scheduler, blocking_scheduler, builtin_jobs
 from dashboard.store.db import redact
 
@@ -20,6 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = common.context(args, migrate=not args.no_migrate)
     port = args.port or int(os.environ.get("PORT") or ctx.settings.web.port)
     host = args.host or ctx.settings.web.host
+    first_admin(ctx)
     app = create_app(ctx)
     scheduler = None
     jobs = None
@@ -33,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        app.run(host=host, port=port, debug=False)
+        waitress.serve(app.server, host=host, port=port, threads=args.threads, ident="vantage")
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
@@ -42,6 +48,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if scheduler is not None:
         _exit_past_running_jobs()
     return 0
+
+
+ADMIN_PASSWORD_ENV = "VANTAGE_ADMIN_PASSWORD"
+
+
+def first_admin(ctx: Context) -> None:
+    """A store with no user gets ``admin``: with ``$VANTAGE_ADMIN_PASSWORD`` when set, else a
+    generated password printed once on the terminal (never to the log, never a default one)."""
+    if ctx.settings.security.anonymous_role is not None and ctx.settings.security.trust_headers:
+        return
+    given = os.environ.get(ADMIN_PASSWORD_ENV) or None
+    try:
+        password = users.ensure_first_admin(ctx.store, given, now=ctx.now())
+    except users.UserError as err:
+        raise SystemExit(f"${ADMIN_PASSWORD_ENV}: {err}") from None
+    if password is None:
+        return
+    if given:
+        print(f"Created the first user, admin, with the password from ${ADMIN_PASSWORD_ENV}.", flush=True)
+    else:
+        print(
+            "\n  Created the first user.  Log in as  admin  with the password\n\n"
+            f"      {password}\n\n"
+            "  It is shown this once; change it with `vantage users passwd admin`.\n",
+            flush=True,
+        )
 
 
 def _exit_past_running_jobs() -> None:
@@ -86,6 +118,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-scheduler", action="store_true", help="serve only; run `vantage scheduler` separately"
     )
     p.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
+    p.add_argument("--threads", type=int, default=8, help="request threads of the web server (default 8)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("scheduler", help="run connector jobs (one process per deployment)")

@@ -2,23 +2,38 @@
 
 Every function takes a connection and returns plain frames or dicts; the queue itself is one
 indexed read of ``incident_queue`` (written by :func:`dashboard.incidents.queue.refresh_queue`).
+
+Personal data leaves masked, for every role (an incident has no audited way to unmask): MSISDNs
+(:func:`dashboard.privacy.mask_msisdn`), consumer accounts' names, which are their holders'
+(:func:`dashboard.privacy.account_name`; a business's name is shown as is), and the phone numbers,
+emails and holders' names in tickets and notes (:func:`dashboard.privacy.redact_text`). Sorting
+the affected subscribers by account orders business names only, so the order of holders' names
+cannot be read from it. The CSV export neutralises what a spreadsheet would run as a formula.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.queue import STATE_KEY
 from dashboard.incidents.scoring import account_clocks
 from dashboard.ingest.runner import load_state
 from dashboard.kpis import Scoring, segment_codes
-from dashboard.privacy import mask_msisdn
+from dashboard.privacy import (
+    BUSINESS_SEGMENTS,
+    account_name,
+    csv_safe,
+    mask_msisdn,
+    people_named,
+    redact_optional,
+)
 from dashboard.store.db import read_frame
 from dashboard.store.schema import (
     accounts,
@@ -58,6 +73,34 @@ SORTABLE = (
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
     return read_frame(conn, stmt)
+
+
+def _holder_names(conn: Connection, account_ids: Iterable[Any]) -> dict[str, list[str]]:
+    """Per account id, the people's names free text about it may mention: its contact's name, and
+    its own name when it is a consumer's (its holder's)."""
+    ids = sorted({t for t in map(_text_or_none, account_ids) if t is not None})
+    out: dict[str, list[str]] = {}
+    for part in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(accounts.c.id, accounts.c.name, accounts.c.segment, accounts.c.contact_name).where(
+                accounts.c.id.in_(ids[part : part + 500])
+            )
+        ).all()
+        for aid, name, segment, contact in rows:
+            out.setdefault(aid, []).extend(people_named(name, segment, contact))
+    return out
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A frame's cell as text, None where it is missing (None, NaN or NA)."""
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def _shown_names(names: pd.Series, segments: pd.Series) -> list[str | None]:
+    """Account names as they may be shown: :func:`dashboard.privacy.account_name` of each."""
+    return [
+        account_name(_text_or_none(n), seg) for n, seg in zip(names.tolist(), segments.tolist(), strict=True)
+    ]
 
 
 def queue(
@@ -214,7 +257,8 @@ def affected_cells(conn: Connection, incident_id: str) -> pd.DataFrame:
 
 
 def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, now: datetime) -> pd.DataFrame:
-    """Business, VIP and SLA accounts the incident affects, by value, with their SLA clocks."""
+    """Business, VIP and SLA accounts the incident affects, by value, with their SLA clocks; a
+    consumer account's name (its holder's) masked."""
     inc = conn.execute(
         select(incidents.c.opened_at).where(
             incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
@@ -262,6 +306,7 @@ def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, n
     out = clocks.merge(managers, on="account_id", how="left")
     mult = scoring.line_multipliers(segment_codes(out["segment"]), out["vip"].to_numpy())
     out["value"] = out["arpu"] * mult
+    out["name"] = _shown_names(out["name"], out["segment"])
     return out.sort_values(["value", "account_id"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -300,7 +345,9 @@ def kpi_impact(
 
 
 def related_tickets(conn: Connection, incident_id: str, *, limit: int = 100) -> pd.DataFrame:
-    """Tickets opened since shortly before the incident by its affected accounts' or cells' customers."""
+    """Tickets opened since shortly before the incident by its affected accounts' or cells' customers,
+    their subject and description redacted (:func:`dashboard.privacy.redact_text`, with the names of
+    each ticket's account holder and contact)."""
     inc = conn.execute(
         select(incidents.c.opened_at, incidents.c.resolved_at).where(
             incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
@@ -346,17 +393,61 @@ def related_tickets(conn: Connection, incident_id: str, *, limit: int = 100) -> 
     )
     if inc.resolved_at is not None:
         stmt = stmt.where(t.c.created_at <= inc.resolved_at + timedelta(hours=6))
-    return _frame(conn, stmt)
+    return _redact_tickets(conn, _frame(conn, stmt))
+
+
+def _redact_tickets(conn: Connection, df: pd.DataFrame) -> pd.DataFrame:
+    """The tickets' subject and description redacted with the names of each one's account."""
+    if df.empty:
+        return df
+    subs = sorted({str(x) for x in df["subscriber_id"].dropna()})
+    line_accounts: dict[str, str] = {}
+    for part in range(0, len(subs), 500):
+        line_accounts.update(
+            (str(sid), str(aid))
+            for sid, aid in conn.execute(
+                select(subscribers.c.id, subscribers.c.account_id).where(
+                    subscribers.c.id.in_(subs[part : part + 500]), subscribers.c.account_id.is_not(None)
+                )
+            ).all()
+        )
+    own = [
+        [a for a in (_text_or_none(acc), line_accounts.get(str(sub))) if a is not None]
+        for acc, sub in zip(df["account_id"].tolist(), df["subscriber_id"].tolist(), strict=True)
+    ]
+    names = _holder_names(conn, (a for ids in own for a in ids))
+    per_ticket = [[n for a in ids for n in names.get(a, [])] for ids in own]
+    out = df.copy()
+    for col in ("subject", "description"):
+        out[col] = [
+            redact_optional(_text_or_none(v), who)
+            for v, who in zip(df[col].tolist(), per_ticket, strict=True)
+        ]
+    return out
 
 
 def notes(conn: Connection, incident_id: str) -> pd.DataFrame:
+    """The incident's notes, oldest first, their text redacted (:func:`dashboard.privacy.redact_text`,
+    with the names of the holders and contacts of the business, VIP and SLA accounts it affects:
+    the people a note would name)."""
     n = incident_notes
-    return _frame(
+    df = _frame(
         conn,
         select(n.c.id, n.c.author, n.c.text, n.c.created_at)
         .where(n.c.incident_id == incident_id)
         .order_by(n.c.created_at, n.c.id),
     )
+    if df.empty:
+        return df
+    ic, cav = incident_cells, cell_account_value
+    tracked = conn.execute(
+        select(cav.c.account_id)
+        .distinct()
+        .join(ic, and_(ic.c.cell_id == cav.c.cell_id, ic.c.incident_id == incident_id))
+    ).scalars()
+    names = [name for found in _holder_names(conn, tracked).values() for name in found]
+    df["text"] = [redact_optional(_text_or_none(v), names) for v in df["text"].tolist()]
+    return df
 
 
 def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
@@ -376,6 +467,9 @@ def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
     segment = func.coalesce(a.c.segment, "consumer")
     mult = scoring.line_multiplier_sql(a.c.segment, a.c.vip)
     value = (func.coalesce(s.c.arpu, 0.0) * per_sub.c.degraded * mult).label("value")
+    # Sorting by account orders business names; holders' names (masked when shown) all sort as one,
+    # so where a masked name falls among the others says nothing about it.
+    account_order = case((a.c.segment.in_(BUSINESS_SEGMENTS), a.c.name_key), else_=literal(""))
     return select(
         s.c.id,
         s.c.msisdn,
@@ -383,6 +477,7 @@ def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
         s.c.arpu,
         s.c.account_id,
         a.c.name.label("account"),
+        account_order.label("account_order"),
         segment.label("segment"),
         func.coalesce(a.c.vip, False).label("vip"),
         per_sub.c.share,
@@ -425,19 +520,30 @@ def affected_subscribers(
     offset: int = 0,
     limit: int = 100,
 ) -> tuple[pd.DataFrame, int]:
-    """One page of the incident's affected subscribers (MSISDN masked) and how many there are."""
+    """One page of the incident's affected subscribers (MSISDN and holders' names masked) and how
+    many there are."""
     stmt = _affected_subscribers_stmt(incident_id, scoring).subquery()
     total = conn.execute(select(func.count()).select_from(stmt)).scalar_one()
     col = stmt.c[sort] if sort in SORTABLE else stmt.c.value
+    if sort == "account":
+        col = stmt.c.account_order
     order = [col.desc() if descending else col.asc(), stmt.c.id]
     df = _frame(conn, select(stmt).order_by(*order).offset(max(0, offset)).limit(max(1, min(limit, 1000))))
-    df["msisdn"] = df["msisdn"].map(mask_msisdn)
-    return df, int(total)
+    return _masked_subscribers(df), int(total)
+
+
+def _masked_subscribers(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.drop(columns=["account_order"])
+    out["msisdn"] = out["msisdn"].map(mask_msisdn)
+    out["account"] = _shown_names(out["account"], out["segment"])
+    return out
 
 
 def affected_subscribers_csv(conn: Connection, incident_id: str, scoring: Scoring) -> str:
-    """Every affected subscriber, by value, as CSV (MSISDN masked)."""
+    """Every affected subscriber, by value, as CSV: MSISDN and holders' names masked, text cells a
+    spreadsheet would run as formulas neutralised (:func:`dashboard.privacy.csv_safe`)."""
     stmt = _affected_subscribers_stmt(incident_id, scoring).subquery()
-    df = _frame(conn, select(stmt).order_by(stmt.c.value.desc(), stmt.c.id))
-    df["msisdn"] = df["msisdn"].map(mask_msisdn)
+    df = _masked_subscribers(_frame(conn, select(stmt).order_by(stmt.c.value.desc(), stmt.c.id)))
+    for col in df.select_dtypes(exclude=["number", "bool"]).columns:
+        df[col] = df[col].map(csv_safe)
     return str(df.to_csv(index=False))

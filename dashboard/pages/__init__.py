@@ -15,7 +15,10 @@ from dash import html
 from dashboard.context import current_kpi
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
-PAGE_MODULES = ("wall", "incidents", "linkage", "linkage_summary", "subscribers", "subscriber", "sources")
+PAGE_MODULES = (
+    "wall", "incidents", "linkage", "linkage_summary", "subscribers", "subscriber", "sources",
+    "audit", "access",
+)  # fmt: skip
 
 
 def kpi_title(name: str) -> str:

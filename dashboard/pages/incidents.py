@@ -22,9 +22,10 @@ import pandas as pd
 from dash import MATCH, Input, Output, State, ctx, dcc, html
 
 from connectors.canonical import SEVERITIES
-from dashboard import ids, readiness
+from dashboard import guard, ids, readiness
 from dashboard.context import (
     current_actor,
+    current_principal,
     current_refresh_ms,
     current_scoring,
     current_settings,
@@ -39,7 +40,9 @@ from dashboard.pages import fmt_time, kpi_title, records, store_error
 from dashboard.store.db import Store
 from dashboard.theme import grid_options
 
-dash.register_page(__name__, path="/incidents", name="Incidents", title="Vantage · Incidents", order=1)
+dash.register_page(
+    __name__, access="read", path="/incidents", name="Incidents", title="Vantage · Incidents", order=1
+)
 
 ANY = "any"  # the selects' "no filter" value
 UNASSIGNED = "-"  # the owner filter's "nobody", as read.queue and the API spell it
@@ -629,7 +632,7 @@ def render_detail(
         detail_header(inc, currency, now),
         detail_body(detail, scoring, now),
         subs,
-        closed,
+        closed or not current_principal().may_act,
         inc.get("owner") or "",
     )
 
@@ -757,6 +760,10 @@ def _controls(filters: Mapping[str, Any], facets: Mapping[str, list[Any]]) -> db
 
 
 def _actions_card(ack_disabled: bool, owner: str) -> dbc.Card:
+    """Acknowledge, assign and note; shown disabled, with the reason, to roles that may not act
+    (the callback's rule refuses them anyway)."""
+    principal = current_principal()
+    locked = not principal.may_act
     return dbc.Card(
         [
             dbc.CardHeader("Actions"),
@@ -766,8 +773,13 @@ def _actions_card(ack_disabled: bool, owner: str) -> dbc.Card:
                         "Acknowledge",
                         id=ids.INCIDENTS_ACK,
                         color="warning",
-                        disabled=ack_disabled,
+                        disabled=ack_disabled or locked,
                         className="mb-3 w-100",
+                    ),
+                    html.P(
+                        f"Your role ({principal.role}) may look but not act on incidents.",
+                        className="vt-muted",
+                        hidden=not locked,
                     ),
                     dbc.Label("Owner", html_for=ids.INCIDENTS_OWNER_INPUT),
                     dbc.InputGroup(
@@ -778,7 +790,7 @@ def _actions_card(ack_disabled: bool, owner: str) -> dbc.Card:
                                 placeholder="team or person",
                                 maxLength=actions.MAX_OWNER,
                             ),
-                            dbc.Button("Assign", id=ids.INCIDENTS_ASSIGN, color="primary"),
+                            dbc.Button("Assign", id=ids.INCIDENTS_ASSIGN, color="primary", disabled=locked),
                         ],
                         className="mb-3",
                     ),
@@ -790,7 +802,13 @@ def _actions_card(ack_disabled: bool, owner: str) -> dbc.Card:
                         rows=3,
                         className="mb-2",
                     ),
-                    dbc.Button("Add note", id=ids.INCIDENTS_NOTE_ADD, color="secondary", className="mb-3"),
+                    dbc.Button(
+                        "Add note",
+                        id=ids.INCIDENTS_NOTE_ADD,
+                        color="secondary",
+                        className="mb-3",
+                        disabled=locked,
+                    ),
                     html.Div(id=ids.INCIDENTS_ACTION_RESULT, role="status"),
                 ]
             ),
@@ -1002,7 +1020,9 @@ _FILTER_INPUTS = [
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.INCIDENTS_GRID, "rowData"),
         Output(ids.INCIDENTS_SUMMARY, "children"),
         Output(ids.INCIDENTS_REGION, "options"),
@@ -1030,7 +1050,9 @@ def register_callbacks(app: dash.Dash) -> None:
             current_store(), filters, current_time(), regions_shown=regions_shown, owners_shown=owners_shown
         )
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.INCIDENTS_URL, "search"),
         *_FILTER_INPUTS,
         Input(ids.INCIDENTS_SELECTED, "data"),
@@ -1046,7 +1068,9 @@ def register_callbacks(app: dash.Dash) -> None:
     ) -> str:
         return query_string(control_filters(region, segment, severity, states, owner), selected)
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.INCIDENTS_SELECTED, "data"),
         Output(ids.INCIDENTS_GRID, "deselectAll"),
         Input(ids.INCIDENTS_GRID, "selectedRows"),
@@ -1057,7 +1081,9 @@ def register_callbacks(app: dash.Dash) -> None:
     def _select(selected_rows: Any, _close: int | None, current: str | None) -> tuple[Any, Any]:
         return selection_change(ctx.triggered_id, selected_rows, current)
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.INCIDENTS_DETAIL, "className"),
         Output(ids.INCIDENTS_DETAIL_HEADER, "children"),
         Output(ids.INCIDENTS_DETAIL_BODY, "children"),
@@ -1071,7 +1097,9 @@ def register_callbacks(app: dash.Dash) -> None:
     def _detail(selected: str | None, _acted: int | None) -> tuple[Any, ...]:
         return render_detail(current_store(), selected, current_time())
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "act",
         Output(ids.INCIDENTS_ACTION_RESULT, "children"),
         Output(ids.INCIDENTS_ACTED, "data"),
         Output(ids.INCIDENTS_NOTE_TEXT, "value"),
@@ -1104,7 +1132,9 @@ def register_callbacks(app: dash.Dash) -> None:
             now=current_time(),
         )
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output({"type": ids.INCIDENTS_SUBSCRIBERS, "incident": MATCH}, "getRowsResponse"),
         Input({"type": ids.INCIDENTS_SUBSCRIBERS, "incident": MATCH}, "getRowsRequest"),
         State({"type": ids.INCIDENTS_SUBSCRIBERS, "incident": MATCH}, "id"),
@@ -1115,7 +1145,9 @@ def register_callbacks(app: dash.Dash) -> None:
             return dash.no_update
         return subscribers_block(current_store(), grid_id["incident"], current_scoring(), request)
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.INCIDENTS_DOWNLOAD, "data"),
         Input(ids.INCIDENTS_EXPORT, "n_clicks"),
         State(ids.INCIDENTS_SELECTED, "data"),

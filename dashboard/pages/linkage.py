@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, dcc, html
 from sqlalchemy import select
 
-from dashboard import ids, readiness
+from dashboard import guard, ids, readiness
 from dashboard.context import current_catalogue, current_settings, current_store, current_time
 from dashboard.figures import empty_figure
 from dashboard.kpi_eval.read import current, series
@@ -40,10 +40,13 @@ from dashboard.linkage_figures import (
     sparkline_uri,
 )
 from dashboard.pages import fmt_time, store_error
+from dashboard.privacy import csv_safe
 from dashboard.store.db import Store
 from dashboard.store.schema import regions
 
-dash.register_page(__name__, path="/linkage", name="Linkage", title="Vantage · Linkage", order=2)
+dash.register_page(
+    __name__, access="read", path="/linkage", name="Linkage", title="Vantage · Linkage", order=2
+)
 
 ANY = "any"
 SEGMENTS = ("consumer", "smb", "enterprise")
@@ -580,12 +583,14 @@ def chart_csv(
         since = now - RANGES.get(filters.get("range") or DEFAULT_RANGE, RANGES[DEFAULT_RANGE])
         df = revenue_series(store, catalogue, scope, since, now)
     buf = io.StringIO()
-    df.to_csv(buf, index=False)
+    df.map(csv_safe).to_csv(buf, index=False)  # text a spreadsheet would run stays text
     return f"vantage-linkage-{chart}-{now:%Y%m%d-%H%M}.csv", buf.getvalue()
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.LINKAGE_CARDS, "children"),
         Output(ids.LINKAGE_TREE, "figure"),
         Output(ids.LINKAGE_LINK, "options"),
@@ -627,7 +632,9 @@ def register_callbacks(app: dash.Dash) -> None:
             + query_string({k: v for k, v in filters.items() if k in ("region", "segment")}),
         )
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.LINKAGE_SENTENCE, "children"),
         Output(ids.LINKAGE_EVIDENCE, "figure"),
         Output(ids.LINKAGE_LAGS, "figure"),
@@ -639,7 +646,9 @@ def register_callbacks(app: dash.Dash) -> None:
         scope = selected.get("scope", "all") if isinstance(selected, dict) else "all"
         return link_view(current_store(), current_catalogue(), scope, key or "")
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.LINKAGE_LINK, "value", allow_duplicate=True),
         Input(ids.LINKAGE_TREE, "clickData"),
         Input({"type": ids.LINKAGE_ROW, "key": ALL}, "n_clicks"),
@@ -653,7 +662,9 @@ def register_callbacks(app: dash.Dash) -> None:
         key = points[0].get("customdata") if points else None
         return key if isinstance(key, str) and "->" in key else dash.no_update
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.LINKAGE_WHATIF_OUT, "children"),
         Input(ids.LINKAGE_WHATIF, "value"),
         Input(ids.LINKAGE_LINK, "value"),
@@ -668,7 +679,9 @@ def register_callbacks(app: dash.Dash) -> None:
             return ""
         return what_if_text(link, value, current_catalogue())
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.LINKAGE_DOWNLOAD, "data"),
         Input({"type": ids.LINKAGE_CSV, "chart": ALL}, "n_clicks"),
         State(ids.LINKAGE_REGION, "value"),

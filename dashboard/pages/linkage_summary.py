@@ -12,7 +12,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import html
 
-from dashboard import ids
+from dashboard import guard, ids
 from dashboard.context import current_catalogue, current_settings, current_store, current_time
 from dashboard.pages import fmt_time, store_error
 from dashboard.pages.linkage import (
@@ -28,7 +28,12 @@ from dashboard.pages.linkage import (
 )
 
 dash.register_page(
-    __name__, path="/linkage/summary", name="Executive summary", title="Vantage · Executive summary", order=9
+    __name__,
+    access="read",
+    path="/linkage/summary",
+    name="Executive summary",
+    title="Vantage · Executive summary",
+    order=9,
 )
 
 TOP_LINKS = 6
@@ -117,7 +122,8 @@ def layout(**query: str) -> html.Div:
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    app.clientside_callback(
+    guard.clientside_callback(
+        app,
         "function(n) { if (n) { window.print(); } return ''; }",
         dash.Output(ids.SUMMARY_PRINT, "title"),
         dash.Input(ids.SUMMARY_PRINT, "n_clicks"),

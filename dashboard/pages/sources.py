@@ -1,4 +1,9 @@
-"""Sources (/sources): every connector's health and freshness, its recent runs and the quarantine."""
+"""Sources (/sources): every connector's health and freshness, its recent runs and the quarantine.
+
+A quarantined record is shown as its source sent it, with the personal data in it masked
+(:func:`dashboard.privacy.redact_payload`): names and addresses under their keys, phone numbers and
+emails anywhere, in the preview, the reason and the whole payload alike.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,26 @@ import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import ALL, Input, Output, State, ctx, html
+from sqlalchemy import select
 
-from dashboard import health, ids, queries
+from dashboard import guard, health, ids, queries
 from dashboard.config import Settings
-from dashboard.context import current_refresh_ms, current_settings, current_store, current_time
+from dashboard.context import (
+    current_principal,
+    current_refresh_ms,
+    current_settings,
+    current_store,
+    current_time,
+)
 from dashboard.pages import fmt_time, records, store_error
+from dashboard.privacy import redact_payload, redact_text
 from dashboard.store.db import Store
+from dashboard.store.schema import quarantine
 from dashboard.theme import grid_options
 
-dash.register_page(__name__, path="/sources", name="Sources", title="Vantage · Sources", order=4)
+dash.register_page(
+    __name__, access="read", path="/sources", name="Sources", title="Vantage · Sources", order=4
+)
 
 QUARANTINE_PAGE_SIZE = 50
 ANY = "any"  # the filters' "no filter" value
@@ -159,10 +175,13 @@ def pretty_raw(raw: str) -> str:
 
 
 def quarantine_rows(page: queries.QuarantinePage) -> list[dict[str, Any]]:
+    """Grid rows of one quarantine page: the raw payload as a one-line preview; personal data in it
+    and in the reason (which quotes the refused value) masked."""
     rows = records(page.rows)
     for row in rows:
         row["id"] = str(row["id"])  # grid row ids are strings
-        row["raw_preview"] = preview(row.pop("raw"))
+        row["raw_preview"] = preview(redact_payload(row.pop("raw") or "", row.get("kind")))
+        row["reason"] = redact_text(row["reason"]) if row.get("reason") else row.get("reason")
     return rows
 
 
@@ -188,8 +207,16 @@ def read_statuses(store: Store, settings: Settings, now: datetime) -> pd.DataFra
 
 
 def read_quarantine(
-    store: Store, connector: str | None, kind: str | None, search: str | None, page: int
+    store: Store,
+    connector: str | None,
+    kind: str | None,
+    search: str | None,
+    page: int,
+    *,
+    search_reasons: bool = False,
 ) -> queries.QuarantinePage:
+    """A page of the quarantine; the search looks into reasons only for roles that may unmask
+    (reasons can quote a refused value)."""
     with store.connect() as conn:
         return queries.quarantine_page(
             conn,
@@ -198,6 +225,7 @@ def read_quarantine(
             search=search or None,
             offset=(max(page, 1) - 1) * QUARANTINE_PAGE_SIZE,
             limit=QUARANTINE_PAGE_SIZE,
+            search_reasons=search_reasons,
         )
 
 
@@ -336,7 +364,9 @@ def layout(connector: str = "", kind: str = "", **_query: str) -> html.Div:
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SOURCES_STATUS_GRID, "rowData"),
         Output(ids.SOURCES_STATUS_AS_OF, "children"),
         Output({"type": ids.SOURCES_RUNS_GRID, "connector": ALL}, "rowData"),
@@ -354,7 +384,9 @@ def register_callbacks(app: dash.Dash) -> None:
             return dash.no_update, "STALE: the store could not be read", [dash.no_update] * len(grids)
         return rows, f"as of {fmt_time(now, seconds=True)}", runs
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SOURCES_Q_GRID, "rowData"),
         Output(ids.SOURCES_Q_COUNT, "children"),
         Output(ids.SOURCES_Q_PAGE, "max_value"),
@@ -369,10 +401,14 @@ def register_callbacks(app: dash.Dash) -> None:
         connector: str | None, kind: str | None, search: str | None, active: int | None
     ) -> tuple[list[dict[str, Any]], str, int, int]:
         page_no = (active or 1) if ctx.triggered_id == ids.SOURCES_Q_PAGE else 1
-        page = read_quarantine(current_store(), connector, kind, search, page_no)
+        page = read_quarantine(
+            current_store(), connector, kind, search, page_no, search_reasons=current_principal().may_unmask
+        )
         return quarantine_rows(page), quarantine_count(page), page_count(page.total), page_no
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SOURCES_Q_DETAIL, "children"),
         Input(ids.SOURCES_Q_GRID, "cellClicked"),
         prevent_initial_call=True,
@@ -382,9 +418,14 @@ def register_callbacks(app: dash.Dash) -> None:
 
 
 def raw_detail(store: Store, clicked: dict[str, Any] | None) -> str:
-    """The whole raw payload of the clicked quarantine row, pretty-printed when it is JSON."""
+    """The whole raw payload of the clicked quarantine row, pretty-printed when it is JSON, with the
+    personal data in it masked."""
     if not clicked or clicked.get("rowId") is None:
         return "Click a row to see its whole raw payload."
+    row_id = int(clicked["rowId"])
     with store.connect() as conn:
-        raw = queries.quarantined_raw(conn, int(clicked["rowId"]))
-    return "That record is no longer in quarantine." if raw is None else pretty_raw(raw)
+        raw = queries.quarantined_raw(conn, row_id)
+        kind = conn.execute(select(quarantine.c.kind).where(quarantine.c.id == row_id)).scalar()
+    if raw is None:
+        return "That record is no longer in quarantine."
+    return redact_payload(pretty_raw(raw), kind)

@@ -27,7 +27,7 @@ import flask
 import pandas as pd
 from dash import ALL, Input, Output, State, dcc, html
 
-from dashboard import ids
+from dashboard import guard, ids
 from dashboard.context import (
     current_catalogue,
     current_kpi,
@@ -63,6 +63,7 @@ def _title(subscriber_id: str | None = None, **_: Any) -> str:
 
 dash.register_page(
     __name__,
+    access="read",
     path_template="/subscribers/<subscriber_id>",
     name="Subscriber",
     title=_title,
@@ -794,14 +795,17 @@ function(tab) {
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    app.clientside_callback(
+    guard.clientside_callback(
+        app,
         TAB_TO_URL,
         Output(ids.SUBSCRIBER_TAB_SYNC, "data"),
         Input(ids.SUBSCRIBER_TABS, "active_tab"),
         prevent_initial_call=True,
     )
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SUBSCRIBER_TAB_BODY, "children"),
         Input(ids.SUBSCRIBER_TABS, "active_tab"),
         State(ids.SUBSCRIBER_ID, "data"),
@@ -812,7 +816,9 @@ def register_callbacks(app: dash.Dash) -> None:
             current_store(), current_principal(), subscriber_id, tab or DEFAULT_TAB, current_time()
         )
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "unmask",
         Output({"type": ids.SUBSCRIBER_PERSONAL, "field": ALL}, "children"),
         Output(ids.SUBSCRIBER_UNMASK_RESULT, "children"),
         Output(ids.SUBSCRIBER_UNMASK, "disabled"),

@@ -28,8 +28,14 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import MATCH, Input, Output, State, dcc, html
 
-from dashboard import ids
-from dashboard.context import current_principal, current_scoring, current_settings, current_store
+from dashboard import guard, ids
+from dashboard.context import (
+    current_principal,
+    current_scoring,
+    current_settings,
+    current_store,
+    current_time,
+)
 from dashboard.pages import store_error
 from dashboard.privacy import Principal
 from dashboard.store.db import Store
@@ -37,7 +43,9 @@ from dashboard.subscribers import search
 from dashboard.subscribers.search import Filters
 from dashboard.theme import grid_options
 
-dash.register_page(__name__, path="/subscribers", name="Subscribers", title="Vantage · Subscribers", order=3)
+dash.register_page(
+    __name__, access="read", path="/subscribers", name="Subscribers", title="Vantage · Subscribers", order=3
+)
 
 ANY = "any"  # the selects' "no filter" value
 BLOCK = 100  # rows per server request of the grid
@@ -268,6 +276,8 @@ def grid_block(
     end = max(start + 1, int(request.get("endRow") or start + BLOCK))
     text, filters, sort = search_from_token(token)
     cursor = cursors.get(token, start) if start else None
+    if start == 0:  # one audit record per search, not per block
+        search.audit_search(store, principal, text, now=current_time())
     with store.connect() as conn:
         rows, next_cursor, total = search.search_page(
             conn,
@@ -325,6 +335,7 @@ def export_download(
     store: Store, text: str, filters: Filters, sort: str, principal: Principal, scoring: Any
 ) -> tuple[dict[str, Any], str]:
     """The filtered list (up to ``EXPORT_MAX_ROWS``) as a CSV file for ``dcc.Download``, and a note."""
+    search.audit_search(store, principal, text, now=current_time(), export=True)
     with store.connect() as conn:
         csv_text = search.export_csv(
             conn, text, filters, principal, scoring, sort=sort, max_rows=EXPORT_MAX_ROWS + 1
@@ -474,7 +485,9 @@ _SEARCH_INPUTS = [
 
 
 def register_callbacks(app: dash.Dash) -> None:
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SUBSCRIBERS_LIST, "children"),
         Output(ids.SUBSCRIBERS_URL, "search"),
         *_SEARCH_INPUTS,
@@ -484,7 +497,9 @@ def register_callbacks(app: dash.Dash) -> None:
         text, filters, sort = control_search(*values)
         return list_box(text, filters, sort, current_settings().currency), query_string(text, filters, sort)
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output({"type": ids.SUBSCRIBERS_GRID, "search": MATCH}, "getRowsResponse"),
         Output({"type": ids.SUBSCRIBERS_COUNT, "search": MATCH}, "children"),
         Input({"type": ids.SUBSCRIBERS_GRID, "search": MATCH}, "getRowsRequest"),
@@ -506,7 +521,9 @@ def register_callbacks(app: dash.Dash) -> None:
         except Exception as err:
             return {"rowData": [], "rowCount": 0}, store_error(err)
 
-    @app.callback(
+    @guard.callback(
+        app,
+        "read",
         Output(ids.SUBSCRIBERS_DOWNLOAD, "data"),
         Output(ids.SUBSCRIBERS_EXPORT_NOTE, "children"),
         Input(ids.SUBSCRIBERS_EXPORT, "n_clicks"),

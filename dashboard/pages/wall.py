@@ -19,7 +19,7 @@ from dashboard import ids
 from dashboard.context import current_settings
 from dashboard.wall import PANELS
 
-dash.register_page(__name__, path="/wall", name="Wall", title="Vantage · Wall", order=0)
+dash.register_page(__name__, access="read", path="/wall", name="Wall", title="Vantage · Wall", order=0)
 
 VIEW_LABELS = {"overview": "Overview", "incidents": "Incidents", "map": "Network map", "kpis": "KPIs"}
 

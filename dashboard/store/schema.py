@@ -518,6 +518,56 @@ audit = Table(
     Index("ix_audit_target", "target_type", "target_id"),
 )
 
+# --- who may use Vantage (dashboard/auth) ------------------------------------------------------
+
+#: Local and single-sign-on users. ``password_hash`` is an argon2id hash (NULL for users who only
+#: sign on through OIDC); ``session_epoch`` grows when a password changes or the user is disabled,
+#: which ends every session issued before. ``failed_logins``/``locked_until`` lock an account out
+#: after repeated wrong passwords.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=True),
+    Column("source", String(16), nullable=False, default="local"),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("session_epoch", Integer, nullable=False, default=0),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("password_changed_at", DateTime, nullable=True),
+    Column("last_login_at", DateTime, nullable=True),
+)
+
+#: API tokens for people and services, sent as ``Authorization: Bearer``. Only a SHA-256 digest of
+#: each token is kept; ``prefix`` (its first characters) lets people tell tokens apart.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime, nullable=True),
+    Column("last_used_at", DateTime, nullable=True),
+)
+
+#: Secrets Vantage generates for itself when none is given by environment variable (the session
+#: signing key): kept in the store, never in files or logs.
+app_secrets = Table(
+    "app_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
 # Canonical record kinds that connectors may emit (connectors.canonical.KINDS), mapped to their table.
 CANONICAL_KINDS: dict[str, Table] = {kind: metadata.tables[kind] for kind in KINDS}
 

@@ -7,13 +7,27 @@ subscribers, filtered and sorted by value or churn risk, with keyset pagination 
 last row's sort key and id, opaque to callers), each row passed through
 :func:`dashboard.privacy.protect`. :func:`export_csv` streams the whole filtered list as CSV.
 
+Personal fields are closed, not just hidden. The search reads two: the MSISDN and a consumer
+account's name (its holder's; a business's name is not personal); contact names, emails, phones
+and addresses are not searched at all (no index holds them). For a principal that may not
+unmask (viewer, operator) they match only as a whole value: the MSISDN's full digits as stored
+(``+351 912 345 678``, ``00351912345678`` and ``351912345678`` alike), the holder's whole name
+(any case, accents and spacing). Were a part enough, a masked value could be read back one
+character at a time, keeping the digit for which a line is still found. Ids, business names,
+plans, regions and the rest keep their partial matching. Principals that may unmask keep partial
+matching of personal fields too. Either way :func:`audit_search` writes one audit record per search
+(or export) whose text was matched against a personal field: who, which fields, how, and the
+length of the text, never the text. The list is sorted by value or churn risk and filtered by
+segment, region, plan, risk, sentiment, incident and account id: none of them personal.
+
 How each form stays an index lookup (``EXPLAIN`` checked at a million subscribers):
 
-- MSISDN with its country code: a prefix of ``subscribers.msisdn_digits``; a national number or
-  its last digits: a prefix of ``subscribers.msisdn_rev`` (the digits reversed). Both keys are
-  derived on ingest (:mod:`dashboard.ingest.derive`) by the functions used here on the text.
+- MSISDN with its country code: a prefix of ``subscribers.msisdn_digits`` (whole: equal to it); a
+  national number or its last digits: a prefix of ``subscribers.msisdn_rev`` (the digits reversed).
+  Both keys are derived on ingest (:mod:`dashboard.ingest.derive`) by the functions used here on
+  the text.
 - Ids: equality and a prefix range on the primary key and ``subscribers.account_id``.
-- Account names: a prefix of ``accounts.name_key`` (lower case, no accents).
+- Account names: a prefix of ``accounts.name_key`` (lower case, no accents; whole: equal to it).
 - Prefixes are ranges (``col >= 'abc' AND col < 'abd'``) on SQLite, whose ``LIKE`` ignores the
   indexes, and ``LIKE 'abc%'`` on PostgreSQL, whose search-key indexes use ``text_pattern_ops``.
   User text is always a bound parameter, with ``LIKE`` wildcards escaped, so quotes, ``%``, ``_``
@@ -42,6 +56,7 @@ import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -52,6 +67,7 @@ from sqlalchemy import (
     Select,
     and_,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -61,9 +77,11 @@ from sqlalchemy import (
 from dashboard.errors import VantageError
 from dashboard.ingest.derive import name_key, phone_digits
 from dashboard.kpis import Scoring
-from dashboard.privacy import Principal, account_name, protect
+from dashboard.privacy import BUSINESS_SEGMENTS, Principal, account_name, csv_safe_row, protect
+from dashboard.store.db import Store
 from dashboard.store.schema import (
     accounts,
+    audit,
     cells,
     incident_cells,
     incidents,
@@ -121,6 +139,7 @@ ROW_FIELDS = (
 )
 
 _PHONE = re.compile(r"^[+(]*[\d\s().\-/+]+$")
+_DIGIT = re.compile(r"\d")
 _SPACES = re.compile(r"\s+")
 _MAX_CHAR = "\U0010ffff"
 
@@ -134,28 +153,38 @@ class SearchError(VantageError, ValueError):
 
 @dataclass(frozen=True)
 class Query:
-    """What typed text is matched as: each non-empty part is one alternative."""
+    """What typed text is matched as: each non-empty part is one alternative.
+
+    ``partial`` says whether personal fields (the MSISDN, a holder's name) may be matched by part
+    of their value (principals that may unmask) or only whole (everyone else).
+    """
 
     text: str
-    #: Digits the MSISDN starts with (country code included), when the text looks like a number.
+    #: The MSISDN's digits (country code included) when the text looks like a number: what it
+    #: starts with (partial) or is (whole).
     msisdn_prefix: str | None = None
-    #: Reversed digits the MSISDN ends with (national numbers and last digits).
+    #: Reversed digits the MSISDN ends with (national numbers and last digits): partial only.
     msisdn_suffixes: tuple[str, ...] = ()
     #: Ids (subscriber and account) equal to, or starting with, one of these.
     ids: tuple[str, ...] = ()
-    #: The start of an account name, as ``accounts.name_key`` holds names.
+    #: The text as ``accounts.name_key`` holds names: the start of a business's name, and a holder's
+    #: name (the start of it, or all of it) when the text can be a person's name (no digit in it).
     name: str | None = None
+    #: Whether the text can be a person's name, so it is matched against holders' names.
+    holder_name: bool = False
+    partial: bool = False
 
     @property
     def empty(self) -> bool:
         return not self.text
 
 
-def parse_query(text: str | None) -> Query:
-    """Classify what was typed; empty text matches everything."""
+def parse_query(text: str | None, *, partial: bool = False) -> Query:
+    """Classify what was typed; empty text matches everything. ``partial``: personal fields may be
+    matched by part of their value (pass ``principal.may_unmask``)."""
     clean = _SPACES.sub(" ", (text or "").strip())[:MAX_QUERY_LENGTH].strip()
     if not clean:
-        return Query(text="")
+        return Query(text="", partial=partial)
     ids = tuple(dict.fromkeys((clean, clean.lower(), clean.upper())))  # ids are case-sensitive
     key = name_key(clean)
     prefix: str | None = None
@@ -176,7 +205,65 @@ def parse_query(text: str | None) -> Query:
         msisdn_suffixes=suffixes,
         ids=ids,
         name=key or None,
+        holder_name=bool(key) and not _DIGIT.search(key),
+        partial=partial,
     )
+
+
+#: Personal fields as a search's audit record names them.
+SEARCHED_MSISDN = "msisdn"
+SEARCHED_HOLDER_NAME = "holder_name"
+
+
+def personal_fields(q: Query) -> tuple[str, ...]:
+    """The personal fields the text of ``q`` is matched against (none: no audit record)."""
+    fields: list[str] = []
+    if q.msisdn_prefix:
+        fields.append(SEARCHED_MSISDN)
+    if q.name and q.holder_name:
+        fields.append(SEARCHED_HOLDER_NAME)
+    return tuple(fields)
+
+
+def audit_search(
+    store: Store,
+    principal: Principal,
+    query_text: str | None,
+    *,
+    now: datetime,
+    export: bool = False,
+) -> dict[str, Any] | None:
+    """Write the audit record of one search request (or export) whose text reads a personal field.
+
+    Call it once per request that starts a search: the first page (no cursor, no offset), not the
+    pages after it; an export once, not per chunk. The record says who, with which role, which
+    personal fields the text was matched against, whether by part of their value or whole, and how
+    long the text was; never the text itself (the audit log would hold what it protects). Returns
+    the record's detail, or None when the text reads no personal field and nothing was written.
+    """
+    q = parse_query(query_text, partial=principal.may_unmask)
+    fields = personal_fields(q)
+    if not fields:
+        return None
+    detail: dict[str, Any] = {
+        "role": principal.role,
+        "via": principal.via,
+        "fields": list(fields),
+        "match": "partial" if q.partial else "whole",
+        "query_length": len(q.text),
+    }
+    with store.begin() as conn:
+        conn.execute(
+            insert(audit).values(
+                at=now,
+                actor=principal.user,
+                action="subscriber.export" if export else "subscriber.search",
+                target_type="subscriber",
+                target_id=None,
+                detail=detail,
+            )
+        )
+    return detail
 
 
 # --- filters ----------------------------------------------------------------------------------
@@ -292,21 +379,37 @@ _LINE_COLUMNS = ("id", "source", "account_id", "arpu", "plan", "home_cell_id")
 
 
 def _hits(q: Query, dialect: str) -> Any:
-    """Every subscriber a query form matches (as :data:`_LINE_COLUMNS`), each form through its index."""
+    """Every subscriber a query form matches (as :data:`_LINE_COLUMNS`), each form through its index.
+
+    Personal fields match by part of their value only when ``q.partial``; otherwise whole.
+    """
     parts: list[Select[Any]] = []
     line = select(*(s.c[c] for c in _LINE_COLUMNS))
     if q.msisdn_prefix:
-        parts.append(
-            line.where(_starts_with(s.c.msisdn_digits, q.msisdn_prefix, dialect, pattern_index=True))
-        )
-    for rev in q.msisdn_suffixes:
-        parts.append(line.where(_starts_with(s.c.msisdn_rev, rev, dialect, pattern_index=True)))
+        if q.partial:
+            number = _starts_with(s.c.msisdn_digits, q.msisdn_prefix, dialect, pattern_index=True)
+        else:
+            number = s.c.msisdn_digits == q.msisdn_prefix
+        parts.append(line.where(number))
+    if q.partial:
+        for rev in q.msisdn_suffixes:
+            parts.append(line.where(_starts_with(s.c.msisdn_rev, rev, dialect, pattern_index=True)))
     for text in q.ids:  # equal to, or starting with, the text: one range of the index each
         parts.append(line.where(_starts_with(s.c.id, text, dialect, pattern_index=False)))
         parts.append(line.where(_starts_with(s.c.account_id, text, dialect, pattern_index=False)))
     if q.name:
-        named = select(a.c.id).where(_starts_with(a.c.name_key, q.name, dialect, pattern_index=True))
-        parts.append(line.where(s.c.account_id.in_(named)))
+        starts = _starts_with(a.c.name_key, q.name, dialect, pattern_index=True)
+        if q.partial and q.holder_name:
+            named = select(a.c.id).where(starts)  # every account's name, by its start: one range
+            parts.append(line.where(s.c.account_id.in_(named)))
+        else:
+            # The segment is checked on the rows the name's index found, never used to find them.
+            segment = _unindexed(a.c.segment, dialect)
+            business = select(a.c.id).where(starts, segment.in_(BUSINESS_SEGMENTS))
+            parts.append(line.where(s.c.account_id.in_(business)))
+            if q.holder_name:
+                holders = select(a.c.id).where(a.c.name_key == q.name, segment.not_in(BUSINESS_SEGMENTS))
+                parts.append(line.where(s.c.account_id.in_(holders)))
     return union(*parts).subquery("hits")
 
 
@@ -462,7 +565,7 @@ class Cursor:
 
 def fingerprint(q: Query, f: Filters, sort: str) -> int:
     """A short check that a cursor is used with the search it came from."""
-    return zlib.crc32(json.dumps([q.text, asdict(f), sort], sort_keys=True).encode()) & 0xFFFF
+    return zlib.crc32(json.dumps([q.text, q.partial, asdict(f), sort], sort_keys=True).encode()) & 0xFFFF
 
 
 def encode_cursor(c: Cursor) -> str:
@@ -677,13 +780,14 @@ def search_page(
     ``cursor`` continues after the previous page (its ``next_cursor``); ``offset`` skips rows
     instead, for a grid that jumps far ahead (slower: the skipped rows are read). ``total`` is
     counted on the first page only (``with_total``), and is None beyond ``COUNT_CAP``. Rows are
-    masked for ``principal``.
+    masked for ``principal``, and personal fields match only whole unless it may unmask. The web
+    layer calls :func:`audit_search` once for the request that asks for the first page.
     """
     if sort not in SORTS:
         raise SearchError(f"sort: expected one of {', '.join(SORTS)}, got {str(sort)[:40]!r}")
     if not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"limit: expected an integer from 1 to {MAX_LIMIT}, got {limit}")
-    q = parse_query(query_text)
+    q = parse_query(query_text, partial=principal.may_unmask)
     fp = fingerprint(q, filters, sort)
     after = decode_cursor(cursor) if cursor else None
     if after is not None and (after.sort != sort or after.fingerprint != fp):
@@ -720,11 +824,14 @@ def iter_csv(
     max_rows: int | None = None,
 ) -> Iterator[str]:
     """The filtered list as CSV text: the header, then ``EXPORT_CHUNK`` rows at a time, masked for
-    ``principal``. One sorted read streamed from the database (not a query per chunk), so a whole
-    million-line list is sorted once."""
+    ``principal`` and with cells a spreadsheet would run as formulas neutralised
+    (:func:`dashboard.privacy.csv_safe`). One sorted read streamed from the database (not a query
+    per chunk), so a whole million-line list is sorted once. Personal fields match as in
+    :func:`search_page`; the web layer calls :func:`audit_search` (``export=True``) once per export.
+    """
     if sort not in SORTS:
         raise SearchError(f"sort: expected one of {', '.join(SORTS)}, got {str(sort)[:40]!r}")
-    q = parse_query(query_text)
+    q = parse_query(query_text, partial=principal.may_unmask)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -740,21 +847,11 @@ def iter_csv(
             details = _details(conn, keys)
             buf.seek(0)
             buf.truncate()
-            writer.writerows(_csv_safe(_row(details[k], scoring, principal)) for k in keys if k in details)
+            writer.writerows(csv_safe_row(_row(details[k], scoring, principal)) for k in keys if k in details)
             if left is not None:
                 left -= len(keys)
             yield buf.getvalue()
         result.close()
-
-
-def _csv_safe(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first) is quoted."""
-    out = dict(row)
-    for k, v in out.items():
-        # The MSISDN leaves masked, a number or stars: its leading + is not a formula.
-        if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") and k != "msisdn":
-            out[k] = "'" + v
-    return out
 
 
 def export_csv(

@@ -8,7 +8,10 @@ keyed by the subscriber id, its account id, its cell ids or its ticket ids, so t
 the subscriber's own history, not on the size of the customer base.
 
 Personal fields pass through :func:`dashboard.privacy.protect`: the story is always masked, for
-every role; the clear values come only from :func:`dashboard.privacy.unmask`, which audits.
+every role; the clear values come only from :func:`dashboard.privacy.unmask`, which audits. Free
+text (tickets' subjects and descriptions, their notes, churn reasons) is redacted for every role
+by :func:`dashboard.privacy.redact_text`, with the names of the account's contact and holder:
+people write phone numbers, emails and names into it. The timeline is built from the redacted parts.
 Everything returned is JSON-ready: times are ISO 8601 UTC with a ``Z``, dates ``YYYY-MM-DD``,
 text fields plain strings (never markup).
 """
@@ -28,7 +31,7 @@ from sqlalchemy import ColumnElement, Connection, Select, Subquery, func, litera
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.kpis import Catalogue
-from dashboard.privacy import BUSINESS_SEGMENTS, Principal, protect
+from dashboard.privacy import BUSINESS_SEGMENTS, Principal, people_named, protect, redact_optional
 from dashboard.store.schema import (
     accounts,
     audit,
@@ -148,6 +151,11 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _said(value: Any, names: Sequence[str]) -> str | None:
+    """Free text people wrote, as a plain string with the personal data in it redacted."""
+    return redact_optional(_text(value), names)
+
+
 #: A row as the database returned it: its cells are whatever the driver read, checked where used.
 Row = dict[str, Any]
 M = TypeVar("M", bound=Mapping[str, Any])
@@ -216,9 +224,11 @@ def _profile(conn: Connection, subscriber_id: str, now: datetime) -> Profile | N
     }
 
 
-def _account(conn: Connection, account_id: str | None) -> Account | None:
+def _account(conn: Connection, account_id: str | None) -> tuple[Account | None, tuple[str, ...]]:
+    """The account (personal fields still clear: the caller protects them) and the people its free
+    text may name (:func:`dashboard.privacy.people_named`)."""
     if not account_id:
-        return None
+        return None, ()
     a = accounts
     row = _latest(
         _rows(
@@ -245,7 +255,7 @@ def _account(conn: Connection, account_id: str | None) -> Account | None:
         select(func.count(func.distinct(subscribers.c.id))).where(subscribers.c.account_id == account_id)
     ).scalar()
     if row is None:
-        return {
+        unknown: Account = {
             "id": account_id,
             "name": None,
             "segment": None,
@@ -253,8 +263,9 @@ def _account(conn: Connection, account_id: str | None) -> Account | None:
             "lines": int(lines or 0),
             "link": account_link(account_id),
         }
+        return unknown, ()
     business = row["segment"] in BUSINESS_SEGMENTS
-    return {
+    known: Account = {
         "id": row["id"],
         # A consumer account is named after its holder: that name is the contact name, masked there.
         "name": row["name"] if business else None,
@@ -271,6 +282,7 @@ def _account(conn: Connection, account_id: str | None) -> Account | None:
         "lines": int(lines or 0),
         "link": account_link(row["id"]),
     }
+    return known, people_named(row["name"], row["segment"], row["contact_name"])
 
 
 def _services(conn: Connection, subscriber_id: str, account_id: str | None) -> list[Service]:
@@ -479,8 +491,11 @@ def _incidents(conn: Connection, shares: Mapping[str, float]) -> list[StoryIncid
     ]
 
 
-def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> list[StoryTicket]:
-    """The line's tickets and the account's tickets not about one line, newest first, with notes."""
+def _tickets(
+    conn: Connection, subscriber_id: str, account_id: str | None, names: Sequence[str]
+) -> list[StoryTicket]:
+    """The line's tickets and the account's tickets not about one line, newest first, with notes;
+    their text redacted with ``names``."""
     t = tickets
     cols = (
         t.c.id,
@@ -532,7 +547,7 @@ def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> li
             notes[r["ticket_id"]].append(
                 {
                     "author": _text(r["author"]),
-                    "text": _text(r["text"]),
+                    "text": _said(r["text"], names),
                     "sentiment": _num(r["sentiment"], 3),
                     "created_at": _iso(r["created_at"]),
                 }
@@ -553,8 +568,8 @@ def _tickets(conn: Connection, subscriber_id: str, account_id: str | None) -> li
         {
             "id": r["id"],
             "scope": r["scope"],
-            "subject": _text(r["subject"]),
-            "description": _text(r["description"]),
+            "subject": _said(r["subject"], names),
+            "description": _said(r["description"], names),
             "channel": r["channel"],
             "status": r["status"],
             "category": r["category"],
@@ -667,7 +682,7 @@ def _churn(conn: Connection, subscriber_id: str) -> Churn | None:
     }
 
 
-def _churn_events(conn: Connection, subscriber_id: str) -> list[ChurnEvent]:
+def _churn_events(conn: Connection, subscriber_id: str, names: Sequence[str]) -> list[ChurnEvent]:
     c = churn_events
     rows = _rows(
         conn,
@@ -677,7 +692,7 @@ def _churn_events(conn: Connection, subscriber_id: str) -> list[ChurnEvent]:
         .limit(HISTORY_LIMIT),
     )
     return [
-        {"id": r["id"], "occurred_at": _iso(r["occurred_at"]), "reason": _text(r["reason"])}
+        {"id": r["id"], "occurred_at": _iso(r["occurred_at"]), "reason": _said(r["reason"], names)}
         for r in _unique(rows)
     ]
 
@@ -818,7 +833,9 @@ def subscriber_story(
     days: int = 30,
     kpis: Sequence[str] | None = None,
 ) -> Story | None:
-    """Everything known about one subscriber, masked for ``principal``; None when there is none.
+    """Everything known about one subscriber, masked for ``principal`` and its free text redacted
+    (for every role: :func:`reveal` after an audited unmask restores the personal fields, not the
+    text); None when there is none.
 
     ``days`` is the window of the experienced KPIs; ``kpis`` names the KPIs to read (all the cells
     report when None). Other history is the subscriber's whole, up to ``HISTORY_LIMIT`` rows a list.
@@ -827,7 +844,7 @@ def subscriber_story(
     profile = _profile(conn, subscriber_id, now)
     if profile is None:
         return None
-    account = _account(conn, profile["account_id"])
+    account, names = _account(conn, profile["account_id"])
     serving = _cells(conn, subscriber_id)
     shares = {c["cell_id"]: float(c["share"] or 0.0) for c in serving}
     step = kpi_step_minutes(days)
@@ -850,11 +867,11 @@ def subscriber_story(
             else [],
         },
         "incidents": _incidents(conn, shares),
-        "tickets": _tickets(conn, subscriber_id, profile["account_id"]),
+        "tickets": _tickets(conn, subscriber_id, profile["account_id"], names),
         "bills": _bills(conn, profile["account_id"]),
         "usage": _usage(conn, subscriber_id, now),
         "churn": _churn(conn, subscriber_id),
-        "churn_events": _churn_events(conn, subscriber_id),
+        "churn_events": _churn_events(conn, subscriber_id, names),
         "offers": _offers(conn, subscriber_id),
         "actions": _actions(conn, subscriber_id),
     }
