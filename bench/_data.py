@@ -5,7 +5,8 @@
 active alarms raised over the last two hours); :class:`Changes` then makes the small changes that
 arrive between two queue refreshes (a few alarms raised and cleared, a few subscribers changed).
 Every row is stamped with a simulated clock, so the engine's watermarks see a realistic history:
-customers loaded days ago, the last hourly churn re-score 40 minutes ago, alarms as they were raised.
+customers loaded days ago, the last hourly churn re-score 40 minutes ago, KPI samples as each period
+closed, alarms as they were raised.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ SOURCE = "simulator"
 SIGNALS_SOURCE = "vantage"
 PERIOD = timedelta(minutes=15)
 KPI_PERIODS = 13  # the latest period and the three hours before it: every incident gets a baseline
+KPI_DELAY = timedelta(minutes=5)  # from a period's end to its samples' arrival
 ALARM_SPAN = timedelta(hours=2)
 ALARM_SLICE = timedelta(minutes=5)  # alarms arrive in slices, as a fault manager would push them
 CUSTOMERS_AGO = timedelta(days=2)
@@ -395,7 +397,11 @@ def build(
     plan = alarm_plan(w, alarms, rng, now)
     latest = pd.Timestamp(now).floor("15min").to_pydatetime() - PERIOD
     kpis = kpi_frame(w, plan, latest, rng)
-    counts["kpi_rows"] = _ingest(ingestor, _chunked("kpi_samples", kpis))
+    counts["kpi_rows"] = 0
+    for start, part in kpis.groupby("period_start", sort=True):
+        # Each period's samples arrive once it has closed (the ingest refuses times ahead of it).
+        clock.t = min(pd.Timestamp(start).to_pydatetime() + PERIOD + KPI_DELAY, now)
+        counts["kpi_rows"] += _ingest(ingestor, _chunked("kpi_samples", part))
     timings["kpis_s"] = time.perf_counter() - t0
     say(f"KPI samples: {counts['kpi_rows']:,} rows, latest period {latest:%H:%M}")
 

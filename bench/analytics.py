@@ -5,10 +5,18 @@ Run: ``.venv/bin/python bench/analytics.py [--subscribers 1000000]``. The last l
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/queue.py and bench/connectors.py share their names with the standard library's ``queue``
+# (imported by pandas through pyarrow) and the ``connectors`` package: move this folder behind the
+# standard library on the import path, then put the repository in front.
+sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import resource
-import sys
 import time
 
 import numpy as np

@@ -8,13 +8,16 @@ source polled every --interval-s seconds. Then it plays the script, one phase ev
 source 500s, source 429 with Retry-After, source hangs past the client's timeout, source answers
 garbage, store stalls (connections accepted, nothing answered), store refuses and cuts every
 connection; with a normal phase between each. While it plays, ``/healthz`` and ``/api/v1/incidents``
-are timed every half second. Afterwards it waits for the ingest to catch up and prints:
+are timed every half second, with a read-only API token of the first user (``vantage run`` creates
+admin with a password the bench gives it; the token is made with ``vantage tokens add`` on the same
+store once the server answers). Afterwards it waits for the ingest to catch up and prints:
 - ``sent`` (changes emitted), ``stored`` (alarms whose stored version is the last one sent),
   ``lost`` (alarms whose last change is not stored; must be 0), ``duplicates`` (rows per key beyond
   one; must be 0), ``quarantined`` with its reasons;
 - ``requests_per_min_failing`` per source-fault phase (what the failing source had to bear);
 - ``recover_s`` per phase: from its end to the next successful run;
-- ``healthz_p95_ms``, ``incidents_p95_ms`` during faults (``*_timeouts``: requests past 15 s).
+- ``healthz_p95_ms``, ``incidents_p95_ms`` during faults (``*_timeouts``: requests past 15 s;
+  ``*_refused``: answers 401 or 403, which a valid token never gets).
 Ends with one line of JSON.
 
     .venv/bin/python bench/faults.py [--changes 10000] [--phase-s 30] [--interval-s 5]
@@ -41,11 +44,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import create_engine, func, select, text
 
+from bench import _auth
 from dashboard.store.schema import alarms, connector_runs, quarantine
 from tests.browser import free_port
 from tests.faults import TcpProxy
@@ -119,16 +125,23 @@ class Source:
         return Response(200, page[offset : offset + limit])
 
 
-def timed_get(url: str, timeout_s: float = 15.0) -> float | None:
+#: Answers that say the bench's credentials were refused: not a fault's doing, the bench's.
+REFUSED = (401, 403)
+
+
+def timed_get(url: str, token: str | None = None, timeout_s: float = 15.0) -> tuple[float | None, int]:
+    """Milliseconds until ``url`` answered (None: no answer in ``timeout_s``), and its status."""
+    request = _auth.bearer_request(url, token) if token else urllib.request.Request(url)
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             resp.read()
-    except urllib.error.HTTPError:
-        pass  # a 503 answered quickly is what a fault should give
+            status = resp.status
+    except urllib.error.HTTPError as err:
+        status = err.code  # a 503 answered quickly is what a fault should give
     except OSError:
-        return None
-    return (time.perf_counter() - started) * 1000
+        return None, 0
+    return (time.perf_counter() - started) * 1000, status
 
 
 def main() -> None:
@@ -166,8 +179,10 @@ def main() -> None:
     port = free_port()
     log = (work / "run.log").open("wb")
     env = {k: v for k, v in os.environ.items() if k not in ("VANTAGE_DATABASE_URL", "VANTAGE_CONFIG", "PORT")}
+    env, _ = _auth.with_admin_password(env)
+    vantage = [sys.executable, "-m", "dashboard.cli", "--config", str(config)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.cli", "--config", str(config), "run", "--port", str(port)],
+        [*vantage, "run", "--port", str(port)],
         cwd=work,
         env=env,
         stdout=log,
@@ -179,7 +194,8 @@ def main() -> None:
     )
     figures: dict[str, Any] = {}
     try:
-        figures = play(args, source, proxy, web, direct_url)
+        make_token = partial(_auth.cli_token, vantage, cwd=work, env=env, role="viewer")
+        figures = play(args, source, proxy, web, direct_url, make_token)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -196,16 +212,27 @@ def main() -> None:
 
 
 def play(
-    args: argparse.Namespace, source: Source, proxy: TcpProxy, web: str, direct_url: str
+    args: argparse.Namespace,
+    source: Source,
+    proxy: TcpProxy,
+    web: str,
+    direct_url: str,
+    make_token: Callable[[], str],
 ) -> dict[str, Any]:
     deadline = time.monotonic() + 120
-    while timed_get(web + "/healthz", 2) is None:
+    while timed_get(web + "/healthz", timeout_s=2)[0] is None:
         if time.monotonic() > deadline:
             raise SystemExit("vantage run did not answer within 120 s")
         time.sleep(0.5)
+    token = make_token()
+    for path in ("/healthz", "/api/v1/incidents"):
+        _, status = timed_get(web + path, token)
+        if status != 200:
+            raise SystemExit(f"{path} answered {status} with the bench's token")
     phases = [p for fault in SCRIPT for p in ("normal", fault)] + ["normal"]
     per_phase = max(args.changes // len(phases), 1)
     latencies: dict[str, list[float | None]] = {"healthz": [], "incidents": []}
+    refused: dict[str, int] = {"healthz": 0, "incidents": 0}
     windows: list[tuple[str, float, float]] = []
     stop = threading.Event()
     faulty = threading.Event()
@@ -213,8 +240,10 @@ def play(
     def poll() -> None:
         while not stop.is_set():
             if faulty.is_set():
-                latencies["healthz"].append(timed_get(web + "/healthz"))
-                latencies["incidents"].append(timed_get(web + "/api/v1/incidents"))
+                for name, path in (("healthz", "/healthz"), ("incidents", "/api/v1/incidents")):
+                    ms, status = timed_get(web + path, token)
+                    latencies[name].append(ms)
+                    refused[name] += status in REFUSED
             stop.wait(0.5)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -295,6 +324,8 @@ def play(
         "incidents_p95_ms": p95(latencies["incidents"]),
         "healthz_timeouts": sum(1 for v in latencies["healthz"] if v is None),
         "incidents_timeouts": sum(1 for v in latencies["incidents"] if v is None),
+        "healthz_refused": refused["healthz"],
+        "incidents_refused": refused["incidents"],
         "phase_s": args.phase_s,
     }
 

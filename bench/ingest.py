@@ -13,18 +13,23 @@ list of dicts (as JSON connectors emit them). Prints progress, then one line of 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/queue.py shares its name with the standard library's ``queue`` (imported by pandas through
+# pyarrow): move this folder behind the standard library on the import path.
+sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
+
 import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -13,8 +13,8 @@ refresh so revenue at risk has a value. Then measures, in the same run:
 - link estimation (``dashboard.linkage.refresh_linkage``: every declared and candidate link, network-
   wide, per region and per segment) (``linkage_ms``);
 - the Linkage page's callbacks server-side (the functions the callbacks call, in the app's request
-  context): the overview for each filter combination, a link's evidence, what-if and a CSV export,
-  --requests times each (``callback_p50_ms``, ``callback_p95_ms``; goal p95 <= 300 ms);
+  context, as a viewer): the overview for each filter combination, a link's evidence, what-if and a
+  CSV export, --requests times each (``callback_p50_ms``, ``callback_p95_ms``; goal p95 <= 300 ms);
 - peak RSS of the process (``peak_rss_mb``).
 Prints progress, then one line of JSON.
 
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select, text
 
-from bench import _data
+from bench import _auth, _data
 from connectors.base import ConnectorContext
 from connectors.simulator.connector import SimulatorConnector, SimulatorOptions, floor_15
 from dashboard.app import create_app
@@ -162,7 +162,8 @@ def main() -> None:
 
 
 def _callbacks(store: Any, catalogue: Any, requests: int, now: datetime) -> dict[str, Any]:
-    """Server-side time of the Linkage page's callback functions, in the app's request context."""
+    """Server-side time of the Linkage page's callback functions, in the app's request context as a
+    viewer (the principal the guard sets once a request's credentials are checked)."""
     app = create_app(Context.build(Settings(database_url=store.url), store=store))
     from dashboard.pages import linkage
 
@@ -171,7 +172,7 @@ def _callbacks(store: Any, catalogue: Any, requests: int, now: datetime) -> dict
     combos = [(None, None)] + [(r, None) for r in region_ids[:3]] + [(None, s) for s in linkage.SEGMENTS]
     times: dict[str, list[float]] = {"overview": [], "link": [], "what_if": [], "csv": []}
     rng = random.Random(1)
-    with app.server.test_request_context("/linkage"):
+    with _auth.request_as(app.server, "viewer", "/linkage"):
         for i in range(requests):
             region, segment = combos[i % len(combos)]
             filters = {

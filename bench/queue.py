@@ -12,9 +12,9 @@ the simulator's world at --subscribers, churn signals, two KPIs per cell and --a
   beforehand, with the degraded shares the engine stored in ``incident_cells``. Both rankings are
   compared: share of incidents with the same rank and the largest score difference;
 - the reads: ``GET /api/v1/incidents`` (plain, ``state=open``, ``region=``) and
-  ``GET /api/v1/incidents/<top id>`` through Flask's test client, and the Incidents grid's data
-  function (``dashboard.pages.incidents.grid_rows``, or a stand-in read while it does not exist),
-  --requests times each (the detail a quarter as often).
+  ``GET /api/v1/incidents/<top id>`` through Flask's test client with a viewer's API token, and the
+  Incidents grid's data function (``dashboard.pages.incidents.grid_rows``, or a stand-in read while
+  it does not exist), --requests times each (the detail a quarter as often).
 The dataset's build time is reported apart (``build_s``). Prints progress, then one line of JSON.
 
     .venv/bin/python bench/queue.py [--subscribers 1000000] [--alarms 2000]
@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select, text
 
-from bench import _data
+from bench import _auth, _data
 from connectors.base import utcnow
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.queue import QUEUE_STATES, refresh_queue
@@ -513,6 +513,7 @@ def time_reads(store: Store, n: int, now: datetime) -> dict[str, Any]:
 
     app = create_app(Context.build(Settings(database_url=store.url), store=store))
     client = app.server.test_client()
+    _auth.authorize(client, store, "viewer")
     with store.connect() as conn:
         top = conn.execute(select(incident_queue.c.incident_id).where(incident_queue.c.rank == 1)).scalar()
         region = conn.execute(

@@ -7,9 +7,11 @@ incidents (bench/_data.py, then one queue refresh), then measures, in the same r
 - search: ``dashboard.subscribers.search.search_page`` (the first page of 50 with its count, masked)
   for --requests random subscribers in each form: the MSISDN as +351 912 345 678, 00351912345678,
   351912345678, 912-345-678 and its last 4 digits; the subscriber id; the account id; the first two
-  thirds of the account name. Also: whether the subscriber was found (number and id forms), the
-  median number of matches, and whether every query plan reads the large tables (subscribers,
-  accounts) by index only (EXPLAIN QUERY PLAN / EXPLAIN);
+  thirds of the account name. The forms that match a personal field by part of its value (national
+  number, last 4 digits, part of a name) are typed by an analyst (a viewer's text matches the MSISDN
+  and a holder's name only whole), the others by a viewer. Also: whether the subscriber was found
+  (number and id forms), the median number of matches, and whether every query plan reads the
+  large tables (subscribers, accounts) by index only (EXPLAIN QUERY PLAN / EXPLAIN);
 - lists: the first page of the whole list by value and by risk, and of filtered lists (enterprise
   and high churn risk; one region; affected by an open incident; negative sentiment), then the
   next page from its cursor;
@@ -56,7 +58,11 @@ from dashboard.subscribers import search
 from dashboard.subscribers.search import Filters, parse_query, search_page
 
 VIEWER = Principal(user="bench", role="viewer")
+ANALYST = Principal(user="bench", role="analyst")
 FORMS = ("msisdn_intl", "msisdn_00", "msisdn_digits", "msisdn_national", "last4", "id", "account_id", "name")
+#: Forms that match a personal field (the MSISDN, a holder's name) by part of its value: only a role
+#: that may unmask searches that way (a viewer's text matches them whole), so they are timed as one.
+PARTIAL_FORMS = ("msisdn_national", "last4", "name")
 #: Forms that must find the very subscriber on their first page (the others match many lines).
 EXACT_FORMS = ("msisdn_intl", "msisdn_00", "msisdn_digits", "msisdn_national", "id")
 LARGE_TABLES = ("subscribers", "accounts")
@@ -106,9 +112,15 @@ def sample(conn: Connection, n: int, rng: random.Random) -> list[tuple[str, str,
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def reads_by_index(conn: Connection, typed: str, filters: Filters, scoring: Any) -> bool:
-    """Whether the page and count queries of a search read subscribers and accounts by index only."""
-    q = parse_query(typed)
+def searcher(form: str) -> Principal:
+    """Who types ``form``: an analyst for the partial forms, else a viewer."""
+    return ANALYST if form in PARTIAL_FORMS else VIEWER
+
+
+def reads_by_index(conn: Connection, typed: str, filters: Filters, scoring: Any, *, partial: bool) -> bool:
+    """Whether the page and count queries of a search read subscribers and accounts by index only
+    (``partial``: personal fields matched by part of their value, as for a role that may unmask)."""
+    q = parse_query(typed, partial=partial)
     plan = search._plan(conn, q, filters, scoring)
     stmts = [*search._sections(conn, q, filters, "value", scoring, None)]
     stmts.append(
@@ -132,21 +144,23 @@ def reads_by_index(conn: Connection, typed: str, filters: Filters, scoring: Any)
 def time_search(store: Store, scoring: Any, n: int, rng: random.Random) -> dict[str, Any]:
     with store.connect() as conn:
         picks = sample(conn, n, rng)
-        for form in forms_of(*[picks[0][1], picks[0][0], picks[0][2], picks[0][3]]).values():
-            search_page(conn, form, Filters(), principal=VIEWER, scoring=scoring)  # warm caches
+        for form, typed in forms_of(*[picks[0][1], picks[0][0], picks[0][2], picks[0][3]]).items():
+            search_page(conn, typed, Filters(), principal=searcher(form), scoring=scoring)  # warm caches
         times: dict[str, list[float]] = {f: [] for f in FORMS}
         found: dict[str, int] = dict.fromkeys(FORMS, 0)
         matches: dict[str, list[int]] = {f: [] for f in FORMS}
         for sid, msisdn, account_id, name in picks:
             for form, typed in forms_of(msisdn, sid, account_id, name).items():
                 t0 = time.perf_counter()
-                rows, _, total = search_page(conn, typed, Filters(), principal=VIEWER, scoring=scoring)
+                rows, _, total = search_page(
+                    conn, typed, Filters(), principal=searcher(form), scoring=scoring
+                )
                 times[form].append((time.perf_counter() - t0) * 1000)
                 found[form] += any(r["id"] == sid for r in rows)
                 matches[form].append(total if total is not None else search.COUNT_CAP + 1)
         sid, msisdn, account_id, name = picks[0]
         indexed = {
-            form: reads_by_index(conn, typed, Filters(), scoring)
+            form: reads_by_index(conn, typed, Filters(), scoring, partial=searcher(form).may_unmask)
             for form, typed in forms_of(msisdn, sid, account_id, name).items()
         }
     pooled = [v for vs in times.values() for v in vs]
@@ -159,6 +173,7 @@ def time_search(store: Store, scoring: Any, n: int, rng: random.Random) -> dict[
         "search_found_share": {f: round(found[f] / len(picks), 3) for f in EXACT_FORMS},
         "search_matches_median": {f: int(np.median(v)) for f, v in matches.items()},
         "search_reads_by_index": indexed,
+        "search_form_role": {f: searcher(f).role for f in FORMS},
     }
     _say(
         f"search: p50 {out['search_p50_ms']} ms, p95 {out['search_p95_ms']} ms over {len(pooled)} searches; "

@@ -3,18 +3,20 @@
 Builds a fresh store (a SQLite file in a temporary folder, or a disposable schema on PostgreSQL) with
 the simulator's world at --subscribers, churn signals, KPIs and --alarms active alarms ranked into the
 queue (bench/_data.py, then one queue refresh and one KPI evaluation), then measures, in the same run:
-- refresh: ``GET /api/v1/wall?have=...`` through Flask's test client as the screen asks it, --requests
-  times; every --change-every requests one interval's changes arrive (a few alarms raised and
-  cleared, customers changed) and the queue is refreshed, so some answers carry changed panels.
-  Prints the server-side p50/p95 (``refresh_p50_ms``, ``refresh_p95_ms``; goal p95 <= 100 ms) and the
-  bytes per refresh (``bytes_mean``, ``bytes_p95``, ``bytes_max``; goal <= 50 KB), apart from the
-  first load, which carries every site's position once (``first_load_bytes``);
+- refresh: ``GET /api/v1/wall?have=...`` through Flask's test client as the screen asks it (with a
+  viewer's API token), --requests times; every --change-every requests one interval's changes
+  arrive (a few alarms raised and cleared, customers changed) and the queue is refreshed, so some
+  answers carry changed panels. Prints the server-side p50/p95 (``refresh_p50_ms``,
+  ``refresh_p95_ms``; goal p95 <= 100 ms) and the bytes per refresh (``bytes_mean``, ``bytes_p95``,
+  ``bytes_max``; goal <= 50 KB), apart from the first load, which carries every site's position
+  once (``first_load_bytes``);
 - the reference: one plain read of the same top of the queue, the site statuses and the sources in
   one connection (``reference_ms``, ``ratio`` = refresh p50 / reference);
-- with --soak-minutes > 0: the wall open at /wall?kiosk=1 in headless Chromium at --soak-refresh-s
-  while changes keep arriving, the JS heap (after a forced garbage collection) after --warmup-s
-  and at the end (``heap_warm_mb``, ``heap_end_mb``, ``heap_growth_pct``; goal < 10 %), DOM nodes,
-  and console errors (``console_errors``).
+- with --soak-minutes > 0: the wall open at /wall?kiosk=1 in headless Chromium (set up as a wall
+  screen is: a viewer's token in the kiosk link) at --soak-refresh-s while changes keep arriving,
+  the JS heap (after a forced garbage collection) after --warmup-s and at the end
+  (``heap_warm_mb``, ``heap_end_mb``, ``heap_growth_pct``; goal < 10 %), DOM nodes, and console
+  errors (``console_errors``).
 Ends with one line of JSON.
 
     .venv/bin/python bench/wall.py [--subscribers 1000000] [--alarms 2000] [--backend sqlite|postgresql]
@@ -41,7 +43,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, text
 
-from bench import _data
+from bench import _auth, _data
 from dashboard.app import create_app
 from dashboard.config import ConnectorConfig, Settings, WallConfig
 from dashboard.context import Context
@@ -134,6 +136,7 @@ def main() -> None:
 def _refreshes(store: Any, catalogue: Any, changes: Any, args: Any, start: datetime) -> dict[str, Any]:
     settings = _settings(store, 10)
     client = create_app(Context.build(settings, store=store)).server.test_client()
+    _auth.authorize(client, store, "viewer")
     first = client.get("/api/v1/wall")
     assert first.status_code == 200, first.data[:200]
     first_bytes = len(first.data)
@@ -199,8 +202,9 @@ def _soak(store: Any, catalogue: Any, changes: Any, args: Any, start: datetime) 
 
     feeder = threading.Thread(target=feed, daemon=True)
     res: dict[str, Any] = {"soak_minutes": args.soak_minutes, "soak_refresh_s": args.soak_refresh_s}
+    kiosk = _auth.token(store, "viewer")  # a wall screen is set up once with a read-only token
     with live_server(app.server) as url, chromium(1920, 1080) as driver:
-        driver.get(url + "/wall?kiosk=1")
+        driver.get(url + f"/wall?kiosk=1&access_token={kiosk}")
         feeder.start()
 
         def heap() -> tuple[float, int]:

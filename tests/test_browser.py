@@ -228,3 +228,50 @@ def test_incident_deep_link_and_acknowledge(
     WebDriverWait(driver, 10).until(lambda d: "severity=" not in d.current_url)
     assert f"id={expected.harbour}" in driver.current_url
     assert severe_console_errors(driver) == []
+
+
+def test_log_in_use_every_page_and_log_out(sqlite_store: Store, driver: Any) -> None:
+    """As a person: the login page, every page of the navigation (the admin sees them all), log-out,
+    and the next page asks for the login again."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from dashboard.app import NAV
+
+    seed(sqlite_store, _now())
+    app = new_app(sqlite_store, settings_for(sqlite_store), refresh_ms=REFRESH_MS)
+    with live_server(app.server) as url:
+        driver.get(f"{url}/incidents")
+        WebDriverWait(driver, 20).until(lambda d: "/login?next=" in d.current_url)
+        sign_in(driver, url, sqlite_store, "admin")
+        assert driver.current_url.startswith(f"{url}/incidents")  # back where the login was asked
+        for label, path, _ in NAV:
+            driver.get(url + path)
+            _wait(driver, "#_pages_content > *")
+            WebDriverWait(driver, 20).until(
+                lambda d: "tester-admin" in d.find_element(By.ID, "shell-who").text
+            )
+            assert driver.find_elements(By.CSS_SELECTOR, ".vt-forbidden") == [], label
+            assert severe_console_errors(driver) == [], label
+        driver.get(f"{url}/incidents")
+        _wait(driver, "#shell-logout").click()
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.startswith(f"{url}/login"))
+        driver.get(f"{url}/sources")
+        WebDriverWait(driver, 20).until(lambda d: "/login?next=%2Fsources" in d.current_url)
+
+
+def test_a_viewer_sees_the_read_pages_only_and_may_not_act(sqlite_store: Store, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    expected = seed_queue(sqlite_store, _now())
+    app = new_app(sqlite_store, settings_for(sqlite_store), refresh_ms=REFRESH_MS)
+    with live_server(app.server) as url:
+        sign_in(driver, url, sqlite_store, "viewer")
+        links = [a.text for a in driver.find_elements(By.CSS_SELECTOR, ".vt-nav .nav-link")]
+        assert "Audit" not in links and "Access" not in links and "Incidents" in links
+        driver.get(f"{url}/audit")
+        assert "may not see this page" in _wait(driver, ".vt-forbidden").text
+        driver.get(f"{url}/incidents?id={expected.harbour}")
+        _wait(driver, f'#incidents-grid .ag-row-selected[row-id="{expected.harbour}"]')
+        assert driver.find_element(By.ID, "incidents-ack").get_attribute("disabled") is not None
+        assert driver.find_element(By.ID, "incidents-note-add").get_attribute("disabled") is not None

@@ -513,3 +513,51 @@ def test_responses_carry_the_security_headers_and_unknown_hosts_are_refused(
     assert api.headers["cache-control"] == "no-store" and page.headers["cache-control"] == "no-store"
     assert static.status_code == 200 and static.headers.get("cache-control") != "no-store"
     assert foreign.status_code == 400
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+def test_users_and_tokens_from_the_command_line(
+    sqlite_store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dashboard.cli import main
+
+    db = ["--database-url", sqlite_store.url]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main([*db, "users", "add", "ana", "--role", "operator", "--password-stdin"]) == 0
+    assert main([*db, "users", "add", "bob", "--role", "viewer", "--generate"]) == 0
+    shown = capsys.readouterr().out
+    generated = shown.split("password (shown once):", 1)[1].split()[0]
+    assert "a long enough password" not in shown
+    assert users.authenticate(sqlite_store, "bob", generated, now=NOW, lockout_after=5,
+                              lockout_for=timedelta(minutes=1)).reason == "ok"  # fmt: skip
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main([*db, "users", "add", "cid", "--role", "viewer", "--password-stdin"]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
+    assert main([*db, "tokens", "add", "sync", "--user", "ana", "--role", "admin"]) == 2  # more than ana may
+    assert main([*db, "tokens", "add", "sync", "--user", "ana", "--role", "operator", "--days", "7"]) == 0
+    out = capsys.readouterr().out
+    text = out.split("token (shown once):", 1)[1].split()[0]
+    token_id = out.split()[1]
+    assert tokens.verify(sqlite_store, text, now=datetime.now()) is not None
+    assert main([*db, "tokens", "list"]) == 0 and "sync" in capsys.readouterr().out
+    assert main([*db, "tokens", "revoke", token_id]) == 0
+    assert tokens.verify(sqlite_store, text, now=datetime.now()) is None
+    assert main([*db, "users", "disable", "bob"]) == 0
+    assert main([*db, "users", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"bob\s+viewer\s+local\s+disabled", listed) and re.search(r"ana\s+operator", listed)
+    with sqlite_store.connect() as conn:
+        actions = conn.execute(select(audit.c.action).order_by(audit.c.id)).scalars().all()
+    assert actions[:2] == ["user.add", "user.add"] and "token.revoke" in actions and "user.disable" in actions
+
+
+def test_the_first_start_makes_admin_with_a_password_shown_once(sqlite_store: Store) -> None:
+    assert (
+        users.ensure_first_admin(sqlite_store, "a chosen admin password", now=NOW)
+        == "a chosen admin password"
+    )
+    assert users.ensure_first_admin(sqlite_store, None, now=NOW) is None  # users exist: nothing more
+    with sqlite_store.connect() as conn:
+        assert [(u.name, u.role) for u in users.list_users(conn)] == [("admin", "admin")]

@@ -804,10 +804,16 @@ def _accounts(w: World, source: str, lo: int, hi: int) -> pd.DataFrame:
     )
 
 
+MAX_TENURE_DAYS = 30 * 365
+
+
 def subscriber_frame(w: World, source: str, idx: np.ndarray, churned: np.ndarray) -> pd.DataFrame:
     """Subscriber records for positions ``idx`` with their current status."""
     rng = rng_for(w.seed, "tenure")
     tenure_days = rng.exponential(1100, w.n_subscribers)[idx]  # same draw for any idx subset
+    # The exponential's far tail (a few lines per million) would date a line before mobile networks
+    # (and before what ingest accepts): nobody has been a subscriber for more than 30 years.
+    tenure_days = np.minimum(tenure_days, MAX_TENURE_DAYS)
     activated = pd.Timestamp(REFERENCE) - pd.to_timedelta(np.round(tenure_days * 86400), unit="s")
     mobile_prefix = (idx * 7919 + w.seed * 31) % 90_000_000 + 10_000_000
     plan_names = np.asarray([p[0] for p in PLANS], dtype=object)

@@ -56,8 +56,6 @@ ADMIN_PASSWORD_ENV = "VANTAGE_ADMIN_PASSWORD"
 def first_admin(ctx: Context) -> None:
     """A store with no user gets ``admin``: with ``$VANTAGE_ADMIN_PASSWORD`` when set, else a
     generated password printed once on the terminal (never to the log, never a default one)."""
-    if ctx.settings.security.anonymous_role is not None and ctx.settings.security.trust_headers:
-        return
     given = os.environ.get(ADMIN_PASSWORD_ENV) or None
     try:
         password = users.ensure_first_admin(ctx.store, given, now=ctx.now())

@@ -1,5 +1,7 @@
-"""Rate limits per principal or client address, counted by Flask-Limiter's ``limits`` library in
-``security.rate_limit_storage`` (memory:// per process, redis://... shared between workers)."""
+"""Rate limits per principal or client address, counted in ``security.rate_limit_storage``
+(memory:// per process, redis://... shared between workers) by ``limits``, the library under
+Flask-Limiter. The guard applies them itself: every Dash callback shares one route, so a per-route
+decorator could not tell a search from a refresh."""
 
 from __future__ import annotations
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import flask
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -37,6 +38,8 @@ PEER_KEY = "vantage.peer"
 ACTIVITY_GRANULARITY_S = 15.0
 #: Requests that a page's timers make, not a person: they do not keep a session alive.
 PASSIVE_HEADER = "X-Vantage-Passive"
+#: After the store failed to give the session key, how long before it is asked again.
+KEY_RETRY_S = 5.0
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -45,14 +48,26 @@ class SessionInterface(SecureCookieSessionInterface):
     def __init__(self, cookie_secure: str, key: Callable[[], str]) -> None:
         self.cookie_secure = cookie_secure
         self.key = key
+        self.failed_at = -KEY_RETRY_S
+
+    def open_session(self, app: flask.Flask, request: flask.Request) -> SecureCookieSession | None:
+        # No cookie, nothing to verify: the key (read from the store) is not needed until a
+        # session is saved, so a request without a session never waits for the store here.
+        if request.cookies.get(self.get_cookie_name(app)) is None:
+            return self.session_class()
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app: flask.Flask) -> URLSafeTimedSerializer | None:
         # The signing key lives in the store (or the environment) and is read at the first request
-        # that needs a session; while the store cannot answer, requests go without one.
+        # that needs a session; while the store cannot answer, requests go without one (and the
+        # store is not asked again for KEY_RETRY_S, so each request waits for it at most once).
         if not app.secret_key:
+            if time.monotonic() - self.failed_at < KEY_RETRY_S:
+                return None
             try:
                 app.secret_key = self.key()
             except Exception as err:
+                self.failed_at = time.monotonic()
                 log.warning("session key unavailable: %s", type(err).__name__)
                 return None
         return super().get_signing_serializer(app)
