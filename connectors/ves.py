@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from jsonschema import Draft4Validator, validators
+from jsonschema.exceptions import SchemaError, best_match
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from connectors.base import (
@@ -172,6 +174,12 @@ class VesOptions(ConnectorOptions):
     username_env: str | None = None
     password_env: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: The VES Common Event Format JSON schema (a file path, e.g. ONAP's
+    #: CommonEventFormat_30.2.1_ONAP.json): every event is validated against it before it is
+    #: mapped, and an event it refuses is rejected with the schema's reason and the path inside the
+    #: event. Read when the connector is built: a file that cannot be used stops it, naming the file.
+    #: Unset: the connector's own structural checks alone.
+    schema_path: str | None = None
 
     @model_validator(mode="after")
     def _auth_pair(self) -> VesOptions:
@@ -186,6 +194,44 @@ class VesOptions(ConnectorOptions):
 
 class InvalidEvent(VantageError, ValueError):
     """An event that does not follow the Common Event Format; the message says where."""
+
+
+class EventSchema:
+    """The official Common Event Format JSON schema, checking one event at a time (as the schema's
+    ``event`` property) with the draft its ``$schema`` names."""
+
+    def __init__(self, schema: dict[str, Any], source: str) -> None:
+        validator_class = validators.validator_for(schema, default=Draft4Validator)
+        try:
+            validator_class.check_schema(schema)
+        except SchemaError as err:
+            raise ValueError(f"{source}: not a valid JSON schema: {err.message}") from None
+        if "event" not in schema.get("properties", {}):
+            raise ValueError(f"{source}: not a VES Common Event Format schema (no 'event' property)")
+        self.validator = validator_class(schema)
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str) -> EventSchema:
+        try:
+            with open(path, encoding="utf-8") as f:
+                schema = json.load(f)
+        except OSError as err:
+            raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
+        except ValueError as err:
+            raise ValueError(f"{path}: not JSON ({err})") from None
+        if not isinstance(schema, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+        return cls(schema, path)
+
+    def check(self, event: Any) -> None:
+        """InvalidEvent naming where in the event the schema is broken, and how."""
+        error = best_match(self.validator.iter_errors({"event": event}))
+        if error is None:
+            return
+        where = ".".join(str(p) for p in list(error.absolute_path)[1:]) or "event"
+        message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
+        raise InvalidEvent(f"{where}: {message} (VES schema)")
 
 
 def _epoch(header: Mapping[str, Any], key: str) -> datetime:
@@ -328,6 +374,7 @@ class VesMapper:
     def __init__(self, opts: VesOptions) -> None:
         self.options = opts
         self._entities: dict[str, tuple[str, str]] = {}
+        self.schema = EventSchema.load(opts.schema_path) if opts.schema_path else None
 
     def entity(self, source_name: str) -> tuple[str, str]:
         found = self._entities.get(source_name)
@@ -346,6 +393,8 @@ class VesMapper:
         out = Mapped()
         for i, event in enumerate(events):
             try:
+                if self.schema is not None:
+                    self.schema.check(event)
                 header, start, last = check_event(event)
                 domain = header["domain"]
                 if domain == "fault":
@@ -455,7 +504,8 @@ class VesConnector(Connector[VesOptions]):
         return CheckResult(
             True,
             f"listening on {EVENT_ROUTE} and {BATCH_ROUTE}; "
-            f"{len(self.options.measurements)} measurement rule(s)",
+            f"{len(self.options.measurements)} measurement rule(s)"
+            + (f"; events checked against {self.options.schema_path}" if self.options.schema_path else ""),
         )
 
     def read(self, stream: Stream, state: JSONDict) -> Iterator[Batch]:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from dashboard.push import handle_push
 from dashboard.store import Store
 from dashboard.store.schema import alarms, kpi_samples, quarantine
 from tests.loopback import LoopbackServer, Request, Response
-from tests.reference import ORIGINS, OWN, REFERENCE, Payloads, payloads
+from tests.reference import ORIGINS, OWN, REFERENCE, Payloads, payloads, require_shared
 
 
 # The events are the suite's own (tests/fixtures/ves); the tests that read them run again on the
@@ -362,3 +363,81 @@ def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="both"):
         VesOptions.model_validate({"username_env": "U"})
     assert make().streams() == []
+
+
+# --- the official schema ---------------------------------------------------------------------------
+
+#: A draft-04 schema in the shape of the Common Event Format (the official one is in the shared
+#: reference set): optional header strings are typed and the priority is an enumeration.
+SMALL_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "type": "object",
+    "properties": {"event": {"$ref": "#/definitions/event"}},
+    "definitions": {
+        "event": {
+            "type": "object",
+            "properties": {
+                "commonEventHeader": {
+                    "type": "object",
+                    "properties": {
+                        "nfVendorName": {"type": "string"},
+                        "priority": {"type": "string", "enum": ["High", "Medium", "Normal", "Low"]},
+                    },
+                    "required": ["priority"],
+                }
+            },
+            "required": ["commonEventHeader"],
+        }
+    },
+}
+
+
+def _with_schema(path: str, ves: VesSet) -> tuple[VesConnector, dict[str, Any]]:
+    return make(schema_path=path), ves.event("fault")
+
+
+def _mapped(connector: VesConnector, event: dict[str, Any]) -> tuple[int, list[str]]:
+    mapped = connector.mapper.map_events([event["event"]])
+    return len(mapped.accepted), [r["reason"] for r in mapped.rejected]
+
+
+def _schema_rejects_what_the_own_checks_miss(connector: VesConnector, event: dict[str, Any]) -> None:
+    assert _mapped(connector, event) == (1, [])
+    typed = json.loads(json.dumps(event))
+    typed["event"]["commonEventHeader"]["nfVendorName"] = {"not": "a string"}  # an object for a string
+    assert _mapped(make(), typed)[0] == 1  # the connector's own checks do not look at optional fields
+    accepted, reasons = _mapped(connector, typed)
+    assert accepted == 0 and "commonEventHeader.nfVendorName" in reasons[0] and "(VES schema)" in reasons[0]
+
+
+def test_events_are_checked_against_the_configured_schema(ves: VesSet, tmp_path: Path) -> None:
+    path = tmp_path / "cef.json"
+    path.write_text(json.dumps(SMALL_SCHEMA))
+    connector, event = _with_schema(str(path), ves)
+    _schema_rejects_what_the_own_checks_miss(connector, event)
+
+
+@pytest.mark.conformance
+def test_the_official_ves_7_schema_accepts_the_reference_events_and_refuses_the_rest() -> None:
+    schema = require_shared("reference/ves/CommonEventFormat_30.2.1_ONAP.json")
+    reference = payloads("ves", REFERENCE)
+    connector = make(schema_path=str(schema))
+    for role in ("fault", "measurement"):
+        assert _mapped(connector, reference.json(role))[1] == [], role
+    batch = reference.json("fault_batch")["eventList"]
+    assert connector.mapper.map_events(batch).rejected == []
+    _schema_rejects_what_the_own_checks_miss(connector, reference.json("fault"))
+    outside = reference.json("fault")
+    outside["event"]["faultFields"]["vfStatus"] = "Sleeping"  # outside the schema's enumeration
+    assert "vfStatus" in _mapped(connector, outside)[1][0]
+
+
+def test_a_schema_that_cannot_be_used_stops_the_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot be read"):
+        make(schema_path=str(tmp_path / "missing.json"))
+    (tmp_path / "other.json").write_text('{"type": "object"}')
+    with pytest.raises(ValueError, match="not a VES Common Event Format schema"):
+        make(schema_path=str(tmp_path / "other.json"))
+    (tmp_path / "broken.json").write_text('{"type": 5, "properties": {"event": {}}}')
+    with pytest.raises(ValueError, match="not a valid JSON schema"):
+        make(schema_path=str(tmp_path / "broken.json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from sqlalchemy import delete, select
 
@@ -65,7 +66,11 @@ def cmd_connectors(args: argparse.Namespace) -> int:
             print(f"{c.name:16} {c.type:12} every {c.interval:>6g}s  {state}")
         return 0
     cfg = settings.connector(args.name)
-    connector = cfg.build()
+    try:
+        connector = cfg.build()
+    except ValueError as err:  # a file an option names cannot be used (a schema, say)
+        print(f"{cfg.name} ({cfg.type}): cannot be built: {err}", file=sys.stderr)
+        return 2
     try:
         if args.connectors_command == "test":
             result = connector.check()
