@@ -267,6 +267,8 @@ def test_a_viewer_sees_the_read_pages_only_and_may_not_act(sqlite_store: Store, 
     app = new_app(sqlite_store, settings_for(sqlite_store), refresh_ms=REFRESH_MS)
     with live_server(app.server) as url:
         sign_in(driver, url, sqlite_store, "viewer")
+        driver.get(f"{url}/sources")
+        _wait(driver, ".vt-nav .nav-link")
         links = [a.text for a in driver.find_elements(By.CSS_SELECTOR, ".vt-nav .nav-link")]
         assert "Audit" not in links and "Access" not in links and "Incidents" in links
         driver.get(f"{url}/audit")
