@@ -9,6 +9,7 @@ state in the same transaction, so a run that dies half-way resumes from its last
 from __future__ import annotations
 
 import builtins
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class Batch:
     #: The source payload each record was mapped from, in the order of ``records`` (None: the
     #: records are the payload). Ingest keeps it in quarantine when it refuses a record.
     sources: list[Any] | None = None
+    #: Deviations from the source's published schema on records that are kept (one line each:
+    #: where and what), counted with the run's adjusted records and logged.
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records) + len(self.rejects)
@@ -191,3 +195,17 @@ class Connector(ABC, Generic[OptionsT]):
 
     def close(self) -> None:
         """Release what the connector holds (clients, hub registrations)."""
+
+
+def read_json_document(path: str) -> dict[str, Any]:
+    """A JSON object from a file named in a connector's options; ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return document

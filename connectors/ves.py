@@ -1,9 +1,12 @@
 """ONAP VES 7 event listener (``type: ves``): fault events into alarms, measurements into KPI samples.
 
-Validation is written by hand after the Common Event Format 30.2.1 schema rather than with a JSON
-Schema library: the checks that matter for mapping (the header's required fields, types and enums,
-the domain, epoch microseconds, the ``faultFields``/``measurementFields`` shapes) give each
-rejected event one precise reason, and the listener stays free of a 100 kB schema file.
+Every event is validated with jsonschema against the connector's event schema
+(``connectors/schemas/ves-event-7.json``, written after the Common Event Format 30.2.x: the header,
+fault, heartbeat and measurement blocks field by field, types and enumerations, plus what mapping
+needs: a non-blank eventId, epoch microseconds, the block a fault or measurement event maps from).
+With ``schema_path`` the official Common Event Format schema is applied as well, so every other
+domain's block is checked in full. A rejected event gets one reason: the path inside the event and
+what the schema expected there.
 
 Answers follow the VES listener API: 202 when every event was accepted; 400 with a
 ``requestError`` when any was not, listing which events were accepted and which were rejected
@@ -15,6 +18,7 @@ is an idempotent upsert).
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import math
@@ -23,10 +27,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any, Literal
 
-from jsonschema import Draft4Validator, validators
-from jsonschema.exceptions import SchemaError, best_match
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from connectors.base import (
@@ -43,54 +46,15 @@ from connectors.base import (
     Reject,
     Stream,
     VantageError,
+    read_json_document,
 )
 from connectors.canonical import check_entity_type
+from connectors.jsonschemas import SchemaValidator
 from connectors.options import EntityRule
 
-DOMAINS = frozenset(
-    {
-        "fault",
-        "heartbeat",
-        "measurement",
-        "mobileFlow",
-        "notification",
-        "other",
-        "perf3gpp",
-        "pnfRegistration",
-        "sipSignaling",
-        "stateChange",
-        "stndDefined",
-        "syslog",
-        "thresholdCrossingAlert",
-        "voiceQuality",
-    }
-)
-HEADER_VERSIONS = frozenset({"4.0", "4.0.1", "4.1"})
-LISTENER_VERSIONS = frozenset({"7.0", "7.0.1", "7.1", "7.1.1", "7.2", "7.2.1"})
-PRIORITIES = frozenset({"High", "Medium", "Normal", "Low"})
-SEVERITIES = frozenset({"CRITICAL", "MAJOR", "MINOR", "WARNING", "NORMAL"})
-_HEADER_STR = (
-    "domain",
-    "eventId",
-    "eventName",
-    "priority",
-    "reportingEntityName",
-    "sourceName",
-    "version",
-    "vesEventListenerVersion",
-)
-_HEADER_NUM = ("lastEpochMicrosec", "startEpochMicrosec")
-_FAULT_STR = (
-    "alarmCondition",
-    "eventSeverity",
-    "eventSourceType",
-    "faultFieldsVersion",
-    "specificProblem",
-    "vfStatus",
-)
-# Epoch microseconds between 2000 and 2100: a value outside is seconds or milliseconds by mistake.
-_EPOCH_US_MIN = 946_684_800 * 10**6
-_EPOCH_US_MAX = 4_102_444_800 * 10**6
+#: The event schema every event is checked against (package data, written here after the Common
+#: Event Format 30.2.x): header, fault, heartbeat and measurement blocks field by field.
+BUILTIN_SCHEMA = "schemas/ves-event-7.json"
 _PATH_PART = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?:\[(?P<sel>[^\]]+)\])?$")
 
 EVENT_ROUTE = "/eventListener/v7"
@@ -178,7 +142,7 @@ class VesOptions(ConnectorOptions):
     #: CommonEventFormat_30.2.1_ONAP.json): every event is validated against it before it is
     #: mapped, and an event it refuses is rejected with the schema's reason and the path inside the
     #: event. Read when the connector is built: a file that cannot be used stops it, naming the file.
-    #: Unset: the connector's own structural checks alone.
+    #: Unset: the built-in event schema alone (header, fault, heartbeat and measurement blocks).
     schema_path: str | None = None
 
     @model_validator(mode="after")
@@ -197,124 +161,55 @@ class InvalidEvent(VantageError, ValueError):
 
 
 class EventSchema:
-    """The official Common Event Format JSON schema, checking one event at a time (as the schema's
-    ``event`` property) with the draft its ``$schema`` names."""
+    """A JSON schema checking one event at a time.
 
-    def __init__(self, schema: dict[str, Any], source: str) -> None:
-        validator_class = validators.validator_for(schema, default=Draft4Validator)
-        try:
-            validator_class.check_schema(schema)
-        except SchemaError as err:
-            raise ValueError(f"{source}: not a valid JSON schema: {err.message}") from None
-        if "event" not in schema.get("properties", {}):
+    The official Common Event Format schema describes a request body (``{"event": ...}``); the
+    built-in one describes an event. Either way the reason names the path inside the event.
+    """
+
+    def __init__(self, schema: dict[str, Any], source: str, label: str) -> None:
+        self.wrapped = "event" in schema.get("properties", {})
+        if not self.wrapped and "commonEventHeader" not in schema.get("properties", {}):
             raise ValueError(f"{source}: not a VES Common Event Format schema (no 'event' property)")
-        self.validator = validator_class(schema)
+        self.validator = SchemaValidator(schema, source)
         self.source = source
+        self.label = label
 
     @classmethod
-    def load(cls, path: str) -> EventSchema:
-        try:
-            with open(path, encoding="utf-8") as f:
-                schema = json.load(f)
-        except OSError as err:
-            raise ValueError(f"{path}: cannot be read ({err.strerror})") from None
-        except ValueError as err:
-            raise ValueError(f"{path}: not JSON ({err})") from None
-        if not isinstance(schema, dict):
-            raise ValueError(f"{path}: expected a JSON object")
-        return cls(schema, path)
+    def load(cls, path: str, label: str = "VES schema") -> EventSchema:
+        return cls(read_json_document(path), path, label)
+
+    @classmethod
+    def builtin(cls) -> EventSchema:
+        return _builtin_schema()
 
     def check(self, event: Any) -> None:
         """InvalidEvent naming where in the event the schema is broken, and how."""
-        error = best_match(self.validator.iter_errors({"event": event}))
-        if error is None:
+        problems = self.validator.problems({"event": event} if self.wrapped else event)
+        if not problems:
             return
-        where = ".".join(str(p) for p in list(error.absolute_path)[1:]) or "event"
-        message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
-        raise InvalidEvent(f"{where}: {message} (VES schema)")
+        first = problems[0]
+        path = first.path[1:] if self.wrapped else first.path
+        where = ".".join(str(p) for p in path) or "event"
+        message = first.message if len(first.message) <= 300 else first.message[:300] + "…"
+        if first.description and first.keyword in {"minimum", "maximum", "exclusiveMaximum", "pattern"}:
+            message = f"{message}: expected {first.description}"
+        raise InvalidEvent(f"{where}: {message} ({self.label})")
 
 
-def _epoch(header: Mapping[str, Any], key: str) -> datetime:
-    v = header[key]
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise InvalidEvent(f"commonEventHeader.{key}: expected a number, got {v!r}")
-    if not _EPOCH_US_MIN <= v < _EPOCH_US_MAX:
-        raise InvalidEvent(
-            f"commonEventHeader.{key}: {v!r} is not epoch microseconds "
-            "(seconds or milliseconds sent by mistake?)"
-        )
+@functools.cache
+def _builtin_schema() -> EventSchema:
+    text = resources.files("connectors").joinpath(BUILTIN_SCHEMA).read_text(encoding="utf-8")
+    return EventSchema(json.loads(text), BUILTIN_SCHEMA, "VES event")
+
+
+def event_times(header: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    """The start and last times of a checked event's header."""
+    return _epoch(header["startEpochMicrosec"]), _epoch(header["lastEpochMicrosec"])
+
+
+def _epoch(v: float) -> datetime:
     return datetime.fromtimestamp(int(v) // 10**6, UTC).replace(tzinfo=None, microsecond=int(v) % 10**6)
-
-
-def check_event(event: Any) -> tuple[dict[str, Any], datetime, datetime]:
-    """Check one event's structure; return its header and its start and last times."""
-    if not isinstance(event, dict):
-        raise InvalidEvent(f"event: expected an object, got {type(event).__name__}")
-    header = event.get("commonEventHeader")
-    if not isinstance(header, dict):
-        raise InvalidEvent("event.commonEventHeader: required object is missing")
-    missing = [k for k in (*_HEADER_STR, *_HEADER_NUM, "sequence") if k not in header]
-    if missing:
-        raise InvalidEvent(f"commonEventHeader: required field(s) missing: {', '.join(missing)}")
-    for k in _HEADER_STR:
-        if not isinstance(header[k], str):
-            raise InvalidEvent(f"commonEventHeader.{k}: expected a string, got {header[k]!r}")
-    seq = header["sequence"]
-    if isinstance(seq, bool) or not isinstance(seq, int):
-        raise InvalidEvent(f"commonEventHeader.sequence: expected an integer, got {seq!r}")
-    for k, allowed in (
-        ("domain", DOMAINS),
-        ("version", HEADER_VERSIONS),
-        ("vesEventListenerVersion", LISTENER_VERSIONS),
-        ("priority", PRIORITIES),
-    ):
-        if header[k] not in allowed:
-            raise InvalidEvent(
-                f"commonEventHeader.{k}: {header[k]!r} is not one of {', '.join(sorted(allowed))}"
-            )
-    if not header["eventId"].strip():
-        raise InvalidEvent("commonEventHeader.eventId: empty")
-    start, last = _epoch(header, "startEpochMicrosec"), _epoch(header, "lastEpochMicrosec")
-    unknown = [k for k in event if k != "commonEventHeader" and not k.endswith("Fields")]
-    if unknown:
-        raise InvalidEvent(f"event: unknown field(s) {', '.join(map(str, unknown))}")
-    domain = header["domain"]
-    if domain == "fault":
-        ff = event.get("faultFields")
-        if not isinstance(ff, dict):
-            raise InvalidEvent("fault event: faultFields object is missing")
-        miss = [k for k in _FAULT_STR if not isinstance(ff.get(k), str)]
-        if miss:
-            raise InvalidEvent(f"faultFields: required text field(s) missing: {', '.join(miss)}")
-        if ff["eventSeverity"] not in SEVERITIES:
-            raise InvalidEvent(
-                f"faultFields.eventSeverity: {ff['eventSeverity']!r} is not one of "
-                f"{', '.join(sorted(SEVERITIES))}"
-            )
-        extra = ff.get("alarmAdditionalInformation")
-        if extra is not None and not isinstance(extra, dict):
-            raise InvalidEvent("faultFields.alarmAdditionalInformation: expected an object")
-    elif domain == "measurement":
-        mf = event.get("measurementFields")
-        if not isinstance(mf, dict):
-            raise InvalidEvent("measurement event: measurementFields object is missing")
-        interval = mf.get("measurementInterval")
-        if isinstance(interval, bool) or not isinstance(interval, int | float):
-            raise InvalidEvent(f"measurementFields.measurementInterval: expected a number, got {interval!r}")
-        if not isinstance(mf.get("measurementFieldsVersion"), str):
-            raise InvalidEvent("measurementFields.measurementFieldsVersion: required string is missing")
-        extra = mf.get("additionalMeasurements")
-        if extra is not None and (
-            not isinstance(extra, list)
-            or not all(
-                isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("hashMap"), dict)
-                for m in extra
-            )
-        ):
-            raise InvalidEvent(
-                "measurementFields.additionalMeasurements: expected a list of {name, hashMap} objects"
-            )
-    return header, start, last
 
 
 @dataclass
@@ -374,7 +269,9 @@ class VesMapper:
     def __init__(self, opts: VesOptions) -> None:
         self.options = opts
         self._entities: dict[str, tuple[str, str]] = {}
-        self.schema = EventSchema.load(opts.schema_path) if opts.schema_path else None
+        self.schemas = [EventSchema.builtin()]
+        if opts.schema_path:
+            self.schemas.append(EventSchema.load(opts.schema_path))
 
     def entity(self, source_name: str) -> tuple[str, str]:
         found = self._entities.get(source_name)
@@ -393,9 +290,10 @@ class VesMapper:
         out = Mapped()
         for i, event in enumerate(events):
             try:
-                if self.schema is not None:
-                    self.schema.check(event)
-                header, start, last = check_event(event)
+                for schema in self.schemas:
+                    schema.check(event)
+                header = event["commonEventHeader"]
+                start, last = event_times(header)
                 domain = header["domain"]
                 if domain == "fault":
                     out.alarms.append(self.alarm(header, event["faultFields"], start, last))

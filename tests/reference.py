@@ -59,6 +59,7 @@ _AREAS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
                 "TMF678_Customer_Bill/CustomerBill.example.json",
             ),
             "usage": ("TMF635_Usage/usage.json", "TMF635_Usage/Usage.example.json"),
+            "tmf642_swagger": ("TMF642_Alarm/swagger.json", "TMF642_Alarm/TMF642-Alarm-v4.0.0.swagger.json"),
             "tmf621_swagger": (
                 "TMF621_Trouble_Ticket/swagger.json",
                 "TMF621_Trouble_Ticket/TMF621-TroubleTicket-v4.0.0.swagger.json",

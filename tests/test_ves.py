@@ -368,7 +368,7 @@ def test_options_are_checked() -> None:
 # --- the official schema ---------------------------------------------------------------------------
 
 #: A draft-04 schema in the shape of the Common Event Format (the official one is in the shared
-#: reference set): optional header strings are typed and the priority is an enumeration.
+#: reference set), stricter than the built-in one: it requires the header's reportingEntityId.
 SMALL_SCHEMA = {
     "$schema": "http://json-schema.org/draft-04/schema#",
     "type": "object",
@@ -383,7 +383,7 @@ SMALL_SCHEMA = {
                         "nfVendorName": {"type": "string"},
                         "priority": {"type": "string", "enum": ["High", "Medium", "Normal", "Low"]},
                     },
-                    "required": ["priority"],
+                    "required": ["priority", "reportingEntityId"],
                 }
             },
             "required": ["commonEventHeader"],
@@ -401,20 +401,56 @@ def _mapped(connector: VesConnector, event: dict[str, Any]) -> tuple[int, list[s
     return len(mapped.accepted), [r["reason"] for r in mapped.rejected]
 
 
-def _schema_rejects_what_the_own_checks_miss(connector: VesConnector, event: dict[str, Any]) -> None:
+def _schema_rejects_an_object_for_a_string(connector: VesConnector, event: dict[str, Any]) -> None:
     assert _mapped(connector, event) == (1, [])
     typed = json.loads(json.dumps(event))
     typed["event"]["commonEventHeader"]["nfVendorName"] = {"not": "a string"}  # an object for a string
-    assert _mapped(make(), typed)[0] == 1  # the connector's own checks do not look at optional fields
     accepted, reasons = _mapped(connector, typed)
-    assert accepted == 0 and "commonEventHeader.nfVendorName" in reasons[0] and "(VES schema)" in reasons[0]
+    assert accepted == 0 and "commonEventHeader.nfVendorName" in reasons[0], reasons
 
 
 def test_events_are_checked_against_the_configured_schema(ves: VesSet, tmp_path: Path) -> None:
     path = tmp_path / "cef.json"
     path.write_text(json.dumps(SMALL_SCHEMA))
-    connector, event = _with_schema(str(path), ves)
-    _schema_rejects_what_the_own_checks_miss(connector, event)
+    event = ves.event("fault")
+    event["event"]["commonEventHeader"]["reportingEntityId"] = "ems-1"
+    connector = make(schema_path=str(path))
+    _schema_rejects_an_object_for_a_string(connector, event)
+    del event["event"]["commonEventHeader"]["reportingEntityId"]
+    assert _mapped(make(), event) == (1, [])  # the built-in schema does not require it
+    accepted, reasons = _mapped(connector, event)
+    assert accepted == 0 and "reportingEntityId" in reasons[0] and "(VES schema)" in reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (("commonEventHeader", "nfVendorName", {"an": "object"}), "commonEventHeader.nfVendorName"),
+        (("commonEventHeader", "sequence", "7"), "commonEventHeader.sequence"),
+        (("commonEventHeader", "eventId", "   "), "commonEventHeader.eventId"),
+        (("commonEventHeader", "reportingEntityName", None), "reportingEntityName"),
+        (("commonEventHeader", "startEpochMicrosec", 1_700_000_000), "startEpochMicrosec"),
+        (("faultFields", "vfStatus", "Sleeping"), "faultFields.vfStatus"),
+        (("faultFields", "eventSeverity", "major"), "faultFields.eventSeverity"),
+        (("faultFields", "alarmAdditionalInformation", {"k": 5}), "faultFields.alarmAdditionalInformation.k"),
+        (("faultFields", "faultFieldsVersion", 4.0), "faultFields.faultFieldsVersion"),
+        (("faultFields", "surprise", "x"), "faultFields"),
+        ((None, "surpriseFields", {}), "event"),
+    ],
+)
+def test_the_built_in_event_schema_refuses_what_the_standard_refuses(
+    ves: VesSet, change: tuple[str | None, str, Any], where: str
+) -> None:
+    event = ves.event("fault")["event"]
+    block, key, value = change
+    target = event if block is None else event[block]
+    if value is None:
+        del target[key]
+    else:
+        target[key] = value
+    mapped = make().mapper.map_events([event])
+    assert mapped.accepted == [] and where in mapped.rejected[0]["reason"], mapped.rejected
+    assert "(VES event)" in mapped.rejected[0]["reason"]
 
 
 @pytest.mark.conformance
@@ -426,7 +462,7 @@ def test_the_official_ves_7_schema_accepts_the_reference_events_and_refuses_the_
         assert _mapped(connector, reference.json(role))[1] == [], role
     batch = reference.json("fault_batch")["eventList"]
     assert connector.mapper.map_events(batch).rejected == []
-    _schema_rejects_what_the_own_checks_miss(connector, reference.json("fault"))
+    _schema_rejects_an_object_for_a_string(connector, reference.json("fault"))
     outside = reference.json("fault")
     outside["event"]["faultFields"]["vfStatus"] = "Sleeping"  # outside the schema's enumeration
     assert "vfStatus" in _mapped(connector, outside)[1][0]

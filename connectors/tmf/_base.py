@@ -32,6 +32,7 @@ from connectors.base import (
     VantageError,
 )
 from connectors.http import AuthConfig, HttpClient, InvalidResponse, RetryPolicy, safe_url
+from connectors.tmf.swagger import ShapeCheck, SwaggerSchema
 
 #: How many records a listener remembers to complete partial events (per connector).
 CACHE_SIZE = 50_000
@@ -58,6 +59,11 @@ class TmfOptions(ConnectorOptions):
     #: An item whose cursor time is this far ahead of our clock is refused and never moves the
     #: cursor: one record dated 9999 must not make every later read ask for what comes after it.
     max_future_s: float = Field(default=3600.0, ge=0)
+    #: The API's swagger (v4) or OpenAPI (v5) document, e.g. TMF642-Alarm-v4.0.0.swagger.json: every
+    #: item and notification is checked against the resource's definition before it is mapped, and
+    #: one whose shape it breaks is quarantined with the path and the reason (see tmf/swagger.py for
+    #: the leniencies). Read when the connector is built: a file that cannot be used stops it.
+    swagger_path: str | None = None
 
 
 class TmfPushOptions(TmfOptions):
@@ -203,8 +209,15 @@ class Rows:
     records: dict[str, list[JSONDict]] = field(default_factory=dict)
     rejects: dict[str, list[Reject]] = field(default_factory=dict)
     sources: dict[str, list[Any]] = field(default_factory=dict)
+    #: Deviations from the source's schema on records that are kept, by kind.
+    notes: dict[str, list[str]] = field(default_factory=dict)
     #: The source item being mapped: each record added keeps it, for quarantine.
     source: Any = None
+
+    def note(self, kind: str, notes: list[str]) -> None:
+        """Note one kept item's deviations from the source's schema (one line per item)."""
+        if notes:
+            self.notes.setdefault(kind, []).append("; ".join(notes))
 
     def add(self, kind: str, record: JSONDict) -> None:
         self.records.setdefault(kind, []).append(record)
@@ -222,6 +235,7 @@ class Rows:
                 records=self.records[k],
                 rejects=self.rejects.get(k, []),
                 sources=self.sources[k] if any(s is not None for s in self.sources.get(k, [])) else None,
+                notes=self.notes.get(k, []),
             )
             for k in self.records
             if self.records[k] or self.rejects.get(k)
@@ -274,6 +288,17 @@ class TmfConnector(Connector[TmfOptionsT]):
         self._client: HttpClient | None = None
         #: Injected in tests so backoff does not wait.
         self.sleep: Callable[[float], None] = time.sleep
+        path = self.options.swagger_path
+        self.swagger = SwaggerSchema.load(path, self.definition()) if path else None
+
+    @classmethod
+    def definition(cls) -> str:
+        """The resource's definition name in the API's swagger: ``alarm`` -> ``Alarm``."""
+        return cls.resource[:1].upper() + cls.resource[1:]
+
+    def shape(self, item: JSONDict) -> ShapeCheck:
+        """What the API's swagger says of ``item`` (nothing without a swagger)."""
+        return self.swagger.check(item) if self.swagger is not None else ShapeCheck()
 
     @property
     def base_path(self) -> str:
@@ -360,6 +385,11 @@ class TmfConnector(Connector[TmfOptionsT]):
                     ):
                         continue  # already read: the source ignored the filter or treats gt as gte
                     rows.source = item
+                    shape = self.shape(item)
+                    if shape.refused is not None:
+                        rows.reject(primary, item, shape.refused, item_id)
+                        continue
+                    rows.note(primary, shape.notes)
                     try:
                         self.map_item(item, rows)
                     except MappingError as err:
@@ -460,7 +490,12 @@ class TmfPushConnector(TmfConnector[PushOptionsT]):
         item = payload.get(self.event_key) if isinstance(payload, dict) else None
         if not isinstance(item, dict):
             return _bad(kind, event, f"{name}: no event.{self.event_key} object in the notification")
+        shape = self.shape(item)
+        if shape.refused is not None:
+            reason = f"{name}: event.{self.event_key}.{shape.refused}"
+            return _bad(kind, event, reason, text_id(item.get("id")))
         rows = Rows(source=event)
+        rows.note(kind, shape.notes)
         try:
             when = event_time(event)
             self.map_event(name, item, rows, when=when)

@@ -219,12 +219,21 @@ class Ingestor:
                 for r in checked.rejected
             )
             if checked.adjusted:
-                counts.adjusted = checked.adjusted_rows
+                counts.adjusted += checked.adjusted_rows
                 log.warning(
                     "%s %s: descriptive fields cleaned or cut to fit: %s",
                     connector,
                     batch.kind,
                     ", ".join(f"{k} ({v})" for k, v in sorted(checked.adjusted.items())),
+                )
+            if batch.notes:
+                counts.adjusted += len(batch.notes)
+                log.warning(
+                    "%s %s: %d record(s) kept that differ from the source's schema, e.g. %s",
+                    connector,
+                    batch.kind,
+                    len(batch.notes),
+                    batch.notes[0],
                 )
             rows = derive_keys(batch.kind, dedupe(table, checked.rows))
             enrich = self.enrichers.get(batch.kind)
