@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast, overload
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -71,8 +71,9 @@ class Batch:
     rejects: list[Reject] = field(default_factory=list)
     state: JSONDict | None = None
     #: The source payload each record was mapped from, in the order of ``records`` (None: the
-    #: records are the payload). Ingest keeps it in quarantine when it refuses a record.
-    sources: list[Any] | None = None
+    #: records are the payload). Ingest keeps it in quarantine when it refuses a record. Any
+    #: sequence will do: ``LazySources`` builds a source payload only when it is asked for.
+    sources: Sequence[Any] | None = None
     #: Deviations from the source's published schema on records that are kept (one line each:
     #: where and what), counted with the run's adjusted records and logged.
     notes: list[str] = field(default_factory=list)
@@ -209,3 +210,46 @@ def read_json_document(path: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return document
+
+
+class LazySources(Sequence[Any]):
+    """A batch's ``sources`` built only for the records ingest refuses: ``read(i)`` gives the source
+    payload of record ``i``. For records mapped row for row (a file's rows before renaming and unit
+    conversion, a query's rows as the database returned them, a PM file's measValues), so a refused
+    record keeps what the source said at no cost to the records that are accepted."""
+
+    def __init__(self, count: int, read: Callable[[int], Any]) -> None:
+        self._count = count
+        self._read = read
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        return self._read(index % self._count)
+
+
+def frame_rows(frame: pd.DataFrame) -> LazySources:
+    """The rows of ``frame`` as dicts (missing values as None), read when asked for."""
+
+    def read(i: int) -> dict[str, Any]:
+        return {str(k): (None if _missing(v) else v) for k, v in frame.iloc[i].items()}
+
+    return LazySources(len(frame), read)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False  # a list or an array: present

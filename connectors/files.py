@@ -21,6 +21,7 @@ from connectors.base import (
     JSONDict,
     Reject,
     Stream,
+    frame_rows,
 )
 from connectors.canonical import check_kind
 
@@ -307,8 +308,8 @@ class FileConnector(Connector[FileOptions]):
         kind = self.options.kind
         for path, fp in todo:
             try:
-                df = self._load(path)
-                df = apply_mapping(df, self.options.mapping, self.options.defaults)
+                source = self._load(path)
+                df = apply_mapping(source, self.options.mapping, self.options.defaults)
                 df = convert_units(df, self.options.units)
             except Exception as err:  # any unreadable file is quarantined whole, others go on
                 done.mark(path, fp)
@@ -326,13 +327,15 @@ class FileConnector(Connector[FileOptions]):
                 yield Batch(kind, [], [], state=done.state())
                 continue
             for start in range(0, n, self.options.batch_size):
-                chunk = df.iloc[start : start + self.options.batch_size].reset_index(drop=True)
-                last = start + self.options.batch_size >= n
+                end = start + self.options.batch_size
+                chunk = df.iloc[start:end].reset_index(drop=True)
+                last = end >= n
                 if last:
                     done.mark(path, fp)
                 # The state moves only after a file's last chunk: a run that dies mid-file
                 # reads the file again, and the upsert makes that harmless.
-                yield Batch(kind, chunk, [], state=done.state() if last else None)
+                rows = frame_rows(source.iloc[start:end])  # the file's own columns, for quarantine
+                yield Batch(kind, chunk, [], state=done.state() if last else None, sources=rows)
 
 
 def _why(err: BaseException) -> str:

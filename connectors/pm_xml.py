@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from re import Pattern
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -31,6 +31,7 @@ from connectors.base import (
     ConnectorContext,
     ConnectorOptions,
     JSONDict,
+    LazySources,
     Reject,
     Stream,
     VantageError,
@@ -144,8 +145,24 @@ class ParsedFile:
     kpi: list[str] = field(default_factory=list)
     period_start: list[datetime] = field(default_factory=list)
     value: list[float] = field(default_factory=list)
+    #: Per sample, for quarantine: the measValue it came from (an index into ``measvalues``), its
+    #: counter and its text. Flat lists, not a tuple per sample: millions of small containers
+    #: would make every garbage collection during ingest walk them.
+    measvalues: list[dict[str, Any]] = field(default_factory=list)
+    origin: list[int] = field(default_factory=list)
+    counter: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     suspect_skipped: int = 0
+
+    def sources(self, start: int, end: int) -> LazySources:
+        """What the file said for samples ``start`` to ``end``: the measValue and the one counter."""
+
+        def read(i: int) -> dict[str, Any]:
+            at = start + i
+            return {**self.measvalues[self.origin[at]], "values": {self.counter[at]: self.text[at]}}
+
+        return LazySources(max(0, min(end, len(self.origin)) - start), read)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -332,6 +349,8 @@ class PmParser:
             return
         etype, eid = entity
         bad: dict[str, str] = {}
+        at = len(out.measvalues)
+        out.measvalues.append(raw)
         for counter, text, (kpi, scale) in mapped:
             if text in _NO_VALUE:
                 continue  # 32.435: an empty or NIL result means no value was collected
@@ -345,6 +364,9 @@ class PmParser:
             out.kpi.append(kpi)
             out.period_start.append(period)
             out.value.append(number * scale)
+            out.origin.append(at)
+            out.counter.append(counter)
+            out.text.append(text)
         if bad:
             out.rejects.append(
                 Reject(
@@ -418,4 +440,5 @@ class PmXmlConnector(Connector[PmXmlOptions]):
                     df.iloc[start : start + size].reset_index(drop=True),
                     parsed.rejects if last else [],
                     state=done.state() if last else None,
+                    sources=parsed.sources(start, start + size),
                 )

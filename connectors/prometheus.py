@@ -157,11 +157,14 @@ class PrometheusConnector(Connector[PrometheusOptions]):
                 "api/v1/query_range",
                 params={"query": q.query, "start": _num(start), "end": _num(w_end), "step": _num(step)},
             )
-            records, rejects = self._samples(q, body)
-            yield Batch("kpi_samples", records, rejects, state={"end": w_end})
+            records, rejects, sources = self._samples(q, body)
+            yield Batch("kpi_samples", records, rejects, state={"end": w_end}, sources=sources)
             start = w_end + step
 
-    def _samples(self, q: PromQuery, body: Any) -> tuple[list[dict[str, Any]], list[Reject]]:
+    def _samples(
+        self, q: PromQuery, body: Any
+    ) -> tuple[list[dict[str, Any]], list[Reject], list[dict[str, Any]]]:
+        """Samples of one answer, the series values refused, and each sample's series and value."""
         if not isinstance(body, dict) or body.get("status") != "success":
             err = body.get("error") if isinstance(body, dict) else None
             raise FatalError(f"query {q.stream!r} failed: {err or str(body)[:200]}")
@@ -170,6 +173,7 @@ class PrometheusConnector(Connector[PrometheusOptions]):
             raise FatalError(f"query {q.stream!r}: expected a matrix, got {data.get('resultType')!r}")
         records: list[dict[str, Any]] = []
         rejects: list[Reject] = []
+        sources: list[dict[str, Any]] = []
         for series in data.get("result") or []:
             metric = series.get("metric") or {}
             entity = metric.get(q.entity_label)
@@ -205,7 +209,8 @@ class PrometheusConnector(Connector[PrometheusOptions]):
                         "value": value * q.scale,
                     }
                 )
-        return records, rejects
+                sources.append({"metric": metric, "value": [ts, text]})
+        return records, rejects, sources
 
 
 def _num(x: float) -> str:

@@ -50,6 +50,7 @@ from connectors.base import (
     JSONDict,
     RetriableError,
     Stream,
+    frame_rows,
 )
 from connectors.canonical import check_kind
 
@@ -295,6 +296,7 @@ class SqlConnector(Connector[SqlOptions]):
                     if not rows:
                         break
                     df = pd.DataFrame.from_records([tuple(r) for r in rows], columns=keys)
+                    source = frame_rows(df.drop(columns=[_CURSOR]) if o.cursor else df.copy(deep=False))
                     if o.cursor:
                         # From the rows as the driver typed them (pandas would make numpy scalars).
                         at = keys.index(_CURSOR)
@@ -309,6 +311,6 @@ class SqlConnector(Connector[SqlOptions]):
                         if df[col].map(lambda v: isinstance(v, Decimal)).any():
                             df[col] = df[col].map(lambda v: float(v) if isinstance(v, Decimal) else v)
                     new_state = {"cursor": best, "cursor_type": best_type} if o.cursor else None
-                    yield Batch(o.kind, df, [], state=new_state)
+                    yield Batch(o.kind, df, [], state=new_state, sources=source)
         except SQLAlchemyError as err:
             raise self._translate(err) from None

@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, insert, select
+from sqlalchemy import create_engine, func, insert, select
 
 from connectors.base import Batch, ConnectorContext, PushRequest, utcnow
+from connectors.files import FileConnector, FileOptions
+from connectors.pm_xml import PmXmlConnector, PmXmlOptions
+from connectors.prometheus import PrometheusConnector, PrometheusOptions
+from connectors.sql import SqlConnector, SqlOptions
 from connectors.tmf import Tmf642Connector
 from connectors.ves import EVENT_ROUTE, VesConnector, VesOptions
 from dashboard.cli import main
@@ -28,6 +32,7 @@ from dashboard.store.schema import accounts, alarms, connector_runs, connector_s
 from tests.apps import context_for
 from tests.loopback import LoopbackServer, Response
 from tests.reference import OWN, payloads
+from tests.test_pm_xml import pm_file
 from tests.test_tmf import ALARMS, make, serve
 
 T = datetime(2026, 3, 2, 12, 0)
@@ -333,3 +338,116 @@ def test_a_ves_event_from_a_clock_years_ahead_is_quarantined_as_sent(store: Stor
     [row] = held(store)
     assert "in the future" in row["reason"]
     assert json.loads(gzip.decompress(row["payload"])) == event["event"]  # the VES event as sent
+
+
+# --- every connector quarantines what its source said ------------------------------------------
+
+
+def _kept(store: Store) -> tuple[str, Any]:
+    [row] = held(store)
+    return row["reason"], json.loads(gzip.decompress(row["payload"]))
+
+
+def test_a_file_row_refused_at_validation_is_quarantined_as_the_file_had_it(
+    store: Store, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "kpis.csv").write_text(
+        "Cell,Counter,Time,Val\nC1,latency,2026-01-01T00:00:00,12\nC2,latency,9999-01-01T00:00:00,15\n"
+    )
+    options = {
+        "path": str(drop),
+        "kind": "kpi_samples",
+        "mapping": {"entity_id": "Cell", "kpi": "Counter", "period_start": "Time", "value": "Val"},
+        "defaults": {"entity_type": "cell"},
+        "units": {"value": {"from": "s", "to": "ms"}},
+    }
+    connector = FileConnector(FileOptions.model_validate(options), ConnectorContext("files"))
+    summary = Ingestor(store).run(connector)
+    assert summary.quarantined == 1
+    reason, kept = _kept(store)
+    assert "future" in reason
+    # The file's own columns and text, before renaming and unit conversion.
+    assert kept == {"Cell": "C2", "Counter": "latency", "Time": "9999-01-01T00:00:00", "Val": "15"}
+
+
+def test_a_query_row_refused_at_validation_is_quarantined_as_the_database_returned_it(
+    store: Store, tmp_path: Path
+) -> None:
+    source = create_engine(f"sqlite:///{tmp_path / 'nms.db'}")
+    with source.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE kpis (cell TEXT, kpi TEXT, at TEXT, v REAL)")
+        conn.exec_driver_sql(
+            "INSERT INTO kpis VALUES ('C1', 'latency', '2026-01-01 00:00:00', 12), "
+            "('C2', 'latency', '9999-01-01 00:00:00', 15)"
+        )
+    source.dispose()
+    options = {
+        "url": f"sqlite:///{tmp_path / 'nms.db'}",
+        "table": "kpis",
+        "kind": "kpi_samples",
+        "mapping": {"entity_id": "cell", "kpi": "kpi", "period_start": "at", "value": "v"},
+        "defaults": {"entity_type": "cell"},
+    }
+    connector = SqlConnector(SqlOptions.model_validate(options), ConnectorContext("warehouse"))
+    summary = Ingestor(store).run(connector)
+    assert summary.quarantined == 1
+    reason, kept = _kept(store)
+    assert "future" in reason
+    assert kept == {"entity_id": "C2", "kpi": "latency", "period_start": "9999-01-01 00:00:00", "value": 15.0}
+
+
+def test_a_pm_value_refused_at_validation_is_quarantined_as_the_file_had_it(
+    store: Store, tmp_path: Path
+) -> None:
+    ldn = "ManagedElement=ENB1,ENBFunction=1,EUtranCellFDD=C7"
+    measinfo = (
+        '<measInfo measInfoId="rrc"><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
+        '<measType p="1">RRC.Succ</measType><measType p="2">RRC.Att</measType>'
+        f'<measValue measObjLdn="{ldn}"><r p="1">97</r><r p="2">1e400</r></measValue></measInfo>'
+    )
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "A1.xml").write_text(pm_file(measinfo), encoding="utf-8")
+    options = {
+        "path": str(drop),
+        "counters": [{"counter": "RRC.Succ", "kpi": "rrc_success"}, {"counter": "RRC.Att", "kpi": "rrc_att"}],
+        "entities": [{"pattern": r"EUtranCellFDD=(?P<id>[^,]+)", "entity_type": "cell"}],
+    }
+    connector = PmXmlConnector(PmXmlOptions.model_validate(options), ConnectorContext("pm"))
+    summary = Ingestor(store).run(connector)
+    assert summary.quarantined == 1 and summary.records_in == 2
+    reason, kept = _kept(store)
+    assert "finite" in reason or "value" in reason
+    assert kept["file"] == "A1.xml" and kept["measObjLdn"] == ldn and kept["values"] == {"RRC.Att": "1e400"}
+
+
+def test_a_prometheus_sample_refused_at_validation_is_quarantined_as_the_series_had_it(
+    store: Store, http_server: LoopbackServer
+) -> None:
+    long_cell = "C" * 300  # longer than any entity id a store keeps
+    result = [
+        {"metric": {"cell": "C1"}, "values": [[1_767_225_600, "0.012"]]},
+        {"metric": {"cell": long_cell, "job": "ran"}, "values": [[1_767_225_600, "0.015"]]},
+    ]
+    http_server.route(
+        "GET",
+        "/api/v1/query_range",
+        lambda req: Response(200, {"status": "success", "data": {"resultType": "matrix", "result": result}}),
+    )
+    options = {
+        "base_url": http_server.url,
+        "step": "1h",
+        "lookback": "1h",
+        "queries": [{"query": "latency", "kpi": "latency_ms", "entity_label": "cell", "scale": 1000}],
+    }
+    clock = lambda: datetime(2026, 1, 1, 0, 30)  # noqa: E731
+    connector = PrometheusConnector(
+        PrometheusOptions.model_validate(options), ConnectorContext("prom", now=clock)
+    )
+    summary = Ingestor(store).run(connector)
+    assert summary.quarantined == 1
+    reason, kept = _kept(store)
+    assert "entity_id" in reason
+    assert kept == {"metric": {"cell": long_cell, "job": "ran"}, "value": [1_767_225_600, "0.015"]}
