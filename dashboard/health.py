@@ -10,10 +10,12 @@ import pandas as pd
 
 from dashboard import queries, readiness
 from dashboard.config import ConnectorConfig, Settings
-from dashboard.store.db import Store
+from dashboard.store.db import Store, statement_limit
 
 #: A source is fresh while its last success is at most this many intervals old.
 FRESH_INTERVALS = 2.0
+#: Seconds the /healthz store check may take (PostgreSQL; a hung store answers 503 by then plus a grace).
+HEALTH_TIMEOUT_S = 3.0
 
 FRESH, STALE, NEVER, UNKNOWN = "fresh", "stale", "never", "unknown"
 HEALTHY, RETRYING, FAILING, RUNNING, NEVER_RUN = "healthy", "retrying", "failing", "running", "never run"
@@ -204,7 +206,16 @@ def health_report(
 
 
 def check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[dict[str, Any], int]:
-    """The /healthz body and status: whether the store answers and how fresh each source is."""
+    """The /healthz body and status: whether the store answers and how fresh each source is.
+
+    Its statements are capped at ``HEALTH_TIMEOUT_S`` whatever the request's own limit, so a probe
+    learns that a hung store is down before the probe itself gives up.
+    """
+    with statement_limit(HEALTH_TIMEOUT_S):
+        return _check_health(store, settings, now=now)
+
+
+def _check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[dict[str, Any], int]:
     reachable = store.ping()
     statuses = None
     error = None

@@ -117,6 +117,8 @@ class TcpProxy:
                 with suppress(OSError):
                     dst.shutdown(socket.SHUT_WR)
                 return
+            while self.mode == "stall" and not self._stop.is_set():
+                self._stop.wait(0.05)  # read just before the stall began: held like the rest
             try:
                 dst.sendall(data)
             except OSError:

@@ -185,6 +185,11 @@ def resolve(ctx: Context) -> Principal | None:
     return None
 
 
+def reads_store() -> bool:
+    """Whether resolving this request's principal reads the store (a bearer token or a login session)."""
+    return _bearer() is not None or isinstance(flask.session.get("u"), str)
+
+
 def _from_session(ctx: Context, now: float) -> Principal | None:
     s = flask.session
     name = s.get("u")

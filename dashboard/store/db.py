@@ -6,6 +6,11 @@ Nothing here connects at import time; ``Store(url)`` creates the engine lazily o
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,6 +22,8 @@ from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, Engine, create
 from sqlalchemy.engine import make_url
 
 from dashboard.errors import VantageError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -66,11 +73,135 @@ def _pg_statement_timeout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
     ms = 0 if seconds is None else max(int(seconds * 1000), 1)
     if record.info.get("statement_timeout_ms") == ms:
         return
-    cur = dbapi_conn.cursor()
-    cur.execute(f"SET statement_timeout = {ms}")  # an integer of ours, not input
-    cur.close()
-    dbapi_conn.commit()  # the SET alone: a later rollback must not undo it
+    DEADLINES.arm(dbapi_conn)
+    try:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET statement_timeout = {ms}")  # an integer of ours, not input
+        cur.close()
+        dbapi_conn.commit()  # the SET alone: a later rollback must not undo it
+    finally:
+        DEADLINES.disarm(dbapi_conn)
     record.info["statement_timeout_ms"] = ms
+
+
+@contextmanager
+def statement_limit(seconds: float) -> Iterator[None]:
+    """Cap the statements run inside at ``seconds`` (or the context's own limit when shorter)."""
+    current = STATEMENT_TIMEOUT_S.get()
+    token = STATEMENT_TIMEOUT_S.set(seconds if current is None else min(current, seconds))
+    try:
+        yield
+    finally:
+        STATEMENT_TIMEOUT_S.reset(token)
+
+
+#: Seconds a web request's statement may outlive its server-side statement timeout before the client
+#: cuts its connection (below).
+CLIENT_GRACE_S = 2.0
+#: Seconds the pool's liveness ping of a web request's connection may take (before the grace): a
+#: ping is trivial, so a stalled path is noticed sooner than a statement's limit would.
+PING_LIMIT_S = 1.0
+
+
+class Deadlines:
+    """Client-side deadlines for the PostgreSQL statements of web requests.
+
+    ``statement_timeout`` is enforced by the server; when the network path to it stalls (a proxy or
+    a firewall that keeps the TCP connection open and passes nothing), neither the server's error
+    nor TCP keepalives arrive (the nearest hop acknowledges), and libpq waits for ever. So each
+    statement run with a limit is registered here with its socket; a watchdog thread shuts down the
+    socket of one still running ``CLIENT_GRACE_S`` after its limit. The waiting request then fails
+    at once as a lost connection (a 503 for the API), the pool discards the connection, and jobs,
+    which run without a limit, are never cut.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[float, int, float]] = {}
+        self._thread: threading.Thread | None = None
+        #: Connections cut so far (for health and tests).
+        self.cut = 0
+
+    def arm(self, dbapi_conn: Any, *, cap: float | None = None) -> None:
+        seconds = STATEMENT_TIMEOUT_S.get()
+        if seconds is None:
+            return
+        if cap is not None:
+            seconds = min(seconds, cap)
+        try:
+            fd = int(dbapi_conn.fileno())
+        except Exception:  # a closed or broken connection: nothing to watch
+            return
+        with self._lock:
+            self._armed[id(dbapi_conn)] = (time.monotonic() + seconds + CLIENT_GRACE_S, fd, seconds)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="store-deadlines", daemon=True)
+                self._thread.start()
+
+    def disarm(self, dbapi_conn: Any) -> None:
+        with self._lock:
+            self._armed.pop(id(dbapi_conn), None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self._lock:  # held while cutting: a statement that ends meanwhile is not cut
+                for key, (deadline, fd, limit) in list(self._armed.items()):
+                    if now >= deadline:
+                        del self._armed[key]
+                        self._cut(fd, limit)
+
+    def _cut(self, fd: int, limit: float) -> None:
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            self.cut += 1
+            log.warning(
+                "a store statement ran %.1f s, past its %.1f s limit and the server did not end it: "
+                "its connection was cut",
+                limit + CLIENT_GRACE_S,
+                limit,
+            )
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+DEADLINES = Deadlines()
+
+
+def _pg_deadlines(engine: Engine) -> None:
+    """Watch every statement, and the pool's pre-ping, of ``engine`` against its deadline."""
+
+    def before(conn: Connection, *_args: Any) -> None:
+        DEADLINES.arm(conn.connection.dbapi_connection)
+
+    def after(conn: Connection, *_args: Any) -> None:
+        DEADLINES.disarm(conn.connection.dbapi_connection)
+
+    def failed(context: Any) -> None:
+        dbapi = getattr(context, "connection", None)
+        if dbapi is not None and getattr(dbapi, "connection", None) is not None:
+            DEADLINES.disarm(dbapi.connection.dbapi_connection)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    event.listen(engine, "handle_error", failed)
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        DEADLINES.arm(dbapi_connection, cap=PING_LIMIT_S)
+        try:
+            return bool(ping(dbapi_connection))
+        finally:
+            DEADLINES.disarm(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
 #: Seconds to establish a PostgreSQL connection (libpq's connect_timeout; whole seconds, 2 at least).
@@ -137,6 +268,7 @@ class Store:
             )
             engine = create_engine(url, **kwargs)
             event.listen(engine, "checkout", _pg_statement_timeout)
+            _pg_deadlines(engine)
             return engine
         return create_engine(url, **kwargs)
 
