@@ -74,6 +74,7 @@ from sqlalchemy import (
     union,
 )
 
+from dashboard import sentiment
 from dashboard.errors import VantageError
 from dashboard.ingest.derive import name_key, phone_digits
 from dashboard.kpis import Scoring
@@ -98,11 +99,10 @@ SORTS: tuple[Sort, ...] = ("value", "risk")
 RISK_MEDIUM = 0.1
 RISK_HIGH = 0.3
 RISK_BANDS = ("low", "medium", "high")
-#: 30-day ticket sentiment bands: negative below SENTIMENT_NEGATIVE, positive above
-#: SENTIMENT_POSITIVE, neutral between (inclusive). Lines without tickets are in none.
-SENTIMENT_NEGATIVE = -0.2
-SENTIMENT_POSITIVE = 0.2
-SENTIMENT_BANDS = ("negative", "neutral", "positive")
+#: 30-day ticket sentiment bands (dashboard/sentiment.py's). Lines without tickets are in none.
+SENTIMENT_NEGATIVE = sentiment.NEGATIVE_BELOW
+SENTIMENT_POSITIVE = sentiment.POSITIVE_ABOVE
+SENTIMENT_BANDS = sentiment.BANDS
 #: The segment filter: an account segment, or ``vip`` for VIP accounts of any segment.
 SEGMENT_FILTERS = ("consumer", "smb", "enterprise", "vip")
 #: Incident states in which an incident still affects its subscribers.
