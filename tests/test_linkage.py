@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sqlalchemy import select
 
 from connectors.base import ConnectorContext
@@ -122,13 +123,45 @@ def test_no_data_is_said_not_hidden() -> None:
 
 
 def test_null_intervals_are_honest_over_many_panels() -> None:
-    """Over 40 null panels the (lag-adjusted) 95 % interval misses zero about 5 % of the time."""
+    """200 null panels: the lag-adjusted 95 % interval may miss zero in 5 % of them (10 expected;
+    binomial sd 3.1), so more than 17 misses (the 99.5 % quantile) says the intervals are too short.
+    Measured: 5 of 200 (Bonferroni over three lags is conservative)."""
     misses = 0
-    for seed in range(40):
-        r = _tickets(synthetic(100 + seed, cells=60, effect=0.0), "drop_call_rate_pct", max_lag=2)
+    for seed in range(200):
+        r = _tickets(synthetic(1000 + seed, cells=60, effect=0.0), "drop_call_rate_pct", max_lag=2)
         assert r.ci_low is not None and r.ci_high is not None
         misses += not (r.ci_low <= 0 <= r.ci_high)
-    assert misses <= 5
+    assert misses <= 17, misses
+
+
+def test_a_known_effect_over_many_panels_is_unbiased_covered_and_its_error_calibrated() -> None:
+    """60 panels with the same true effect (2.0 per 0.1 pp): the estimates centre on it (bias within
+    three standard errors of their mean, and under 1 %), every one has the right sign and is strong,
+    the reported standard error matches the estimates' spread across panels (within -15 %/+40 %: the
+    cluster jackknife is conservative by design; measured +13 %), and the interval covers the truth
+    in at least 95 % of panels less sampling error (more than 7 misses of 60 has probability < 1 %)."""
+    effects, halves, misses = [], [], 0
+    for seed in range(60):
+        r = _tickets(
+            synthetic(2000 + seed, cells=60),
+            "drop_call_rate_pct",
+            expected="positive",
+            lagged_controls=["latency_ms"],
+        )
+        assert r.effect is not None and r.ci_low is not None and r.ci_high is not None
+        assert r.strength == "strong" and r.effect > 0
+        effects.append(r.effect)
+        lags = 3  # max_lag 2: the interval is Bonferroni-adjusted over three lags
+        halves.append(
+            (r.ci_high - r.ci_low) / 2 / stats.t.ppf(1 - 0.05 / lags / 2, r.evidence["clusters"] - 1)
+        )
+        misses += not (r.ci_low <= 2.0 <= r.ci_high)
+    est = np.array(effects)
+    spread = est.std(ddof=1)
+    bias = est.mean() - 2.0
+    assert abs(bias) <= 3 * spread / np.sqrt(len(est)) and abs(bias) < 0.02, (bias, spread)
+    assert 0.85 <= np.mean(halves) / spread <= 1.4, (np.mean(halves), spread)
+    assert misses <= 7, misses
 
 
 def test_what_if_scales_the_effect_and_its_interval() -> None:
