@@ -164,6 +164,36 @@ def test_a_known_effect_over_many_panels_is_unbiased_covered_and_its_error_calib
     assert misses <= 7, misses
 
 
+def with_packet_loss(panel: pd.DataFrame, seed: int, effect: float) -> pd.DataFrame:
+    """``panel`` plus packet loss (%): it rises on the panel's incidents (with the drop rate and the
+    latency) and also in bursts of its own on 5 % of cell-days; tickets per 1k grow by ``effect``
+    per percentage point of it. Packet loss -> tickets is not declared in the catalogue."""
+    rng = np.random.default_rng(10_000 + seed)
+    n = len(panel)
+    incident = (panel["drop_call_rate_pct"] - 0.5).clip(lower=0).to_numpy()
+    burst = (rng.random(n) < 0.05) * rng.uniform(0.5, 3.0, n)
+    loss = 0.3 + 0.05 * rng.standard_normal(n) + 0.8 * incident + burst
+    out = panel.copy()
+    out["packet_loss_pct"] = loss
+    out["tickets_per_1k_subscribers"] += effect * loss
+    return out
+
+
+def test_an_undeclared_link_that_is_real_is_discovered_and_one_that_only_co_moves_is_not() -> None:
+    """Discovery: packet loss drives tickets in the first panel (5 per pp, 0.5 per 0.1 pp) and is
+    found as a strong undeclared link whose interval holds the truth; in the second it only rises
+    with the incidents that the declared drivers (drop rate, latency) already explain, and is not
+    reported."""
+    real = links_from_panel(with_packet_loss(synthetic(7), 7, effect=5.0), CATALOGUE)
+    found = [r for r in real if r.driver == "packet_loss_pct" and r.target == "tickets_per_1k_subscribers"]
+    assert len(found) == 1, [(r.driver, r.target, r.strength) for r in real if not r.declared]
+    link = found[0]
+    assert not link.declared and link.strength == "strong" and link.lag == 0
+    assert link.ci_low is not None and link.ci_high is not None and link.ci_low <= 0.5 <= link.ci_high
+    co_moving = links_from_panel(with_packet_loss(synthetic(8), 8, effect=0.0), CATALOGUE)
+    assert not [r for r in co_moving if r.driver == "packet_loss_pct" and not r.declared]
+
+
 def test_what_if_scales_the_effect_and_its_interval() -> None:
     r = _tickets(synthetic(), "drop_call_rate_pct", expected="positive")
     assert r.effect is not None and r.ci_low is not None and r.ci_high is not None
