@@ -459,3 +459,120 @@ def test_docs_list_every_causal_parameter_with_its_default() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "simulator.md").read_text()
     for f in fields(CausalParameters):
         assert f"| `{f.name}` | {getattr(DEFAULT_CAUSAL, f.name)} |" in doc, f.name
+
+
+# --- silent faults ---------------------------------------------------------------------------------
+
+# The drawn faults of SMALL over the three days before ANCHOR, as the simulator drew them before
+# silent faults existed: adding them (or switching them off) leaves these untouched.
+SMALL_DRAWN = ["INC-20777-0000", "INC-20777-0001", "INC-20778-0000", "INC-20778-0001"]
+
+
+def _silent(rate: float, **options: Any) -> SimulatorConnector:
+    base: dict[str, Any] = {**SMALL, **options}
+    return make(**{**base, "causal": {**base["causal"], "silent_fault_rate_per_cell_day": rate}})
+
+
+def test_silent_faults_raise_no_alarm_and_are_in_the_truth() -> None:
+    conn = _silent(0.05, subscribers=3000)
+    w = conn.world
+    truth = conn.incident_truth(ANCHOR - timedelta(days=3), ANCHOR)
+    silent, drawn = truth[truth["silent"]], truth[~truth["silent"]]
+    assert len(silent) >= 5 and len(drawn) > 0
+    assert silent["id"].str.fullmatch(r"INC-\d+-S\d{4}").all()
+    assert not drawn["id"].str.contains("-S").any()
+    assert (silent["alarm_ids"].map(len) == 0).all() and silent["root_alarm_id"].isna().all()
+    assert not silent["outage"].any() and (silent["story"] == "").all()
+    assert (silent["resolved_at"] == silent["ended_at"]).all()
+    minutes = (silent["ended_at"] - silent["opened_at"]).dt.total_seconds() / 60
+    assert minutes.between(45, 480).all()
+    # One sector, or every cell of one site (a backhaul running hot), named as the store names them.
+    cells = set(w.cell_ids)
+    for ids in silent["cell_ids"]:
+        assert len(ids) in (1, 3) and set(ids) <= cells
+        assert len({int(c[5:]) // 3 for c in ids}) == 1
+    assert {len(ids) for ids in silent["cell_ids"]} == {1, 3}
+    # Drawn faults keep their root alarm; their cells are those below the failed resource.
+    assert drawn["root_alarm_id"].notna().all() and (drawn["alarm_ids"].map(len) > 0).all()
+    assert (drawn["ended_at"] < drawn["resolved_at"]).all()
+    assert (drawn["cell_ids"].map(len) >= 1).all()
+    # Nothing of a silent fault leaves the network: the alarms are those of a world without them.
+    alarms = _frame_of(conn, "faults", {})["alarms"]
+    pd.testing.assert_frame_equal(alarms, _frame_of(_silent(0.0, subscribers=3000), "faults", {})["alarms"])
+
+
+def test_silent_faults_are_off_at_rate_zero_and_leave_drawn_faults_alone() -> None:
+    lo, hi = ANCHOR - timedelta(days=3), ANCHOR
+    off = _silent(0.0)
+    assert list(off.incident_truth(lo, hi)["id"]) == SMALL_DRAWN
+    assert not off.incident_truth(lo, hi)["silent"].any()
+    on = _silent(0.05)
+    truth = on.incident_truth(lo, hi)
+    assert truth["silent"].sum() > 0
+    drawn = truth[~truth["silent"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(drawn, off.incident_truth(lo, hi))
+    # The default rate adds a few to the same drawn faults.
+    default = make(**SMALL).incident_truth(lo, hi)
+    assert list(default.loc[~default["silent"], "id"]) == SMALL_DRAWN
+    # Deterministic: the same seed draws the same silent faults, another seed others.
+    pd.testing.assert_frame_equal(truth, _silent(0.05).incident_truth(lo, hi))
+    other = _silent(0.05, seed=7).incident_truth(lo, hi)
+    assert set(other.loc[other["silent"], "title"]) != set(truth.loc[truth["silent"], "title"])
+
+
+def test_silent_faults_move_throughput_and_latency_but_not_availability() -> None:
+    """With no drawn faults, the KPIs of a silent fault's cells in its window against the same
+    quarter hours a week earlier: throughput down by about 30-70 %, latency up on a backhaul
+    running hot; availability and traffic exactly as in the same world without silent faults."""
+    options: dict[str, Any] = {
+        "subscribers": 3000,
+        "days": 10,
+        "causal": {"incident_rate_per_resource_day": 0.0},
+    }
+    conn = _silent(0.04, **options)
+    start = ANCHOR - timedelta(days=10)
+    truth = conn.incident_truth(start, ANCHOR)
+    kpis = pd.concat(_frame_of(conn, "kpis", {}).values(), ignore_index=True)
+    base = pd.concat(_frame_of(_silent(0.0, **options), "kpis", {}).values(), ignore_index=True)
+    wide = kpis.pivot_table(index=["period_start", "entity_id"], columns="kpi", values="value")
+    # Availability and traffic never move; the rest only on a silent fault's cells in its window.
+    changed = kpis["value"].ne(base["value"])
+    assert not changed[kpis["kpi"].isin(["availability_pct", "traffic_gb"])].any()
+    inside = pd.Series(False, index=kpis.index)
+    for inc in truth.itertuples():
+        inside |= (
+            kpis["entity_id"].isin(inc.cell_ids)
+            & (kpis["period_start"] > inc.opened_at - timedelta(minutes=15))
+            & (kpis["period_start"] < inc.ended_at)
+        )
+    assert changed.any() and not (changed & ~inside).any()
+    week = timedelta(days=7)
+    late = truth[truth["opened_at"] >= start + week + timedelta(hours=1)]
+    assert len(late) >= 4 and late["cell_ids"].map(len).eq(3).any()
+    ratios = []
+    for inc in late.itertuples():
+        first = inc.opened_at.ceil("15min")
+        periods = pd.date_range(first, inc.ended_at - timedelta(minutes=15), freq="15min")
+        assert len(periods) >= 2  # 45 minutes or more: two whole quarter hours at least
+        now = wide.loc[pd.MultiIndex.from_product([periods, inc.cell_ids])]
+        before = wide.loc[pd.MultiIndex.from_product([periods - week, inc.cell_ids])]
+        ratio = now["dl_throughput_mbps"].mean() / before["dl_throughput_mbps"].mean()
+        assert ratio < 0.9, (inc.id, ratio)
+        ratios.append(ratio)
+        if inc.title.startswith("Backhaul"):
+            assert now["latency_ms"].mean() > 1.2 * before["latency_ms"].mean(), inc.id
+            assert now["packet_loss_pct"].mean() > before["packet_loss_pct"].mean(), inc.id
+    print(f"{len(late)} silent faults, throughput ratios {np.round(ratios, 2)}")
+    assert 0.3 < float(np.mean(ratios)) < 0.75
+
+
+def test_silent_faults_drive_tickets_that_name_no_incident() -> None:
+    """Customers on a silent fault's cells complain as on any degradation; care has no incident to
+    name in its notes (the NOC was never told)."""
+    conn = _silent(0.2, subscribers=3000, causal={"incident_rate_per_resource_day": 0.0})
+    day = (ANCHOR - datetime(1970, 1, 1)).days - 1
+    out = conn.experience.day(day)
+    about = [out.incidents[k] for k in out.ticket_incident if k >= 0]
+    assert about and all(inc.silent for inc in about)
+    notes = _frame_of(conn, "tickets", {})["ticket_notes"]
+    assert not notes["text"].str.contains("INC-").any()

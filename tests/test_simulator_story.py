@@ -118,6 +118,7 @@ def test_the_queue_holds_the_story_at_any_moment(tmp_path: Any) -> None:
     scoring = load_catalogue("kpi_definitions.yaml").scoring
     run_connector(store, conn)
     truth = conn.incident_truth(ANCHOR - timedelta(days=1), ANCHOR + timedelta(hours=7))
+    truth = truth[~truth["silent"].astype(bool)]  # no alarm: found from KPIs, not held by this test
     moments = [ANCHOR + timedelta(seconds=30 * i) for i in range(21)]
     moments += [ANCHOR + timedelta(minutes=10 + 15 * i) for i in range(1, 25)]
     within_quarter = 0

@@ -49,6 +49,23 @@ class CausalParameters:
     transport_outage_probability: float = 0.4
     """Probability that a transport failure is a full outage rather than a degradation."""
 
+    # --- Silent faults: degradations that raise no alarm (faults.silent_faults_for_day) ----------
+    silent_fault_rate_per_cell_day: float = 0.004
+    """Expected silent faults per cell per day: a misconfigured or buggy sector, a backhaul running hot."""
+    silent_site_probability: float = 0.4
+    """Probability that a silent fault is a backhaul running hot (all cells of a site: latency, packet
+    loss, throughput) rather than one sector (throughput; drops when a software bug)."""
+    silent_median_minutes: float = 90.0
+    """Median duration of a silent fault, minutes (log-normal, clipped to the range below)."""
+    silent_min_minutes: float = 45.0
+    """Shortest silent fault, minutes."""
+    silent_max_minutes: float = 480.0
+    """Longest silent fault, minutes."""
+    silent_magnitude_min: float = 0.5
+    """Smallest magnitude of a silent fault (a fraction of the ``degraded_*`` amounts)."""
+    silent_magnitude_max: float = 1.0
+    """Largest magnitude of a silent fault (uniform between the two)."""
+
     # --- Tickets --------------------------------------------------------------------------------
     ticket_base_daily: float = 0.0015
     """Baseline ticket hazard per subscriber-day with no bad experience (billing, plans, ...)."""

@@ -28,6 +28,7 @@ from connectors.simulator.faults import (
     Record,
     fault_events,
     incidents_for_day,
+    silent_faults_for_day,
     to_dt,
     to_s,
 )
@@ -167,20 +168,23 @@ class SimulatorConnector(Connector[SimulatorOptions]):
     def _incidents_uncached(self, day: int) -> list[Incident]:
         drawn = incidents_for_day(self.world, self.causal, day)
         story = self.story
-        return drawn + story.incidents_for_day(day) if story is not None else drawn
+        scheduled = story.incidents_for_day(day) if story is not None else []
+        return drawn + scheduled + silent_faults_for_day(self.world, self.causal, day)
 
     def incidents_for(self, day: int) -> list[Incident]:
         """The incidents starting on absolute day ``day`` (days since 1970-01-01): the faults drawn at
-        the causal rates, then the story's scheduled ones."""
+        the causal rates, then the story's scheduled ones, then the silent faults (no alarms)."""
         return self._incidents(day)
 
     def incident_truth(self, start: datetime, end: datetime) -> pd.DataFrame:
         """The simulated faults that started in [start, end): the ground truth correlation is tested on.
 
         One row per fault: id, root_resource_id, the ids of its alarms, severity, title, when it
-        opened and when its root alarm cleared (resolved_at), whether it took its cells down, and the
-        story thread that scheduled it (empty for a drawn fault). Not emitted as records: only alarms
-        leave the network, and Vantage groups them into incidents itself.
+        opened and when its root alarm cleared (resolved_at), whether it took its cells down, the
+        story thread that scheduled it (empty for a drawn fault), whether it is silent (no alarm:
+        root_alarm_id missing, alarm_ids empty, resolved_at its end), when the cells recovered
+        (ended_at) and the ids of the cells it took down or degraded (cell_ids). Not emitted as
+        records: only alarms leave the network, and Vantage groups them into incidents itself.
         """
         rows = []
         w = self.world
@@ -188,22 +192,27 @@ class SimulatorConnector(Connector[SimulatorOptions]):
             for inc in self.incidents_for(day):
                 if not to_s(start) <= inc.start_s < to_s(end):
                     continue
+                root = inc.alarms[0] if inc.alarms else None
                 rows.append(
                     {
                         "id": inc.id,
                         "root_resource_id": str(w.res_ids.iloc[inc.resource]),
                         "alarm_ids": [a.id for a in inc.alarms],
-                        "root_alarm_id": inc.alarms[0].id,
+                        "root_alarm_id": root.id if root is not None else None,
                         "severity": inc.severity,
                         "title": inc.title,
                         "opened_at": to_dt(inc.start_s),
-                        "resolved_at": to_dt(inc.alarms[0].cleared_s),
+                        "resolved_at": to_dt(root.cleared_s if root is not None else inc.end_s),
                         "outage": inc.outage,
                         "story": inc.story,
+                        "silent": inc.silent,
+                        "ended_at": to_dt(inc.end_s),
+                        "cell_ids": w.cell_ids.iloc[inc.cell_lo : inc.cell_hi].tolist(),
                     }
                 )
         cols = ["id", "root_resource_id", "alarm_ids", "root_alarm_id", "severity", "title", "opened_at"]
-        return pd.DataFrame(rows, columns=[*cols, "resolved_at", "outage", "story"])
+        more = ["resolved_at", "outage", "story", "silent", "ended_at", "cell_ids"]
+        return pd.DataFrame(rows, columns=[*cols, *more])
 
     def linkage_truth(self) -> list[TrueLink]:
         """The true KPI -> business links this simulator builds in, in catalogue units (daily grain)."""

@@ -1,4 +1,5 @@
-"""Incidents per day: which resource fails, for how long, which cells suffer, and its alarms."""
+"""Incidents per day: which resource fails, for how long, which cells suffer, and its alarms (none
+for a silent fault)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,46 @@ DROP, LATENCY, CSSR, THROUGHPUT, LOSS = range(len(MIX))
 SECTOR_ALARM = ("Radio unit failure", "equipmentMalfunction", "equipmentAlarm")
 # A degradation below this magnitude is a minor fault (drawn ones are never below it).
 MINOR_MAGNITUDE = 0.4
+
+
+@dataclass(frozen=True)
+class SilentKind:
+    """A kind of silent fault: what it is, where, and the range of each multiplier of its mix."""
+
+    title: str
+    probable_cause: str
+    site_wide: bool
+    mix_low: tuple[float, ...]
+    mix_high: tuple[float, ...]
+
+
+# Silent faults (MIX order: drop, latency, cssr, throughput, loss). The throughput multiplier
+# 1..7/6 at magnitude 0.5..1 takes 30-70 % of a cell's throughput at the default
+# ``degraded_throughput_loss`` (0.6). A backhaul running hot slows every cell of its site (latency,
+# packet loss, throughput); a misconfigured sector loses capacity (throughput, a little latency and
+# accessibility); a software fault on a sector drops calls as well.
+SILENT_BACKHAUL = SilentKind(
+    "Backhaul congestion", "bandwidthReduced", True, (0.0, 0.5, 0.0, 1.0, 0.5), (0.0, 1.5, 0.0, 7 / 6, 1.5)
+)
+SILENT_SECTOR = (
+    SilentKind(
+        "Misconfiguration",
+        "configurationOrCustomizationError",
+        False,
+        (0.0, 0.1, 0.0, 1.0, 0.0),
+        (0.0, 0.4, 0.5, 7 / 6, 0.0),
+    ),
+    SilentKind(
+        "Software fault",
+        "softwareError",
+        False,
+        (0.5, 0.0, 0.0, 1.0, 0.0),
+        (1.5, 0.0, 1.0, 7 / 6, 0.0),
+    ),
+)
+# Share of the misconfiguration among silent faults on one sector (the rest are software faults).
+SILENT_MISCONFIGURATION_SHARE = 0.6
+SILENT_DURATION_SIGMA = 0.6
 SYMPTOM_ALARM = {
     True: ("lossOfSignal", "S1/NG link failure", "communicationsAlarm"),
     False: ("thresholdCrossed", "Packet loss above threshold on backhaul", "qualityOfServiceAlarm"),
@@ -98,6 +139,8 @@ class Incident:
     """Multipliers of the ``degraded_*`` amounts, in ``MIX`` order: each degradation has its own mix."""
     story: str = ""
     """The story thread that scheduled this fault (docs/simulator.md), empty for a drawn one."""
+    silent: bool = False
+    """A silent fault: the cells degrade but nothing raises an alarm (``alarms`` is empty)."""
 
 
 def to_dt(seconds: int) -> datetime:
@@ -266,11 +309,75 @@ def incidents_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]
     return out
 
 
+def silent_faults_for_day(w: World, c: CausalParameters, day: int) -> list[Incident]:
+    """The silent faults that start on absolute day ``day``; a pure function of (seed, day).
+
+    Degradations that raise no alarm: a backhaul running hot (all cells of a site) or a sector
+    misconfigured or hit by a software fault (one cell). Drawn from their own generator, so the
+    drawn incidents do not depend on them; ids ``INC-<day>-S<nnnn>``, on the site's RAN node.
+    """
+    if c.silent_fault_rate_per_cell_day <= 0:
+        return []
+    rng = rng_for(w.seed, "silent", day)
+    n = int(rng.poisson(c.silent_fault_rate_per_cell_day * w.n_cells))
+    if n == 0:
+        return []
+    cells = rng.integers(0, w.n_cells, n)
+    starts = day * DAY_S + rng.integers(0, DAY_S // 60, n) * 60
+    lo_min = c.silent_min_minutes
+    hi_min = max(c.silent_max_minutes, lo_min)
+    median = np.log(c.silent_median_minutes)
+    minutes = np.clip(rng.lognormal(median, SILENT_DURATION_SIGMA, n), lo_min, hi_min).round()
+    magnitude = rng.uniform(c.silent_magnitude_min, max(c.silent_magnitude_max, c.silent_magnitude_min), n)
+    u = rng.random((n, 2))
+    mix_u = rng.random((n, len(MIX)))
+    out: list[Incident] = []
+    for i in range(n):
+        if u[i, 0] < c.silent_site_probability:
+            kind = SILENT_BACKHAUL
+        else:
+            kind = SILENT_SECTOR[0 if u[i, 1] < SILENT_MISCONFIGURATION_SHARE else 1]
+        cell = int(cells[i])
+        site = cell // 3
+        sector: int | None = None if kind.site_wide else cell % 3
+        cell_lo, cell_hi = (3 * site, 3 * site + 3) if sector is None else (cell, cell + 1)
+        lo, hi = np.asarray(kind.mix_low), np.asarray(kind.mix_high)
+        mix = lo + (hi - lo) * mix_u[i]
+        start = int(starts[i])
+        end = start + int(minutes[i]) * 60
+        mag = float(magnitude[i])
+        out.append(
+            Incident(
+                id=f"INC-{day}-S{i:04d}",
+                day=day,
+                resource=site,  # the site's RAN node
+                kind=int(w.res_kind[site]),
+                outage=False,
+                magnitude=mag,
+                severity=severity_of(RAN, False, mag, sector),
+                title=f"{kind.title} at {w.site_names.iloc[site]}"
+                + (f" sector {sector + 1}" if sector is not None else ""),
+                probable_cause=kind.probable_cause,
+                start_s=start,
+                acked_s=end,
+                end_s=end,
+                closed_s=end,
+                cell_lo=cell_lo,
+                cell_hi=cell_hi,
+                alarms=(),
+                mix=tuple(float(m) for m in mix),
+                silent=True,
+            )
+        )
+    return out
+
+
 def fault_events(w: World, incidents: list[Incident], a_s: int, b_s: int, source: str) -> Iterator[Event]:
     """(time, "alarms", record) for every alarm version (raise, ack, clear) in [a_s, b_s).
 
     Only alarms leave the network, as from a real fault manager; grouping them into incidents is
     Vantage's own correlation (dashboard.incidents), tested against these incidents' ground truth.
+    A silent fault has no alarms and emits nothing.
     """
     for inc in incidents:
         res_name = str(w.res_names.iloc[inc.resource])

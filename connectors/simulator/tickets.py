@@ -145,7 +145,9 @@ def _one_ticket(
                     "status": status,
                 },
             )
-    notes = [(t_ack + 60, "agent", agent_note(rng, "ack", place, inc.id if inc else None))]
+    # Care names the NOC's incident, not a silent fault: nothing told the NOC about it.
+    named = inc.id if inc is not None and not inc.silent else None
+    notes = [(t_ack + 60, "agent", agent_note(rng, "ack", place, named))]
     if tone == ANGRY and t_res - created > 3 * 3600:
         notes.append((created + 2 * 3600, "customer", customer_note(rng, "followup")))
     notes.append((t_res, "agent", agent_note(rng, "resolve", place, None)))
