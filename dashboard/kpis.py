@@ -56,6 +56,53 @@ class Thresholds(_Strict):
     critical: Threshold | None = None
 
 
+ANOMALY_LEVELS = ("cell", "site", "region")
+AnomalyLevel = Literal["cell", "site", "region"]
+
+
+def _default_anomaly_levels() -> list[AnomalyLevel]:
+    return ["cell", "site"]
+
+
+class AnomalyRule(_Strict):
+    """When a KPI counts as anomalous against its seasonal baseline (docs/kpis.md, "Seasonal baselines").
+
+    A period is out of band when its value is at least ``min_z`` robust scales and ``min_deviation``
+    (a share of the usual level) away from the usual value for its quarter hour of a weekday or
+    weekend day, in ``direction``; the series turns anomalous once that has held for ``for`` (in
+    ``for / grain + 1`` consecutive periods, as thresholds read ``for``) and returns to normal after
+    ``clear_after`` of periods back in band.
+    """
+
+    direction: Literal["below", "above", "both"] | None = None
+    min_z: float = Field(default=3.5, gt=0)
+    min_deviation: float = Field(default=0.2, ge=0, le=10)
+    for_s: float = Field(default=900.0, alias="for", ge=0)
+    clear_after_s: float = Field(default=1800.0, alias="clear_after", ge=0)
+    min_traffic_gb: float = Field(default=0.0, ge=0)
+    levels: list[AnomalyLevel] = Field(default_factory=_default_anomaly_levels, min_length=1)
+    learn_days: int = Field(default=7, ge=1, le=400)
+
+    @field_validator("for_s", "clear_after_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _duration(v)
+
+    def bad_way(self, kpi_direction: str) -> str:
+        """The direction a deviation must take to count: the rule's own, else the KPI's bad way."""
+        if self.direction is not None:
+            return self.direction
+        return "below" if kpi_direction == "higher_is_better" else "above"
+
+    def periods(self, grain_s: float) -> int:
+        """Consecutive out-of-band periods before the series counts as anomalous."""
+        return int(self.for_s // grain_s) + 1
+
+    def clear_periods(self, grain_s: float) -> int:
+        """Consecutive in-band periods before an anomalous series is normal again (at least one)."""
+        return max(1, int(self.clear_after_s // grain_s))
+
+
 class Link(_Strict):
     kpi: str
     direction: Literal["positive", "negative"]
@@ -94,6 +141,7 @@ class KpiDefinition(_Strict):
     type: Literal["simple", "ratio", "derived"]
     direction: Literal["higher_is_better", "lower_is_better"]
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    anomaly: AnomalyRule | None = None
     no_data: Literal["gap", "zero", "last"] = "gap"
     drives: list[Link] = Field(default_factory=list)
     expression: str | None = None
@@ -371,6 +419,36 @@ def _threshold_problems(k: KpiDefinition, where: str) -> list[tuple[str, str]]:
     return problems
 
 
+def _anomaly_problems(k: KpiDefinition, where: str) -> list[tuple[str, str]]:
+    """An anomaly rule needs a KPI read from cell samples every 15 minutes, and durations in periods."""
+    rule = k.anomaly
+    if rule is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    if k.type != "simple" or k.source != "samples":
+        problems.append(
+            (f"{where}.anomaly", "only KPIs read from samples (formula: samples) take an anomaly rule")
+        )
+    if k.grain != 900:
+        problems.append(
+            (
+                f"{where}.anomaly",
+                f"baselines are kept per quarter hour: expected grain 15m, got {k.grain:g} s",
+            )
+        )
+    for name, seconds in (("for", rule.for_s), ("clear_after", rule.clear_after_s)):
+        if seconds % k.grain:
+            problems.append(
+                (
+                    f"{where}.anomaly.{name}",
+                    f"expected 0 or a multiple of the KPI's grain ({k.grain:g} s), got {seconds:g} s",
+                )
+            )
+    if len(set(rule.levels)) != len(rule.levels):
+        problems.append((f"{where}.anomaly.levels", "a level is named twice"))
+    return problems
+
+
 def _drive_cycles(cat: Catalogue) -> list[tuple[str, str]]:
     """``drives`` links must form a driver tree (a DAG): a cycle is reported at its closing link."""
     index = {k.name: i for i, k in enumerate(cat.kpis)}
@@ -410,6 +488,7 @@ def _check_references(cat: Catalogue) -> list[tuple[str, str]]:
             elif link.kpi == k.name:
                 problems.append((f"{where}.drives[{j}].kpi", "a KPI cannot drive itself"))
         problems.extend(_threshold_problems(k, where))
+        problems.extend(_anomaly_problems(k, where))
         if k.type == "derived":
             if not k.expression:
                 problems.append((f"{where}.expression", "a derived KPI needs an expression"))

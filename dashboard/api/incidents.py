@@ -19,6 +19,7 @@ from dashboard.api.encode import JSONObject, jsonable, records
 from dashboard.context import current_context
 from dashboard.guard.rules import access
 from dashboard.incidents import read
+from dashboard.store.schema import INCIDENT_KINDS
 
 bp = flask.Blueprint("incidents", __name__)
 
@@ -28,6 +29,7 @@ QUEUE_FIELDS = (
     "score",
     "severity",
     "state",
+    "kind",
     "title",
     "region_id",
     "region",
@@ -70,12 +72,20 @@ def queue() -> flask.Response:
     limit = params.bounded_int(args, "limit", default=100, lo=1, hi=MAX_LIMIT)
     states = params.many_of(args, "state", INCIDENT_STATES)
     severity = params.one_of(args, "severity", SEVERITIES)
+    kind = params.one_of(args, "kind", INCIDENT_KINDS)
     segment = params.one_of(args, "segment", (*read.SEGMENT_COLUMNS, "vip"))
     region = params.text(args, "region")
     owner = params.text(args, "owner")
     with ctx.store.connect() as conn:
         df = read.queue(
-            conn, states=states, region=region, segment=segment, severity=severity, owner=owner, limit=limit
+            conn,
+            states=states,
+            region=region,
+            segment=segment,
+            severity=severity,
+            owner=owner,
+            kind=kind,
+            limit=limit,
         )
         computed = read.queue_computed_at(conn)
     items = queue_items(df)

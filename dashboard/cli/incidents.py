@@ -8,13 +8,16 @@ import json
 from dashboard.api.encode import records
 from dashboard.api.incidents import QUEUE_FIELDS
 from dashboard.cli import common
-from dashboard.incidents import read, refresh_queue
+from dashboard.incidents import kpi_labels, read, refresh_queue
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     ctx = common.context(args)
-    result = refresh_queue(ctx.store, ctx.scoring, now=ctx.now(), currency=ctx.currency)
+    result = refresh_queue(
+        ctx.store, ctx.scoring, now=ctx.now(), currency=ctx.currency, labels=kpi_labels(ctx)
+    )
     report = {
+        "detected_alarms": result.detected.as_dict() if result.detected else None,
         "alarms_read": result.correlation.alarms,
         "incidents_opened": result.correlation.opened,
         "incidents_changed": result.correlation.changed,

@@ -10,11 +10,18 @@ from dashboard.incidents.scoring import account_clocks, incident_metrics, rank_i
 from dashboard.incidents.value import refresh_values
 
 
+def kpi_labels(ctx: Context) -> dict[str, str]:
+    """KPI name -> label, for the sentences of detected incidents."""
+    return {k.name: k.label for k in ctx.catalogue.kpis}
+
+
 def scheduled_jobs(ctx: Context) -> Jobs:
     """The scheduler's queue job: correlate, aggregate, measure and rank every ``queue_refresh_s``."""
 
     def job() -> QueueRefresh:
-        return refresh_queue(ctx.store, ctx.scoring, now=ctx.now(), currency=ctx.currency)
+        return refresh_queue(
+            ctx.store, ctx.scoring, now=ctx.now(), currency=ctx.currency, labels=kpi_labels(ctx)
+        )
 
     return {"incident-queue": (ctx.settings.scheduler.queue_refresh_s, job)}
 
@@ -30,6 +37,7 @@ __all__ = [
     "assign",
     "correlate",
     "incident_metrics",
+    "kpi_labels",
     "rank_from_store",
     "rank_incidents",
     "reason",

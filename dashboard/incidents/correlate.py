@@ -25,9 +25,19 @@ from sqlalchemy import Connection, and_, case, delete, insert, or_, select, upda
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import CorrelationRules
 from dashboard.store.db import chunks, read_frame
-from dashboard.store.schema import alarms, incident_alarms, incidents, resources, sites, topology_edges
+from dashboard.store.schema import (
+    alarms,
+    cells,
+    incident_alarms,
+    incidents,
+    resources,
+    sites,
+    topology_edges,
+)
 
 ENGINE_SOURCE = "vantage"
+#: The source of the alarms Vantage raises itself on KPI anomalies no alarm explains (detect.py).
+DETECTOR_SOURCE = "vantage-detect"
 STATE_KEY = ("vantage", "correlation")
 # Re-read alarms ingested this long before the watermark: a transaction that committed late is
 # still seen, and an alarm seen twice changes nothing.
@@ -47,6 +57,7 @@ class Alarm:
     cleared_at: datetime | None
     probable_cause: str | None = None
     specific_problem: str | None = None
+    detected: bool = False  # raised by Vantage on a KPI anomaly, not by the network
 
     def sort_key(self) -> tuple[datetime, str]:
         return (self.raised_at, self.id)
@@ -226,7 +237,8 @@ class Correlator:
             m for m in members if not (self.ancestors.get(m.resource, frozenset()) & resources_with_alarms)
         ]
         active_tops = [m for m in tops if m.active]
-        inc.root = min(active_tops or tops, key=Alarm.sort_key)
+        # An alarm from the network is the root before one Vantage raised on the same level.
+        inc.root = min(active_tops or tops, key=lambda m: (m.detected, m.raised_at, m.id))
         active = [m for m in members if m.active]
         inc.severity = min((m.severity for m in (active or members)), key=lambda s: SEVERITY_ORDER.get(s, 9))
         inc.opened_at = min(m.raised_at for m in members)
@@ -259,7 +271,10 @@ class CorrelationSummary:
 def ancestors_of(
     conn: Connection, resource_ids: Iterable[str], *, max_depth: int = 8
 ) -> dict[str, frozenset[str]]:
-    """Each resource's ancestors through resource -> resource edges, walking up level by level."""
+    """Each resource's ancestors through resource -> resource edges, walking up level by level.
+
+    A cell (the resource of an alarm Vantage raises on a KPI anomaly) has the resources that serve it
+    (resource -> cell edges) and theirs as its ancestors."""
     parents: dict[str, set[str]] = defaultdict(set)
     frontier = set(resource_ids)
     seen = set(frontier)
@@ -270,7 +285,7 @@ def ancestors_of(
         for part in chunks(sorted(frontier)):
             rows = conn.execute(
                 select(topology_edges.c.child_id, topology_edges.c.parent_id).where(
-                    topology_edges.c.child_type == "resource",
+                    topology_edges.c.child_type.in_(("resource", "cell")),
                     topology_edges.c.parent_type == "resource",
                     topology_edges.c.child_id.in_(part),
                 )
@@ -324,6 +339,7 @@ def _alarm(row: Any) -> Alarm:
         cleared_at=cleared,
         probable_cause=_text(row.probable_cause),
         specific_problem=_text(row.specific_problem),
+        detected=row.source == DETECTOR_SOURCE,
     )
 
 
@@ -353,6 +369,7 @@ _ALARM_COLS = (
     alarms.c.probable_cause,
     alarms.c.specific_problem,
     alarms.c.ingested_at,
+    alarms.c.source,
 )
 
 
@@ -436,7 +453,7 @@ def _membership(conn: Connection, alarm_ids: list[str]) -> dict[str, str]:
 
 
 def _describe(conn: Connection, resource_ids: set[str]) -> dict[str, tuple[str, str | None]]:
-    """resource id -> (name, region id)."""
+    """resource id -> (name, region id); a cell (where Vantage raised an alarm) -> "cell at site"."""
     out: dict[str, tuple[str, str | None]] = {}
     for part in chunks(sorted(resource_ids)):
         q = (
@@ -446,6 +463,15 @@ def _describe(conn: Connection, resource_ids: set[str]) -> dict[str, tuple[str, 
         )
         for rid, name, region in conn.execute(q):
             out[rid] = (name, region)
+    for part in chunks(sorted(resource_ids - out.keys())):
+        q = (
+            select(cells.c.id, cells.c.name, sites.c.name, sites.c.region_id)
+            .select_from(cells.outerjoin(sites, sites.c.id == cells.c.site_id))
+            .where(cells.c.id.in_(part))
+        )
+        for row in conn.execute(q):
+            cid, name, region = str(row[0]), str(row[1]), row[3]
+            out[cid] = (f"{name} ({row[2]})" if row[2] else name, region)
     return out
 
 
@@ -583,7 +609,12 @@ def _write(conn: Connection, corr: Correlator, touched: set[str], now: datetime)
             existing_members[inc_id].add(alarm_id)
     for inc_id in sorted(touched):
         inc = corr.incidents[inc_id]
-        values: dict[str, Any] = {"state": inc.state, "resolved_at": inc.resolved_at, "changed_at": now}
+        values: dict[str, Any] = {
+            "state": inc.state,
+            "resolved_at": inc.resolved_at,
+            "changed_at": now,
+            "kind": "detected" if inc.alarms and all(a.detected for a in inc.alarms.values()) else "alarm",
+        }
         if inc.state == "merged":
             values["merged_into"] = inc.merged_into
         root = inc.root

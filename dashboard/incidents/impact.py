@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
 
 from dashboard.kpis import ImpactRules
 from dashboard.store.db import chunks, read_frame
-from dashboard.store.schema import incident_cells, kpi_samples, topology_edges
+from dashboard.store.schema import cells, incident_cells, kpi_samples, topology_edges
 
 PERIOD = timedelta(minutes=15)
 
@@ -31,7 +31,7 @@ def cells_below(
     max_depth: int = 8,
     memo: dict[str, set[str]] | None = None,
 ) -> dict[str, set[str]]:
-    """resource id -> the cells below it (through resource -> resource -> cell edges).
+    """resource id -> the cells below it (through resource -> resource -> cell edges); a cell id -> itself.
 
     ``memo``: answers of earlier calls on the same topology; only the resources missing from it are
     walked, and their answers are added to it.
@@ -78,7 +78,13 @@ def cells_below(
         done[r] = out
         return out
 
-    return {r: down(r) for r in roots}
+    out = {r: down(r) for r in roots}
+    # A cell stands for itself (the resource of an alarm raised on a cell's own KPI anomaly).
+    bare = sorted(r for r, found in out.items() if not found)
+    for part in chunks(bare):
+        for (cell_id,) in conn.execute(select(cells.c.id).where(cells.c.id.in_(part))):
+            out[cell_id] = {cell_id}
+    return out
 
 
 def degraded_share(

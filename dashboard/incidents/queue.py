@@ -11,7 +11,7 @@ import time
 import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Integer, and_, delete, func, insert, select
 from dashboard.incidents import measure
 from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, correlate, left_by_pass
 from dashboard.incidents.correlate import forget as forget_correlation
+from dashboard.incidents.detect import DetectSummary, detect
 from dashboard.incidents.impact import latest_period, refresh_impact
 from dashboard.incidents.scoring import ACCOUNT_DTYPES, ACTIVE, VALUE_DTYPES, ClockSummary, rank_incidents
 from dashboard.incidents.value import ValueRefresh, refresh_values
@@ -54,6 +55,7 @@ class QueueRefresh:
     queued: int
     active: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    detected: DetectSummary | None = None
 
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
@@ -73,6 +75,7 @@ def queue_incidents(conn: Connection) -> pd.DataFrame:
             i.c.title,
             i.c.region_id,
             i.c.owner,
+            i.c.kind,
         ).where(i.c.source == ENGINE_SOURCE, i.c.state.in_(QUEUE_STATES)),
     )
 
@@ -514,8 +517,18 @@ def _small_statements(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-def refresh_queue(store: Store, scoring: Scoring, *, now: datetime, currency: str = "EUR") -> QueueRefresh:
-    """Correlate, aggregate, measure, rank and store the queue; each step in its own transaction.
+def refresh_queue(
+    store: Store,
+    scoring: Scoring,
+    *,
+    now: datetime,
+    currency: str = "EUR",
+    labels: Mapping[str, str] | None = None,
+) -> QueueRefresh:
+    """Detect, correlate, aggregate, measure, rank and store the queue; each step in its own transaction.
+
+    Detection raises and clears Vantage's own alarms from the KPI anomaly verdicts (``labels``: KPI
+    name -> label, for its sentences), so the correlation that follows sees them like any alarm.
 
     The first refresh of a store in a process measures every active incident; later ones reuse what
     the previous refresh measured (:class:`QueueMemory`) and measure again only what changed. Any
@@ -526,6 +539,11 @@ def refresh_queue(store: Store, scoring: Scoring, *, now: datetime, currency: st
     if memory is not None and memory.scoring != key:
         memory = None
     t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with store.begin() as conn:
+        _small_statements(conn)
+        detected = detect(conn, now=now, labels=labels)
+    t["detect_ms"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     with store.begin() as conn:
         _small_statements(conn)
@@ -588,4 +606,4 @@ def refresh_queue(store: Store, scoring: Scoring, *, now: datetime, currency: st
     t.update(parts)  # the rank step's parts
     memory.generation, memory.value_pass = generation, vals.pass_id
     _MEMORY[store] = memory
-    return QueueRefresh(corr, vals, memory.last_redo, len(ranked), n_active, t)
+    return QueueRefresh(corr, vals, memory.last_redo, len(ranked), n_active, t, detected)

@@ -111,10 +111,12 @@ def queue(
     segment: str | None = None,
     severity: str | None = None,
     owner: str | None = None,
+    kind: str | None = None,
     limit: int = 500,
 ) -> pd.DataFrame:
     """The ranked queue: active incidents by rank, then the resolved ones, newest first.
 
+    ``kind`` keeps incidents opened by alarms (``alarm``) or by KPI anomalies alone (``detected``).
     ``segment`` keeps incidents that affect lines of that segment, or ``vip`` for VIP lines;
     ``owner`` ``"-"`` keeps unassigned incidents.
     """
@@ -132,6 +134,8 @@ def queue(
         stmt = stmt.where(q.c.vip_lines >= 0.5)
     if severity:
         stmt = stmt.where(q.c.severity == severity)
+    if kind:
+        stmt = stmt.where(q.c.kind == kind)
     if owner == "-":
         stmt = stmt.where(q.c.owner.is_(None))
     elif owner:

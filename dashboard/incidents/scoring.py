@@ -264,7 +264,15 @@ def _reason(rank: int | None, row: Mapping[str, Any], points: Mapping[str, float
         elif name == "churn_risk":
             phrases.append(f"churn risk {row['churn_risk'] * 100:.0f}%")
     if not phrases:
-        phrases.append(f"{row['severity']} alarm, no customers measured as affected")
+        what = "anomaly" if row.get("kind") == "detected" else "alarm"
+        phrases.append(f"{row['severity']} {what}, no customers measured as affected")
+    if row.get("kind") == "detected":
+        # Opened by KPI anomalies alone: say so first, with what is wrong and for how long.
+        minutes = row.get("minutes_open")
+        lasted = (
+            f" for {fmt_minutes(minutes)}" if isinstance(minutes, float | int) and minutes == minutes else ""
+        )
+        return f"#{rank}: no alarm; {row.get('title')}{lasted}; " + ", ".join(phrases)
     return f"#{rank}: " + ", ".join(phrases)
 
 
@@ -347,7 +355,8 @@ def rank_incidents(
 ) -> pd.DataFrame:
     """Score, rank and explain incidents.
 
-    ``incidents``: id, severity, state, opened_at, resolved_at, title, region_id, owner;
+    ``incidents``: id, severity, state, opened_at, resolved_at, title, region_id, owner (and kind:
+    alarm or detected, when known);
     ``metrics``: from :func:`incident_metrics` (or :func:`measure.metrics`); ``summary``: their SLA
     clocks (:meth:`ClockSummary.of`). Returns one row per incident with the ``incident_queue`` columns;
     active incidents ranked 1..n by score, then severity, then the earliest opened, then id; resolved
@@ -426,6 +435,7 @@ def rank_incidents(
     lit("}}")
     template = "".join(parts)
     details = [template.format(*row) for row in zip(*cols, strict=True)]
+    q["minutes_open"] = (pd.Timestamp(now) - pd.to_datetime(q["opened_at"])).dt.total_seconds() / 60.0
     values = [q[k].tolist() if k in q else [None] * len(q) for k in _REASON_KEYS]
     reasons = [
         _reason(
@@ -437,11 +447,14 @@ def rank_incidents(
     ]
     q["reason"] = reasons
     q["breakdown"] = details
-    return q.drop(columns=["_sev", "_active", "_pos"]).reset_index(drop=True)
+    return q.drop(columns=["_sev", "_active", "_pos", "minutes_open"]).reset_index(drop=True)
 
 
 _REASON_KEYS = (
     "resolved_at",
+    "kind",
+    "title",
+    "minutes_open",
     "enterprise_lines",
     "vip_lines",
     "lines",

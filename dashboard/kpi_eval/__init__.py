@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from dashboard.context import Context, Jobs
+from dashboard.kpi_eval.anomaly import AnomalySummary, refresh_anomalies
 from dashboard.kpi_eval.read import KpiReadError, current, panel, series
 from dashboard.kpi_eval.rollup import RollupSummary, refresh_rollups
 from dashboard.kpi_eval.status import StatusSummary, evaluate_series, refresh_status, status_frame
@@ -25,26 +26,39 @@ log = logging.getLogger(__name__)
 class Evaluation:
     rollups: RollupSummary
     status: StatusSummary
+    anomalies: AnomalySummary
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rollups": self.rollups.as_dict(), "status": self.status.as_dict()}
+        return {
+            "rollups": self.rollups.as_dict(),
+            "status": self.status.as_dict(),
+            "anomalies": self.anomalies.as_dict(),
+        }
 
 
 def evaluate(store: Store, catalogue: Catalogue, *, now: datetime, full: bool = False) -> Evaluation:
-    """Bring the roll-ups up to date, then the statuses; each step in its own transaction."""
+    """Bring the roll-ups up to date, then the statuses, then the baselines and anomaly verdicts; each
+    step in its own transaction."""
     at = now
     with store.begin() as conn:
         rollups = refresh_rollups(conn, catalogue, now=at, full=full)
     with store.begin() as conn:
         status = refresh_status(conn, catalogue, now=at)
+    with store.begin() as conn:
+        anomalies = refresh_anomalies(conn, catalogue, now=at)
     log.info(
-        "KPI evaluation: %d roll-up rows in %.1f s, %d statuses in %.1f s",
+        "KPI evaluation: %d roll-up rows in %.1f s, %d statuses in %.1f s, %d periods of %d series "
+        "against their baselines in %.1f s (%d anomalous)",
         rollups.rows,
         rollups.elapsed_s,
         status.rows,
         status.elapsed_s,
+        anomalies.periods,
+        anomalies.series,
+        anomalies.elapsed_s,
+        anomalies.anomalous,
     )
-    return Evaluation(rollups=rollups, status=status)
+    return Evaluation(rollups=rollups, status=status, anomalies=anomalies)
 
 
 def scheduled_jobs(ctx: Context) -> Jobs:
@@ -57,6 +71,7 @@ def scheduled_jobs(ctx: Context) -> Jobs:
 
 
 __all__ = [
+    "AnomalySummary",
     "Evaluation",
     "KpiReadError",
     "RollupSummary",
@@ -65,6 +80,7 @@ __all__ = [
     "evaluate",
     "evaluate_series",
     "panel",
+    "refresh_anomalies",
     "refresh_rollups",
     "refresh_status",
     "scheduled_jobs",

@@ -42,6 +42,7 @@ class Baseline:
     """Per series and hour-of-week slot: a robust level and scale, learnt one value at a time."""
 
     series: int
+    slots: int = SLOTS  # columns kept; a pass that touches few slots maps them to fewer columns
     alpha: float = 0.2  # weight of a new value once warm (5 a weekday slot a week: about a week)
     clip: float = 2.5  # residuals beyond this many scales count as this many
     warmup: int = 3  # values a slot needs before it may flag anything
@@ -52,9 +53,9 @@ class Baseline:
     count: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.level = np.zeros((self.series, SLOTS), dtype=np.float32)
-        self.scale = np.zeros((self.series, SLOTS), dtype=np.float32)
-        self.count = np.zeros((self.series, SLOTS), dtype=np.uint16)
+        self.level = np.zeros((self.series, self.slots), dtype=np.float32)
+        self.scale = np.zeros((self.series, self.slots), dtype=np.float32)
+        self.count = np.zeros((self.series, self.slots), dtype=np.uint16)
 
     def _floor(self, level: np.ndarray) -> np.ndarray:
         return np.asarray(np.maximum(np.abs(level) * self.rel_floor, self.abs_floor))
@@ -120,6 +121,51 @@ class AnomalyRule:
         if traffic is not None and self.min_traffic > 0:
             hit &= np.asarray(traffic) >= self.min_traffic
         return np.asarray(hit, dtype=bool)
+
+
+@dataclass
+class Verdicts:
+    """Per series, the anomaly state machine: out-of-band and in-band runs, and whether anomalous.
+
+    A series turns anomalous once ``periods`` consecutive periods were out of band and normal again
+    after ``clear`` consecutive periods back in band; a period with no value, or whose slot is still
+    learning, changes nothing. Rules may differ per series (arrays), so all KPIs go in one pass.
+    """
+
+    series: int
+    run: np.ndarray = field(init=False)
+    calm: np.ndarray = field(init=False)
+    anomalous: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.run = np.zeros(self.series, dtype=np.int32)
+        self.calm = np.zeros(self.series, dtype=np.int32)
+        self.anomalous = np.zeros(self.series, dtype=bool)
+
+    def step(
+        self, z: np.ndarray, rel: np.ndarray, hit: np.ndarray, periods: np.ndarray, clear: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Advance one period (all series); returns which series turned anomalous and which normal."""
+        seen = np.isfinite(z)
+        self.run = np.where(seen, np.where(hit, self.run + 1, 0), self.run).astype(np.int32)
+        self.calm = np.where(seen, np.where(hit, 0, self.calm + 1), self.calm).astype(np.int32)
+        now = np.where(self.anomalous, self.calm < clear, self.run >= periods)
+        now = np.where(seen, now, self.anomalous)
+        opened = now & ~self.anomalous
+        closed = ~now & self.anomalous
+        self.anomalous = np.asarray(now, dtype=bool)
+        return opened, closed
+
+
+def breach_arrays(
+    z: np.ndarray, rel: np.ndarray, sign: np.ndarray, min_z: np.ndarray, min_rel: np.ndarray
+) -> np.ndarray:
+    """Out of band per series, with per-series rules: ``sign`` -1 below, +1 above, 0 either way."""
+    with np.errstate(invalid="ignore"):
+        signed_z = np.where(sign == 0, np.abs(z), z * sign)
+        signed_rel = np.where(sign == 0, np.abs(rel), rel * sign)
+        hit = (signed_z >= min_z) & (signed_rel >= min_rel)
+    return np.asarray(hit & np.isfinite(z), dtype=bool)
 
 
 def advance_runs(runs: np.ndarray, idx: np.ndarray, hit: np.ndarray) -> np.ndarray:

@@ -14,15 +14,30 @@ A fixture file::
 
 Each expectation is checked against the status the KPI's thresholds, ``for`` and ``no_data`` rule
 give at that period, using the same function as the evaluation job.
+
+A test of a KPI's ``anomaly:`` rule gives the history its baseline learns from as a day's profile,
+repeated over ``learn`` (default the rule's ``learn_days``) before ``start`` (default Monday
+2024-01-01 00:00, a weekday), and expects learning, normal, anomalous or no_data::
+
+      - name: throughput at half its usual for 30 minutes is anomalous
+        kpi: dl_throughput_mbps
+        rule: anomaly
+        usual: "40"                        # one value, or a day's profile (cycled over 96 quarters)
+        start: 2024-01-15T18:00
+        series: "41 20 20 20 40 40 40"
+        expect:
+          - {at: 15m, status: normal}
+          - {at: 30m, status: anomalous}
+          - {at: 1h30m, status: normal}
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,10 +46,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectors.options import parse_duration
 from dashboard.config import ConfigError, read_yaml_mapping, validation_problems
 from dashboard.errors import VantageError
+from dashboard.kpi_eval.anomaly import anomaly_states
 from dashboard.kpi_eval.status import STATUSES, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
+from dashboard.store.schema import ANOMALY_STATES
 
 _START = datetime(2000, 1, 1)
+_ANOMALY_START = datetime(2024, 1, 1)  # a Monday
 _TERM = re.compile(r"^(?P<a>-?\d+(?:\.\d+)?(?:e-?\d+)?)(?:(?P<sign>[+-])(?P<b>\d+(?:\.\d+)?)x(?P<n>\d+))?$")
 _BLANKS = re.compile(r"^_(?:x(?P<n>\d+))?$")
 
@@ -83,8 +101,9 @@ class Expectation(_Strict):
     @field_validator("status")
     @classmethod
     def _status(cls, v: str) -> str:
-        if v not in STATUSES:
-            raise ValueError(f"expected one of {', '.join(STATUSES)}")
+        known = dict.fromkeys([*STATUSES, *ANOMALY_STATES])
+        if v not in known:
+            raise ValueError(f"expected one of {', '.join(known)}")
         return v
 
 
@@ -94,6 +113,22 @@ class RuleTest(_Strict):
     interval_s: float | None = Field(default=None, alias="interval", gt=0)
     series: str
     expect: list[Expectation] = Field(min_length=1)
+    rule: Literal["thresholds", "anomaly"] = "thresholds"
+    usual: str | None = None
+    learn_s: float | None = Field(default=None, alias="learn", gt=0)
+    start: datetime | None = None
+
+    @field_validator("learn_s", mode="before")
+    @classmethod
+    def _learn(cls, v: Any) -> float | None:
+        return None if v is None else _dur(v)
+
+    @field_validator("usual", mode="before")
+    @classmethod
+    def _usual(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        return " ".join(str(x) for x in v) if isinstance(v, list) else str(v)
 
     @field_validator("interval_s", mode="before")
     @classmethod
@@ -161,6 +196,32 @@ def load_rule_file(path: str | Path) -> RuleFile:
             expand_series(t.series)
         except SeriesError as err:
             problems.append((f"tests[{i}].series", str(err)))
+        allowed = ANOMALY_STATES if t.rule == "anomaly" else STATUSES
+        for j, e in enumerate(t.expect):
+            if e.status not in allowed:
+                problems.append((f"tests[{i}].expect[{j}].status", f"expected one of {', '.join(allowed)}"))
+        if t.rule == "anomaly":
+            if not t.usual:
+                problems.append(
+                    (f"tests[{i}].usual", "an anomaly test needs the usual day the baseline learns")
+                )
+            else:
+                try:
+                    usual = expand_series(t.usual)
+                except SeriesError as err:
+                    problems.append((f"tests[{i}].usual", str(err)))
+                else:
+                    if not 1 <= len(usual) <= 96 or 96 % len(usual) or any(v != v for v in usual):
+                        problems.append(
+                            (
+                                f"tests[{i}].usual",
+                                "expected 1 to 96 numbers that divide a day (1, 2, 4, ... 96)",
+                            )
+                        )
+            if t.interval_s not in (None, 900):
+                problems.append((f"tests[{i}].interval", "baselines are kept per 15 minutes"))
+        elif t.usual is not None or t.learn_s is not None or t.start is not None:
+            problems.append((f"tests[{i}].rule", "usual, learn and start belong to `rule: anomaly` tests"))
     if problems:
         raise ConfigError(str(file), problems)
     return rules
@@ -180,6 +241,11 @@ def run_rule_tests(path: str | Path, catalogue: Catalogue | None = None) -> Rule
         for i, t in enumerate(rules.tests)
         if t.kpi not in catalogue.names
     ]
+    problems += [
+        (f"tests[{i}].rule", f"{t.kpi} has no anomaly rule in the catalogue")
+        for i, t in enumerate(rules.tests)
+        if t.rule == "anomaly" and t.kpi in catalogue.names and catalogue.get(t.kpi).anomaly is None
+    ]
     if problems:
         raise ConfigError(str(file), problems)
     failures: list[Failure] = []
@@ -188,9 +254,16 @@ def run_rule_tests(path: str | Path, catalogue: Catalogue | None = None) -> Rule
         kpi = catalogue.get(t.kpi)
         grain = t.interval_s or kpi.grain
         values = expand_series(t.series)
-        index = pd.date_range(_START, periods=len(values), freq=f"{grain:g}s")
-        frame = pd.DataFrame({"v": np.asarray(values, dtype=float)}, index=index)
-        statuses = status_frame(frame, kpi, grain_s=grain)["v"]
+        if t.rule == "anomaly" and kpi.anomaly is not None:
+            start = t.start or _ANOMALY_START
+            learn = timedelta(seconds=t.learn_s) if t.learn_s else timedelta(days=kpi.anomaly.learn_days)
+            index = pd.date_range(start, periods=len(values), freq=f"{grain:g}s")
+            states = anomaly_states(kpi, expand_series(t.usual or ""), values, start=start, learn=learn)
+            statuses = pd.Series(states, index=index)
+        else:
+            index = pd.date_range(_START, periods=len(values), freq=f"{grain:g}s")
+            frame = pd.DataFrame({"v": np.asarray(values, dtype=float)}, index=index)
+            statuses = status_frame(frame, kpi, grain_s=grain)["v"]
         for e in t.expect:
             checks += 1
             i = e.at_s / grain

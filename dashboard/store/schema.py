@@ -29,6 +29,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -43,6 +44,11 @@ from connectors.canonical import (
     SEVERITIES,
     TECHNOLOGIES,
 )
+
+#: What opened an incident: alarms, or KPI anomalies that no alarm explains (dashboard/incidents/detect.py).
+INCIDENT_KINDS = ["alarm", "detected"]
+#: A KPI series against its seasonal baseline (dashboard/kpi_eval/anomaly.py).
+ANOMALY_STATES = ["learning", "normal", "anomalous", "no_data"]
 
 metadata = MetaData(
     naming_convention={
@@ -281,6 +287,8 @@ incidents = Table(
     Column("region_id", String(128), nullable=True),
     Column("flaps", Integer, nullable=True),
     Column("merged_into", String(128), nullable=True),
+    # "alarm" (opened by alarms) or "detected" (opened by KPI anomalies no alarm explains).
+    Column("kind", String(16), nullable=True, info={"enum": INCIDENT_KINDS, "lenient": True}),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_incidents_state_opened", "state", "opened_at"),
@@ -699,6 +707,7 @@ incident_queue = Table(
     Column("owner", String(128), nullable=True),
     Column("opened_at", DateTime, nullable=False),
     Column("resolved_at", DateTime, nullable=True),
+    Column("kind", String(16), nullable=True),  # alarm or detected (incidents.kind)
     Column("cells", Integer, nullable=False),
     Column("lines", Float, nullable=False),
     Column("consumer_lines", Float, nullable=False),
@@ -772,6 +781,48 @@ kpi_status = Table(
     Column("evaluated_at", DateTime, nullable=False),
     PrimaryKeyConstraint("kpi", "level", "entity_id"),
     Index("ix_kpi_status_level_status", "level", "status"),
+)
+
+# The seasonal baseline of a KPI series (one KPI of one cell, site or region): per slot (quarter hour
+# of a weekday 0-95, of a weekend day 96-191) its robust level and scale and how many values taught
+# it (dashboard/kpi_eval/baseline.py; migration 0009).
+kpi_baselines = Table(
+    "kpi_baselines",
+    metadata,
+    Column("kpi", String(64), nullable=False),
+    Column("level", String(16), nullable=False, info={"enum": KPI_LEVELS}),
+    Column("entity_id", String(128), nullable=False),
+    Column("slot", SmallInteger, nullable=False),
+    Column("mean", Float, nullable=False),
+    Column("scale", Float, nullable=False),
+    Column("n", Integer, nullable=False),
+    # A pass reads and rewrites the slots of the periods it learns from, for every series at once.
+    PrimaryKeyConstraint("slot", "kpi", "level", "entity_id"),
+    Index("ix_kpi_baselines_series", "kpi", "level", "entity_id"),
+)
+
+# The latest verdict of each KPI series against its baseline: learning, normal or anomalous, with
+# the period it was read at, the usual value and scale there, and how long the state has held.
+kpi_anomalies = Table(
+    "kpi_anomalies",
+    metadata,
+    Column("kpi", String(64), nullable=False),
+    Column("level", String(16), nullable=False, info={"enum": KPI_LEVELS}),
+    Column("entity_id", String(128), nullable=False),
+    Column("state", String(16), nullable=False, info={"enum": ANOMALY_STATES}),
+    Column("period_start", DateTime, nullable=True),
+    Column("value", Float, nullable=True),
+    Column("expected", Float, nullable=True),
+    Column("scale", Float, nullable=True),
+    Column("z", Float, nullable=True),
+    Column("deviation", Float, nullable=True),  # (value - expected) / |expected|
+    Column("run", Integer, nullable=False),  # consecutive out-of-band periods
+    Column("calm", Integer, nullable=False),  # consecutive in-band periods
+    Column("since", DateTime, nullable=True),  # when the current state began
+    Column("worst_deviation", Float, nullable=True),  # of the current anomaly
+    Column("evaluated_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("kpi", "level", "entity_id"),
+    Index("ix_kpi_anomalies_state", "state"),
 )
 
 # A measured link from a driver KPI to a target KPI, in a scope ("all", "region:<id>",
