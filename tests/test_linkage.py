@@ -275,34 +275,72 @@ def simulated_panel(seed: int, subscribers: int = 30_000, days: int = 30) -> tup
     return out, conn
 
 
-@pytest.mark.slow
-def test_simulator_links_are_recovered_and_an_unbuilt_one_is_weak() -> None:
-    """The acceptance test: built-in ticket links within their intervals, CSSR -> tickets weak.
+SEEDS = range(1, 21)
+BUILT_IN = ("availability_pct", "drop_call_rate_pct", "latency_ms")
 
-    30,000 lines on 120 cells over 30 days. Over seeds 1-10 (run by hand, see docs/linkage.md) the
-    intervals held the truth 10/10 (availability), 9/10 (drops) and 10/10 (latency); CSSR came out
-    weak 9/10 and packet loss was discovered (strong) in none.
+
+def _seed_links(seed: int) -> dict[str, Any]:
+    """The ticket links measured on one seed's panel, with the truth (plain values: run in a worker)."""
+    panel, conn = simulated_panel(seed=seed)
+    truth = {t.driver: (t.effect, t.built_in, t.step) for t in conn.linkage_truth()}
+    got = {}
+    for r in links_from_panel(panel, CATALOGUE, cluster="site"):
+        if r.target == "tickets_per_1k_subscribers":
+            got[r.driver] = {
+                "effect": r.effect,
+                "lo": r.ci_low,
+                "hi": r.ci_high,
+                "strength": r.strength,
+                "declared": r.declared,
+                "lag": r.lag,
+                "step": r.step,
+            }
+    return {
+        "seed": seed,
+        "links": got,
+        "truth": {d: t for d, t in truth.items() if d in got or d in BUILT_IN},
+    }
+
+
+@pytest.fixture(scope="module")
+def seed_runs() -> list[dict[str, Any]]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(_seed_links, SEEDS))
+
+
+@pytest.mark.slow
+def test_simulator_links_hold_over_twenty_seeds(seed_runs: list[dict[str, Any]]) -> None:
+    """The built-in ticket links over 20 seeds (30,000 lines on 120 cells, 30 days each): intervals
+    cover the truth near the nominal 95 %, the mean is within its sampling error plus the mobility
+    dilution of the truth, the sign is right, and the unbuilt links stay unreported.
+
+    Measured over seeds 1-20 (docs/linkage.md): coverage 20/20 for each built-in link; mean
+    -0.0707 (truth -0.072), 0.947 (0.96), 2.50 (2.40); right sign 20/20.
     """
-    t0 = time.perf_counter()
-    panel, conn = simulated_panel(seed=5)
-    truth = {t.driver: t for t in conn.linkage_truth() if t.target == "tickets_per_1k_subscribers"}
-    results = links_from_panel(panel, CATALOGUE, cluster="site")
-    got = {(r.driver, r.target): r for r in results}
-    for driver in ("availability_pct", "drop_call_rate_pct", "latency_ms"):
-        r = got[(driver, "tickets_per_1k_subscribers")]
-        t = truth[driver]
-        print(f"{r.sentence}  [truth {t.effect:.3g}]")
-        assert t.built_in and r.step == t.step
-        assert r.ci_low is not None and r.ci_high is not None
-        assert r.ci_low <= t.effect <= r.ci_high, (driver, r.effect, t.effect)
-        assert r.strength in ("strong", "moderate") and r.lag == 0
-    cssr = got[("call_setup_success_pct", "tickets_per_1k_subscribers")]
-    print(cssr.sentence)
-    assert not truth["call_setup_success_pct"].built_in
-    assert cssr.strength == "weak"
-    # Packet loss rises with the same incidents but drives no tickets: not discovered.
-    assert ("packet_loss_pct", "tickets_per_1k_subscribers") not in got
-    print(f"{time.perf_counter() - t0:.1f} s")
+    for driver in BUILT_IN:
+        effect, built_in, step = seed_runs[0]["truth"][driver]
+        assert built_in
+        runs = [r["links"][driver] for r in seed_runs]
+        est = np.array([r["effect"] for r in runs])
+        covered = sum(r["lo"] <= effect <= r["hi"] for r in runs)
+        # At 95 % coverage, 16 or fewer of 20 has probability 1.6 %.
+        assert covered >= 17, (driver, covered)
+        # Bias: within three standard errors of the mean, plus 3 % for the mobility dilution.
+        se = est.std(ddof=1) / np.sqrt(len(est))
+        assert abs(est.mean() - effect) <= 3 * se + 0.03 * abs(effect), (driver, est.mean(), effect, se)
+        assert sum(np.sign(e) == np.sign(effect) for e in est) >= 19, (driver, est)
+        assert sum(r["strength"] in ("strong", "moderate") for r in runs) >= 18, driver
+        assert all(r["step"] == step and r["lag"] == 0 for r in runs)
+    # CSSR -> tickets is declared but not built in: its interval holds 0 in most seeds and it is
+    # seldom strong (measured: 17/20 and 1/20).
+    cssr = [r["links"]["call_setup_success_pct"] for r in seed_runs]
+    assert not seed_runs[0]["truth"]["call_setup_success_pct"][1]
+    assert sum(r["lo"] <= 0 <= r["hi"] for r in cssr) >= 15
+    assert sum(r["strength"] == "strong" for r in cssr) <= 2
+    # Packet loss rises with the same incidents but drives no tickets: never discovered.
+    assert not any("packet_loss_pct" in r["links"] for r in seed_runs)
 
 
 # --- the store and the API -------------------------------------------------------------------------

@@ -10,8 +10,9 @@ target the target is regressed on the driver lagged by 0..max_lag periods, one r
   ``d[t]`` (period fixed effects) absorbs what moves every cell at once (weekday, holidays,
   network-wide trends). Both are removed by a weighted within transform (alternating projections,
   exact for unbalanced panels).
-* Controls are the traffic and the target's other declared drivers, so ``b`` is a partial effect:
-  a drop-rate effect is not the latency of the same incidents.
+* Controls are the traffic, the target's other declared drivers and the technical KPIs that co-move
+  with the driver (chosen by ``dashboard.linkage.run.link_controls``), so ``b`` is a partial effect:
+  a drop-rate effect is not the latency or packet loss of the same incidents.
 * Weighted by the lines served (a cell of 500 lines says more about tickets per line than one of
   5); standard errors are cluster-robust by entity (errors of one cell may be correlated over
   time; or by a coarser ``cluster`` column, e.g. the site whose cells share subscribers), by the

@@ -24,6 +24,9 @@ CLUSTER = "_site"
 MAX_LAG_PERIODS = 7
 """Longest lag tried, in periods, whatever a link declares (a 28-day lag needs months of data)."""
 SEGMENT_SCOPES = ("consumer", "smb", "enterprise")
+COMOVING_R = 0.3
+"""A technical KPI whose within-cell, within-period correlation with a driver reaches this is held
+fixed when the driver's effect is measured."""
 
 
 def _names(catalogue: Catalogue) -> dict[str, tuple[str, str]]:
@@ -43,6 +46,65 @@ def drivers_of(catalogue: Catalogue, target: str) -> list[str]:
     return [k.name for k in catalogue.kpis if any(link.kpi == target for link in k.drives)]
 
 
+def descendants(catalogue: Catalogue, name: str) -> set[str]:
+    """The KPIs ``name`` drives, directly or through others (its effects: never held fixed for it)."""
+    out: set[str] = set()
+    frontier = [name]
+    while frontier:
+        k = catalogue.find(frontier.pop())
+        for link in k.drives if k is not None else ():
+            if link.kpi not in out:
+                out.add(link.kpi)
+                frontier.append(link.kpi)
+    return out
+
+
+def co_moving(
+    panel: pd.DataFrame, driver: str, candidates: Sequence[str], *, threshold: float | None = None
+) -> list[str]:
+    """The candidates whose variation within cells and periods moves with the driver's (|r| at least
+    ``threshold``, default ``COMOVING_R``, after removing each entity's and each period's mean, as
+    the regression does)."""
+    threshold = COMOVING_R if threshold is None else threshold
+    cols = [c for c in dict.fromkeys([driver, *candidates]) if c in panel.columns]
+    if driver not in cols or len(cols) < 2:
+        return []
+    sub = panel[["entity_id", "period_start", *cols]].dropna()
+    if len(sub) < 3:
+        return []
+    x = sub[cols].astype(float)
+    within = (
+        x
+        - x.groupby(sub["entity_id"]).transform("mean")
+        - x.groupby(sub["period_start"]).transform("mean")
+        + x.mean()
+    )
+    r = within.corr()[driver]
+    return [c for c in cols[1:] if pd.notna(r[c]) and abs(float(r[c])) >= threshold]
+
+
+def link_controls(catalogue: Catalogue, panel: pd.DataFrame, driver: str, target: str) -> list[str]:
+    """What a link holds fixed beside traffic: the target's other declared drivers and, for a technical
+    driver, every other technical KPI that co-moves with it in this panel and is not one of its
+    effects, so that a KPI riding on the same incidents as a real driver is not credited with its
+    effect."""
+    held = [d for d in drivers_of(catalogue, target) if d != driver]
+    k = catalogue.find(driver)
+    if k is None or k.domain != "technical":
+        return held
+    effects = descendants(catalogue, driver)
+    candidates = [
+        t.name
+        for t in catalogue.kpis
+        if t.domain == "technical"
+        and t.type != "derived"
+        and t.name not in (driver, target, TRAFFIC)
+        and t.name not in effects
+        and t.name not in held
+    ]
+    return held + co_moving(panel, driver, candidates)
+
+
 def links_from_panel(
     panel: pd.DataFrame,
     catalogue: Catalogue,
@@ -57,7 +119,8 @@ def links_from_panel(
 
     A declared link is reported whatever it comes out as (weak and contradicted included). A
     technical x business pair that is not declared is measured with the same controls (traffic,
-    the target's declared drivers) and kept only when strong: a discovered link.
+    the target's declared drivers, the technical KPIs co-moving with the driver: ``link_controls``)
+    and kept only when strong: a discovered link.
     """
     names = _names(catalogue)
     n_periods = int(panel["period_start"].nunique()) if len(panel) else 0
@@ -67,7 +130,7 @@ def links_from_panel(
     declared: set[tuple[str, str]] = set()
     for k, target, direction, lag_s in declared_links(catalogue):
         declared.add((k.name, target))
-        others = [d for d in drivers_of(catalogue, target) if d != k.name]
+        others = link_controls(catalogue, panel, k.name, target)
         out.append(
             estimate_link(
                 panel,
@@ -105,7 +168,7 @@ def links_from_panel(
                 step=d.step,
                 max_lag=_max_lag(2 * DAY_S, grain_s, n_periods),
                 controls=controls,
-                lagged_controls=drivers_of(catalogue, t.name),
+                lagged_controls=link_controls(catalogue, panel, d.name, t.name),
                 weight=weight,
                 grain_s=grain_s,
                 declared=False,
