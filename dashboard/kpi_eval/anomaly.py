@@ -8,14 +8,18 @@ and written back, so a 15-minute pass touches one slot per series. ``kpi_anomali
 verdict per series (learning, normal or anomalous, the usual value, the band and how long it held).
 
 The first pass of a store learns from the ``learn_days`` before the last complete period, so bands
-and verdicts exist from the start. A period is read once it is complete and samples exist for it;
-samples arriving after their period was read do not teach the baseline (they still count everywhere
-else). A gap longer than ``learn_days`` restarts from the last ``learn_days``.
+and verdicts exist from the start: each slot starts from the median and MAD of its values there
+(robust to the faults in the history, which learning one value at a time from an empty slot is
+not), and the last periods are replayed one at a time to reach the current verdicts. A period is
+read once it is complete and samples exist for it; samples arriving after their period was read do
+not teach the baseline (they still count everywhere else). A gap longer than ``learn_days``
+restarts from the last ``learn_days``.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +42,10 @@ GRAIN = timedelta(seconds=GRAIN_S)
 TRAFFIC_KPI = "traffic_gb"
 #: Periods read per statement when catching up (a day).
 CHUNK_PERIODS = 96
+#: A long window seeds empty slots robustly, then replays this many periods one at a time.
+REPLAY_PERIODS = 8
+#: MAD x this estimates a normal sigma.
+_MAD_TO_SIGMA = 1.4826
 _SIGN = {"below": -1, "above": 1, "both": 0}
 
 
@@ -121,6 +129,26 @@ def judge_period(
     hit = breach_arrays(z, rel, rules.sign, rules.min_z, rules.min_rel) & (traffic >= rules.min_traffic)
     opened, closed = verdicts.step(z, rel, hit, rules.periods, rules.clear)
     return Step(expected, scale, warm, z, rel, opened, closed)
+
+
+def seed_slots(base: Baseline, values: np.ndarray, columns: np.ndarray) -> None:
+    """Start every (series, slot) that has learnt nothing from the median and MAD of its ``values``
+    (periods x series, each period in slot column ``columns[p]``), when it has at least the warm-up
+    count of them: a few disturbed days in the history then move neither the level nor the scale,
+    where learning them one at a time from an empty slot would take them in at full weight."""
+    for j in np.unique(columns):
+        rows = values[columns == j]
+        n = np.isfinite(rows).sum(axis=0)
+        empty = (base.count[:, j] == 0) & (n >= base.warmup)
+        if not empty.any():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are not empty ones
+            med = np.nanmedian(rows[:, empty], axis=0)
+            mad = np.nanmedian(np.abs(rows[:, empty] - med), axis=0)
+        base.level[empty, j] = med
+        base.scale[empty, j] = np.maximum(mad * _MAD_TO_SIGMA, np.abs(med) * base.rel_floor)
+        base.count[empty, j] = np.minimum(n[empty], 65535)
 
 
 @dataclass
@@ -291,7 +319,15 @@ def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) 
         if tr is not None and ent in tr.columns and s.rules.min_traffic[j] > 0:
             traffic_arr[:, j] = tr[ent].reindex(periods).fillna(0.0).to_numpy(dtype=float)
     stamps = periods.to_pydatetime()
-    for p, when in enumerate(stamps):
+    first = 0
+    if len(periods) > REPLAY_PERIODS + CHUNK_PERIODS:
+        # A long window (the first pass, or catching up): slots that know nothing yet start from the
+        # median and MAD of the window's values, robust to the faults inside it, and only the last
+        # periods are replayed one at a time to reach the current verdicts.
+        first = len(periods) - REPLAY_PERIODS
+        seed_slots(base, arr[:first], np.array([col[int(x)] for x in slots_of_periods[:first]]))
+    for p in range(first, len(stamps)):
+        when = stamps[p]
         x = arr[p]
         st = judge_period(base, s.verdicts, s.rules, col[int(slots_of_periods[p])], x, traffic_arr[p])
         rel = st.rel
