@@ -45,3 +45,20 @@ dagcomponentfuncs.VtSubscriberLink = function (props) {
     id
   );
 };
+
+/* An incident's title; one that KPI anomalies opened with no alarm carries its badge first. */
+dagcomponentfuncs.VtIncidentTitle = function (props) {
+  var title = props.value == null ? "" : String(props.value);
+  if (!props.data || props.data.kind !== "detected") return title;
+  return React.createElement(
+    "span",
+    null,
+    React.createElement(
+      "span",
+      { className: "vt-detectedbadge", title: "Opened by Vantage from KPIs outside their usual band; no network alarm explains it" },
+      "Detected — no alarm"
+    ),
+    " ",
+    title
+  );
+};

@@ -45,6 +45,18 @@
     return s + (unit ? " " + unit : "");
   }
 
+  // "◆ 3 cells outside usual band" (sites too when any; "3 cells unusual" where tiles are narrow),
+  // "✓ cells in usual band" when none, nothing for a KPI without an anomaly rule.
+  function outsideText(o) {
+    if (!o) { return { text: "", short: "", count: 0 }; }
+    var parts = [];
+    if (o.cell) { parts.push(o.cell + (o.cell === 1 ? " cell" : " cells")); }
+    if (o.site) { parts.push(o.site + (o.site === 1 ? " site" : " sites")); }
+    if (!parts.length) { return { text: "✓ cells in usual band", short: "✓ all usual", count: 0 }; }
+    var what = "◆ " + parts.join(", ");
+    return { text: what + " outside usual band", short: what + " unusual", count: o.cell + o.site };
+  }
+
   // The convex hull of points [x, y] (Andrew's monotone chain), clockwise; one or two points stay as they are.
   function hull(points) {
     var pts = points.slice().sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; });
@@ -145,9 +157,11 @@
         vip: el("td", "vt-q-vip"),
       };
       cells.sev = el("span", "vt-q-sev");
+      cells.kind = el("span", "vt-q-kind");
       cells.name = el("span", "vt-q-name");
       cells.reason = el("div", "vt-q-reason");
       cells.title.appendChild(cells.sev);
+      cells.title.appendChild(cells.kind);
       cells.title.appendChild(cells.name);
       cells.title.appendChild(cells.reason);
       ["rank", "title", "rar", "sla", "vip"].forEach(function (k) { tr.appendChild(cells[k]); });
@@ -447,7 +461,7 @@
         row.id = null;
         setClass(row.tr, "vt-wall-row vt-empty");
         ["rank", "rar", "sla", "vip"].forEach(function (k) { setText(c[k], ""); });
-        setText(c.sev, ""); setText(c.name, ""); setText(c.reason, "");
+        setText(c.sev, ""); setText(c.kind, ""); setText(c.name, ""); setText(c.reason, "");
         row.tr.removeAttribute("data-id");
         continue;
       }
@@ -458,6 +472,7 @@
       setText(c.rank, inc.rank);
       setText(c.sev, (SEVERITY_MARK[inc.severity] || "") + " " + inc.severity.toUpperCase());
       setClass(c.sev, "vt-q-sev vt-sevtext-" + inc.severity);
+      setText(c.kind, inc.kind === "detected" ? "◎ DETECTED" : ""); // the reason says "no alarm"
       setText(c.name, inc.title);
       setText(c.reason, inc.reason);
       setText(c.rar, money(inc.rar, this.cfg.currency));
@@ -510,7 +525,8 @@
     var inc = this.spotlight;
     if (!inc) { return; }
     this.spot.box.setAttribute("data-id", inc.id);
-    setText(this.spot.title, (SEVERITY_MARK[inc.severity] || "") + " " + inc.severity.toUpperCase() + " · #" + inc.rank + " " + inc.title);
+    setText(this.spot.title, (SEVERITY_MARK[inc.severity] || "") + " " + inc.severity.toUpperCase() +
+      (inc.kind === "detected" ? " · ◎ DETECTED — NO ALARM" : "") + " · #" + inc.rank + " " + inc.title);
     var facts = [money(inc.rar, this.cfg.currency) + "/h at risk"];
     if (inc.vip) { facts.push(Math.round(inc.vip) + " VIP lines"); }
     if (inc.ent) { facts.push(Math.round(inc.ent) + " enterprise lines"); }
@@ -629,6 +645,12 @@
         var box = el("div", "vt-kpi-tile");
         box.id = "wall-kpi-" + k.name;
         tile = { box: box, label: el("div", "vt-kpi-label", k.label), value: el("div", "vt-kpi-value"), status: el("div", "vt-kpi-status") };
+        // How many cells and sites are outside their usual band: a fixed slot, empty when no rule.
+        tile.outside = el("div", "vt-kpi-outside");
+        tile.offLong = el("span", "vt-off-long");
+        tile.offShort = el("span", "vt-off-short");
+        tile.outside.appendChild(tile.offLong);
+        tile.outside.appendChild(tile.offShort);
         tile.num = el("span", "vt-kpi-num");
         tile.unit = el("span", "vt-kpi-unit", " " + k.unit);
         tile.value.appendChild(tile.num);
@@ -639,7 +661,7 @@
         tile.svg.setAttribute("class", "vt-kpi-spark");
         tile.path = document.createElementNS("http://www.w3.org/2000/svg", "path");
         tile.svg.appendChild(tile.path);
-        [tile.label, tile.value, tile.status, tile.svg].forEach(function (n) { box.appendChild(n); });
+        [tile.label, tile.value, tile.status, tile.outside, tile.svg].forEach(function (n) { box.appendChild(n); });
         self.kpiBox.appendChild(box);
         self.kpiTiles[k.name] = tile;
       }
@@ -648,6 +670,10 @@
       // No data because the roll-ups are still being prepared is not "no data": say which.
       var pending = k.status === "no_data" && self.waitingFor(["samples", "evaluation"]);
       setText(tile.status, pending ? "◌ PREPARING" : STATUS_MARK[k.status] || k.status);
+      var off = outsideText(k.outside);
+      setText(tile.offLong, off.text);
+      setText(tile.offShort, off.short);
+      setClass(tile.outside, "vt-kpi-outside" + (off.count ? " vt-off" : ""));
       var pts = (k.spark || []).map(function (v, i) { return [i, v]; }).filter(function (p) { return p[1] !== null; });
       var d = "";
       if (pts.length > 1) {
@@ -670,7 +696,9 @@
     var m = this.data.money || {};
     setText(this.moneyValue, money(m.rar, m.currency || this.cfg.currency) + " / h");
     var open = m.incidents || 0;
-    setText(this.moneyNote, open + (open === 1 ? " open incident" : " open incidents") + (m.breached ? " · " + m.breached + " SLA breached" : ""));
+    setText(this.moneyNote, open + (open === 1 ? " open incident" : " open incidents") +
+      (m.detected ? " · ◎ " + m.detected + " detected, no alarm" : "") +
+      (m.breached ? " · " + m.breached + " SLA breached" : ""));
   };
 
   Wall.prototype.renderSources = function () {

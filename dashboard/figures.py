@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -209,6 +210,134 @@ def kpi_impact_figure(
     return fig
 
 
+# --- KPIs against their usual band -----------------------------------------------------------
+
+#: The usual band: the accent, faint, so the value drawn over it stays the figure's subject.
+BAND_FILL = "rgba(0, 188, 140, 0.18)"
+OUTSIDE_COLOUR = SEVERITY_COLOURS["critical"]
+
+
+def _band_range(rows: pd.DataFrame) -> list[float] | None:
+    """The y range of a band panel: every value and usual value, and the band where it is typical.
+
+    A slot learnt from few or disturbed values can have a band many times wider than the rest; drawn
+    in full it would flatten the series, so the axis follows the band's 5th and 95th percentiles
+    (the band is clipped there, the values never are). A KPI with no negative value is not drawn
+    below 0.
+    """
+    value = rows["value"].to_numpy(dtype=float)
+    expected = rows["expected"].to_numpy(dtype=float)
+    low, high = rows["low"].to_numpy(dtype=float), rows["high"].to_numpy(dtype=float)
+    seen = np.concatenate([value[np.isfinite(value)], expected[np.isfinite(expected)]])
+    if not len(seen):
+        return None
+    lo, hi = float(seen.min()), float(seen.max())
+    if np.isfinite(low).any():
+        lo = min(lo, float(np.nanpercentile(low, 5)))
+    if np.isfinite(high).any():
+        hi = max(hi, float(np.nanpercentile(high, 95)))
+    pad = (hi - lo) * 0.06 or abs(hi) * 0.1 or 1.0
+    lo, hi = lo - pad, hi + pad
+    measured = value[np.isfinite(value)]
+    if len(measured) and float(measured.min()) >= 0:
+        lo = max(lo, -pad if float(measured.min()) == 0 else 0.0)
+    return [lo, hi]
+
+
+def band_figure(
+    df: pd.DataFrame,
+    panels: list[tuple[str, str]],
+    *,
+    title: str = "",
+    panel_height: int = 150,
+    empty_text: str = "No samples in this window",
+) -> go.Figure:
+    """One entity's KPIs against their usual band, one panel per KPI, stacked on one time axis.
+
+    ``df`` is :func:`dashboard.kpi_eval.bands.band_panel` for one entity: kpi, period_start, value,
+    expected, low, high, outside; ``panels`` lists (kpi, title) in order. The band is shaded, the
+    usual value dashed, the value solid, and periods beyond the band in the rule's bad direction
+    marked (a shape and a legend entry, not colour alone). Laid out by hand, as
+    :func:`experienced_kpi_figure` is.
+    """
+
+    def has(kpi: str) -> bool:
+        part = df[df["kpi"] == kpi]
+        return bool(part["value"].notna().any() or part["expected"].notna().any())
+
+    shown = [p for p in panels if has(p[0])] if not df.empty else []
+    if not shown:
+        return empty_figure(empty_text)
+    n = len(shown)
+    traces: list[dict[str, object]] = []
+    notes: list[dict[str, object]] = []
+    layout: dict[str, object] = {}
+    times = pd.to_datetime(df["period_start"]).astype("datetime64[ns]")
+    marked = False  # the "outside usual band" legend entry, once
+    for i, ((kpi, label), (ax, bottom, top)) in enumerate(
+        zip(shown, _stacked_axes(n, 0.28 / n if n > 1 else 0.0), strict=True)
+    ):
+        part = df["kpi"] == kpi
+        x = times[part].to_numpy()
+        rows = df[part]
+        xa, ya = f"x{ax}", f"y{ax}"
+        layout[f"xaxis{ax}"] = {"anchor": ya, "showticklabels": i == n - 1, "type": "date"} | (
+            {"matches": "x"} if ax else {}
+        )
+        yaxis: dict[str, object] = {"anchor": xa, "domain": [bottom, top]}
+        span = _band_range(rows)
+        if span is not None:
+            yaxis["range"] = span
+        layout[f"yaxis{ax}"] = yaxis
+        first = i == 0
+        base: dict[str, object] = {"type": "scatter", "x": x, "xaxis": xa, "yaxis": ya, "mode": "lines"}
+        value, expected = rows["value"].to_numpy(), rows["expected"].to_numpy()
+        edge = {"line": {"width": 0}, "hoverinfo": "skip", "name": "usual band", "legendgroup": "band"}
+        traces.append(base | edge | {"y": rows["low"].to_numpy(), "showlegend": False})
+        traces.append(
+            base
+            | edge
+            | {"y": rows["high"].to_numpy(), "fill": "tonexty", "fillcolor": BAND_FILL}
+            | {"showlegend": first}
+        )
+        traces.append(
+            base
+            | {"y": expected, "name": "usual", "legendgroup": "usual", "showlegend": first}
+            | {"line": {"color": MUTED, "width": 1.5, "dash": "dash"}}
+            | {"hovertemplate": "usual %{y:.4g}<extra></extra>"}
+        )
+        name = plain_label(label)
+        traces.append(
+            base
+            | {"y": value, "name": name, "showlegend": False, "line": {"color": SERIES[1], "width": 2}}
+            | {"hovertemplate": "%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.4g}<extra>" + name + "</extra>"}
+        )
+        out = rows["outside"].astype(bool).to_numpy()
+        if out.any():
+            low_side = bool(np.nanmean(value[out]) < np.nanmean(expected[out]))
+            mark = "triangle-down" if low_side else "triangle-up"
+            traces.append(
+                base
+                | {"x": x[out], "y": value[out], "mode": "markers", "name": "outside usual band"}
+                | {"legendgroup": "outside", "showlegend": not marked}
+                | {"marker": {"color": OUTSIDE_COLOUR, "size": 8, "symbol": mark}}
+                | {"hovertemplate": "outside usual band: %{y:.4g}<extra></extra>"}
+            )
+            marked = True
+        notes.append(_panel_title(plain_label(label), top) | {"font": {"size": 14}})
+    layout |= {
+        "template": TEMPLATE,
+        "title": {"text": plain_label(title), "font": {"size": 15}} if title else {"text": ""},
+        "showlegend": True,
+        "legend": {"orientation": "h", "x": 0, "y": -0.08 if n > 1 else -0.2, "yanchor": "top"},
+        "height": 110 + (28 if title else 0) + panel_height * n,
+        "margin": {"l": 55, "r": 15, "t": 60 if title else 35, "b": 40},
+        "hovermode": "x unified",
+        "annotations": notes,
+    }
+    return go.Figure(data=traces, layout=layout)
+
+
 # --- Subscriber 360 ------------------------------------------------------------------------
 
 #: How each kind of story event is drawn on the timeline: row label, marker symbol, colour.
@@ -235,8 +364,13 @@ def plain_label(value: object) -> str:
 def _stacked_axes(n: int, gap: float) -> list[tuple[str, float, float]]:
     """Axis suffix ('', '2'...) and vertical domain of ``n`` panels stacked top to bottom."""
     height = (1.0 - gap * (n - 1)) / n
+    # Rounding can put the lowest panel a hair below 0 (-7e-17 for 7 panels), which plotly refuses.
     return [
-        ("" if i == 0 else str(i + 1), 1.0 - i * (height + gap) - height, 1.0 - i * (height + gap))
+        (
+            "" if i == 0 else str(i + 1),
+            max(0.0, 1.0 - i * (height + gap) - height),
+            min(1.0, 1.0 - i * (height + gap)),
+        )
         for i in range(n)
     ]
 

@@ -72,6 +72,12 @@ LINKAGE_ROW = "linkage-row"
 LINKAGE_CSV = "linkage-csv"
 LINKAGE_DOWNLOAD = "linkage-download"
 LINKAGE_SUMMARY_LINK = "linkage-summary-link"
+#: "KPI against its usual band": the KPI, the level (cell or site), the entity, the chart and verdict.
+LINKAGE_VS_KPI = "linkage-vs-kpi"
+LINKAGE_VS_LEVEL = "linkage-vs-level"
+LINKAGE_VS_ENTITY = "linkage-vs-entity"
+LINKAGE_VS_GRAPH = "linkage-vs-graph"
+LINKAGE_VS_VERDICT = "linkage-vs-verdict"
 SUMMARY_PRINT = "summary-print"
 
 # --- Subscribers (search) ------------------------------------------------------------------

@@ -103,6 +103,16 @@ class AnomalyRule(_Strict):
         return max(1, int(self.clear_after_s // grain_s))
 
 
+def deviation_words(rel: float) -> str:
+    """A deviation from the usual value in words: ``46% below usual``, ``30% above usual``, ``2.1x
+    usual`` (what detected incidents, bands and pages say)."""
+    if rel < 0:
+        return f"{abs(rel) * 100:.0f}% below usual"
+    if rel >= 1:
+        return f"{1 + rel:.1f}x usual"
+    return f"{rel * 100:.0f}% above usual"
+
+
 class Link(_Strict):
     kpi: str
     direction: Literal["positive", "negative"]

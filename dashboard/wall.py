@@ -5,13 +5,15 @@ the one the screen has (all of them on the first request) plus the time and the 
 assets/wall.js renders them in place. Panels:
 
 - ``queue``: the top of the value-weighted queue (rank, title, severity, revenue at risk per hour,
-  SLA deadline, VIP/enterprise lines, reason);
+  SLA deadline, VIP/enterprise lines, reason, and kind: alarm or detected from KPIs with no alarm);
 - ``alerts``: critical or VIP/enterprise incidents opened in the last ``ALERT_WINDOW`` (the screen
   jumps to the incidents view for one it has not seen);
 - ``sites``: sites whose status is not OK (worst active alarm at the site, or ``impacted`` when an
   open incident degrades its cells); ``site_map``: every site's position, sent once;
-- ``kpis``: the catalogue's headline KPIs, network-wide, with status and a sparkline;
-- ``money``: revenue at risk per hour now (sum over the open queue);
+- ``kpis``: the catalogue's headline KPIs, network-wide, with status and a sparkline, and for those
+  with an anomaly rule how many cells and sites are outside their usual band now;
+- ``money``: revenue at risk per hour now (sum over the open queue), and how many of the open
+  incidents were detected from KPIs with no alarm;
 - ``sources``: every enabled source's freshness; ``stale``: whether the wall must say DATA STALE.
 """
 
@@ -25,12 +27,13 @@ from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from connectors.canonical import SEVERITIES
 from dashboard import health, queries, readiness
 from dashboard.config import Settings
 from dashboard.incidents.read import queue_computed_at
+from dashboard.kpi_eval.bands import outside_counts, verdicts_mark
 from dashboard.kpi_eval.read import current
 from dashboard.kpis import Catalogue
 from dashboard.store.db import Store, read_frame
@@ -72,13 +75,22 @@ class WallIncident(TypedDict):
     ent: float | None  # enterprise lines affected
     accounts: int
     reason: str
+    kind: str | None  # alarm, or detected (KPI anomalies no alarm explains)
 
 
 class Money(TypedDict):
     rar: int  # revenue at risk per hour, over the open queue
     incidents: int
     breached: int
+    detected: int  # of the open incidents, those KPI anomalies opened with no alarm
     currency: str
+
+
+class Outside(TypedDict):
+    """Series of a KPI outside their usual band now (anomalous), per level."""
+
+    cell: int
+    site: int
 
 
 class KpiTile(TypedDict):
@@ -88,6 +100,7 @@ class KpiTile(TypedDict):
     value: float | None
     status: str
     spark: list[float | None]
+    outside: Outside | None  # None: the KPI has no anomaly rule
 
 
 class SourceFreshness(TypedDict):
@@ -168,6 +181,7 @@ def _incident_rows(df: pd.DataFrame) -> list[WallIncident]:
             "ent": _num(r.enterprise_lines, 0),
             "accounts": int(r.accounts or 0),
             "reason": str(r.reason),
+            "kind": None if r.kind is None or pd.isna(r.kind) else str(r.kind),
         }
         for r in df.itertuples(index=False)
     ]
@@ -186,6 +200,7 @@ _QUEUE_COLS = [
     incident_queue.c.enterprise_lines,
     incident_queue.c.accounts,
     incident_queue.c.reason,
+    incident_queue.c.kind,
 ]
 
 
@@ -220,13 +235,21 @@ def alerts_panel(conn: Connection, now: datetime) -> list[WallIncident]:
 
 
 def money_panel(conn: Connection, currency: str) -> Money:
+    q = incident_queue
     stmt = select(
-        func.coalesce(func.sum(incident_queue.c.revenue_at_risk_per_hour), 0.0),
+        func.coalesce(func.sum(q.c.revenue_at_risk_per_hour), 0.0),
         func.count(),
-        func.coalesce(func.sum(incident_queue.c.sla_breached), 0),
-    ).where(incident_queue.c.rank.is_not(None), incident_queue.c.state.in_(OPEN_STATES))
-    rar, n, breached = conn.execute(stmt).one()
-    return {"rar": round(float(rar)), "incidents": int(n), "breached": int(breached), "currency": currency}
+        func.coalesce(func.sum(q.c.sla_breached), 0),
+        func.coalesce(func.sum(case((q.c.kind == "detected", 1), else_=0)), 0),
+    ).where(q.c.rank.is_not(None), q.c.state.in_(OPEN_STATES))
+    rar, n, breached, detected = conn.execute(stmt).one()
+    return {
+        "rar": round(float(rar)),
+        "incidents": int(n),
+        "breached": int(breached),
+        "detected": int(detected),
+        "currency": currency,
+    }
 
 
 _SITES_CACHE: dict[str, tuple[tuple[Any, ...], dict[str, str]]] = {}
@@ -308,22 +331,25 @@ _KPI_LOCK = threading.Lock()
 
 
 def kpis_panel(conn: Connection, catalogue: Catalogue, currency: str = "EUR") -> list[KpiTile]:
-    """The headline KPI tiles; re-read only after an evaluation pass changed ``kpi_status``."""
-    mark = conn.execute(
+    """The headline KPI tiles; re-read only after an evaluation pass changed ``kpi_status`` or the
+    anomaly verdicts."""
+    status_mark = conn.execute(
         select(func.max(kpi_status.c.evaluated_at), func.count()).select_from(kpi_status)
     ).one()
+    mark = (*status_mark, *verdicts_mark(conn))
     key = (str(conn.engine.url), id(catalogue))
     with _KPI_LOCK:
         hit = _KPI_CACHE.get(key)
-    if hit is not None and hit[0] == tuple(mark):
+    if hit is not None and hit[0] == mark:
         return hit[1]
     tiles = _kpi_tiles(conn, catalogue, currency)
     with _KPI_LOCK:
-        _KPI_CACHE[key] = (tuple(mark), tiles)
+        _KPI_CACHE[key] = (mark, tiles)
     return tiles
 
 
 def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[KpiTile]:
+    outside = outside_counts(conn, catalogue, levels=("cell", "site"))
     out: list[KpiTile] = []
     for item in current(conn, catalogue, level="network", entity_id="all"):
         # Revenue at risk has its own live panel (the queue now); its hourly KPI would lag it.
@@ -338,9 +364,16 @@ def _kpi_tiles(conn: Connection, catalogue: Catalogue, currency: str) -> list[Kp
                 "value": _num(item.get("value"), 3),
                 "status": str(item.get("status") or "no_data"),
                 "spark": [_num(v, 3) for v in (item.get("sparkline") or [])],
+                "outside": _outside(outside.get(kpi.name)),
             }
         )
     return out
+
+
+def _outside(counts: Mapping[str, int] | None) -> Outside | None:
+    if counts is None:
+        return None
+    return {"cell": int(counts.get("cell", 0)), "site": int(counts.get("site", 0))}
 
 
 def sources_panel(conn: Connection, settings: Settings, now: datetime) -> list[SourceFreshness]:

@@ -1,7 +1,8 @@
 """Seasonal baselines in the store, anomaly verdicts, and the silent-failure incidents they open.
 
-Hand-made network: cells C1, C2 on site S1 (served by RAN node N1, behind transport link T1), C3 on
-site S2. Throughput and latency follow a daily curve with noise for two weeks; then C1 degrades.
+The hand-made network of tests/band_data.py: cells C1, C2 on site S1 (served by RAN node N1, behind
+transport link T1), C3 on site S2. Here throughput and latency follow a daily curve of their own with
+noise for two weeks; then C1 degrades.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from dashboard.config import ConfigError
 from dashboard.incidents import correlate, refresh_queue
@@ -30,8 +31,8 @@ from dashboard.store.schema import (
     incidents,
     kpi_anomalies,
     kpi_baselines,
-    kpi_samples,
 )
+from tests.band_data import build_network, write_samples
 from tests.kpi_data import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,52 +80,10 @@ def _rows(start: datetime, end: datetime, *, bad: tuple[datetime, datetime] | No
     return out
 
 
-def _samples(store: Store, rows: list[dict]) -> None:
-    with store.begin() as conn:
-        for lo in range(0, len(rows), 5000):
-            conn.execute(insert(kpi_samples), rows[lo : lo + 5000])
-
-
 @pytest.fixture
 def net(store: Store) -> Store:
-    ingest(store, "regions", [{"id": "R1", "name": "North"}])
-    ingest(
-        store,
-        "sites",
-        [
-            {"id": "S1", "region_id": "R1", "name": "Porto 1"},
-            {"id": "S2", "region_id": "R1", "name": "Porto 2"},
-        ],
-    )
-    ingest(
-        store,
-        "cells",
-        [
-            {"id": "C1", "site_id": "S1", "name": "c1"},
-            {"id": "C2", "site_id": "S1", "name": "c2"},
-            {"id": "C3", "site_id": "S2", "name": "c3"},
-        ],
-    )
-    ingest(
-        store,
-        "resources",
-        [
-            {"id": "T1", "site_id": "S1", "name": "mw link", "kind": "transport"},
-            {"id": "N1", "site_id": "S1", "name": "enb 1", "kind": "ran_node"},
-            {"id": "N2", "site_id": "S2", "name": "enb 2", "kind": "ran_node"},
-        ],
-    )
-    ingest(
-        store,
-        "topology_edges",
-        [
-            {"parent_type": "resource", "parent_id": "T1", "child_type": "resource", "child_id": "N1"},
-            {"parent_type": "resource", "parent_id": "N1", "child_type": "cell", "child_id": "C1"},
-            {"parent_type": "resource", "parent_id": "N1", "child_type": "cell", "child_id": "C2"},
-            {"parent_type": "resource", "parent_id": "N2", "child_type": "cell", "child_id": "C3"},
-        ],
-    )
-    _samples(store, _rows(START, LEARNT))
+    build_network(store)
+    write_samples(store, _rows(START, LEARNT))
     return store
 
 
@@ -146,7 +105,7 @@ def test_first_pass_learns_history_and_later_passes_touch_one_slot(net: Store, c
             ["slot", "kpi", "level", "entity_id"]
         )
     assert slots_before.index.get_level_values("slot").nunique() == 192
-    _samples(net, _rows(LEARNT, LEARNT + Q))
+    write_samples(net, _rows(LEARNT, LEARNT + Q))
     with net.begin() as conn:
         second = refresh_anomalies(conn, cat, now=LEARNT + 2 * Q)
         after = read_frame(conn, select(kpi_baselines)).set_index(["slot", "kpi", "level", "entity_id"])
@@ -165,7 +124,7 @@ def test_a_degradation_is_anomalous_after_its_for_and_normal_after_clear_after(
     with net.begin() as conn:
         refresh_anomalies(conn, cat, now=LEARNT)
     bad = (LEARNT + 4 * Q, LEARNT + 8 * Q)
-    _samples(net, _rows(LEARNT, LEARNT + 12 * Q, bad=bad))
+    write_samples(net, _rows(LEARNT, LEARNT + 12 * Q, bad=bad))
     states = []
     for k in range(1, 13):
         with net.begin() as conn:
@@ -217,7 +176,7 @@ def test_silent_degradation_opens_a_detected_incident_that_resolves_when_kpis_re
     with net.begin() as conn:
         refresh_anomalies(conn, cat, now=LEARNT)
     bad = (LEARNT + 4 * Q, LEARNT + 10 * Q)
-    _samples(net, _rows(LEARNT, LEARNT + 16 * Q, bad=bad))
+    write_samples(net, _rows(LEARNT, LEARNT + 16 * Q, bad=bad))
     for k in range(1, 7):
         _step(net, cat, LEARNT + (k + 1) * Q)
     inc = _engine_incidents(net)
@@ -255,7 +214,7 @@ def test_an_alarm_arriving_later_merges_the_detected_incident_into_an_alarm_inci
     with net.begin() as conn:
         refresh_anomalies(conn, cat, now=LEARNT)
     bad = (LEARNT + 4 * Q, LEARNT + 12 * Q)
-    _samples(net, _rows(LEARNT, LEARNT + 14 * Q, bad=bad))
+    write_samples(net, _rows(LEARNT, LEARNT + 14 * Q, bad=bad))
     for k in range(1, 8):
         _step(net, cat, LEARNT + (k + 1) * Q)
     assert _engine_incidents(net).iloc[0]["kind"] == "detected"
@@ -304,7 +263,7 @@ def test_an_anomaly_under_an_active_alarm_joins_its_incident(net: Store, cat: Ca
         ],
     )
     bad = (LEARNT + 4 * Q, LEARNT + 10 * Q)
-    _samples(net, _rows(LEARNT, LEARNT + 10 * Q, bad=bad))
+    write_samples(net, _rows(LEARNT, LEARNT + 10 * Q, bad=bad))
     for k in range(1, 9):
         _step(net, cat, LEARNT + (k + 1) * Q)
     inc = _engine_incidents(net)
@@ -366,25 +325,25 @@ def _lines_and_tickets(store: Store, now: datetime, recent: int) -> None:
         store,
         "subscribers",
         [
-            {"id": f"L{i}", "account_id": "A1", "arpu": 20.0, "activated_at": START, "status": "active"}
+            {"id": f"TL{i}", "account_id": "A1", "arpu": 20.0, "activated_at": START, "status": "active"}
             for i in range(10)
         ],
     )
     ingest(
         store,
         "subscriber_cells",
-        [{"subscriber_id": f"L{i}", "cell_id": "C3", "share": 1.0} for i in range(10)],
+        [{"subscriber_id": f"TL{i}", "cell_id": "C3", "share": 1.0} for i in range(10)],
     )
     rows = []
     for d in range(14):
         t = now - timedelta(days=14 - d, hours=3)
-        rows.append({"id": f"T-old-{d}", "subscriber_id": f"L{d % 10}", "account_id": "A1", "created_at": t})
+        rows.append({"id": f"T-old-{d}", "subscriber_id": f"TL{d % 10}", "account_id": "A1", "created_at": t})
     for i in range(recent):
         t = now - timedelta(minutes=50 - 5 * i)
         rows.append(
             {
                 "id": f"T-new-{i}",
-                "subscriber_id": f"L{i % 10}",
+                "subscriber_id": f"TL{i % 10}",
                 "account_id": "A1",
                 "created_at": t,
                 "sentiment": -0.6,

@@ -28,6 +28,7 @@ from dashboard.incidents import read
 from dashboard.privacy import PermissionDenied
 from dashboard.store.db import Store
 from dashboard.store.schema import audit
+from tests import band_data
 from tests.apps import new_app, request_as
 from tests.browser import QueueExpected, seed_queue, settings_for
 from tests.test_app import _text
@@ -377,3 +378,64 @@ def test_figures_say_why_they_are_empty() -> None:
     assert cells_map_figure(cells).layout.annotations[0].text == "No affected cell has site coordinates"
     no_kpis = pd.DataFrame(columns=["period_start", "kpi", "value"])
     assert "No KPI samples" in kpi_impact_figure(no_kpis, NOW, [("a", "A")]).layout.annotations[0].text
+
+
+# --- Detected incidents and the usual band -----------------------------------------------------------
+
+
+def _band_graphs(component: Any) -> list[Any]:
+    """The graphs that draw KPIs against their usual band (a shaded band trace)."""
+    return [
+        g
+        for g in find(component, dcc.Graph)
+        if any(getattr(t, "fill", None) == "tonexty" for t in (g.figure.data if g.figure else []))
+    ]
+
+
+def test_a_detected_incident_has_its_badge_and_its_cells_against_their_usual_band(
+    sqlite_store: Store,
+) -> None:
+    cat = band_data.catalogue()
+    detected = band_data.degraded_silently(sqlite_store, cat)
+    app = new_app(sqlite_store, settings_for(sqlite_store), clock=lambda: band_data.NOW)
+    page = importlib.import_module("dashboard.pages.incidents")
+    with request_as(app.server, "viewer"):
+        (row,) = page.grid_rows(sqlite_store, page.filters_from_query({}), band_data.NOW)
+        _, header, body, *_ = page.render_detail(sqlite_store, detected.incident_id, band_data.NOW)
+    # The grid row carries its kind, which the title column's renderer turns into the badge.
+    assert row["kind"] == "detected" and row["reason"].startswith("#1: no alarm; ")
+    (title,) = [c for c in page.queue_columns("EUR") if c.get("field") == "title"]
+    assert title["cellRenderer"] == "VtIncidentTitle"
+    (badge,) = find(header, html.Span, className="vt-detectedbadge")
+    assert badge.children == "Detected — no alarm"
+    # C1 against its usual band: the verdicts in words over a chart of each KPI shown.
+    text = _text(body)
+    assert "Against their usual band, last 24 h: 2 KPIs outside" in text
+    assert "c1 (Porto 1)" in text
+    assert "Downlink throughput 61% below usual since 01:00 UTC" in text
+    assert "Latency 3.0x usual since 01:00 UTC" in text
+    (graph,) = _band_graphs(body)  # only C1 is affected
+    fig = graph.figure
+    bands_drawn = [t for t in fig.data if t.fill == "tonexty"]
+    # Throughput and latency; the headline dropped-call rate is named, but has no samples to draw.
+    assert len(bands_drawn) == 2
+    assert "Dropped call rate: no usual band yet" in text
+    outside = [t for t in fig.data if t.name == "outside usual band"]
+    assert [len(t.x) for t in outside] == [band_data.BAD_PERIODS] * 2
+    assert [t.marker.symbol for t in outside] == [
+        "triangle-down",
+        "triangle-up",
+    ]  # low throughput, high latency
+    (tput,) = [t for t in fig.data if t.name == "Downlink throughput (Mbit/s)"]
+    assert len(tput.x) == 96 and pd.Timestamp(tput.x[-1]) == pd.Timestamp(band_data.NOW)
+
+
+def test_an_alarm_incident_has_no_badge_and_says_when_no_band_is_learnt(
+    page: ModuleType, queued: QueueExpected
+) -> None:
+    _, header, body, *_ = page.render_detail(page.current_store(), queued.harbour, NOW)
+    assert not find(header, html.Span, className="vt-detectedbadge")
+    assert "No usual band learnt yet for the affected cells." in _text(body)
+    assert not _band_graphs(body)
+    rows = page.grid_rows(page.current_store(), page.filters_from_query({}), NOW)
+    assert [r["kind"] for r in rows] == ["alarm", "alarm"]

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from dashboard import ids
 from dashboard.kpis import load_catalogue
 from dashboard.linkage_figures import STRENGTH_STYLE, driver_tree_figure, sparkline_uri
 from dashboard.store.db import Store
 from dashboard.store.schema import kpi_links
+from tests import band_data
 from tests.apps import new_app
 from tests.browser import settings_for
 from tests.test_app import _text
@@ -170,3 +172,66 @@ def test_sparkline_is_an_svg_path_scaled_to_its_box() -> None:
     assert uri.startswith("data:image/svg+xml;utf8,")
     assert "M2.0%2C37.0" in uri and "L98.0%2C3.0" in uri  # lowest at the bottom, highest at the top
     assert "path" not in sparkline_uri([1.0])
+
+
+# --- One KPI against its usual band -------------------------------------------------------------------
+
+
+def find(component: Any) -> list[Any]:
+    """Every component in a layout tree."""
+    if isinstance(component, list | tuple):
+        return [c for part in component for c in find(part)]
+    if component is None or isinstance(component, str | int | float):
+        return []
+    return [component, *find(getattr(component, "children", None))]
+
+
+def test_a_kpi_of_one_cell_or_site_is_drawn_against_its_usual_band(store: Store) -> None:
+    cat = band_data.catalogue()
+    band_data.degraded_silently(store, cat)
+    app = new_app(store, settings_for(store), clock=lambda: band_data.NOW)
+    linkage = page("linkage")
+    with app.server.app_context():
+        # With no deep link the section opens on the most unusual series of the first KPI with a rule.
+        section = linkage.vs_section(store, cat, linkage.filters_from_query({}), band_data.NOW)
+        choice = linkage.vs_from_query(cat, "latency_ms:site:S1")
+        options = linkage.vs_options(store, cat, choice, band_data.NOW)
+        figure, verdict = linkage.vs_view(store, cat, choice, "24h", band_data.NOW)
+        week, _ = linkage.vs_view(store, cat, choice, "90d", band_data.NOW)
+        fig_url = linkage.vs_outputs(
+            store, cat, "dl_throughput_mbps", "cell", "C2", {"range": "24h", "region": "any"}, band_data.NOW
+        )
+        moved = linkage.vs_entity_options(store, cat, "latency_ms", "site", "C1", band_data.NOW)
+    (dropdown,) = [c for c in find(section) if getattr(c, "id", None) == ids.LINKAGE_VS_ENTITY]
+    assert dropdown.value == "C1" and dropdown.options[0]["label"].startswith("▲ c1 (Porto 1) — Downlink")
+    assert [o["value"] for o in options] == ["S1", "S2"]  # the anomalous site first
+    # The latency doubled: about twice its usual value (the usual value is the history's median).
+    said = _text(verdict)
+    assert said.startswith("▲ Latency ") and said.endswith(" usual since 01:00 UTC"), said
+    assert any(w in said for w in ("2.0x", "2.1x", "99% above", "98% above")), said
+    bands_drawn = [t for t in figure.data if t.fill == "tonexty"]
+    assert len(bands_drawn) == 1 and len(bands_drawn[0].x) == 96  # 24 h of quarter hours
+    (marks,) = [t for t in figure.data if t.name == "outside usual band"]
+    assert len(marks.x) == band_data.BAD_PERIODS
+    assert "Site S1: Latency against its usual band, last 24 h (UTC)" in figure.layout.title.text
+    # 90 days is more than a band is drawn over: seven days of the learnt history instead.
+    assert "last 7 days" in week.layout.title.text
+    (week_band,) = [t for t in week.data if t.fill == "tonexty"]
+    assert len(week_band.x) == 7 * 96
+    # The controls' choice is kept in the query string, the page's filters with it.
+    _, _, search = fig_url
+    assert search == "?range=24h&vs=dl_throughput_mbps%3Acell%3AC2"
+    # A level change keeps the KPI and moves to the most unusual entity of that level.
+    assert moved[1] == "S1" and [o["value"] for o in moved[0]] == ["S1", "S2"]
+
+
+def test_the_usual_band_choice_is_read_leniently_from_the_query_string() -> None:
+    from dashboard.pages.linkage import VsChoice, vs_choice, vs_from_query
+
+    assert vs_from_query(CATALOGUE, "latency_ms:cell:C:1") == VsChoice("latency_ms", "cell", "C:1")
+    assert vs_from_query(CATALOGUE, "") == VsChoice("drop_call_rate_pct", "cell", None)  # first with a rule
+    assert vs_from_query(CATALOGUE, "availability_pct:region:X") == VsChoice(
+        "drop_call_rate_pct", "cell", "X"
+    )
+    assert vs_choice(CATALOGUE, {"x": 1}, ["a"], 7) == VsChoice("drop_call_rate_pct", "cell", None)
+    assert VsChoice("latency_ms", "site", "S1").key() == "latency_ms:site:S1"

@@ -33,6 +33,7 @@ from dashboard.privacy import Principal
 from dashboard.store.db import Store
 from dashboard.store.schema import audit, incident_cells, incident_queue, subscriber_signals
 from dashboard.subscribers.story import subscriber_story
+from tests import band_data
 from tests.apps import api_client, new_app, request_as
 
 NOW = datetime(2026, 3, 2, 12, 0)
@@ -496,6 +497,52 @@ def test_ticket_text_is_a_plain_string_child_never_html(
     hovers = [str(c) for trace in timeline.figure.data for c in trace.customdata]
     assert "&lt;b&gt;No signal&lt;/b&gt;<br>app · inprogress · sentiment -0.60" in hovers
     assert not any("<b>" in h or "<i>" in h for h in hovers)
+
+
+def _band_graphs(component: Any) -> list[Any]:
+    return [
+        g
+        for g in find(component, dcc.Graph)
+        if any(getattr(t, "fill", None) == "tonexty" for t in (g.figure.data if g.figure else []))
+    ]
+
+
+def test_the_network_tab_shows_each_serving_cell_against_its_usual_band(sqlite_store: Store) -> None:
+    """Line L1 of tests/band_data.py: 70% on C1 (degraded, no alarm), 30% on C3 (normal)."""
+    cat = band_data.catalogue()
+    band_data.degraded_silently(sqlite_store, cat)
+    app = new_app(sqlite_store, _settings(sqlite_store), clock=lambda: band_data.NOW)
+    module = importlib.import_module("dashboard.pages.subscriber")
+    with request_as(app.server, "viewer"):
+        view = module.layout(subscriber_id="L1", tab="network")
+        switched = module.render_tab(
+            module.current_store(), module.current_principal(), "L1", "network", band_data.NOW
+        )
+        overview = module.layout(subscriber_id="L1")
+    text = _text(view)
+    # Highest share first, each cell's verdict per KPI with a rule (in the catalogue's order).
+    first, second = "c1 (Porto 1) · 70% of this line's traffic", "c3 (Porto 2) · 30% of this line's traffic"
+    assert first in text and second in text and text.index(first) < text.index(second)
+    assert "Downlink throughput 61% below usual since 01:00 UTC" in text
+    assert "Latency 3.0x usual since 01:00 UTC" in text
+    assert "Latency within its usual band" in text  # C3
+    verdicts = [li for li in find(view, html.Li) if "vt-verdict " in (getattr(li, "className", "") or "")]
+    assert [li.className.split()[-1] for li in verdicts[:4]] == [
+        "vt-verdict-muted",  # dropped calls: no samples here
+        "vt-verdict-bad",
+        "vt-verdict-bad",
+        "vt-verdict-muted",  # packet loss: no samples here
+    ]
+    assert len(verdicts) == 8  # 4 KPIs with a rule x 2 cells
+    graphs = _band_graphs(view)
+    assert len(graphs) == 2
+    outside = [t for t in graphs[0].figure.data if t.name == "outside usual band"]
+    assert [len(t.x) for t in outside] == [band_data.BAD_PERIODS] * 2
+    assert not [t for t in graphs[1].figure.data if t.name == "outside usual band"]
+    # The tab switched to in the browser shows the same; other tabs do not read bands at all.
+    assert len(_band_graphs(switched)) == 2 and "c1 (Porto 1)" in _text(switched)
+    assert not _band_graphs(overview)
+    assert "351910000001" not in _json(view)  # the line's number stays masked
 
 
 def test_deep_link_tabs_and_unknown_ids(page: tuple[ModuleType, Store, StoryExpected]) -> None:

@@ -9,9 +9,11 @@ from connectors.base import RetriableError
 from dashboard.config import ConnectorConfig, Settings, WallConfig, WallView
 from dashboard.incidents import actions
 from dashboard.ingest import Ingestor
+from dashboard.kpi_eval.anomaly import refresh_anomalies
 from dashboard.kpis import load_catalogue
 from dashboard.store.db import Store
 from dashboard.wall import parse_have, sites_panel, stale_verdict, wall_state
+from tests import band_data
 from tests.apps import client, new_app
 from tests.browser import ListConnector, fixed_clock, seed_queue
 from tests.test_app import _text
@@ -47,7 +49,13 @@ def test_first_answer_has_every_panel_then_only_what_changed(store: Store) -> No
     top = queue[0]
     assert top["severity"] == "critical" and top["ent"] == 5 and top["sla"] == "2024-05-15T12:20:00Z"
     assert top["reason"].startswith("#1: EUR 606/h at risk, SLA breach in 20 min")
-    assert first["panels"]["money"] == {"rar": 628, "incidents": 2, "breached": 0, "currency": "EUR"}
+    assert first["panels"]["money"] == {
+        "rar": 628,
+        "incidents": 2,
+        "breached": 0,
+        "detected": 0,
+        "currency": "EUR",
+    }
     # Both are news: the critical enterprise one and the major one with VIP lines (newest first).
     assert [a["id"] for a in first["panels"]["alerts"]] == [expected.harbour, expected.hill]
     # Each site with its region, for the outline and the name the screen draws around them.
@@ -164,6 +172,33 @@ def test_api_answers_with_changed_panels_and_503_when_the_store_is_unreadable(st
     bad = client(new_app(broken, anonymous), broken, None).get("/api/v1/wall")
     assert bad.status_code == 503 and "could not be read" in bad.get_json()["error"]
     broken.dispose()
+
+
+def test_kpi_tiles_count_cells_outside_their_usual_band_and_money_counts_detected_incidents(
+    store: Store,
+) -> None:
+    settings = _settings(store)
+    cat = band_data.catalogue()
+    band_data.degraded_silently(store, cat)
+    http = client(new_app(store, settings, clock=lambda: band_data.NOW), store)
+    body = http.get("/api/v1/wall").get_json()
+    tiles = {t["name"]: t for t in body["panels"]["kpis"]}
+    # C1 and its site S1 are anomalous in throughput and latency; KPIs without a rule have no count.
+    assert tiles["dl_throughput_mbps"]["outside"] == {"cell": 1, "site": 1}
+    assert tiles["latency_ms"]["outside"] == {"cell": 1, "site": 1}
+    assert tiles["drop_call_rate_pct"]["outside"] == {"cell": 0, "site": 0}
+    assert tiles["availability_pct"]["outside"] is None
+    assert body["panels"]["money"]["detected"] == 1 and body["panels"]["money"]["incidents"] == 1
+    assert [r["kind"] for r in body["panels"]["queue"]] == ["detected"]
+    # C1 recovers: once the verdicts are normal again the screen is sent new tiles with no count.
+    band_data.write_samples(store, band_data.sample_rows(band_data.NOW, band_data.NOW + 3 * band_data.Q))
+    for k in (1, 2, 3):
+        with store.begin() as conn:
+            refresh_anomalies(conn, cat, now=band_data.NOW + k * band_data.Q)
+    have = ",".join(f"{k}:{v}" for k, v in body["versions"].items())
+    later = http.get(f"/api/v1/wall?have={have}").get_json()
+    tiles = {t["name"]: t for t in later["panels"]["kpis"]}
+    assert tiles["dl_throughput_mbps"]["outside"] == {"cell": 0, "site": 0}
 
 
 def test_have_is_parsed_leniently() -> None:

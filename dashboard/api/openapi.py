@@ -21,7 +21,7 @@ from dashboard.guard.rules import access
 from dashboard.incidents import read
 from dashboard.kpis import Catalogue
 from dashboard.linkage.estimate import STRENGTHS
-from dashboard.store.schema import KPI_LEVELS
+from dashboard.store.schema import INCIDENT_KINDS, KPI_LEVELS
 from dashboard.subscribers.search import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -78,9 +78,46 @@ def _incident_schema() -> dict[str, Any]:
         "rank": {"type": ["integer", "number", "null"]},
         "severity": {"type": "string", "enum": list(SEVERITIES)},
         "state": {"type": "string"},
+        "kind": {"type": ["string", "null"], "enum": [*INCIDENT_KINDS, None]},
         "reason": {"type": ["string", "null"]},
     }
     return {"type": "object", "required": ["id", "severity", "state"], "properties": fields}
+
+
+def _wall_panels_schema() -> dict[str, Any]:
+    """The wall's panels that carry the usual-band figures: each KPI tile's count of cells and sites
+    outside their usual band (null for a KPI without an anomaly rule), the detected incidents among
+    the open ones, and each queue row's kind (the other panels are described in docs/dashboard.md)."""
+    count = {"type": "integer", "minimum": 0}
+    outside = {
+        "type": ["object", "null"],
+        "required": ["cell", "site"],
+        "properties": {"cell": count, "site": count},
+    }
+    tile = {
+        "type": "object",
+        "required": ["name", "label", "unit", "value", "status", "spark", "outside"],
+        "properties": {"name": {"type": "string"}, "status": {"type": "string"}, "outside": outside},
+    }
+    kind = {"type": ["string", "null"], "enum": [*INCIDENT_KINDS, None]}
+    row = {
+        "type": "object",
+        "required": ["id", "kind"],
+        "properties": {"id": {"type": "string"}, "kind": kind},
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "kpis": {"type": "array", "items": tile},
+            "money": {
+                "type": "object",
+                "required": ["rar", "incidents", "breached", "detected", "currency"],
+                "properties": {"incidents": count, "breached": count, "detected": count},
+            },
+            "queue": {"type": "array", "items": row},
+            "alerts": {"type": "array", "items": row},
+        },
+    }
 
 
 def _audit_filters() -> list[dict[str, Any]]:
@@ -130,6 +167,11 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
                     "state", _csv_of(INCIDENT_STATES), "states, comma-separated (default: open,acknowledged)"
                 ),
                 _query("severity", {"type": "string", "enum": list(SEVERITIES)}, "one severity"),
+                _query(
+                    "kind",
+                    {"type": "string", "enum": list(INCIDENT_KINDS)},
+                    "alarm (opened by alarms) or detected (by KPI anomalies no alarm explains)",
+                ),
                 _query("segment", {"type": "string", "enum": [*read.SEGMENT_COLUMNS, "vip"]}, "lines hit"),
                 _query("region", {"type": "string", "maxLength": 128}, "a region id or name"),
                 _query("owner", {"type": "string", "maxLength": 128}, "the assignee"),
@@ -249,7 +291,11 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
             {
                 "200": _ok(
                     "Changed panels",
-                    {"type": "object", "required": ["now", "versions", "panels", "stale"], "properties": {}},
+                    {
+                        "type": "object",
+                        "required": ["now", "versions", "panels", "stale"],
+                        "properties": {"panels": _wall_panels_schema()},
+                    },
                 )
             },
         ),

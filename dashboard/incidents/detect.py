@@ -35,6 +35,7 @@ from scipy import special
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 
 from dashboard.incidents.correlate import DETECTOR_SOURCE, ancestors_of
+from dashboard.kpis import deviation_words
 from dashboard.sentiment import NEGATIVE_BELOW
 from dashboard.store.db import chunks, read_frame
 from dashboard.store.schema import alarms, cells, kpi_anomalies, subscriber_cells, tickets, topology_edges
@@ -91,14 +92,6 @@ def _dt(v: Any) -> datetime:
     return out
 
 
-def _deviation_words(label: str, rel: float) -> str:
-    if rel < 0:
-        return f"{label} {abs(rel) * 100:.0f}% below usual"
-    if rel >= 1:
-        return f"{label} {1 + rel:.1f}x usual"
-    return f"{label} {rel * 100:.0f}% above usual"
-
-
 def describe(finding: _Finding, labels: Mapping[str, str], tickets_text: str = "") -> str:
     """The sentence of a detected alarm: the worst series first, each KPI once."""
     rows = finding.rows.assign(mag=finding.rows["worst_deviation"].abs()).sort_values(
@@ -110,7 +103,7 @@ def describe(finding: _Finding, labels: Mapping[str, str], tickets_text: str = "
         if r.kpi in seen or r.worst_deviation is None or pd.isna(r.worst_deviation):
             continue
         seen.add(r.kpi)
-        parts.append(_deviation_words(labels.get(r.kpi, r.kpi), float(r.worst_deviation)))
+        parts.append(f"{labels.get(r.kpi, r.kpi)} {deviation_words(float(r.worst_deviation))}")
     if not parts and finding.spike:
         return finding.spike[:256]
     if not parts:

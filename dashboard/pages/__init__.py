@@ -5,14 +5,17 @@ Pages find the serving app's store, settings, catalogue and clock through dashbo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import html
+from dash import dcc, html
 
 from dashboard.context import current_kpi
+from dashboard.figures import band_figure
+from dashboard.kpi_eval.bands import EntityBands, Verdict
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
 PAGE_MODULES = (
@@ -72,3 +75,40 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
                 clean[str(key)] = value
         out.append(clean)
     return out
+
+
+#: A verdict's mark, so its tone reads without colour (as the KPI statuses: ✓ ok, ◆ warning, ▲ critical).
+VERDICT_MARK = {"bad": "▲", "warn": "◆", "ok": "✓", "muted": "·"}
+
+
+def verdict_list(verdicts: Sequence[Verdict]) -> html.Ul:
+    """Each series' verdict in words ("Downlink throughput 46% below usual since 17:40 UTC")."""
+    items = []
+    for v in verdicts:
+        data: dict[str, Any] = {"data-kpi": v.kpi, "data-state": v.state}
+        items.append(
+            html.Li(
+                [html.Span(VERDICT_MARK.get(v.tone, "·"), className="vt-verdict-mark"), v.text],
+                className=f"vt-verdict vt-verdict-{v.tone}",
+                **data,
+            )
+        )
+    return html.Ul(items, className="vt-verdicts")
+
+
+def band_block(bands: EntityBands, heading: Any, *, panel_height: int = 120) -> dbc.Card:
+    """One cell or site against its usual bands: the verdicts in words over a small chart of the
+    KPIs it shows, the last 24 hours (UTC)."""
+    panels = [(v.kpi, kpi_title(v.kpi)) for v in bands.verdicts]
+    figure = band_figure(
+        bands.series, panels, panel_height=panel_height, empty_text="No samples in the last 24 h"
+    )
+    data: dict[str, Any] = {"data-entity": bands.entity_id}
+    body = html.Div(
+        [
+            verdict_list(bands.verdicts),
+            dcc.Graph(figure=figure, config={"displayModeBar": False}, className="vt-band-graph"),
+        ],
+        **data,
+    )
+    return dbc.Card([dbc.CardHeader(heading), dbc.CardBody(body)], className="vt-card vt-band-card h-100")

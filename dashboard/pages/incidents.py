@@ -4,13 +4,15 @@ The grid re-reads the stored queue (``incident_queue``) on every refresh and upd
 place (row id = incident id), so the operator's sort, filter, scroll and selection survive; SLA
 clocks tick in the browser from their deadlines. Filters and the selected incident live in the
 query string (``?severity=critical&state=open,resolved&id=INC-...``). Selecting a row opens the
-detail: score and why, alarms, cells, KPIs, accounts, tickets, notes, actions and the affected
-subscribers, paged by the server.
+detail: score and why, alarms, cells, the most out-of-band cells against their usual band, KPIs,
+accounts, tickets, notes, actions and the affected subscribers, paged by the server. An incident
+KPI anomalies opened with no alarm (kind ``detected``) is marked "Detected — no alarm" in the grid
+and the detail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
@@ -25,6 +27,7 @@ from connectors.canonical import SEVERITIES
 from dashboard import guard, ids, readiness
 from dashboard.context import (
     current_actor,
+    current_catalogue,
     current_principal,
     current_refresh_ms,
     current_scoring,
@@ -35,8 +38,9 @@ from dashboard.context import (
 from dashboard.figures import alarm_timeline_figure, cells_map_figure, kpi_impact_figure
 from dashboard.incidents import actions, read
 from dashboard.incidents.scoring import FACTORS, fmt_minutes
-from dashboard.kpis import Scoring
-from dashboard.pages import fmt_time, kpi_title, records, store_error
+from dashboard.kpi_eval.bands import EntityBands, entity_bands
+from dashboard.kpis import Catalogue, Scoring
+from dashboard.pages import band_block, fmt_time, kpi_title, records, store_error
 from dashboard.store.db import Store
 from dashboard.theme import grid_options
 
@@ -52,6 +56,10 @@ QUEUE_STATES = ("open", "acknowledged", "resolved")
 DEFAULT_STATES = ["open", "acknowledged"]
 SUBSCRIBER_BLOCK = 100  # rows per server request of the affected-subscribers grid
 QUEUE_LIMIT = 500
+#: Affected cells the detail draws against their usual bands (the most out of band first).
+BAND_CELLS = 2
+#: The badge of an incident no alarm opened (KPI anomalies alone): the same words everywhere.
+DETECTED_BADGE = "Detected — no alarm"
 
 FACTOR_LABELS = {
     "severity": "Severity",
@@ -91,7 +99,16 @@ def queue_columns(currency: str) -> list[dict[str, Any]]:
     return [
         {"field": "rank", "headerName": "#", "width": 64, "pinned": "left", "type": "rightAligned"},
         {"field": "severity", "headerName": "Severity", "width": 125, "cellRenderer": "VtSeverity"},
-        {"field": "title", "headerName": "Incident", "flex": 2, "minWidth": 180, **wrap, **text_filter},
+        {
+            "field": "title",
+            "headerName": "Incident",
+            "flex": 2,
+            "minWidth": 180,
+            # A detected incident (KPI anomalies, no alarm) carries its badge before the title.
+            "cellRenderer": "VtIncidentTitle",
+            **wrap,
+            **text_filter,
+        },
         {
             "headerName": "Affected lines",
             "children": [
@@ -244,6 +261,7 @@ def queue_records(df: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
         "churn_risk": _nullable(df["churn_risk"], 3),
         "owner": _text_or_none(df["owner"]),
         "state": df["state"].tolist(),
+        "kind": _text_or_none(df["kind"]) if "kind" in df else [None] * len(df),
         "reason": df["reason"].tolist(),
         "opened_at": _iso(opened),
         "age_min": _whole((pd.Timestamp(now) - opened).dt.total_seconds() / 60.0),
@@ -330,30 +348,57 @@ class Detail(NamedTuple):
     tickets: pd.DataFrame
     notes: pd.DataFrame
     subscribers: int
+    bands: Sequence[EntityBands] = ()  # the most out-of-band affected cells against their usual bands
 
 
-def read_detail(store: Store, incident_id: str, scoring: Scoring, now: datetime) -> Detail | None:
+def read_detail(
+    store: Store, incident_id: str, scoring: Scoring, now: datetime, catalogue: Catalogue | None = None
+) -> Detail | None:
+    """One incident's story; with ``catalogue``, its most out-of-band cells against their bands too."""
     kpis = [scoring.impact.availability_kpi, scoring.impact.throughput_kpi]
     with store.connect() as conn:
         inc = read.incident(conn, incident_id)
         if inc is None:
             return None
         _, n_subs = read.affected_subscribers(conn, incident_id, scoring, limit=1)
+        cells = read.affected_cells(conn, incident_id)
+        bands = (
+            entity_bands(
+                conn,
+                catalogue,
+                level="cell",
+                entity_ids=[str(c) for c in cells["cell_id"]],
+                now=now,
+                most=BAND_CELLS,
+            )
+            if catalogue is not None and len(cells)
+            else []
+        )
         return Detail(
             incident=inc,
             alarms=read.alarm_timeline(conn, incident_id),
-            cells=read.affected_cells(conn, incident_id),
+            cells=cells,
             kpis=read.kpi_impact(conn, incident_id, kpis, now=now),
             accounts=read.affected_accounts(conn, incident_id, scoring, now=now),
             tickets=read.related_tickets(conn, incident_id),
             notes=read.notes(conn, incident_id),
             subscribers=n_subs,
+            bands=bands,
         )
 
 
 def severity_badge(severity: str) -> html.Span:
     """Colour, symbol and word: readable without telling colours apart."""
     return html.Span(severity, className=f"vt-sevbadge vt-sevbadge-{severity}")
+
+
+def detected_badge() -> html.Span:
+    """The mark of an incident KPI anomalies opened with no alarm from the network."""
+    return html.Span(
+        DETECTED_BADGE,
+        className="vt-detectedbadge",
+        title="Opened by Vantage from KPIs outside their usual band; no network alarm explains it",
+    )
 
 
 def _ago(then: Any, now: datetime) -> str:
@@ -435,6 +480,7 @@ def detail_header(inc: Mapping[str, Any], currency: str, now: datetime) -> list[
         html.H2([html.Span(rank_text, className="vt-rank"), " ", inc["title"]], className="vt-detail-title"),
         html.Div(
             [
+                detected_badge() if inc.get("kind") == "detected" else None,
                 severity_badge(str(inc["severity"])),
                 html.Span(inc["state"], className="vt-statebadge"),
                 html.Span(score_text, className="vt-score"),
@@ -541,8 +587,47 @@ def _card(title: str, body: Any) -> dbc.Card:
     return dbc.Card([dbc.CardHeader(title), dbc.CardBody(body)], className="vt-card h-100")
 
 
+def _cell_heading(cells: pd.DataFrame, cell_id: str) -> str:
+    """``c1 (Porto 1)``: the cell's name and site, its id when it has no name."""
+    row = cells[cells["cell_id"].astype(str) == cell_id]
+    if row.empty:
+        return cell_id
+    name, site = row.iloc[0].get("name"), row.iloc[0].get("site")
+    label = str(name) if isinstance(name, str) and name else cell_id
+    return f"{label} ({site})" if isinstance(site, str) and site else label
+
+
+def bands_row(detail: Detail) -> list[Any]:
+    """The most out-of-band affected cells, each with its verdicts in words and its last 24 hours
+    against the usual band; a line that says why when there is nothing to draw."""
+    if not detail.bands:
+        why = (
+            "No usual band learnt yet for the affected cells."
+            if len(detail.cells)
+            else "No affected cells measured yet."
+        )
+        return [html.P(why, className="vt-muted vt-bands-none")]
+    out = sum(len(b.outside) for b in detail.bands)
+    title = (
+        f"Against their usual band, last 24 h: {out} KPI{'s' if out != 1 else ''} outside"
+        if out
+        else "Against their usual band, last 24 h: every KPI shown is within it"
+    )
+    width = 12 // len(detail.bands)
+    return [
+        html.H3(title, className="vt-subhead vt-bands-title"),
+        dbc.Row(
+            [
+                dbc.Col(band_block(b, _cell_heading(detail.cells, b.entity_id)), lg=width)
+                for b in detail.bands
+            ],
+            className="g-3 mb-3 vt-bands",
+        ),
+    ]
+
+
 def detail_body(detail: Detail, scoring: Scoring, now: datetime) -> list[Any]:
-    """Alarms, cells, KPIs, accounts, tickets and notes of one incident."""
+    """Alarms, cells against their usual bands, KPIs, accounts, tickets and notes of one incident."""
     inc = detail.incident
     panels = [
         (scoring.impact.availability_kpi, kpi_title(scoring.impact.availability_kpi)),
@@ -569,6 +654,7 @@ def detail_body(detail: Detail, scoring: Scoring, now: datetime) -> list[Any]:
             ],
             className="g-3 mb-3",
         ),
+        *bands_row(detail),
         dbc.Row(
             [
                 dbc.Col(
@@ -610,7 +696,7 @@ def render_detail(
         return hidden
     try:
         scoring = current_scoring()
-        detail = read_detail(store, incident_id, scoring, now)
+        detail = read_detail(store, incident_id, scoring, now, current_catalogue())
     except Exception as err:
         return "vt-detail", [store_error(err)], [], [], True, ""
     if detail is None:

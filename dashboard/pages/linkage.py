@@ -3,8 +3,10 @@
 KPI cards (status, trend, threshold) for the scope chosen by the region and segment filters; the
 driver tree of measured links (dashboard/linkage stores them in ``kpi_links``) whose edges show
 effect and confidence; a selected link's evidence (binned scatter with the fit, lag profile) and a
-"what if"; revenue at risk now and over time. Filters live in the query string
-(``?region=R1&segment=enterprise&range=7d&link=drop_call_rate_pct->tickets_per_1k_subscribers``).
+"what if"; revenue at risk now and over time; one KPI of one cell or site against its usual band.
+Filters live in the query string
+(``?region=R1&segment=enterprise&range=7d&link=drop_call_rate_pct->tickets_per_1k_subscribers``,
+``&vs=latency_ms:cell:C1`` for the series drawn against its band).
 Every chart exports as PNG (its camera button) and its data as CSV; ``/linkage/summary`` is the
 printable one-page executive summary.
 """
@@ -26,8 +28,16 @@ from sqlalchemy import select
 
 from dashboard import guard, ids, readiness
 from dashboard.context import current_catalogue, current_settings, current_store, current_time
-from dashboard.figures import empty_figure
-from dashboard.kpi_eval.read import current, series
+from dashboard.figures import band_figure, empty_figure
+from dashboard.kpi_eval.bands import (
+    band_kpis,
+    band_series,
+    describe,
+    outside_counts,
+    series_choices,
+    verdict_frame,
+)
+from dashboard.kpi_eval.read import KpiReadError, current, series
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.linkage.read import link as read_link
 from dashboard.linkage.read import links as read_links
@@ -39,7 +49,7 @@ from dashboard.linkage_figures import (
     series_figure,
     sparkline_uri,
 )
-from dashboard.pages import fmt_time, store_error
+from dashboard.pages import VERDICT_MARK, fmt_time, kpi_title, store_error, verdict_list
 from dashboard.privacy import csv_safe
 from dashboard.store.db import Store
 from dashboard.store.schema import regions
@@ -66,6 +76,9 @@ STRENGTH_WORD = {
     "no_data": "no data to measure it",
 }
 PNG: Any = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+#: Levels a KPI is drawn against its usual band at, and the longest window drawn (15-minute values).
+VS_LEVELS = {"cell": "Cell", "site": "Site"}
+VS_MAX = timedelta(days=7)
 
 
 class Scope(NamedTuple):
@@ -105,6 +118,7 @@ def filters_from_query(query: Mapping[str, Any]) -> dict[str, str]:
         "segment": one("segment") if one("segment") in SEGMENTS else ANY,
         "range": rng if rng in RANGES else DEFAULT_RANGE,
         "link": one("link"),
+        "vs": one("vs")[:300],
     }
 
 
@@ -338,6 +352,211 @@ def links_table(df: pd.DataFrame, catalogue: Catalogue) -> Any:
     return dbc.Table([head, body], hover=True, size="sm", className="vt-links-table")
 
 
+# --- One KPI against its usual band ------------------------------------------------------------
+
+
+class VsChoice(NamedTuple):
+    """The series drawn against its usual band: a KPI with an anomaly rule, a level, an entity."""
+
+    kpi: str
+    level: str
+    entity: str | None
+
+    def key(self) -> str:
+        """``latency_ms:cell:C1``, the ``vs`` of the query string (empty without an entity)."""
+        return f"{self.kpi}:{self.level}:{self.entity}" if self.entity else ""
+
+
+def vs_choice(
+    catalogue: Catalogue, kpi: Any = None, level: Any = None, entity: Any = None
+) -> VsChoice | None:
+    """The series asked for, corrected to one the catalogue keeps a band for (None when no KPI has an
+    anomaly rule): an unknown KPI is the first with a rule, an unknown level the first it keeps."""
+    ruled = [k for k in band_kpis(catalogue) if k.anomaly is not None]
+    if not ruled:
+        return None
+    k = next((r for r in ruled if r.name == kpi), ruled[0])
+    levels = [lv for lv in VS_LEVELS if k.anomaly is not None and lv in k.anomaly.levels]
+    if not levels:
+        return None
+    lv = level if level in levels else levels[0]
+    ent = entity.strip()[:128] if isinstance(entity, str) and entity.strip() else None
+    return VsChoice(k.name, lv, ent)
+
+
+def vs_from_query(catalogue: Catalogue, text: str) -> VsChoice | None:
+    """``vs=latency_ms:cell:C1`` (the entity may itself hold colons)."""
+    kpi, _, rest = (text or "").partition(":")
+    level, _, entity = rest.partition(":")
+    return vs_choice(catalogue, kpi or None, level or None, entity or None)
+
+
+def vs_default(store: Store, catalogue: Catalogue, now: datetime) -> VsChoice | None:
+    """Without a deep link: the KPI with the most cells (then sites) outside their usual band now,
+    the catalogue's order on ties, at its first level that has any series (None: no series yet)."""
+    with store.connect() as conn:
+        counts = outside_counts(conn, catalogue, levels=tuple(VS_LEVELS))
+        ranked = sorted(counts, key=lambda k: (-counts[k].get("cell", 0), -counts[k].get("site", 0)))
+        for name in ranked:
+            for level in counts[name]:
+                if len(series_choices(conn, catalogue, name, level=level, now=now, limit=1)):
+                    return VsChoice(name, level, None)
+    return None
+
+
+def vs_options(store: Store, catalogue: Catalogue, choice: VsChoice, now: datetime) -> list[dict[str, str]]:
+    """The entities of the KPI and level, most out of usual band first, each with its verdict; the
+    chosen one kept even when it is not among the first."""
+    with store.connect() as conn:
+        rows = series_choices(conn, catalogue, choice.kpi, level=choice.level, now=now)
+    options = [
+        {"label": f"{VERDICT_MARK.get(r.tone, '·')} {r.name} — {r.text}", "value": r.entity_id}
+        for r in rows.itertuples(index=False)
+    ]
+    if choice.entity and choice.entity not in {o["value"] for o in options}:
+        options.append({"label": choice.entity, "value": choice.entity})
+    return options
+
+
+def vs_view(
+    store: Store, catalogue: Catalogue, choice: VsChoice | None, rng: str | None, now: datetime
+) -> tuple[go.Figure, Any]:
+    """The series over the page's time range (at most ``VS_MAX``) against its usual band, and its
+    verdict in words."""
+    if choice is None:
+        return empty_figure("No KPI in the catalogue has an anomaly rule"), ""
+    if not choice.entity:
+        return empty_figure("Choose a cell or site"), ""
+    window = min(RANGES.get(rng or DEFAULT_RANGE, RANGES[DEFAULT_RANGE]), VS_MAX)
+    kpi = catalogue.get(choice.kpi)
+    end = now.replace(second=0, microsecond=0)
+    with store.connect() as conn:
+        df = band_series(
+            conn,
+            catalogue,
+            choice.kpi,
+            level=choice.level,
+            entity_id=choice.entity,
+            since=end - window,
+            until=end,
+        )
+        verdicts = verdict_frame(conn, catalogue, level=choice.level, entity_ids=[choice.entity])
+    mine = verdicts[verdicts["kpi"] == choice.kpi].to_dict("records")
+    verdict = describe(kpi, mine[0] if mine else None, now=now, entity_id=choice.entity)
+    days = window / timedelta(days=1)
+    span = f"{days:g} days" if days > 1 else f"{window / timedelta(hours=1):g} h"
+    title = (
+        f"{VS_LEVELS[choice.level]} {choice.entity}: {kpi.label} against its usual band, last {span} (UTC)"
+    )
+    figure = band_figure(
+        df.assign(kpi=choice.kpi, entity_id=choice.entity),
+        [(choice.kpi, kpi_title(choice.kpi))],
+        title=title,
+        panel_height=300,
+        empty_text=f"No samples or usual band for {choice.entity} in the last {span}",
+    )
+    return figure, verdict_list([verdict])
+
+
+def vs_entity_options(
+    store: Store, catalogue: Catalogue, kpi: Any, level: Any, entity: Any, now: datetime
+) -> tuple[list[dict[str, str]], Any]:
+    """The entity choices of a KPI and level, and the entity to show: the current one when it has
+    that series, else the most unusual."""
+    choice = vs_choice(catalogue, kpi, level, entity)
+    if choice is None:
+        return [], None
+    options = vs_options(store, catalogue, choice._replace(entity=None), now)
+    values = [o["value"] for o in options]
+    return options, (choice.entity if choice.entity in values else (values[0] if values else None))
+
+
+def vs_outputs(
+    store: Store,
+    catalogue: Catalogue,
+    kpi: Any,
+    level: Any,
+    entity: Any,
+    filters: Mapping[str, Any],
+    now: datetime,
+) -> tuple[Any, Any, str]:
+    """The chart, the verdict and the query string for the series the controls name."""
+    choice = vs_choice(catalogue, kpi, level, entity)
+    figure, verdict = vs_view(store, catalogue, choice, str(filters.get("range") or ""), now)
+    keep = {k: str(v) for k, v in filters.items() if k in ("region", "segment", "range", "link") and v}
+    return figure, verdict, query_string({**keep, "vs": choice.key() if choice else ""})
+
+
+def vs_controls(catalogue: Catalogue, choice: VsChoice | None, options: list[dict[str, str]]) -> dbc.Row:
+    kpis = [{"label": k.label, "value": k.name} for k in band_kpis(catalogue)]
+    return dbc.Row(
+        [
+            dbc.Col(
+                [
+                    dbc.Label("KPI", html_for=ids.LINKAGE_VS_KPI),
+                    dbc.Select(id=ids.LINKAGE_VS_KPI, options=kpis, value=choice.kpi if choice else None),
+                ],
+                md=3,
+            ),
+            dbc.Col(
+                [
+                    dbc.Label("Level", html_for=ids.LINKAGE_VS_LEVEL),
+                    dbc.Select(
+                        id=ids.LINKAGE_VS_LEVEL,
+                        options=[{"label": v, "value": k} for k, v in VS_LEVELS.items()],
+                        value=choice.level if choice else "cell",
+                    ),
+                ],
+                md=2,
+            ),
+            dbc.Col(
+                [
+                    dbc.Label("Cell or site (most unusual first)", html_for=ids.LINKAGE_VS_ENTITY),
+                    dcc.Dropdown(
+                        id=ids.LINKAGE_VS_ENTITY,
+                        options=options,
+                        value=choice.entity if choice else None,
+                        clearable=False,
+                        placeholder="Type a name or id",
+                        className="vt-vs-entity",
+                    ),
+                ],
+                md=7,
+            ),
+        ],
+        className="g-3 mb-2",
+    )
+
+
+def vs_section(store: Store, catalogue: Catalogue, filters: Mapping[str, str], now: datetime) -> list[Any]:
+    """A KPI of one cell or site against its usual band (the deep link's, else the most unusual)."""
+    choice = vs_from_query(catalogue, filters.get("vs") or "")
+    if choice is not None and not filters.get("vs"):
+        choice = vs_default(store, catalogue, now) or choice
+    options: list[dict[str, str]] = []
+    figure: go.Figure = empty_figure("No KPI in the catalogue has an anomaly rule")
+    verdict: Any = ""
+    if choice is not None:
+        try:
+            options = vs_options(store, catalogue, choice, now)
+            if not choice.entity and options:
+                choice = choice._replace(entity=options[0]["value"])
+            figure, verdict = vs_view(store, catalogue, choice, filters.get("range"), now)
+        except (KpiReadError, ValueError):
+            figure = empty_figure("This series has no usual band")
+    return [
+        html.H2("A KPI against its usual band"),
+        html.P(
+            "The usual value for each quarter hour of a weekday or weekend day, learnt per cell and "
+            "site, and the band the anomaly rule leaves alone; marks are periods outside it.",
+            className="vt-count",
+        ),
+        vs_controls(catalogue, choice, options),
+        html.Div(verdict, id=ids.LINKAGE_VS_VERDICT),
+        dcc.Graph(id=ids.LINKAGE_VS_GRAPH, figure=figure, className="vt-graph", config=PNG),
+    ]
+
+
 # --- Layout ------------------------------------------------------------------------------------
 
 
@@ -357,6 +576,7 @@ def layout(**query: str) -> html.Div:
     try:
         store = current_store()
         region_opts = region_options(store)
+        vs = vs_section(store, current_catalogue(), filters, current_time())
     except Exception as err:
         return html.Div([html.H1("KPI linkage"), store_error(err)])
     controls = dbc.Row(
@@ -479,6 +699,7 @@ def layout(**query: str) -> html.Div:
                 ],
                 className="mb-3",
             ),
+            html.Div(vs, className="mb-3"),
             html.H2("All measured links"),
             html.Div(id=ids.LINKAGE_TABLE),
         ],
@@ -606,8 +827,13 @@ def register_callbacks(app: dash.Dash) -> None:
         Input(ids.LINKAGE_SEGMENT, "value"),
         Input(ids.LINKAGE_RANGE, "value"),
         State(ids.LINKAGE_SELECTED, "data"),
+        State(ids.LINKAGE_VS_KPI, "value"),
+        State(ids.LINKAGE_VS_LEVEL, "value"),
+        State(ids.LINKAGE_VS_ENTITY, "value"),
     )
-    def _overview(region: str, segment: str, rng: str, selected: str | None) -> tuple[Any, ...]:
+    def _overview(
+        region: str, segment: str, rng: str, selected: str | None, vs_kpi: Any, vs_level: Any, vs_entity: Any
+    ) -> tuple[Any, ...]:
         filters = {"region": region, "segment": segment, "range": rng, "link": selected or ""}
         try:
             out = overview(
@@ -616,7 +842,8 @@ def register_callbacks(app: dash.Dash) -> None:
         except Exception as err:
             return (store_error(err),) + (dash.no_update,) * 10
         filters["link"] = out["selected"]
-        search = query_string(filters)
+        vs = vs_choice(current_catalogue(), vs_kpi, vs_level, vs_entity)
+        search = query_string({**filters, "vs": vs.key() if vs else ""})
         return (
             out["cards"],
             out["tree"],
@@ -708,3 +935,43 @@ def register_callbacks(app: dash.Dash) -> None:
             current_time(),
         )
         return {"content": text, "filename": name, "type": "text/csv"}
+
+    @guard.callback(
+        app,
+        "read",
+        Output(ids.LINKAGE_VS_ENTITY, "options"),
+        Output(ids.LINKAGE_VS_ENTITY, "value"),
+        Input(ids.LINKAGE_VS_KPI, "value"),
+        Input(ids.LINKAGE_VS_LEVEL, "value"),
+        State(ids.LINKAGE_VS_ENTITY, "value"),
+        prevent_initial_call=True,
+    )
+    def _vs_entities(kpi: Any, level: Any, entity: Any) -> tuple[Any, Any]:
+        return vs_entity_options(current_store(), current_catalogue(), kpi, level, entity, current_time())
+
+    @guard.callback(
+        app,
+        "read",
+        Output(ids.LINKAGE_VS_GRAPH, "figure"),
+        Output(ids.LINKAGE_VS_VERDICT, "children"),
+        Output(ids.LINKAGE_URL, "search", allow_duplicate=True),
+        Input(ids.LINKAGE_VS_KPI, "value"),
+        Input(ids.LINKAGE_VS_LEVEL, "value"),
+        Input(ids.LINKAGE_VS_ENTITY, "value"),
+        Input(ids.LINKAGE_RANGE, "value"),
+        State(ids.LINKAGE_REGION, "value"),
+        State(ids.LINKAGE_SEGMENT, "value"),
+        State(ids.LINKAGE_SELECTED, "data"),
+        prevent_initial_call=True,
+    )
+    def _vs(
+        kpi: Any, level: Any, entity: Any, rng: Any, region: Any, segment: Any, selected: Any
+    ) -> tuple[Any, ...]:
+        link = selected.get("key", "") if isinstance(selected, dict) else ""
+        filters = {"region": region, "segment": segment, "range": rng, "link": link}
+        try:
+            return vs_outputs(
+                current_store(), current_catalogue(), kpi, level, entity, filters, current_time()
+            )
+        except Exception as err:
+            return empty_figure("The store could not be read"), store_error(err), dash.no_update

@@ -2,7 +2,8 @@
 
 The header names the line (masked MSISDN, plan, segment, VIP, account, churn risk) and holds every
 personal field; tabs hold the overview (profile, churn drivers, the timeline), the network (serving
-cells, the KPIs the subscriber experienced, the incidents that hit it, each linked), tickets with
+cells, each against its usual band, the KPIs the subscriber experienced, the incidents that hit it,
+each linked), tickets with
 their notes, bills and revenue, and offers with the actions taken. Only the tab shown is built:
 ``?tab=network`` opens on it, and choosing another tab rebuilds just the tab's body (never the
 header, so unmasked values stay) and rewrites the URL in the browser without reloading. Ticket and
@@ -42,7 +43,8 @@ from dashboard.figures import (
     revenue_figure,
     story_timeline_figure,
 )
-from dashboard.pages import fmt_time, kpi_title, store_error
+from dashboard.kpi_eval.bands import EntityBands, entity_bands
+from dashboard.pages import band_block, fmt_time, kpi_title, store_error
 from dashboard.privacy import PermissionDenied, Principal, unmask
 from dashboard.store.db import Store
 from dashboard.subscribers.story import experienced_kpis, subscriber_story
@@ -101,6 +103,8 @@ EVENT_WORDS: dict[str, tuple[str, str]] = {
     "action": ("●", "Action"),
 }
 TIMELINE_SHOWN = 200
+#: Serving cells drawn against their usual bands on the network tab (highest share first).
+BAND_CELLS = 3
 HIGH_RISK = 0.25
 MEDIUM_RISK = 0.10
 SEARCH_PATH = "/subscribers"
@@ -118,6 +122,25 @@ def read_story(store: Store, subscriber_id: str, principal: Principal, now: date
     kpis = experienced_kpis(catalogue) if catalogue is not None else None
     with store.connect() as conn:
         return subscriber_story(conn, subscriber_id, principal, now=now, kpis=kpis)
+
+
+def read_serving_bands(store: Store, story: Story, now: datetime) -> list[EntityBands]:
+    """The line's serving cells (highest share first) against their usual bands: every KPI with an
+    anomaly rule, its verdict and its last 24 hours. Cells are network data, not personal data."""
+    cell_ids = [c["cell_id"] for c in story["cells"]]
+    if not cell_ids or not flask.has_app_context():
+        return []
+    with store.connect() as conn:
+        return entity_bands(
+            conn,
+            current_catalogue(),
+            level="cell",
+            entity_ids=cell_ids,
+            now=now,
+            most=BAND_CELLS,
+            worst_first=False,
+            only_outside=False,
+        )
 
 
 # --- Small pieces --------------------------------------------------------------------------------
@@ -450,7 +473,36 @@ def kpi_panels(series: Sequence[KpiPoint]) -> list[tuple[str, str, dict[str, flo
     return panels
 
 
-def network_tab(story: Story) -> list[Any]:
+def _band_heading(story: Story, cell_id: str) -> str:
+    """``C1 (Harbour) · 62% of this line's traffic``."""
+    for c in story["cells"]:
+        if c["cell_id"] == cell_id:
+            name = c.get("name") or cell_id
+            place = f" ({c['site']})" if c.get("site") else ""
+            return f"{name}{place} · {_pct(c.get('share'))} of this line's traffic"
+    return cell_id
+
+
+def serving_bands_row(story: Story, bands: Sequence[EntityBands]) -> list[Any]:
+    """Each serving cell's verdict per KPI in words, over its last 24 hours against the usual band."""
+    if not story["cells"]:
+        return []
+    if not bands:
+        return [_muted("No usual band learnt yet for this subscriber's cells.")]
+    width = max(4, 12 // len(bands))
+    return [
+        html.H3("Serving cells against their usual band, last 24 h (UTC)", className="vt-subhead"),
+        dbc.Row(
+            [
+                dbc.Col(band_block(b, _band_heading(story, b.entity_id), panel_height=90), lg=width)
+                for b in bands
+            ],
+            className="g-3 mb-3 vt-bands",
+        ),
+    ]
+
+
+def network_tab(story: Story, bands: Sequence[EntityBands] = ()) -> list[Any]:
     series = story["kpis"]["series"]
     df = pd.DataFrame(series, columns=["kpi", "period_start", "value", "cells"])
     step = {15: "15 minutes", 60: "hour", 1440: "day"}.get(story["kpis"]["step_minutes"], "period")
@@ -468,6 +520,7 @@ def network_tab(story: Story) -> list[Any]:
             ],
             className="g-3 mb-3",
         ),
+        *serving_bands_row(story, bands),
         dcc.Graph(
             id=ids.SUBSCRIBER_KPI_GRAPH, figure=experienced_kpi_figure(df, kpi_panels(series), step=step)
         ),
@@ -683,10 +736,14 @@ def not_found(subscriber_id: str) -> list[Any]:
     ]
 
 
-def tab_body(story: Story, tab: str, *, currency: str, now: datetime) -> list[Any]:
-    """The content of one tab; only the tab shown is built (each is a figure or two of work)."""
+def tab_body(
+    story: Story, tab: str, *, currency: str, now: datetime, bands: Sequence[EntityBands] = ()
+) -> list[Any]:
+    """The content of one tab; only the tab shown is built (each is a figure or two of work).
+    ``bands``: the serving cells against their usual bands (:func:`read_serving_bands`), for the
+    network tab."""
     if tab == "network":
-        return network_tab(story)
+        return network_tab(story, bands)
     if tab == "tickets":
         return [_card(f"Tickets ({len(story['tickets'])}), newest first", ticket_list(story["tickets"]))]
     if tab == "revenue":
@@ -696,7 +753,15 @@ def tab_body(story: Story, tab: str, *, currency: str, now: datetime) -> list[An
     return overview_tab(story, currency, now)
 
 
-def story_view(story: Story, *, tab: str, may_unmask: bool, currency: str, now: datetime) -> list[Any]:
+def story_view(
+    story: Story,
+    *,
+    tab: str,
+    may_unmask: bool,
+    currency: str,
+    now: datetime,
+    bands: Sequence[EntityBands] = (),
+) -> list[Any]:
     """The whole page for one story: the header (with every personal field), the tabs, the tab shown."""
     return [
         header(story, may_unmask),
@@ -707,7 +772,7 @@ def story_view(story: Story, *, tab: str, may_unmask: bool, currency: str, now: 
             className="vt-tabs",
         ),
         html.Div(
-            tab_body(story, tab, currency=currency, now=now),
+            tab_body(story, tab, currency=currency, now=now, bands=bands),
             id=ids.SUBSCRIBER_TAB_BODY,
             className="vt-tab-body",
         ),
@@ -720,13 +785,15 @@ def render_tab(
     """A tab chosen after the page loaded: the story read again (masked), that tab built."""
     if not subscriber_id:
         return []
+    shown = tab_from_query(tab)
     try:
         story = read_story(store, subscriber_id, principal, now)
+        bands = read_serving_bands(store, story, now) if story is not None and shown == "network" else []
     except Exception as err:
         return [store_error(err)]
     if story is None:
         return [dbc.Alert(f"No subscriber {subscriber_id!r} any more.", color="warning")]
-    return tab_body(story, tab_from_query(tab), currency=current_settings().currency, now=now)
+    return tab_body(story, shown, currency=current_settings().currency, now=now, bands=bands)
 
 
 def layout(subscriber_id: str | None = None, tab: str | None = None, **_query: str) -> html.Div:
@@ -738,18 +805,25 @@ def layout(subscriber_id: str | None = None, tab: str | None = None, **_query: s
             [*head, html.H1("Subscriber"), _muted("No subscriber given."), _controls_placeholder()]
         )
     principal, now = current_principal(), current_time()
+    shown = tab_from_query(tab)
     try:
         story = read_story(current_store(), sid, principal, now)
+        bands = (
+            read_serving_bands(current_store(), story, now)
+            if story is not None and shown == "network"
+            else []
+        )
     except Exception as err:
         return html.Div([*head, html.H1(f"Subscriber {sid}"), store_error(err), _controls_placeholder()])
     if story is None:
         return html.Div([*head, *not_found(sid)])
     view = story_view(
         story,
-        tab=tab_from_query(tab),
+        tab=shown,
         may_unmask=principal.may_unmask,
         currency=current_settings().currency,
         now=now,
+        bands=bands,
     )
     return html.Div([*head, *view], className="vt-subscriber-page")
 
