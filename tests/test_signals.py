@@ -159,7 +159,11 @@ def _simulate(store: Store, anchor: datetime) -> None:
     from dashboard.ingest import run_connector
 
     options = simulator.SimulatorOptions(
-        subscribers=10000, days=28, anchor=anchor, seed=42, causal={"incident_rate_per_resource_day": 0.05}
+        subscribers=10000,
+        days=28,
+        anchor=anchor,
+        seed=42,
+        causal={"incident_rate_per_resource_day": 0.05, "silent_fault_rate_per_cell_day": 0.03},
     )
     connector = simulator.SimulatorConnector(options, ConnectorContext(name="sim", now=lambda: anchor))
     run_connector(store, connector, streams=["topology", "customers", "faults", "tickets", "churn"])

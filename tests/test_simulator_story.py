@@ -21,13 +21,14 @@ from dashboard.store.db import Store, read_frame
 from dashboard.store.schema import alarms, incident_queue, tickets
 
 ANCHOR = datetime(2026, 11, 22, 9)
-# The demo's options (vantage.yaml: seed 42, incident rate 0.05, the story) on a smaller network.
+# The demo's options (vantage.yaml: seed 42, incident rate 0.05, silent faults 0.03, the story) on a
+# smaller network.
 DEMO: dict[str, Any] = {
     "seed": 42,
     "subscribers": 3000,
     "days": 3,
     "story": True,
-    "causal": {"incident_rate_per_resource_day": 0.05},
+    "causal": {"incident_rate_per_resource_day": 0.05, "silent_fault_rate_per_cell_day": 0.03},
 }
 
 

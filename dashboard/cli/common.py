@@ -25,7 +25,7 @@ BUILTIN_SETTINGS: dict[str, Any] = {
                 "subscribers": 10000,
                 "days": 28,
                 "story": True,
-                "causal": {"incident_rate_per_resource_day": 0.05},
+                "causal": {"incident_rate_per_resource_day": 0.05, "silent_fault_rate_per_cell_day": 0.03},
             },
         },
     ]
