@@ -44,6 +44,8 @@ TRAFFIC_KPI = "traffic_gb"
 CHUNK_PERIODS = 96
 #: A long window seeds empty slots robustly, then replays this many periods one at a time.
 REPLAY_PERIODS = 8
+#: Quarter hours either side whose residuals a seeded slot's scale pools.
+NEIGHBOURS = 2
 #: MAD x this estimates a normal sigma.
 _MAD_TO_SIGMA = 1.4826
 _SIGN = {"below": -1, "above": 1, "both": 0}
@@ -131,23 +133,41 @@ def judge_period(
     return Step(expected, scale, warm, z, rel, opened, closed)
 
 
-def seed_slots(base: Baseline, values: np.ndarray, columns: np.ndarray) -> None:
-    """Start every (series, slot) that has learnt nothing from the median and MAD of its ``values``
-    (periods x series, each period in slot column ``columns[p]``), when it has at least the warm-up
-    count of them: a few disturbed days in the history then move neither the level nor the scale,
-    where learning them one at a time from an empty slot would take them in at full weight."""
-    for j in np.unique(columns):
+def seed_slots(base: Baseline, values: np.ndarray, columns: np.ndarray, slot_ids: list[int]) -> None:
+    """Start every (series, slot) that has learnt nothing from the window's ``values`` (periods x series,
+    period ``p`` in local slot column ``columns[p]``; ``slot_ids[j]`` is column j's slot), when it has
+    at least the warm-up count of them: the level is the median of the slot's values, the scale the
+    MAD of the residuals from their own slot's median over the slot and its neighbours (two quarter
+    hours either side, same day type), since a slot has only a few values of its own (4 weekend days
+    in two weeks) and the spread changes slowly through the day. A few disturbed days in the history
+    then move neither the level nor the scale, where learning them one at a time from an empty slot
+    would take them in at full weight."""
+    present = np.unique(columns)
+    med = np.full((len(slot_ids), values.shape[1]), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        for j in present:
+            med[j] = np.nanmedian(values[columns == j], axis=0)
+    resid = np.abs(values - med[columns])
+    local = {g: j for j, g in enumerate(slot_ids)}
+    for j in present:
         rows = values[columns == j]
         n = np.isfinite(rows).sum(axis=0)
         empty = (base.count[:, j] == 0) & (n >= base.warmup)
         if not empty.any():
             continue
+        g = slot_ids[j]
+        day0 = (g // 96) * 96
+        near = [
+            local[k] for d in range(-NEIGHBOURS, NEIGHBOURS + 1) if (k := day0 + (g % 96 + d) % 96) in local
+        ]
+        pooled = resid[np.isin(columns, near)][:, empty]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are not empty ones
-            med = np.nanmedian(rows[:, empty], axis=0)
-            mad = np.nanmedian(np.abs(rows[:, empty] - med), axis=0)
-        base.level[empty, j] = med
-        base.scale[empty, j] = np.maximum(mad * _MAD_TO_SIGMA, np.abs(med) * base.rel_floor)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mad = np.nanmedian(pooled, axis=0)
+        level = med[j, empty]
+        base.level[empty, j] = level
+        base.scale[empty, j] = np.maximum(np.nan_to_num(mad) * _MAD_TO_SIGMA, np.abs(level) * base.rel_floor)
         base.count[empty, j] = np.minimum(n[empty], 65535)
 
 
@@ -325,7 +345,7 @@ def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) 
         # median and MAD of the window's values, robust to the faults inside it, and only the last
         # periods are replayed one at a time to reach the current verdicts.
         first = len(periods) - REPLAY_PERIODS
-        seed_slots(base, arr[:first], np.array([col[int(x)] for x in slots_of_periods[:first]]))
+        seed_slots(base, arr[:first], np.array([col[int(x)] for x in slots_of_periods[:first]]), slots)
     for p in range(first, len(stamps)):
         when = stamps[p]
         x = arr[p]
