@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from dashboard.config import ConfigError
 from dashboard.incidents import correlate, refresh_queue
@@ -405,3 +405,31 @@ def test_a_burst_of_tickets_after_an_alarm_the_network_raised_is_explained(
         detect(conn, now=now + timedelta(hours=1, minutes=30))
         n_det = conn.execute(select(func.count()).where(alarms.c.source == DETECTOR_SOURCE)).scalar()
     assert n_det == 0
+
+
+def test_calls_about_a_degradation_vantage_found_and_that_ended_open_nothing_new(
+    net: Store, cat: Catalogue
+) -> None:
+    now = LEARNT + 2 * Q
+    with net.begin() as conn:
+        refresh_anomalies(conn, cat, now=LEARNT)
+    _lines_and_tickets(net, now, recent=8)
+    ended = now - timedelta(hours=1)
+    with net.begin() as conn:
+        conn.execute(
+            insert(alarms).values(
+                id="DET-S2-earlier",
+                source=DETECTOR_SOURCE,
+                resource_id="C3",
+                alarmed_object="S2",
+                severity="major",
+                state="cleared",
+                probable_cause="kpiAnomaly",
+                raised_at=ended - timedelta(hours=2),
+                changed_at=ended,
+                cleared_at=ended,
+                ingested_at=ended,
+            )
+        )
+    with net.begin() as conn:
+        assert detect(conn, now=now).raised == 0

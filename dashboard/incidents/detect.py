@@ -58,6 +58,9 @@ SPIKE_MIN = 6
 SPIKE_RATIO = 5.0
 SPIKE_P = 1e-6
 EXPLAINED_FOR = timedelta(hours=6)
+#: The probable cause of Vantage's own alarms: KPIs out of band, or a burst of tickets alone.
+CAUSE_KPIS = "kpiAnomaly"
+CAUSE_TICKETS = "customerComplaints"
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -274,8 +277,9 @@ def _site_tickets(
 
 
 def _explained(conn: Connection, site_cells: list[str], now: datetime) -> bool:
-    """Whether an alarm from the network on the cells or the resources serving them (or above them) was
-    active within EXPLAINED_FOR."""
+    """Whether an alarm on the cells or the resources serving them (or above them) was active within
+    EXPLAINED_FOR: from the network, or Vantage's own on a KPI anomaly (customers still calling about
+    a degradation that has ended are not a new failure; a burst of tickets alone goes on counting)."""
     serving = _serving(conn, site_cells)
     resources = {r for rs in serving.values() for r in rs}
     above = ancestors_of(conn, resources)
@@ -285,7 +289,7 @@ def _explained(conn: Connection, site_cells: list[str], now: datetime) -> bool:
             select(alarms.c.id)
             .where(
                 alarms.c.resource_id.in_(part),
-                alarms.c.source != DETECTOR_SOURCE,
+                or_(alarms.c.source != DETECTOR_SOURCE, alarms.c.probable_cause != CAUSE_TICKETS),
                 or_(alarms.c.cleared_at.is_(None), alarms.c.cleared_at >= now - EXPLAINED_FOR),
                 alarms.c.raised_at < now,
             )
@@ -393,7 +397,7 @@ def detect(conn: Connection, *, now: datetime, labels: Mapping[str, str] | None 
                     severity=severity,
                     state="raised",
                     alarm_type="qualityOfServiceAlarm",
-                    probable_cause="kpiAnomaly",
+                    probable_cause=CAUSE_TICKETS if f.spike else CAUSE_KPIS,
                     specific_problem=text,
                     service_affecting=True,
                     raised_at=min(f.since, now),
