@@ -86,6 +86,14 @@ class CausalParameters:
     accepted_offer_churn_multiplier: float = 0.4
     """Churn hazard multiplier while an accepted offer is within the dissatisfaction lookback."""
 
+    # --- Responses to Vantage's messages (inbox.py); nothing changes until one is received --------
+    vantage_offer_acceptance_probability: float = 0.45
+    """Probability that a retention offer Vantage sends is accepted (drawn per line and day)."""
+    vantage_offer_churn_multiplier: float = 0.4
+    """Churn hazard multiplier while an accepted Vantage offer is within the dissatisfaction lookback."""
+    apology_churn_multiplier: float = 0.85
+    """Churn hazard multiplier while an apology from Vantage is within the dissatisfaction lookback."""
+
     # --- Dissatisfaction: a decaying memory of bad experience ------------------------------------
     dissatisfaction_lookback_days: int = 28
     """Days of past experience (degraded hours, negative tickets) a customer still remembers."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
@@ -32,6 +34,7 @@ from connectors.simulator.faults import (
     to_dt,
     to_s,
 )
+from connectors.simulator.inbox import Inbox, MessageKind, line_of_subscriber_id
 from connectors.simulator.kpis import kpi_frames
 from connectors.simulator.story import MIN_SITES, Story
 from connectors.simulator.tickets import churn_events, ticket_events
@@ -142,6 +145,8 @@ class SimulatorConnector(Connector[SimulatorOptions]):
         self._story: Story | None = None
         self._experience: Experience | None = None
         self._incidents = lru_cache(maxsize=256)(self._incidents_uncached)
+        # One experience (and inbox) per connector even when messages and reads come from threads.
+        self._lock = threading.Lock()
 
     # --- the world, built lazily (no work at construction or import) ---------------------------
 
@@ -155,8 +160,63 @@ class SimulatorConnector(Connector[SimulatorOptions]):
     @property
     def experience(self) -> Experience:
         if self._experience is None:
-            self._experience = Experience(self.world, self.causal, self.incidents_for)
+            with self._lock:
+                if self._experience is None:
+                    self._experience = Experience(self.world, self.causal, self.incidents_for)
         return self._experience
+
+    # --- what the simulated customers receive from Vantage -------------------------------------
+
+    @property
+    def inbox(self) -> Inbox:
+        """What the simulated customers received from Vantage (created with the experience)."""
+        return self.experience.inbox
+
+    def receive(
+        self,
+        kind: MessageKind,
+        *,
+        at: datetime,
+        subscriber_id: str | None = None,
+        account_id: str | None = None,
+        address: str | None = None,
+        offer: str | None = None,
+        key: str | None = None,
+    ) -> bool:
+        """A message from Vantage (``offer`` or ``apology``) reaches the simulated customers at
+        ``at`` (naive UTC): the line ``subscriber_id``, else the line or account whose MSISDN or
+        contact e-mail ``address`` is, else every line of ``account_id``. Returns whether it
+        reached any; a repeated ``key`` is ignored. It affects churn decisions from the day after
+        ``at`` (never a day already drawn); an accepted offer shows in ``offer_events``."""
+        return self.inbox.record(
+            kind,
+            at=at,
+            subscriber_id=subscriber_id,
+            account_id=account_id,
+            address=address,
+            offer=offer,
+            key=key,
+        )
+
+    def churn_probability(
+        self, subscriber_ids: Sequence[str], start: datetime, days: int, *, treated: bool
+    ) -> np.ndarray:
+        """Per line: the true probability of a churn decision on one of the ``days`` days after the
+        day of ``start`` (naive UTC), without a Vantage offer from ``start`` on, or with one received
+        at ``start`` (``treated``; its acceptance probability folded in). The true effect of offers
+        sent to a group at ``start`` is the mean of the untreated minus the treated probabilities."""
+        w = self.world
+        lines = [line_of_subscriber_id(w, s) for s in subscriber_ids]
+        unknown = [s for s, line in zip(subscriber_ids, lines, strict=True) if line is None]
+        if unknown:
+            raise ValueError(f"unknown subscriber id(s): {', '.join(unknown[:5])}")
+        if days < 1:
+            raise ValueError("days must be at least 1")
+        if start.tzinfo is not None:
+            start = start.astimezone(UTC).replace(tzinfo=None)
+        return self.experience.churn_probability(
+            np.array(lines, dtype=np.int64), to_s(start), days, treated=treated
+        )
 
     @property
     def story(self) -> Story | None:
@@ -342,4 +402,11 @@ def _with_final_state(batches: Iterator[Batch], default_kind: str, state: JSONDi
     yield prev
 
 
-__all__ = ["STREAMS", "SimulatorConnector", "SimulatorOptions", "floor_15"]
+def churn_probability(
+    sim: SimulatorConnector, subscriber_ids: Sequence[str], start: datetime, days: int, *, treated: bool
+) -> np.ndarray:
+    """``sim.churn_probability(...)``: the simulator's true churn-decision probabilities per line."""
+    return sim.churn_probability(subscriber_ids, start, days, treated=treated)
+
+
+__all__ = ["STREAMS", "SimulatorConnector", "SimulatorOptions", "churn_probability", "floor_15"]

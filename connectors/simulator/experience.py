@@ -23,7 +23,8 @@ from datetime import datetime
 import numpy as np
 
 from connectors.simulator.causal import CausalParameters
-from connectors.simulator.faults import DAY_S, DROP, LATENCY, Incident
+from connectors.simulator.faults import DAY_S, DROP, LATENCY, Incident, to_dt
+from connectors.simulator.inbox import Inbox
 from connectors.simulator.kpis import KPIS, STEP_S, kpi_values
 from connectors.simulator.world import ENTERPRISE, REFERENCE, World, rng_for
 
@@ -104,10 +105,17 @@ class Landings:
 class Experience:
     """Latent tickets, dissatisfaction, churn decisions and service status; cached per day."""
 
-    def __init__(self, w: World, c: CausalParameters, incidents_for: Callable[[int], list[Incident]]) -> None:
+    def __init__(
+        self,
+        w: World,
+        c: CausalParameters,
+        incidents_for: Callable[[int], list[Incident]],
+        inbox: Inbox | None = None,
+    ) -> None:
         self.w = w
         self.c = c
         self.incidents_for = incidents_for
+        self.inbox = inbox if inbox is not None else Inbox(w, c)
         self._days: dict[int, DayOutcome] = {}
         self._churn: dict[int, DayChurn] = {}
         self._static: np.ndarray | None = None
@@ -371,13 +379,30 @@ class Experience:
         static[offer] *= c.accepted_offer_churn_multiplier
         return hazard, static
 
+    def response_factor(self, day: int) -> np.ndarray | None:
+        """Per line: the churn hazard multiplier of Vantage's messages on ``day`` (None when none
+        applies). Asking draws the day: a message arriving later does not reach back into it."""
+        offers, apologies = self.inbox.effects(day)
+        if not len(offers) and not len(apologies):
+            return None
+        factor = np.ones(self.w.n_subscribers)
+        factor[offers] *= self.c.vantage_offer_churn_multiplier
+        factor[apologies] *= self.c.apology_churn_multiplier
+        return factor
+
     def decisions(self, day: int) -> DayChurn:
-        """The churn decisions of ``day`` and their landing times: a pure function of (seed, day)."""
+        """The churn decisions of ``day`` and their landing times: a pure function of (seed, day) and
+        of the messages from Vantage received before the day was first drawn."""
         out = self._churn.get(day)
         if out is not None:
             return out
         c, n = self.c, self.w.n_subscribers
         hazard, static = self.churn_hazard(day)
+        factor = self.response_factor(day)
+        if factor is not None:
+            # Both parts, as for an accepted offer: the reason keeps the share bad experience added.
+            hazard = hazard * factor
+            static = static * factor
         rng = rng_for(self.w.seed, "churn", day)
         decide = rng.random(n) < -np.expm1(-hazard)
         subs = np.flatnonzero(decide)
@@ -393,6 +418,34 @@ class Experience:
         self._churn[day] = out
         self._trim(day)
         return out
+
+    def churn_probability(self, lines: np.ndarray, start_s: int, days: int, *, treated: bool) -> np.ndarray:
+        """Per ``lines[i]``: the probability of a churn decision on one of the ``days`` days after the
+        day of ``start_s``, from the hazards ``decisions`` draws with (tickets and incidents are
+        fixed by the seed, so only the churn draws are left to chance).
+
+        Vantage offers the line received from ``start_s`` on are left out; with ``treated`` one
+        received at ``start_s`` is added, taken with ``vantage_offer_acceptance_probability``.
+        Apologies and earlier accepted offers count as the inbox holds them.
+        """
+        c = self.c
+        lines = np.asarray(lines, dtype=np.int64)
+        d0 = start_s // DAY_S
+        window = np.arange(d0 + 1, d0 + days + 1, dtype=np.int64)
+        base = np.zeros((len(lines), len(window)))
+        for j, d in enumerate(window.tolist()):
+            base[:, j] = self.churn_hazard(d)[0][lines]
+        offer, apology = self.inbox.active(lines, window, offers_before_s=start_s)
+        h = base * np.where(apology, c.apology_churn_multiplier, 1.0)
+        untreated = -np.expm1(-(h * np.where(offer, c.vantage_offer_churn_multiplier, 1.0)).sum(axis=1))
+        if not treated:
+            return np.asarray(untreated)
+        first = self.inbox.effective_day(to_dt(start_s))
+        new = (window >= first) & (window <= d0 + int(c.dissatisfaction_lookback_days))
+        taken = h * np.where(offer | new[None, :], c.vantage_offer_churn_multiplier, 1.0)
+        accepted = -np.expm1(-taken.sum(axis=1))
+        a = c.vantage_offer_acceptance_probability
+        return np.asarray(a * accepted + (1.0 - a) * untreated)
 
     # --- landings and service status -----------------------------------------------------------
 

@@ -170,6 +170,29 @@ def _one_ticket(
             )
 
 
+def vantage_offer_events(w: World, exp: Experience, source: str, a_s: int, b_s: int) -> list[Record]:
+    """The offers Vantage sent that customers accepted, as the BSS sees them (a product order) in
+    [a_s, b_s); a declined one leaves no trace, and nor does one taken on a line out of service."""
+    got = exp.inbox.accepted_between(a_s, b_s)
+    if not got:
+        return []
+    subs = np.array([r.line for r in got], dtype=np.int64)
+    live = exp.in_service(subs, np.array([r.accepted_s for r in got], dtype=np.int64))
+    return [
+        {
+            "id": r.record_id,
+            "source": source,
+            "subscriber_id": str(w.sub_ids.iloc[r.line]),
+            "account_id": str(w.acc_ids.iloc[int(w.sub_account[r.line])]),
+            "offer": r.offer,
+            "outcome": "accepted",
+            "occurred_at": to_dt(r.accepted_s),
+        }
+        for r, ok in zip(got, live.tolist(), strict=True)
+        if ok
+    ]
+
+
 def churn_events(
     w: World, exp: Experience, source: str, a_s: int, b_s: int
 ) -> Iterator[tuple[str, list[Record] | pd.DataFrame]]:
@@ -203,6 +226,7 @@ def churn_events(
                             "occurred_at": to_dt(t),
                         }
                     )
+    offers.extend(vantage_offer_events(w, exp, source, a_s, b_s))
     if offers:
         yield "offer_events", offers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -753,6 +754,23 @@ def _address(w: World, acc: np.ndarray) -> pd.Series:
     )
 
 
+def contact_emails(w: World, acc: np.ndarray) -> pd.Series:
+    """The contact e-mail of accounts ``acc``: ``first.last<account>@example.net``, lower case."""
+    first, last = _person(w, acc)
+    return (first + "." + last + pd.Series(acc).astype(str) + "@example.net").str.lower()
+
+
+def account_of_email(w: World, email: str) -> int | None:
+    """The account whose contact e-mail is ``email`` (any case), or None."""
+    m = re.fullmatch(r"[a-z]+\.[a-z]+(\d+)@example\.net", email.strip().lower())
+    if m is None:
+        return None
+    acc = int(m.group(1))
+    if acc >= w.n_accounts or contact_emails(w, np.array([acc])).iloc[0] != email.strip().lower():
+        return None
+    return acc
+
+
 def _accounts(w: World, source: str, lo: int, hi: int) -> pd.DataFrame:
     acc = np.arange(lo, hi)
     rng = rng_for(w.seed, "accounts", lo)
@@ -784,7 +802,7 @@ def _accounts(w: World, source: str, lo: int, hi: int) -> pd.DataFrame:
     )
     phone = "+351 " + pd.Series(rng.integers(910_000_000, 969_999_999, n)).astype(str)
     address = _address(w, acc)
-    email = (first + "." + last + pd.Series(acc).astype(str) + "@example.net").str.lower()
+    email = contact_emails(w, acc)
     return _frame(
         source,
         {
@@ -806,6 +824,35 @@ def _accounts(w: World, source: str, lo: int, hi: int) -> pd.DataFrame:
 
 MAX_TENURE_DAYS = 30 * 365
 
+# A line's MSISDN is +3519 and eight digits, (line * step + seed * 31) mod span above the base:
+# the step is prime to the span, so every line of a world has its own number and it can be inverted.
+MSISDN_COUNTRY = "3519"
+MSISDN_STEP = 7919
+MSISDN_SPAN = 90_000_000
+MSISDN_BASE = 10_000_000
+
+
+def msisdn_numbers(w: World, idx: np.ndarray) -> np.ndarray:
+    """The eight digits after ``+3519`` of the MSISDNs of lines ``idx``."""
+    return np.asarray((idx * MSISDN_STEP + w.seed * 31) % MSISDN_SPAN + MSISDN_BASE)
+
+
+def line_of_msisdn(w: World, number: str) -> int | None:
+    """The line whose MSISDN ``number`` is, in any formatting (``+351 912 345 678``, ``00351...``,
+    or the nine national digits), or None."""
+    digits = re.sub(r"\D", "", number)
+    if digits.startswith("00"):
+        digits = digits[2:]
+    if len(digits) == 9:
+        digits = MSISDN_COUNTRY[:3] + digits
+    if len(digits) != 12 or not digits.startswith(MSISDN_COUNTRY):
+        return None
+    rest = int(digits[4:]) - MSISDN_BASE
+    if not 0 <= rest < MSISDN_SPAN:
+        return None
+    line = (rest - w.seed * 31) * pow(MSISDN_STEP, -1, MSISDN_SPAN) % MSISDN_SPAN
+    return line if line < w.n_subscribers else None
+
 
 def subscriber_frame(w: World, source: str, idx: np.ndarray, churned: np.ndarray) -> pd.DataFrame:
     """Subscriber records for positions ``idx`` with their current status."""
@@ -815,7 +862,7 @@ def subscriber_frame(w: World, source: str, idx: np.ndarray, churned: np.ndarray
     # (and before what ingest accepts): nobody has been a subscriber for more than 30 years.
     tenure_days = np.minimum(tenure_days, MAX_TENURE_DAYS)
     activated = pd.Timestamp(REFERENCE) - pd.to_timedelta(np.round(tenure_days * 86400), unit="s")
-    mobile_prefix = (idx * 7919 + w.seed * 31) % 90_000_000 + 10_000_000
+    mobile_prefix = msisdn_numbers(w, idx)
     plan_names = np.asarray([p[0] for p in PLANS], dtype=object)
     return _frame(
         source,
