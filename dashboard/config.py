@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connectors.actions import get_action_class
 from connectors.base import Connector, ConnectorContext, ConnectorOptions
 from connectors.options import parse_duration
 from connectors.registry import ConnectorLoadError, UnknownConnectorType
@@ -256,6 +257,68 @@ class WallConfig(_Strict):
         return parse_duration(v)
 
 
+class ActionConfig(_Strict):
+    """One configured action endpoint that playbook steps name: a type and its options.
+
+    ``loopback: true`` points it at the built-in loopback sinks (``playbooks.loopback``) instead of
+    a real system: the demo's SMTP server, SMS gateway and TMF621/TMF642 systems run in-process.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
+    type: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    loopback: bool = False
+    #: The most messages per second this endpoint is sent (a gateway's own limit); unset: no limit.
+    rate_per_s: float | None = Field(default=None, gt=0)
+
+
+class PlaybooksConfig(_Strict):
+    """The closed loop (docs/playbooks.md): where the playbooks are and how actions are delivered."""
+
+    #: The playbooks file; relative paths are read beside the settings file, else the shipped one.
+    file: str = "playbooks.yaml"
+    #: Off unless switched on: a deployment opts in to Vantage acting on its own.
+    enabled: bool = False
+    #: Every playbook decides and records what it would send, and nothing is delivered.
+    dry_run: bool = False
+    #: Start the built-in loopback sinks (SMTP, SMS gateway, TMF621, TMF642, webhook) in-process.
+    loopback: bool = False
+    #: How often the outbox is delivered, and how many actions one pass takes at most.
+    deliver_every_s: float = Field(default=5.0, gt=0)
+    deliver_batch: int = Field(default=2000, ge=1)
+    #: Delivery attempts of one action before it is failed, and the backoff between them.
+    max_attempts: int = Field(default=6, ge=1)
+    retry_initial_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=1800.0, gt=0)
+    #: A claim older than this is a delivery whose process died (kill -9, power): it is resent when
+    #: the channel cannot tell a repeat apart, else marked uncertain for a person to decide.
+    claim_lease_s: float = Field(default=120.0, gt=0)
+    #: The address customers reach Vantage at, for the signed offer links (accept, opt out).
+    public_url: str = Field(default="http://127.0.0.1:8050", pattern=r"^https?://")
+
+    @field_validator("deliver_every_s", "retry_initial_s", "retry_max_s", "claim_lease_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    def file_path(self, config_file: str | None) -> Path:
+        """The playbooks file: relative paths beside the settings file, else the shipped one."""
+        return _beside(self.file, config_file)
+
+
+def _beside(name: str, config_file: str | None) -> Path:
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    if config_file and Path(config_file).is_file():
+        beside = Path(config_file).resolve().parent / path
+        if beside.exists():
+            return beside
+    if path.exists():
+        return path
+    return Path(__file__).resolve().parents[1] / path
+
+
 class Settings(_Strict):
     """Everything Vantage needs to start."""
 
@@ -268,6 +331,8 @@ class Settings(_Strict):
     wall: WallConfig = Field(default_factory=WallConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
+    playbooks: PlaybooksConfig = Field(default_factory=PlaybooksConfig)
+    actions: list[ActionConfig] = Field(default_factory=list)
     #: Where the settings came from, for messages; not read from the file.
     config_file: str | None = Field(default=None, exclude=True)
 
@@ -288,6 +353,16 @@ class Settings(_Strict):
             seen.add(c.name)
         return connectors
 
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, actions: list[ActionConfig]) -> list[ActionConfig]:
+        seen: set[str] = set()
+        for a in actions:
+            if a.name in seen:
+                raise ValueError(f"action name {a.name!r} is used twice; names must be unique")
+            seen.add(a.name)
+        return actions
+
     def connector(self, name: str) -> ConnectorConfig:
         for c in self.connectors:
             if c.name == name:
@@ -297,16 +372,10 @@ class Settings(_Strict):
 
     def kpi_definitions_path(self) -> Path:
         """The KPI catalogue: relative paths are read beside the settings file, else the shipped one."""
-        path = Path(self.kpi_definitions)
-        if path.is_absolute():
-            return path
-        if self.config_file and Path(self.config_file).is_file():
-            beside = Path(self.config_file).resolve().parent / path
-            if beside.exists():
-                return beside
-        if path.exists():
-            return path
-        return Path(__file__).resolve().parents[1] / path
+        return _beside(self.kpi_definitions, self.config_file)
+
+    def playbooks_path(self) -> Path:
+        return self.playbooks.file_path(self.config_file)
 
     @property
     def enabled_connectors(self) -> list[ConnectorConfig]:
@@ -365,6 +434,22 @@ def _connector_problems(index: int, type_name: str, options: Any) -> list[tuple[
     return []
 
 
+def _action_problems(index: int, type_name: str, options: Any) -> list[tuple[str, str]]:
+    """Check one action's type and options with the action type's own model."""
+    where = f"actions[{index}]"
+    try:
+        cls = get_action_class(type_name)
+    except KeyError as err:
+        return [(f"{where}.type", str(err.args[0]))]
+    if not isinstance(options, dict):
+        return []
+    try:
+        cls.Options.model_validate(options)
+    except ValidationError as err:
+        return validation_problems(err, prefix=f"{where}.options")
+    return []
+
+
 def settings_from_mapping(
     data: Mapping[str, Any], *, file: str = "<settings>", environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -384,6 +469,11 @@ def settings_from_mapping(
         for i, c in enumerate(raw_connectors):
             if isinstance(c, dict) and isinstance(c.get("type"), str):
                 problems.extend(_connector_problems(i, c["type"], c.get("options") or {}))
+    raw_actions = data.get("actions")
+    if isinstance(raw_actions, list):
+        for i, a in enumerate(raw_actions):
+            if isinstance(a, dict) and isinstance(a.get("type"), str) and not a.get("loopback"):
+                problems.extend(_action_problems(i, a["type"], a.get("options") or {}))
     if problems or settings is None:
         raise ConfigError(file, problems)
     settings.config_file = file

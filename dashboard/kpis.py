@@ -7,6 +7,7 @@ numbers, never ``eval``; unknown references and cycles fail at start-up with the
 from __future__ import annotations
 
 import ast
+import difflib
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -384,6 +385,149 @@ def evaluate(text: str, values: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"cannot evaluate {type(node).__name__}")
 
     return ev(parse_expression(text))
+
+
+# --- conditions -------------------------------------------------------------------------------
+# The same safe language, widened for playbooks' conditions: comparisons, and/or/not, strings,
+# lists for ``in``, and dotted names (``incident.severity``, ``customer.segment``). Still parsed,
+# checked and walked node by node; never ``eval``.
+
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_CONDITION_NODES = (
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.UAdd,
+    ast.Compare,
+    ast.BinOp,
+    ast.operator,
+    ast.cmpop,
+    ast.Name,
+    ast.Attribute,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Load,
+)
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def parse_condition(text: str, known: Iterable[str] | None = None) -> ast.expr:
+    """Parse and check a condition; ``known``: the names it may use (``incident.severity``...)."""
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as err:
+        raise ExpressionError(f"not a valid condition: {err.msg}") from None
+    allowed = set(known) if known is not None else None
+    for node in ast.walk(tree):
+        if not isinstance(node, _CONDITION_NODES):
+            raise ExpressionError(
+                f"{type(node).__name__} is not allowed (only comparisons, and/or/not, arithmetic and names)"
+            )
+        if isinstance(node, ast.BinOp) and type(node.op) not in _BINOPS:
+            raise ExpressionError(f"operator {type(node.op).__name__} is not allowed")
+        if isinstance(node, ast.Compare) and any(type(op) not in _COMPARE for op in node.ops):
+            raise ExpressionError("only == != < <= > >= in and not in compare")
+        if isinstance(node, ast.Constant) and not isinstance(
+            node.value, int | float | str | bool | type(None)
+        ):
+            raise ExpressionError(f"constant {node.value!r} is not a number, string, true/false or None")
+        if isinstance(node, ast.Attribute | ast.Name):
+            name = _dotted(node)
+            if name is None:
+                raise ExpressionError("only names and dotted names (incident.severity) may be read")
+    if allowed is not None:
+        for name in condition_names(tree):
+            if name not in allowed:
+                near = difflib.get_close_matches(name, sorted(allowed), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ExpressionError(f"unknown name {name!r}{hint}")
+    return tree
+
+
+def condition_names(tree: ast.expr) -> set[str]:
+    """The dotted names a parsed condition reads."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        name = _dotted(node) if isinstance(node, ast.Attribute | ast.Name) else None
+        if name is not None:
+            names.add(name)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return names
+
+
+def evaluate_condition(tree: ast.expr | str, values: Mapping[str, Any]) -> Any:
+    """Evaluate a condition over scalars (``values``: dotted name -> value). A comparison with a
+    missing value (None) is false, so a rule on churn risk does not fire for unscored lines."""
+    if isinstance(tree, str):
+        tree = parse_condition(tree)
+
+    def ev(node: ast.expr) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name | ast.Attribute):
+            return values.get(_dotted(node) or "")
+        if isinstance(node, ast.List | ast.Tuple):
+            return [ev(e) for e in node.elts]
+        if isinstance(node, ast.BoolOp):
+            if isinstance(node.op, ast.And):
+                return all(ev(v) for v in node.values)
+            return any(ev(v) for v in node.values)
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand)
+            if isinstance(node.op, ast.Not):
+                return not v
+            if v is None:
+                return None
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp):
+            left, right = ev(node.left), ev(node.right)
+            if left is None or right is None:
+                return None
+            if isinstance(node.op, ast.Div) and right == 0:
+                return None
+            return _BINOPS[type(node.op)](left, right)
+        if isinstance(node, ast.Compare):
+            left = ev(node.left)
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                right = ev(comp)
+                if (left is None or right is None) and not isinstance(op, ast.Eq | ast.NotEq):
+                    return False
+                try:
+                    if not _COMPARE[type(op)](left, right):
+                        return False
+                except TypeError:
+                    return False
+                left = right
+            return True
+        raise ExpressionError(f"cannot evaluate {type(node).__name__}")
+
+    return ev(tree)
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -20,15 +20,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
+from connectors.actions.loopback import LoopbackSinks, Received
 from connectors.base import Connector, ConnectorError, RetriableError
 from dashboard import analytics, incidents, kpi_eval, linkage, readiness
+from dashboard.auth.keys import stored_secret
 from dashboard.config import SchedulerConfig
 from dashboard.context import Context, Jobs
 from dashboard.ingest.runner import Ingestor, RunSummary, abandon_runs
+from dashboard.playbooks import LINK_SECRET, ClosedLoop
 from dashboard.readiness import Preparation
-from dashboard.store.schema import connector_runs
+from dashboard.store.schema import connector_runs, loopback_messages
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +49,108 @@ PREPARE_JOBS = {
 SAMPLE_KINDS = frozenset({"kpi_samples"})
 
 
-def builtin_jobs(ctx: Context) -> Jobs:
-    """Jobs beside the connectors: the incident queue, analytics, KPI evaluation and linkage."""
-    return (
+def builtin_jobs(ctx: Context, loop: ClosedLoop | None = None) -> Jobs:
+    """Jobs beside the connectors: the incident queue, analytics, KPI evaluation and linkage; with
+    a closed ``loop``, its playbooks decide right after each queue refresh and its outbox is
+    delivered at its own interval."""
+    jobs = (
         incidents.scheduled_jobs(ctx)
         | analytics.scheduled_jobs(ctx)
         | kpi_eval.scheduled_jobs(ctx)
         | linkage.scheduled_jobs(ctx)
     )
+    if loop is not None:
+        interval, refresh = jobs["incident-queue"]
+
+        def queue_then_playbooks() -> object:
+            result = refresh()
+            try:
+                loop.evaluate()
+            except Exception:  # the queue is refreshed whatever the playbooks do
+                log.exception("playbooks: evaluation failed")
+            return result
+
+        jobs["incident-queue"] = (interval, queue_then_playbooks)
+        jobs |= loop.jobs()
+    return jobs
+
+
+class LoopRuntime:
+    """A process's closed loop: the playbooks, and the loopback sinks when the settings ask for them.
+
+    What the sinks receive is kept in the store (the Actions page shows it) and handed to the
+    simulated operator's customers, who answer apologies and offers as the simulator's causal
+    model says (docs/simulator.md).
+    """
+
+    def __init__(self, ctx: Context, *, start_sinks: bool = True) -> None:
+        self.ctx = ctx
+        self.sinks: LoopbackSinks | None = None
+        self.jobs: ConnectorJobs | None = None
+        pb = ctx.settings.playbooks
+        options: dict[str, dict[str, Any]] = {}
+        if pb.loopback and start_sinks:
+            self.sinks = LoopbackSinks(on_message=self._received).start()
+            options = self.sinks.action_options()
+            log.info(
+                "loopback sinks: SMTP on port %d, HTTP at %s", self.sinks.smtp_port, self.sinks.http_base_url
+            )
+        secret = stored_secret(ctx.store, LINK_SECRET, now=ctx.now())
+        self.loop = ClosedLoop(ctx, secret=secret, loopback_options=options)
+
+    @classmethod
+    def from_settings(cls, ctx: Context) -> LoopRuntime | None:
+        """The runtime when the settings enable playbooks, else None."""
+        return cls(ctx) if ctx.settings.playbooks.enabled else None
+
+    def attach(self, jobs: ConnectorJobs) -> None:
+        """Hand what the sinks receive to these jobs' simulators."""
+        self.jobs = jobs
+
+    def _received(self, msg: Received) -> None:
+        with self.ctx.store.begin() as conn:
+            conn.execute(
+                insert(loopback_messages).values(
+                    channel=msg.channel,
+                    received_at=msg.at,
+                    to=(msg.to or None) and msg.to[:256],
+                    subject=(msg.subject or None) and msg.subject[:256],
+                    body=msg.body,
+                    reference=(msg.reference or None) and msg.reference[:256],
+                    key=(msg.key or None) and msg.key[:64],
+                )
+            )
+        jobs = self.jobs
+        if jobs is None or msg.channel not in ("email", "sms"):
+            return
+        raw_meta = msg.data.get("metadata")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        offer = meta.get("offer") or msg.headers.get("X-Vantage-Offer")
+        kind = (
+            "offer"
+            if offer
+            else ("apology" if (meta.get("kind") or msg.headers.get("X-Vantage-Kind")) == "apology" else None)
+        )
+        if kind is None:
+            return
+        for name, cfg in jobs.configs.items():
+            if cfg.type != "simulator":
+                continue
+            receive = getattr(jobs.connector(name), "receive", None)
+            if receive is not None:
+                receive(
+                    kind,
+                    at=msg.at,
+                    address=msg.to,
+                    subscriber_id=meta.get("subscriber_id"),
+                    offer=offer,
+                    key=msg.key,
+                )
+
+    def close(self) -> None:
+        self.loop.close()
+        if self.sinks is not None:
+            self.sinks.stop()
 
 
 def backoff_delay(

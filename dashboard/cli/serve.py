@@ -15,7 +15,13 @@ from dashboard.app import create_app
 from dashboard.auth import users
 from dashboard.cli import common
 from dashboard.context import Context
-from dashboard.scheduler import ConnectorJobs, background_scheduler, blocking_scheduler, builtin_jobs
+from dashboard.scheduler import (
+    ConnectorJobs,
+    LoopRuntime,
+    background_scheduler,
+    blocking_scheduler,
+    builtin_jobs,
+)
 from dashboard.store.db import redact
 
 log = logging.getLogger("vantage")
@@ -29,8 +35,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     app = create_app(ctx)
     scheduler = None
     jobs = None
+    runtime = None
     if ctx.settings.scheduler.embedded and not args.no_scheduler:
-        jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx))
+        runtime = LoopRuntime.from_settings(ctx)
+        jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx, runtime.loop if runtime else None))
+        if runtime is not None:
+            runtime.attach(jobs)
         scheduler = background_scheduler(jobs)
         log.info("scheduler: %d connector job(s) embedded", len(jobs.configs))
     log.info("Vantage on http://%s:%d (store %s)", host, port, redact(ctx.store.url))
@@ -45,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             scheduler.shutdown(wait=False)
         if jobs is not None:
             jobs.close()
+        if runtime is not None:
+            runtime.close()
     if scheduler is not None:
         _exit_past_running_jobs()
     return 0
@@ -87,7 +99,10 @@ def _exit_past_running_jobs() -> None:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     ctx = common.context(args, migrate=not args.no_migrate)
-    jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx))
+    runtime = LoopRuntime.from_settings(ctx)
+    jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx, runtime.loop if runtime else None))
+    if runtime is not None:
+        runtime.attach(jobs)
     try:
         if args.once:
             failed = 0
@@ -105,6 +120,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         scheduler.start()
     finally:
         jobs.close()
+        if runtime is not None:
+            runtime.close()
     return 0
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from connectors.canonical import (
@@ -851,6 +852,121 @@ kpi_links = Table(
     Column("until", DateTime, nullable=True),
     Column("computed_at", DateTime, nullable=False),
     PrimaryKeyConstraint("driver", "target", "scope"),
+)
+
+# --- Playbooks: the outbox and what it needs -----------------------------------------------
+# Written by dashboard.playbooks. Every action a playbook decides is one row of ``actions``,
+# inserted in the transaction that decided it and keyed by (playbook, step, subject, target), so a
+# re-evaluation, a restart or a second scheduler can never queue it twice.
+
+#: queued -> sending -> sent | failed; awaiting_approval -> queued | rejected; queued or
+#: awaiting_approval -> cancelled; suppressed (the contact policy), dry_run (decided, never sent),
+#: held_out (a retention offer's randomised hold-out), uncertain (a process died while sending on a
+#: channel that cannot tell a repeat: never sent again unless a person says so).
+ACTION_STATES = [
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "awaiting_approval",
+    "rejected",
+    "cancelled",
+    "suppressed",
+    "dry_run",
+    "held_out",
+    "uncertain",
+]
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # sha256 of (playbook, step, subject, target), hex: the outbox's uniqueness and the idempotency
+    # key every delivery carries.
+    Column("key", String(64), nullable=False),
+    Column("playbook", String(64), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("action", String(64), nullable=False),  # the configured action (settings: actions[].name)
+    Column("action_type", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("incident_id", String(128), nullable=True),
+    Column("account_id", String(128), nullable=True),
+    Column("subscriber_id", String(128), nullable=True),
+    # Whom the key names (incident:<id>, account:<id>, line:<id>, manager:<name>) and, for a
+    # customer, the party the contact policy counts against (account:<id> or line:<id>).
+    Column("target", String(192), nullable=False),
+    Column("party", String(160), nullable=True),
+    Column("dedupe_group", String(64), nullable=True),
+    Column("address", String(256), nullable=True, info={"personal": True}),
+    Column("subject", String(256), nullable=True),
+    Column("body", Text, nullable=True),
+    Column("payload", JSON, nullable=True),  # structured fields for the action type
+    Column("state", String(24), nullable=False, info={"enum": ACTION_STATES}),
+    Column("reason", Text, nullable=True),
+    # Money: what the action costs the operator and what it promises the customer (a credit, an offer).
+    Column("cost", Float, nullable=True),
+    Column("promised", Float, nullable=True),
+    Column("offer", String(64), nullable=True),
+    Column("expected_value", Float, nullable=True),
+    Column("not_before", DateTime, nullable=True),  # quiet hours: not delivered before this
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_at", DateTime, nullable=True),
+    Column("reference", String(256), nullable=True),  # the receiver's id: ticket, message
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("sent_at", DateTime, nullable=True),
+    Column("decided_by", String(128), nullable=True),  # who approved, rejected, cancelled or resent
+    Column("decided_at", DateTime, nullable=True),
+    UniqueConstraint("key"),
+    Index("ix_actions_state_due", "state", "next_attempt_at"),
+    Index("ix_actions_incident_id", "incident_id"),
+    Index("ix_actions_subscriber_id", "subscriber_id"),
+    Index("ix_actions_account_id", "account_id"),
+    Index("ix_actions_party", "party", "created_at"),
+    Index("ix_actions_created_at", "created_at"),
+)
+
+# Customers who asked not to be contacted, per channel ("*": on every channel).
+contact_optouts = Table(
+    "contact_optouts",
+    metadata,
+    Column("party", String(160), nullable=False),  # account:<id> or line:<id>
+    Column("channel", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("source", String(64), nullable=False),  # who recorded it: a user, the opt-out link
+    PrimaryKeyConstraint("party", "channel"),
+)
+
+# Lines an incident hit, with their churn risk when it first hit them: a retention playbook
+# fires when a line's risk later crosses its band.
+line_exposures = Table(
+    "line_exposures",
+    metadata,
+    Column("subscriber_id", String(128), nullable=False),
+    Column("incident_id", String(128), nullable=False),
+    Column("account_id", String(128), nullable=True),
+    Column("risk_at_hit", Float, nullable=True),
+    Column("hit_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("subscriber_id", "incident_id"),
+    Index("ix_line_exposures_hit_at", "hit_at"),
+)
+
+# What the built-in loopback sinks received (the demo's SMTP server, SMS gateway and ticket system).
+loopback_messages = Table(
+    "loopback_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("to", String(256), nullable=True, info={"personal": True}),
+    Column("subject", String(256), nullable=True),
+    Column("body", Text, nullable=True),
+    Column("reference", String(256), nullable=True),
+    Column("key", String(64), nullable=True),
+    Index("ix_loopback_messages_received_at", "received_at"),
 )
 
 # The KPI roll-up pass finds the tickets and churn events ingested since its watermark (migration 0006).
