@@ -447,3 +447,55 @@ def test_an_action_row_update_cannot_claim_twice(store: Store, sinks: LoopbackSi
         conn.execute(update(actions).values(state="sending", claimed_by="other", claimed_at=NOW))
     assert _deliverer(store, sinks).run_once().claimed == 0
     assert sinks.received() == []
+
+
+def test_the_queue_job_queues_the_loop_s_actions_within_the_refresh_that_triggers_them(net: Store) -> None:
+    """The real path: alarms in, the scheduler's queue job (refresh, then playbooks), delivery to
+    the loopback sinks `vantage run` starts, and the simulated customers' side not involved."""
+    from dashboard.config import Settings
+    from dashboard.context import Context
+    from dashboard.scheduler import LoopRuntime, builtin_jobs
+    from tests.incident_net import T, alarm, catalogue, ingest
+
+    ent = {"id": "ENT", "name": "Harbour Logistics", "segment": "enterprise", "vip": False}
+    ent |= {"account_manager": "Ana Costa", "sla_restore_minutes": 30, "penalty_per_hour": 600.0}
+    ingest(net, "accounts", [ent | {"contact_name": "Rui Lopes", "contact_email": "noc@harbour.example"}])
+    settings = Settings.model_validate(
+        {
+            "playbooks": {"enabled": True, "loopback": True},
+            "actions": [a.model_dump() for a in ACTIONS],
+        }
+    )
+    now = T + timedelta(minutes=12)
+    ctx = Context.build(settings, store=net, catalogue=catalogue(), clock=lambda: now)
+    ingest(net, "alarms", [alarm("a1", "ran-1", T)])
+    runtime = LoopRuntime(ctx)
+    try:
+        jobs = builtin_jobs(ctx, runtime.loop)
+        jobs["incident-queue"][1]()
+        states = _states(net)
+        assert len(states) == 3
+        assert {
+            "sla-breach-enterprise/apologise/account:ENT",
+            "sla-breach-enterprise/tell-account-manager/manager:Ana Costa",
+        } < set(states)
+        assert any(k.startswith("sla-breach-enterprise/open-ticket/event:") for k in states)
+        assert set(states.values()) == {"queued"}
+        jobs["playbooks-deliver"][1]()
+        assert set(_states(net).values()) == {"sent"}
+        sinks = runtime.sinks
+        assert sinks is not None
+        assert len(sinks.received("ticket")) == 1
+        assert sorted(m.to for m in sinks.received("email")) == [
+            "ana.costa@operator.example",
+            "noc@harbour.example",
+        ]
+        jobs["incident-queue"][1]()  # the next refresh decides nothing new
+        jobs["playbooks-deliver"][1]()
+        assert len(sinks.received()) == 3
+        from dashboard.store.schema import loopback_messages
+
+        with net.connect() as conn:
+            assert conn.execute(select(loopback_messages.c.channel)).scalars().all().count("email") == 2
+    finally:
+        runtime.close()
