@@ -229,7 +229,7 @@ def test_quiet_hours_hold_a_message_until_morning(store: Store, sinks: LoopbackS
     late = datetime(2026, 1, 5, 22, 30)  # 22:30 in Lisbon (UTC+0 in January)
     build_world(store, s.model_copy(update={"now": late}))
     book = _book()
-    book.playbooks[1].steps[0].approval = None
+    book.playbook("resolved-apology").steps[0].approval = None
     with store.begin() as conn:
         evaluate(conn, _loop(book=book), now=late)
     with store.connect() as conn:
@@ -493,6 +493,38 @@ def test_the_queue_job_queues_the_loop_s_actions_within_the_refresh_that_trigger
         jobs["incident-queue"][1]()  # the next refresh decides nothing new
         jobs["playbooks-deliver"][1]()
         assert len(sinks.received()) == 3
+        # The ticket's id is written back on the incident; an operator's acknowledgement in
+        # Vantage acknowledges the alarm upstream (TMF642), as that operator.
+        from dashboard.incidents import acknowledge
+        from dashboard.store.schema import incidents
+
+        with net.connect() as conn:
+            incident_id, ticket_id = conn.execute(
+                select(incidents.c.id, incidents.c.ticket_id).where(incidents.c.source == "vantage")
+            ).one()
+        assert ticket_id == sinks.received("ticket")[0].reference
+        acknowledge(net, incident_id, actor="marta", now=now)
+        jobs["incident-queue"][1]()
+        jobs["playbooks-deliver"][1]()
+        acks = sinks.received("alarm")
+        assert len(acks) == 1 and acks[0].data["ackUserId"] == "marta"
+        assert acks[0].data["alarmPattern"] == [{"id": "a1"}]
+        # Cleared: the ticket is resolved upstream (a PATCH of the same ticket). The customer had
+        # its apology when the SLA clock ran low: the one after the restore is held back (one
+        # apology per customer per day), recorded with its reason.
+        now = T + timedelta(minutes=70)
+        ingest(net, "alarms", [alarm("a1", "ran-1", T, cleared=T + timedelta(minutes=40))])
+        jobs["incident-queue"][1]()
+        jobs["playbooks-deliver"][1]()
+        patches = [m for m in sinks.received("ticket") if m.data.get("status") == "resolved"]
+        assert len(patches) == 1 and patches[0].reference == ticket_id
+        assert [m.subject for m in sinks.received("email")].count("Our apologies: service restored") == 0
+        with net.connect() as conn:
+            held = (
+                conn.execute(select(actions).where(actions.c.playbook == "resolved-apology")).mappings().one()
+            )
+        assert held["state"] == "suppressed" and "one apology per customer" in held["reason"]
+        assert held["promised"] == 100.0  # the credit it would have carried: 10 min past SLA x 600/h
         from dashboard.store.schema import loopback_messages
 
         with net.connect() as conn:

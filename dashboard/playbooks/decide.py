@@ -30,7 +30,7 @@ from connectors.actions import get_action_class
 from dashboard.config import ActionConfig
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import evaluate_condition
-from dashboard.playbooks.render import render
+from dashboard.playbooks.render import render, render_data
 from dashboard.playbooks.spec import (
     CUSTOMER_TARGETS,
     Offer,
@@ -192,8 +192,16 @@ def evaluate(conn: Connection, loop: Loop, *, now: datetime) -> Evaluation:
     incidents = queue_incidents(conn, now)
     by_id = {i["id"]: i for i in incidents}
     first_sev: dict[str, str] = {k: v for k, v in state.get("severity", {}).items() if k in by_id}
+    peak: dict[str, str] = {k: v for k, v in state.get("peak", {}).items() if k in by_id}
     for inc in incidents:
-        first_sev.setdefault(inc["id"], inc["severity"])
+        if inc["severity"] in SEVERITY_RANK:
+            first_sev.setdefault(inc["id"], inc["severity"])
+            if SEVERITY_RANK[inc["severity"]] > SEVERITY_RANK.get(peak.get(inc["id"], ""), 0):
+                peak[inc["id"]] = inc["severity"]
+        elif inc["id"] in peak:
+            # A resolved incident's alarms read "cleared": it keeps the severity it had at its worst.
+            inc["severity"] = peak[inc["id"]]
+            inc["severity_rank"] = SEVERITY_RANK[peak[inc["id"]]]
     result = Evaluation()
     exposed = set(state.get("exposed", [])) & set(by_id)
     if loop.wants_exposures:
@@ -220,7 +228,7 @@ def evaluate(conn: Connection, loop: Loop, *, now: datetime) -> Evaluation:
     save_state(
         conn,
         *STATE_KEY,
-        {"severity": first_sev, "exposed": sorted(exposed), "seen": fresh_seen},
+        {"severity": first_sev, "peak": peak, "exposed": sorted(exposed), "seen": fresh_seen},
         now=now,
     )
     result.took_ms = (time.perf_counter() - t0) * 1000
@@ -270,7 +278,10 @@ def _record_exposures(conn: Connection, new: Sequence[dict[str, Any]], now: date
 
 def _signature(inc: Mapping[str, Any]) -> str:
     lines = round(inc["lines"] or 0, 1)
-    return f"{inc['state']}|{inc['severity']}|{inc['sla_state']}|{lines}|{inc['resolved_at']}"
+    return (
+        f"{inc['state']}|{inc['severity']}|{inc['sla_state']}|{lines}|{inc['resolved_at']}|"
+        f"{inc['acked_at']}|{inc['ticket_id']}"
+    )
 
 
 def _values(prefix: str, ctx: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,6 +321,8 @@ def _firing(
         resolved = inc["resolved_at"] is not None
         if t.event == "incident_opened":
             fire = not resolved
+        elif t.event == "incident_acknowledged":
+            fire = inc["acked_at"] is not None
         elif t.event == "incident_resolved":
             fire = resolved
         elif t.event == "incident_escalated":
@@ -572,9 +585,7 @@ def _expand(
                 d.address = _address(loop, step, channel, tctx)
                 d.subject = render(step.subject, tctx)
                 d.body = render(step.body, tctx)
-                payload: dict[str, Any] = {
-                    k: (render(v, tctx) if isinstance(v, str) else v) for k, v in step.data.items()
-                }
+                payload: dict[str, Any] = render_data(step.data, tctx)
             except Exception as err:  # a template that fails for one customer must not stop the rest
                 d.state, d.reason = "failed", f"template: {type(err).__name__}: {err}"[:500]
                 out.append(d)

@@ -39,7 +39,7 @@ from connectors.base import FatalError, RetriableError
 from dashboard.config import ActionConfig, PlaybooksConfig
 from dashboard.playbooks.decide import failpoint
 from dashboard.store.db import Store
-from dashboard.store.schema import actions
+from dashboard.store.schema import actions, incidents
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,17 @@ class Deliverer:
                 "sent_at": now,
             }
         with self.store.begin() as conn:
-            conn.execute(update(actions).where(self._mine(row, token)).values(**values))
+            done = conn.execute(update(actions).where(self._mine(row, token)).values(**values)).rowcount
+            payload = row["payload"] or {}
+            opened = row["channel"] == "ticket" and payload.get("operation", "create") == "create"
+            if done and opened and delivery is not None and delivery.reference and row["incident_id"]:
+                # The ticket opened for an incident is written back on it, for pages and for later
+                # steps (an update when it is resolved).
+                conn.execute(
+                    update(incidents)
+                    .where(incidents.c.id == row["incident_id"], incidents.c.ticket_id.is_(None))
+                    .values(ticket_id=str(delivery.reference)[:128])
+                )
         return state
 
     def _reclaim(self, now: datetime, result: DeliveryPass) -> None:
@@ -302,8 +312,9 @@ class Deliverer:
                     else:
                         values = {
                             "state": "uncertain",
-                            "reason": "the delivering process stopped while sending; this channel cannot "
-                            "tell a repeat, so it is not sent again: check the receiver, then resend or close it",
+                            "reason": "the delivering process stopped while sending; this channel "
+                            "cannot tell a repeat, so it is not sent again: check the receiver, then "
+                            "resend or close it",
                         }
                 conn.execute(
                     update(actions)

@@ -49,8 +49,9 @@ def decide(
     with store.begin() as conn:
         row = _row(conn, action_id)
         if row["state"] not in allowed:
+            which = " or ".join(allowed)
             raise OutboxError(
-                f"action {action_id} is {row['state']}: only {' or '.join(allowed)} actions can be {_DONE[verb]}"
+                f"action {action_id} is {row['state']}: only {which} actions can be {_DONE[verb]}"
             )
         reason = f"{_DONE[verb]} by {actor}" + (f": {note[:300]}" if note else "")
         values: dict[str, Any] = {

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined
+from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate, native_concat
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -48,9 +49,41 @@ def template_environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+class _NativeSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, rendering a lone expression to its Python value (a list of alarm ids, a number)
+    rather than its text: for the structured fields an action type reads."""
+
+    code_generator_class = NativeCodeGenerator
+    concat = staticmethod(native_concat)  # type: ignore[assignment]
+    template_class = NativeTemplate
+
+
+@lru_cache(maxsize=1)
+def _native_environment() -> _NativeSandbox:
+    env = _NativeSandbox(undefined=StrictUndefined, autoescape=False)
+    env.filters.update(template_environment().filters)
+    return env
+
+
 @lru_cache(maxsize=512)
 def _compiled(text: str) -> Any:
     return template_environment().from_string(text)
+
+
+@lru_cache(maxsize=512)
+def _compiled_native(text: str) -> Any:
+    return _native_environment().from_string(text)
+
+
+def render_data(data: Any, context: dict[str, Any]) -> Any:
+    """Structured fields rendered for one target: each string a template giving a value."""
+    if isinstance(data, str):
+        return _compiled_native(data).render(**context)
+    if isinstance(data, dict):
+        return {k: render_data(v, context) for k, v in data.items()}
+    if isinstance(data, list):
+        return [render_data(v, context) for v in data]
+    return data
 
 
 def render(text: str | None, context: dict[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from dashboard.playbooks.render import template_environment
 
 TriggerKind = Literal[
     "incident_opened",
+    "incident_acknowledged",
     "incident_escalated",
     "incident_resolved",
     "sla_within",
@@ -72,6 +73,10 @@ INCIDENT_FIELDS = (
     "sentiment",
     "churn_risk",
     "reason",
+    "owner",
+    "ticket_id",
+    "acked_by",
+    "upstream_alarms",
 )
 CUSTOMER_FIELDS = (
     "id",

@@ -12,6 +12,9 @@ from sqlalchemy import Connection, and_, func, select
 from dashboard.store.schema import (
     account_signals,
     accounts,
+    alarms,
+    audit,
+    incident_alarms,
     incident_cells,
     incident_queue,
     kpi_status,
@@ -20,6 +23,7 @@ from dashboard.store.schema import (
     subscriber_signals,
     subscribers,
 )
+from dashboard.store.schema import incidents as incidents_table
 
 #: A line is hit by an incident when at least this share of its traffic is on a cell the incident
 #: degrades by at least MIN_DEGRADED (incident_cells.degraded_share).
@@ -85,9 +89,49 @@ def queue_incidents(conn: Connection, now: datetime) -> list[dict[str, Any]]:
                 "sentiment": r["sentiment"],
                 "churn_risk": r["churn_risk"],
                 "reason": r["reason"],
+                "owner": r["owner"],
             }
         )
+    _upstream(conn, out)
     return out
+
+
+#: Sources whose alarms are Vantage's own (correlation, detection): never acknowledged upstream.
+_OWN_SOURCES = ("vantage", "vantage-detect")
+
+
+def _upstream(conn: Connection, incidents: list[dict[str, Any]]) -> None:
+    """Add to each incident its upstream alarms, its ticket and who acknowledged it in Vantage."""
+    by_id = {i["id"]: i for i in incidents}
+    for inc in incidents:
+        inc.update(alarm_ids=[], upstream_alarms=0, ticket_id=None, acked_at=None, acked_by=None)
+    ids = list(by_id)
+    ia, al, inc_t, au = incident_alarms.c, alarms.c, incidents_table.c, audit.c
+    for chunk in _chunks(ids):
+        for r in conn.execute(
+            select(ia.incident_id, al.id)
+            .join(alarms, al.id == ia.alarm_id)
+            .where(ia.incident_id.in_(chunk), al.source.not_in(_OWN_SOURCES))
+            .order_by(ia.incident_id, al.id)
+        ):
+            by_id[r.incident_id]["alarm_ids"].append(r.id)
+            by_id[r.incident_id]["upstream_alarms"] += 1
+        for t in conn.execute(
+            select(inc_t.id, inc_t.ticket_id, inc_t.acked_at).where(
+                inc_t.id.in_(chunk), inc_t.source == "vantage"
+            )
+        ):
+            by_id[t.id].update(ticket_id=t.ticket_id, acked_at=t.acked_at)
+        acked = [i for i in chunk if by_id[i]["acked_at"] is not None]
+        if acked:
+            for who in conn.execute(
+                select(au.target_id, au.actor)
+                .where(
+                    au.action == "incident.acknowledge", au.target_type == "incident", au.target_id.in_(acked)
+                )
+                .order_by(au.at)
+            ):
+                by_id[who.target_id]["acked_by"] = who.actor
 
 
 def kpi_changes(conn: Connection, kpi: str, statuses: Sequence[str]) -> list[dict[str, Any]]:

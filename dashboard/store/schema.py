@@ -290,6 +290,8 @@ incidents = Table(
     Column("merged_into", String(128), nullable=True),
     # "alarm" (opened by alarms) or "detected" (opened by KPI anomalies no alarm explains).
     Column("kind", String(16), nullable=True, info={"enum": INCIDENT_KINDS, "lenient": True}),
+    # The trouble ticket a playbook opened for it upstream (TMF621 id), written when it was created.
+    Column("ticket_id", String(128), nullable=True),
     _ingested(),
     PrimaryKeyConstraint("id", "source"),
     Index("ix_incidents_state_opened", "state", "opened_at"),

@@ -3,7 +3,7 @@
 ``actions`` holds every action a playbook decided, once, keyed by (playbook, step, subject, target);
 ``contact_optouts`` the customers who asked not to be contacted; ``line_exposures`` the lines each
 incident hit with their churn risk at the time; ``loopback_messages`` what the built-in demo sinks
-received.
+received; ``incidents.ticket_id`` the trouble ticket a playbook opened for an incident.
 
 Revision ID: 0010
 Revises: 0009
@@ -102,9 +102,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_loopback_messages')),
     )
     op.create_index('ix_loopback_messages_received_at', 'loopback_messages', ['received_at'], unique=False)
+    with op.batch_alter_table('incidents') as batch:
+        batch.add_column(sa.Column('ticket_id', sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('incidents') as batch:
+        batch.drop_column('ticket_id')
     op.drop_index('ix_loopback_messages_received_at', table_name='loopback_messages')
     op.drop_table('loopback_messages')
     op.drop_index('ix_line_exposures_hit_at', table_name='line_exposures')
