@@ -45,6 +45,7 @@ from dashboard.playbooks.targets import (
     account_rows,
     affected_lines,
     crossed_lines,
+    exposed_lines,
     kpi_changes,
     queue_incidents,
 )
@@ -175,10 +176,6 @@ class Loop:
         cfg = self.actions[action]
         return cfg.type, get_action_class(cfg.type).channel
 
-    @property
-    def wants_exposures(self) -> bool:
-        return any(p.enabled and p.trigger.event == "churn_risk_crossed" for p in self.book.playbooks)
-
 
 # --- the evaluation -------------------------------------------------------------------------
 
@@ -203,10 +200,16 @@ def evaluate(conn: Connection, loop: Loop, *, now: datetime) -> Evaluation:
             inc["severity"] = peak[inc["id"]]
             inc["severity_rank"] = SEVERITY_RANK[peak[inc["id"]]]
     result = Evaluation()
-    exposed = set(state.get("exposed", [])) & set(by_id)
-    if loop.wants_exposures:
-        result.exposures = _record_exposures(conn, [i for i in incidents if i["id"] not in exposed], now)
-    exposed |= {i["id"] for i in incidents if i["resolved_at"] is None}
+    # incident -> the lines it hit when they were last recorded; recorded again when it grows.
+    old_exposed = state.get("exposed", {})
+    exposed = {k: v for k, v in (old_exposed.items() if isinstance(old_exposed, dict) else []) if k in by_id}
+    # The lines each incident hits are kept while it is open: a retention playbook looks back at
+    # them, and a resolved incident's steps reach them once its cells have left the queue.
+    grown = [
+        i for i in incidents if i["resolved_at"] is None and exposed.get(i["id"]) != round(i["lines"] or 0, 1)
+    ]
+    result.exposures = _record_exposures(conn, grown, now)
+    exposed |= {i["id"]: round(i["lines"] or 0, 1) for i in grown}
     seen: dict[str, str] = state.get("seen", {})
     fresh_seen: dict[str, str] = {}
     candidates: list[Decision] = []
@@ -228,7 +231,7 @@ def evaluate(conn: Connection, loop: Loop, *, now: datetime) -> Evaluation:
     save_state(
         conn,
         *STATE_KEY,
-        {"severity": first_sev, "peak": peak, "exposed": sorted(exposed), "seen": fresh_seen},
+        {"severity": first_sev, "peak": peak, "exposed": exposed, "seen": fresh_seen},
         now=now,
     )
     result.took_ms = (time.perf_counter() - t0) * 1000
@@ -392,7 +395,7 @@ def _targets(
             else {}
         )
         return [(f"line:{line['id']}", {**ctx, "line": _line_fields(line, acc, now), "customer": acc})]
-    lines = affected_lines(conn, [inc["id"]]).get(inc["id"], [])
+    lines = affected_lines(conn, [inc["id"]]).get(inc["id"], []) or exposed_lines(conn, inc["id"])
     accs = account_rows(conn, {ln["account_id"] for ln in lines if ln["account_id"]})
     if step.target == "lines":
         lines = sorted(lines, key=lambda ln: -(ln["arpu"] or 0.0))

@@ -203,6 +203,42 @@ def affected_lines(conn: Connection, incident_ids: Sequence[str]) -> dict[str, l
     return out
 
 
+def exposed_lines(conn: Connection, incident_id: str) -> list[dict[str, Any]]:
+    """The lines an incident hit while it was open (``line_exposures``), for once its cells are gone
+    from the queue (a resolved incident), in the shape of :func:`affected_lines`."""
+    e, s, sig = line_exposures.c, subscribers.c, subscriber_signals.c
+    rows = conn.execute(
+        select(
+            e.subscriber_id,
+            s.account_id,
+            s.msisdn,
+            s.plan,
+            s.arpu,
+            s.activated_at,
+            s.status,
+            sig.churn_risk,
+            sig.sentiment_30d,
+        )
+        .join(subscribers, s.id == e.subscriber_id)
+        .outerjoin(subscriber_signals, sig.subscriber_id == e.subscriber_id)
+        .where(e.incident_id == incident_id)
+    ).all()
+    return [
+        {
+            "id": r.subscriber_id,
+            "account_id": r.account_id,
+            "msisdn": r.msisdn,
+            "plan": r.plan,
+            "arpu": r.arpu,
+            "activated_at": r.activated_at,
+            "churn_risk": r.churn_risk,
+            "sentiment": r.sentiment_30d,
+        }
+        for r in rows
+        if r.status != "churned"
+    ]
+
+
 def account_rows(conn: Connection, account_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """account id -> its fields and signals (contacts included: the caller masks nothing, it sends)."""
     ids = sorted(set(account_ids))
