@@ -25,6 +25,7 @@ from sqlalchemy.exc import (
 from werkzeug.exceptions import HTTPException
 
 from dashboard import api, guard, ids, queries, readiness
+from dashboard.api.actions import offers as offer_links
 from dashboard.config import Settings
 from dashboard.context import REFRESH_MS, Context, current_principal, install
 from dashboard.ingest.runner import Ingestor
@@ -45,6 +46,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Incidents", "/incidents", "read"),
     ("Linkage", "/linkage", "read"),
     ("Subscribers", "/subscribers", "read"),
+    ("Actions", "/actions", "read"),
     ("Sources", "/sources", "read"),
     ("Audit", "/audit", "admin"),
     ("Access", "/access", "admin"),
@@ -100,6 +102,8 @@ def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> d
     mount_push_routes(
         app.server, ctx.settings, Ingestor(ctx.store, clock=ctx.clock, limits=ctx.settings.ingest)
     )
+    # The signed links customers follow from an offer or an apology: /offers/<key>/<verb>
+    app.server.register_blueprint(offer_links)
     # Last, so it sees every route: each request is checked against its surface's rule.
     guard.install(app, ctx)
     return app

@@ -127,6 +127,22 @@ SUBSCRIBER_PERSONAL = "subscriber-personal"
 SUBSCRIBER_KPI_GRAPH = "subscriber-kpi-graph"
 SUBSCRIBER_TIMELINE = "subscriber-timeline"
 
+# --- Actions (the playbooks' outbox) ----------------------------------------------------------
+ACTIONS_INTERVAL = "actions-interval"
+ACTIONS_ACTED = "actions-acted"  # dcc.Store: bumped after each decision, to re-read
+ACTIONS_SUMMARY = "actions-summary"
+ACTIONS_PENDING = "actions-pending"
+ACTIONS_RESULT = "actions-result"
+ACTIONS_STATE = "actions-state"
+ACTIONS_PLAYBOOK = "actions-playbook"
+ACTIONS_CHANNEL = "actions-channel"
+ACTIONS_COUNT = "actions-count"
+ACTIONS_TIMELINE = "actions-timeline"
+ACTIONS_LOOPBACK = "actions-loopback"
+#: {"type": ACTIONS_DECIDE, "verb": approve|reject|cancel|resend, "action": id}: one button of a
+#: pending approval or of a timeline row.
+ACTIONS_DECIDE = "actions-decide"
+
 # --- Audit ---------------------------------------------------------------------------------
 AUDIT_URL = "audit-url"  # dcc.Location: the filters as the query string
 AUDIT_ACTOR = "audit-actor"

@@ -52,6 +52,7 @@ def test_create_app_builds_without_touching_the_store() -> None:
     paths = sorted(p["path"] for p in dash.page_registry.values())
     assert paths == [
         "/access",
+        "/actions",
         "/audit",
         "/incidents",
         "/linkage",

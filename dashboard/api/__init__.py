@@ -1,8 +1,9 @@
 """The JSON API: every route a Flask blueprint, one parameter module, one way to fail.
 
 ``/api/v1/incidents``, ``/api/v1/subscribers``, ``/api/v1/kpis``, ``/api/v1/linkage``,
-``/api/v1/wall`` and ``/api/v1/audit`` are mounted under one parent blueprint whose error handlers
-(dashboard/api/errors.py) answer every failure as JSON; ``/healthz`` stands beside them. Routes read
+``/api/v1/wall``, ``/api/v1/audit`` and ``/api/v1/actions`` are mounted under one parent blueprint
+whose error handlers (dashboard/api/errors.py) answer every failure as JSON; ``/healthz`` stands
+beside them. Routes read
 the serving app's :class:`~dashboard.context.Context`; they never build a store or load settings
 themselves.
 """
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import flask
 
-from dashboard.api import audit, health, incidents, kpis, linkage, openapi, subscribers, wall
+from dashboard.api import actions, audit, health, incidents, kpis, linkage, openapi, subscribers, wall
 from dashboard.api.errors import api_not_found, register_error_handlers
 
 PREFIX = "/api/v1"
 #: Each route module's blueprint, mounted under PREFIX.
-ROUTES = (incidents.bp, subscribers.bp, kpis.bp, linkage.bp, wall.bp, audit.bp, openapi.bp)
+ROUTES = (incidents.bp, subscribers.bp, kpis.bp, linkage.bp, wall.bp, audit.bp, actions.bp, openapi.bp)
 
 
 def register(server: flask.Flask) -> None:

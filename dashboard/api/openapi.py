@@ -13,6 +13,7 @@ from typing import Any
 import flask
 
 from connectors.canonical import INCIDENT_STATES, SEVERITIES
+from dashboard.api import actions as action_routes
 from dashboard.api import audit as audit_routes
 from dashboard.api import incidents as incident_routes
 from dashboard.api import subscribers as subscriber_routes
@@ -21,7 +22,7 @@ from dashboard.guard.rules import access
 from dashboard.incidents import read
 from dashboard.kpis import Catalogue
 from dashboard.linkage.estimate import STRENGTHS
-from dashboard.store.schema import INCIDENT_KINDS, KPI_LEVELS
+from dashboard.store.schema import ACTION_STATES, INCIDENT_KINDS, KPI_LEVELS
 from dashboard.subscribers.search import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -151,6 +152,107 @@ def _audit_record_schema() -> dict[str, Any]:
             "detail": {"type": ["object", "null"]},
         },
     }
+
+
+def _action_schema() -> dict[str, Any]:
+    """One action of the outbox as the timeline shows it (address and text masked)."""
+    text = {"type": ["string", "null"]}
+    number = {"type": ["number", "null"]}
+    fields: dict[str, Any] = {name: {} for name in action_routes.FIELDS}
+    fields |= {
+        "id": {"type": "integer"},
+        "playbook": {"type": "string"},
+        "step": {"type": "string"},
+        "channel": {"type": "string"},
+        "target": {"type": "string"},
+        "state": {"type": "string", "enum": list(ACTION_STATES)},
+        "address": text,
+        "subject": text,
+        "reason": text,
+        "reference": text,
+        "cost": number,
+        "promised": number,
+    }
+    return {"type": "object", "required": ["id", "playbook", "step", "state"], "properties": fields}
+
+
+def _action_paths() -> dict[str, Any]:
+    """The outbox: its timeline, and the changes people make to one action."""
+    change = {
+        "post": {
+            "summary": "Approve, reject, cancel or resend one action (audited under the caller's name)",
+            "parameters": [
+                _path("action_id", "an action id of the timeline"),
+                {
+                    "name": "verb",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(action_routes.VERBS)},
+                    "description": "approve or reject (awaiting approval), cancel (queued or awaiting "
+                    "approval), resend (failed or uncertain)",
+                },
+            ],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"note": {"type": "string", "maxLength": action_routes.MAX_NOTE}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _ok(
+                    "The change was made: the action's new state and the action",
+                    {
+                        "type": "object",
+                        "required": ["id", "state", "action"],
+                        "properties": {
+                            "id": {"type": "integer"},
+                            "state": {"type": "string", "enum": list(ACTION_STATES)},
+                            "action": _action_schema(),
+                        },
+                    },
+                ),
+                "403": {"$ref": "#/components/responses/Forbidden"},
+                "404": {"$ref": "#/components/responses/NotFound"},
+                "409": {"$ref": "#/components/responses/Conflict"},
+                **ERRORS,
+            },
+        }
+    }
+    timeline = _operation(
+        "The playbooks' actions, newest first, addresses and message text masked",
+        [
+            _query("state", _csv_of(ACTION_STATES), "states, comma-separated (default: every state)"),
+            _query("playbook", {"type": "string", "maxLength": 64}, "a playbook's name"),
+            _query("channel", {"type": "string", "maxLength": 16}, "email, sms, ticket, alarm, chat..."),
+            _query("incident", {"type": "string", "maxLength": 128}, "the incident an action is about"),
+            _query("subscriber", {"type": "string", "maxLength": 128}, "the line an action is about"),
+            _query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": action_routes.MAX_LIMIT},
+                f"rows (default {action_routes.DEFAULT_LIMIT})",
+            ),
+        ],
+        {
+            "200": _ok(
+                "Actions",
+                {
+                    "type": "object",
+                    "required": ["actions", "count", "currency"],
+                    "properties": {
+                        "actions": {"type": "array", "items": _action_schema()},
+                        "count": {"type": "integer"},
+                        "currency": {"type": "string"},
+                    },
+                },
+            )
+        },
+    )
+    return {"/api/v1/actions": timeline, "/api/v1/actions/{action_id}/{verb}": change}
 
 
 def document(catalogue: Catalogue) -> dict[str, Any]:
@@ -338,6 +440,7 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
                 "403": {"$ref": "#/components/responses/Forbidden"},
             },
         ),
+        **_action_paths(),
         "/healthz": {
             "get": {
                 "summary": "Whether the store answers, how fresh each source is, the preparation",
@@ -357,7 +460,8 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
         "info": {
             "title": "Vantage API",
             "version": "1",
-            "description": "Read-only JSON API of the Vantage command centre. Errors are JSON: 400 names "
+            "description": "JSON API of the Vantage command centre: reads, and the changes people make "
+            "to the playbooks' outbox (approve, reject, cancel, resend). Errors are JSON: 400 names "
             "the parameter and what was expected, 503 means the store cannot answer now (retry).",
         },
         "paths": paths,
@@ -366,8 +470,11 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
                 "BadRequest": _ok("A parameter that cannot be used", error),
                 "NotFound": _ok("No such resource", error),
                 "Forbidden": _ok(
-                    "The caller's role may not see this (clear personal data, the audit log)", error
+                    "The caller's role may not see or do this (clear personal data, the audit log, "
+                    "changes to the outbox)",
+                    error,
                 ),
+                "Conflict": _ok("The resource's state does not allow this change; the error says why", error),
                 "StoreUnavailable": _ok("The store cannot answer now; see Retry-After", error),
             }
         },

@@ -19,8 +19,8 @@ from dashboard.kpi_eval.bands import EntityBands, Verdict
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
 PAGE_MODULES = (
-    "wall", "incidents", "linkage", "linkage_summary", "subscribers", "subscriber", "sources",
-    "audit", "access",
+    "wall", "incidents", "linkage", "linkage_summary", "subscribers", "subscriber", "actions",
+    "sources", "audit", "access",
 )  # fmt: skip
 
 

@@ -5,9 +5,9 @@ place (row id = incident id), so the operator's sort, filter, scroll and selecti
 clocks tick in the browser from their deadlines. Filters and the selected incident live in the
 query string (``?severity=critical&state=open,resolved&id=INC-...``). Selecting a row opens the
 detail: score and why, alarms, cells, the most out-of-band cells against their usual band, KPIs,
-accounts, tickets, notes, actions and the affected subscribers, paged by the server. An incident
-KPI anomalies opened with no alarm (kind ``detected``) is marked "Detected — no alarm" in the grid
-and the detail.
+accounts, tickets, notes, actions, what the playbooks did about it (the outbox, addresses masked)
+and the affected subscribers, paged by the server. An incident KPI anomalies opened with no alarm
+(kind ``detected``) is marked "Detected — no alarm" in the grid and the detail.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from dashboard.incidents.scoring import FACTORS, fmt_minutes
 from dashboard.kpi_eval.bands import EntityBands, entity_bands
 from dashboard.kpis import Catalogue, Scoring
 from dashboard.pages import band_block, fmt_time, kpi_title, records, store_error
+from dashboard.pages.actions import outbox_list
+from dashboard.playbooks import read as outbox
 from dashboard.store.db import Store
 from dashboard.theme import grid_options
 
@@ -58,6 +60,8 @@ SUBSCRIBER_BLOCK = 100  # rows per server request of the affected-subscribers gr
 QUEUE_LIMIT = 500
 #: Affected cells the detail draws against their usual bands (the most out of band first).
 BAND_CELLS = 2
+#: The playbooks' actions the detail lists for one incident, newest first.
+OUTBOX_SHOWN = 100
 #: The badge of an incident no alarm opened (KPI anomalies alone): the same words everywhere.
 DETECTED_BADGE = "Detected — no alarm"
 
@@ -679,6 +683,21 @@ def detail_body(detail: Detail, scoring: Scoring, now: datetime) -> list[Any]:
     ]
 
 
+def read_outbox(store: Store, incident_id: str) -> list[dict[str, Any]]:
+    """What the playbooks decided about this incident, newest first, addresses and text masked."""
+    with store.connect() as conn:
+        return records(outbox.action_timeline(conn, incident_id=incident_id, limit=OUTBOX_SHOWN))
+
+
+def outbox_row(rows: Sequence[Mapping[str, Any]], currency: str) -> dbc.Row:
+    """The "Playbook actions" section: each action's playbook and step, target, state and why, when."""
+    more = " (the newest)" if len(rows) == OUTBOX_SHOWN else ""
+    body = outbox_list(rows, currency, empty="No playbook has acted on this incident.")
+    return dbc.Row(
+        dbc.Col(_card(f"Playbook actions ({len(rows)}){more}", body)), className="g-3 mb-3 vt-incident-outbox"
+    )
+
+
 def render_detail(
     store: Store, incident_id: str | None, now: datetime
 ) -> tuple[str, list[Any], list[Any], list[Any], bool, str]:
@@ -697,6 +716,7 @@ def render_detail(
     try:
         scoring = current_scoring()
         detail = read_detail(store, incident_id, scoring, now, current_catalogue())
+        acted = read_outbox(store, incident_id) if detail is not None else []
     except Exception as err:
         return "vt-detail", [store_error(err)], [], [], True, ""
     if detail is None:
@@ -716,7 +736,7 @@ def render_detail(
     return (
         "vt-detail",
         detail_header(inc, currency, now),
-        detail_body(detail, scoring, now),
+        [*detail_body(detail, scoring, now), outbox_row(acted, currency)],
         subs,
         closed or not current_principal().may_act,
         inc.get("owner") or "",

@@ -3,12 +3,12 @@
 The header names the line (masked MSISDN, plan, segment, VIP, account, churn risk) and holds every
 personal field; tabs hold the overview (profile, churn drivers, the timeline), the network (serving
 cells, each against its usual band, the KPIs the subscriber experienced, the incidents that hit it,
-each linked), tickets with
-their notes, bills and revenue, and offers with the actions taken. Only the tab shown is built:
-``?tab=network`` opens on it, and choosing another tab rebuilds just the tab's body (never the
-header, so unmasked values stay) and rewrites the URL in the browser without reloading. Ticket and
-note text is always a plain string child, which React escapes: nothing a customer typed is ever
-rendered as HTML.
+each linked), tickets with their notes, bills and revenue, and offers with the actions taken
+(people's, from the audit log, and the playbooks', from the outbox: offers with their state,
+apologies; addresses masked). Only the tab shown is built: ``?tab=network`` opens on it, and
+choosing another tab rebuilds just the tab's body (never the header, so unmasked values stay) and
+rewrites the URL in the browser without reloading. Ticket and note text is always a plain string
+child, which React escapes: nothing a customer typed is ever rendered as HTML.
 
 Personal fields arrive masked (dashboard.privacy decides). A role that may see them gets a "Show
 personal data" button; its callback calls :func:`dashboard.privacy.unmask`, which writes the audit
@@ -44,7 +44,9 @@ from dashboard.figures import (
     story_timeline_figure,
 )
 from dashboard.kpi_eval.bands import EntityBands, entity_bands
-from dashboard.pages import band_block, fmt_time, kpi_title, store_error
+from dashboard.pages import band_block, fmt_time, kpi_title, records, store_error
+from dashboard.pages.actions import outbox_list
+from dashboard.playbooks import read as outbox
 from dashboard.privacy import PermissionDenied, Principal, unmask
 from dashboard.store.db import Store
 from dashboard.subscribers.story import experienced_kpis, subscriber_story
@@ -105,6 +107,8 @@ EVENT_WORDS: dict[str, tuple[str, str]] = {
 TIMELINE_SHOWN = 200
 #: Serving cells drawn against their usual bands on the network tab (highest share first).
 BAND_CELLS = 3
+#: The playbooks' actions the actions tab lists for one line and its account, newest first.
+OUTBOX_SHOWN = 100
 HIGH_RISK = 0.25
 MEDIUM_RISK = 0.10
 SEARCH_PATH = "/subscribers"
@@ -141,6 +145,17 @@ def read_serving_bands(store: Store, story: Story, now: datetime) -> list[Entity
             worst_first=False,
             only_outside=False,
         )
+
+
+def read_outbox(store: Store, story: Story) -> list[dict[str, Any]]:
+    """What the playbooks decided about this line, or about its account as a whole (an apology to
+    the account), newest first, addresses and text masked."""
+    account: Mapping[str, Any] = story["account"] or {}
+    with store.connect() as conn:
+        df = outbox.action_timeline(
+            conn, subscriber_id=story["id"], account_id=account.get("id"), limit=OUTBOX_SHOWN
+        )
+    return records(df)
 
 
 # --- Small pieces --------------------------------------------------------------------------------
@@ -640,7 +655,7 @@ def revenue_tab(story: Story, currency: str) -> list[Any]:
     ]
 
 
-def actions_tab(story: Story) -> list[Any]:
+def actions_tab(story: Story, acted: Sequence[Mapping[str, Any]] = (), currency: str = "") -> list[Any]:
     offers: Any = (
         html.Ul(
             [
@@ -699,7 +714,12 @@ def actions_tab(story: Story) -> list[Any]:
                 dbc.Col(_card("Actions taken (audit log)", actions), lg=4),
             ],
             className="g-3 mb-3",
-        )
+        ),
+        _card(
+            f"Playbook actions: offers, apologies, messages ({len(acted)})",
+            outbox_list(acted, currency, empty="No playbook has acted on this line or its account."),
+            cls="vt-subscriber-outbox mb-3",
+        ),
     ]
 
 
@@ -737,11 +757,17 @@ def not_found(subscriber_id: str) -> list[Any]:
 
 
 def tab_body(
-    story: Story, tab: str, *, currency: str, now: datetime, bands: Sequence[EntityBands] = ()
+    story: Story,
+    tab: str,
+    *,
+    currency: str,
+    now: datetime,
+    bands: Sequence[EntityBands] = (),
+    acted: Sequence[Mapping[str, Any]] = (),
 ) -> list[Any]:
     """The content of one tab; only the tab shown is built (each is a figure or two of work).
     ``bands``: the serving cells against their usual bands (:func:`read_serving_bands`), for the
-    network tab."""
+    network tab; ``acted``: the playbooks' actions (:func:`read_outbox`), for the actions tab."""
     if tab == "network":
         return network_tab(story, bands)
     if tab == "tickets":
@@ -749,7 +775,7 @@ def tab_body(
     if tab == "revenue":
         return revenue_tab(story, currency)
     if tab == "actions":
-        return actions_tab(story)
+        return actions_tab(story, acted, currency)
     return overview_tab(story, currency, now)
 
 
@@ -761,6 +787,7 @@ def story_view(
     currency: str,
     now: datetime,
     bands: Sequence[EntityBands] = (),
+    acted: Sequence[Mapping[str, Any]] = (),
 ) -> list[Any]:
     """The whole page for one story: the header (with every personal field), the tabs, the tab shown."""
     return [
@@ -772,7 +799,7 @@ def story_view(
             className="vt-tabs",
         ),
         html.Div(
-            tab_body(story, tab, currency=currency, now=now, bands=bands),
+            tab_body(story, tab, currency=currency, now=now, bands=bands, acted=acted),
             id=ids.SUBSCRIBER_TAB_BODY,
             className="vt-tab-body",
         ),
@@ -789,11 +816,12 @@ def render_tab(
     try:
         story = read_story(store, subscriber_id, principal, now)
         bands = read_serving_bands(store, story, now) if story is not None and shown == "network" else []
+        acted = read_outbox(store, story) if story is not None and shown == "actions" else []
     except Exception as err:
         return [store_error(err)]
     if story is None:
         return [dbc.Alert(f"No subscriber {subscriber_id!r} any more.", color="warning")]
-    return tab_body(story, shown, currency=current_settings().currency, now=now, bands=bands)
+    return tab_body(story, shown, currency=current_settings().currency, now=now, bands=bands, acted=acted)
 
 
 def layout(subscriber_id: str | None = None, tab: str | None = None, **_query: str) -> html.Div:
@@ -813,6 +841,7 @@ def layout(subscriber_id: str | None = None, tab: str | None = None, **_query: s
             if story is not None and shown == "network"
             else []
         )
+        acted = read_outbox(current_store(), story) if story is not None and shown == "actions" else []
     except Exception as err:
         return html.Div([*head, html.H1(f"Subscriber {sid}"), store_error(err), _controls_placeholder()])
     if story is None:
@@ -824,6 +853,7 @@ def layout(subscriber_id: str | None = None, tab: str | None = None, **_query: s
         currency=current_settings().currency,
         now=now,
         bands=bands,
+        acted=acted,
     )
     return html.Div([*head, *view], className="vt-subscriber-page")
 

@@ -25,7 +25,15 @@ from dashboard.playbooks.decide import (
     sent_counts,
 )
 from dashboard.playbooks.deliver import Deliverer, DeliveryPass
-from dashboard.playbooks.manage import OFFER_SOURCE, TRANSITIONS, OutboxError, decide, follow_link, opt_out
+from dashboard.playbooks.manage import (
+    OFFER_SOURCE,
+    TRANSITIONS,
+    OutboxError,
+    check_link,
+    decide,
+    follow_link,
+    opt_out,
+)
 from dashboard.playbooks.spec import PlaybookFile, load_playbooks, parse_playbooks
 from dashboard.playbooks.uplift import Uplift, measure_uplift
 
@@ -105,6 +113,7 @@ __all__ = [
     "PlaybookFile",
     "Uplift",
     "action_key",
+    "check_link",
     "decide",
     "evaluate",
     "follow_link",

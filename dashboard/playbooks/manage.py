@@ -92,6 +92,27 @@ def _by_key(conn: Connection, key: str) -> Any:
     return row
 
 
+#: What a customer is asked before a link acts: a link only reads on GET (mail scanners and link
+#: previews open links), and acts when the customer presses the button (a POST).
+QUESTIONS = {
+    "accept": "Accept this offer?",
+    "optout": "Stop receiving messages from us about service incidents and offers?",
+}
+
+
+def check_link(store: Store, key: str, verb: str, token: str, *, secret: str) -> str:
+    """The question to ask before a signed link acts; OutboxError when the link is not valid."""
+    from dashboard.playbooks.decide import link_token
+
+    if verb not in QUESTIONS or not hmac.compare_digest(link_token(secret, key, verb), token or ""):
+        raise OutboxError("this link is not valid")
+    with store.connect() as conn:
+        row = _by_key(conn, key)
+    if verb == "accept" and (not row["offer"] or row["state"] != "sent"):
+        raise OutboxError("this offer is not available")
+    return QUESTIONS[verb]
+
+
 def follow_link(store: Store, key: str, verb: str, token: str, *, secret: str, now: datetime) -> str:
     """A customer followed a signed link: ``accept`` records the offer accepted, ``optout`` stops
     every further message to them. Returns what to tell them."""
