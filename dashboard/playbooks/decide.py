@@ -395,8 +395,11 @@ def _targets(
             else {}
         )
         return [(f"line:{line['id']}", {**ctx, "line": _line_fields(line, acc, now), "customer": acc})]
-    lines = affected_lines(conn, [inc["id"]]).get(inc["id"], []) or exposed_lines(conn, inc["id"])
-    accs = account_rows(conn, {ln["account_id"] for ln in lines if ln["account_id"]})
+    memo: dict[str, Any] = ctx.setdefault("_memo", {})  # one read per incident, whatever the steps
+    if "lines" not in memo:
+        memo["lines"] = affected_lines(conn, [inc["id"]]).get(inc["id"], []) or exposed_lines(conn, inc["id"])
+        memo["accounts"] = account_rows(conn, {ln["account_id"] for ln in memo["lines"] if ln["account_id"]})
+    lines, accs = memo["lines"], memo["accounts"]
     if step.target == "lines":
         lines = sorted(lines, key=lambda ln: -(ln["arpu"] or 0.0))
         return [
@@ -523,7 +526,7 @@ def _expand(
         approval = compiled(step.approval.when, names) if step.approval else None
         targets = _targets(conn, loop, step, subject, ctx, now)
         for n, (target, tctx) in enumerate(targets):
-            tctx = {**base, **tctx}
+            tctx = {**base, **{k: v for k, v in tctx.items() if k != "_memo"}}
             key = action_key(pb.name, step.name, subject, target)
             tctx["credit"] = None
             if step.credit is not None:
