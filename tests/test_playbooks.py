@@ -531,3 +531,21 @@ def test_the_queue_job_queues_the_loop_s_actions_within_the_refresh_that_trigger
             assert conn.execute(select(loopback_messages.c.channel)).scalars().all().count("email") == 2
     finally:
         runtime.close()
+
+
+def test_a_pass_whose_claims_were_taken_over_sends_nothing_twice(store: Store, sinks: LoopbackSinks) -> None:
+    """A slow pass outlives its lease; another deliverer takes its rows over and sends them; the
+    slow one, resuming, must not send an e-mail again (a ticket is looked up by its key)."""
+    build_world(store, _scenario("enterprise SLA 20 minutes"))
+    with store.begin() as conn:
+        evaluate(conn, _loop(), now=NOW)
+    slow = _deliverer(store, sinks)
+    rows = slow._claim(NOW, 100, "slow/1")
+    assert len(rows) == 4
+    assert _deliverer(store, sinks, NOW + timedelta(minutes=5)).run_once().outcomes["sent"] == 4
+    outcomes = [slow._deliver(row, "slow/1") for row in rows]
+    assert outcomes.count("lost claim") == 3  # the three e-mails
+    keys = [m.key for m in sinks.received()]
+    assert len(sinks.received("email")) == 3 and len(sinks.received("ticket")) == 1
+    assert len(keys) == len(set(keys))
+    assert set(_states(store).values()) == {"sent"}

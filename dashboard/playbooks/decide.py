@@ -314,9 +314,11 @@ def _firing(
     if t.event == "churn_risk_crossed":
         since = now - timedelta(seconds=t.lookback_s)
         by_id = {i["id"]: i for i in incidents}
-        for line in crossed_lines(conn, t.band or 1.0, since):
+        crossed = crossed_lines(conn, t.band or 1.0, since)
+        accounts_of = account_rows(conn, {ln["account_id"] for ln in crossed if ln["account_id"]})
+        for line in crossed:
             inc = by_id.get(line["incident_id"], {"id": line["incident_id"]})
-            ctx = {"incident": inc, "line": line}
+            ctx = {"incident": inc, "line": line, "customer": accounts_of.get(line["account_id"], {})}
             if cond is None or evaluate_condition(cond, {**_values("incident", inc), **_truth()}):
                 yield f"{line['incident_id']}|line:{line['id']}", ctx, "crossed"
         return
@@ -389,11 +391,7 @@ def _targets(
         return [(f"event:{subject}", dict(ctx))]
     if step.target == "line":
         line = dict(ctx["line"])
-        acc = (
-            account_rows(conn, [line["account_id"]]).get(line["account_id"], {})
-            if line.get("account_id")
-            else {}
-        )
+        acc = ctx.get("customer") or {}  # read with every crossed line's, in one statement
         return [(f"line:{line['id']}", {**ctx, "line": _line_fields(line, acc, now), "customer": acc})]
     memo: dict[str, Any] = ctx.setdefault("_memo", {})  # one read per incident, whatever the steps
     if "lines" not in memo:

@@ -138,12 +138,29 @@ class Deliverer:
         result.claimed = len(rows)
         if rows:
             _failpoint("claimed")
-        for row in rows:
+        for i, row in enumerate(rows):
+            if time.perf_counter() - t0 > self.policy.claim_lease_s / 2:
+                # A pass never outlives its claims: what is left goes back to the queue for the
+                # next pass, before another deliverer could take it for abandoned.
+                result.outcomes["released"] += self._release([r["id"] for r in rows[i:]], token)
+                break
             outcome = self._deliver(row, token)
             result.outcomes[outcome] += 1
             result.per_channel[row["channel"]] += 1
         result.took_ms = (time.perf_counter() - t0) * 1000
         return result
+
+    def _release(self, ids: list[int], token: str) -> int:
+        a = actions.c
+        released = 0
+        with self.store.begin() as conn:
+            for i in range(0, len(ids), 1000):
+                released += conn.execute(
+                    update(actions)
+                    .where(a.id.in_(ids[i : i + 1000]), a.claimed_by == token, a.state == "queued")
+                    .values(claimed_by=None, claimed_at=None)
+                ).rowcount
+        return released
 
     def _claim(self, now: datetime, limit: int, token: str) -> list[dict[str, Any]]:
         """Claim due queued rows for this pass (``claimed_by``); they stay queued until sent."""
@@ -194,10 +211,11 @@ class Deliverer:
         try:
             action = self.action(row["action"])
             message = self._message(row)
-            if not action.idempotent(message):
-                # The one window a crash could leave a doubt: marked before the receiver sees it,
-                # so a restart knows this message may have gone and does not send it again.
-                self._mark_sending(row, token)
+            if not action.idempotent(message) and not self._mark_sending(row, token):
+                # The one window a crash could leave a doubt is marked before the receiver sees
+                # it, so a restart knows this message may have gone. A row this pass no longer
+                # holds (its claim was taken over) is not sent.
+                return "lost claim"
             self._buckets[row["action"]].wait()
             delivery = action.send(message)
         except RetriableError as err:
@@ -215,9 +233,15 @@ class Deliverer:
         a = actions.c
         return and_(a.id == row["id"], a.claimed_by == token, a.state.in_(("queued", "sending")))
 
-    def _mark_sending(self, row: Mapping[str, Any], token: str) -> None:
+    def _mark_sending(self, row: Mapping[str, Any], token: str) -> bool:
+        """Mark the row being sent (and its claim fresh); False when this pass no longer holds it."""
         with self.store.begin() as conn:
-            conn.execute(update(actions).where(self._mine(row, token)).values(state="sending"))
+            marked = conn.execute(
+                update(actions)
+                .where(self._mine(row, token), actions.c.state == "queued")
+                .values(state="sending", claimed_at=self.clock())
+            ).rowcount
+        return bool(marked)
 
     def _retry_or_fail(self, row: Mapping[str, Any], token: str, err: Exception) -> str:
         attempts = int(row["attempts"] or 0) + 1
@@ -263,6 +287,10 @@ class Deliverer:
             }
         with self.store.begin() as conn:
             done = conn.execute(update(actions).where(self._mine(row, token)).values(**values)).rowcount
+            if not done:
+                log.warning(
+                    "outbox: action %s was taken over before its outcome (%s) was recorded", row["id"], state
+                )
             payload = row["payload"] or {}
             opened = row["channel"] == "ticket" and payload.get("operation", "create") == "create"
             if done and opened and delivery is not None and delivery.reference and row["incident_id"]:

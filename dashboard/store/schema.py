@@ -954,6 +954,7 @@ line_exposures = Table(
     Column("hit_at", DateTime, nullable=False),
     PrimaryKeyConstraint("subscriber_id", "incident_id"),
     Index("ix_line_exposures_hit_at", "hit_at"),
+    Index("ix_line_exposures_incident_id", "incident_id"),
 )
 
 # What the built-in loopback sinks received (the demo's SMTP server, SMS gateway and ticket system).

@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('subscriber_id', 'incident_id', name=op.f('pk_line_exposures')),
     )
     op.create_index('ix_line_exposures_hit_at', 'line_exposures', ['hit_at'], unique=False)
+    op.create_index('ix_line_exposures_incident_id', 'line_exposures', ['incident_id'], unique=False)
     op.create_table(
         'loopback_messages',
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -111,6 +112,7 @@ def downgrade() -> None:
         batch.drop_column('ticket_id')
     op.drop_index('ix_loopback_messages_received_at', table_name='loopback_messages')
     op.drop_table('loopback_messages')
+    op.drop_index('ix_line_exposures_incident_id', table_name='line_exposures')
     op.drop_index('ix_line_exposures_hit_at', table_name='line_exposures')
     op.drop_table('line_exposures')
     op.drop_table('contact_optouts')
