@@ -66,6 +66,9 @@ class ClosedLoop:
             dry_run=settings.playbooks.dry_run,
             public_url=settings.playbooks.public_url,
             secret=secret,
+            default_restore_minutes={
+                str(k): v for k, v in ctx.catalogue.scoring.sla.default_restore_minutes.items()
+            },
         )
         self.deliverer = Deliverer(
             ctx.store,

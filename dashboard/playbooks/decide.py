@@ -171,6 +171,9 @@ class Loop:
     dry_run: bool = False
     public_url: str = "http://127.0.0.1:8050"
     secret: str = ""
+    #: The restore target of an account without its own, by segment: the queue's SLA rule
+    #: (kpi_definitions.yaml: scoring.sla.default_restore_minutes), so both see the same clocks.
+    default_restore_minutes: Mapping[str, int] = field(default_factory=dict)
 
     def channel(self, action: str) -> tuple[str, str]:
         cfg = self.actions[action]
@@ -355,8 +358,12 @@ def _firing(
 # --- steps and their targets ----------------------------------------------------------------
 
 
-def _customer_sla(account: dict[str, Any], inc: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def _customer_sla(
+    account: dict[str, Any], inc: Mapping[str, Any], now: datetime, defaults: Mapping[str, int]
+) -> dict[str, Any]:
     minutes = account.get("sla_restore_minutes")
+    if minutes is None:
+        minutes = defaults.get(account.get("segment") or "")
     opened = inc.get("opened_at")
     if minutes is None or opened is None:
         return {
@@ -418,8 +425,8 @@ def _targets(
         if found is None:
             continue
         acc = found
-        acc = {**_customer_sla(acc, inc, now), "lines": n}
-        if step.target == "sla_accounts" and acc.get("sla_restore_minutes") is None:
+        acc = {**_customer_sla(acc, inc, now, loop.default_restore_minutes), "lines": n}
+        if step.target == "sla_accounts" and acc["sla_deadline"] is None:
             continue
         if step.target in ("business_accounts", "account_managers") and acc["segment"] not in (
             "smb",
