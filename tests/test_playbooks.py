@@ -239,6 +239,21 @@ def test_quiet_hours_hold_a_message_until_morning(store: Store, sinks: LoopbackS
     assert _deliverer(store, sinks, datetime(2026, 1, 6, 8, 1)).run_once().outcomes["sent"] == 1
 
 
+def test_quiet_hours_follow_the_region_s_time_zone(store: Store) -> None:
+    s = _scenario("credit above 200")
+    at = datetime(2026, 1, 5, 19, 30)  # 19:30 in Lisbon (UTC in January), 21:30 in Helsinki
+    world = s.model_copy(update={"now": at, "incidents": [{**s.incidents[0], "region": "FI"}]})
+    build_world(store, world)
+    book = _book()
+    book.playbook("resolved-apology").steps[0].approval = None
+    book.contact_policy.regions = {"FI": "Europe/Helsinki"}
+    with store.begin() as conn:
+        evaluate(conn, _loop(book=book), now=at)
+    with store.connect() as conn:
+        row = conn.execute(select(actions)).mappings().one()
+    assert row["not_before"] == datetime(2026, 1, 6, 6, 0)  # 08:00 in Helsinki (UTC+2)
+
+
 def test_retries_back_off_and_permanent_failures_stop(store: Store, sinks: LoopbackSinks) -> None:
     build_world(store, _scenario("enterprise SLA 20 minutes"))
     with store.begin() as conn:

@@ -114,6 +114,7 @@ class Decision:
     not_before: datetime | None = None
     priority: float = 0.0
     dedupe_per_s: float | None = None
+    region: str | None = None  # the incident's, for the customers' time zone in quiet hours
 
     def row(self, now: datetime) -> dict[str, Any]:
         return {
@@ -560,6 +561,7 @@ def _expand(
                 dedupe_group=step.dedupe.group if step.dedupe else None,
                 dedupe_per_s=step.dedupe.per_s if step.dedupe else None,
                 priority=float(inc.get("score") or 0.0),
+                region=inc.get("region"),
             )
             if step.target in CUSTOMER_TARGETS:
                 d.party = (
@@ -708,9 +710,8 @@ def _apply_policy(conn: Connection, loop: Loop, decisions: list[Decision], now: 
             continue
         past.append((d.channel, d.dedupe_group, now))
         if policy.quiet_hours is not None and d.state == "queued":
-            d.not_before = _after_quiet_hours(
-                now, policy.quiet_hours.start, policy.quiet_hours.end, policy.timezone
-            )
+            tz = policy.regions.get(d.region or "", policy.timezone)
+            d.not_before = _after_quiet_hours(now, policy.quiet_hours.start, policy.quiet_hours.end, tz)
             if d.not_before is not None:
                 d.reason = f"quiet hours: held until {d.not_before:%d %b %H:%M} UTC"
 
