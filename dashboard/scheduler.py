@@ -123,13 +123,14 @@ class LoopRuntime:
         jobs = self.jobs
         if jobs is None or msg.channel not in ("email", "sms"):
             return
+        headers = {k.lower(): v for k, v in msg.headers.items()}  # the sinks keep them lower case
         raw_meta = msg.data.get("metadata")
         meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-        offer = meta.get("offer") or msg.headers.get("X-Vantage-Offer")
+        offer = meta.get("offer") or headers.get("x-vantage-offer")
         kind = (
             "offer"
             if offer
-            else ("apology" if (meta.get("kind") or msg.headers.get("X-Vantage-Kind")) == "apology" else None)
+            else ("apology" if (meta.get("kind") or headers.get("x-vantage-kind")) == "apology" else None)
         )
         if kind is None:
             return
