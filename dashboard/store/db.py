@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pandas as pd
 from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from dashboard.errors import VantageError
 
@@ -204,6 +205,15 @@ def _pg_deadlines(engine: Engine) -> None:
     engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
+#: Advisory lock key under which migrations run on PostgreSQL, one process at a time ("vantage-m").
+MIGRATION_LOCK_KEY = 0x76616E746167652D
+#: Seconds a migration statement waits for a table lock before the upgrade is rolled back and
+#: retried (``$VANTAGE_MIGRATION_LOCK_TIMEOUT_S``), and how many times it is tried.
+MIGRATION_LOCK_TIMEOUT_S = float(os.environ.get("VANTAGE_MIGRATION_LOCK_TIMEOUT_S", "5"))
+MIGRATION_ATTEMPTS = 20
+#: PostgreSQL's SQLSTATE for lock_timeout expiring.
+LOCK_NOT_AVAILABLE = "55P03"
+
 #: Seconds to establish a PostgreSQL connection (libpq's connect_timeout; whole seconds, 2 at least).
 CONNECT_TIMEOUT_S = 3
 #: Seconds a request waits for a free pooled connection before failing (then a 503).
@@ -292,14 +302,45 @@ class Store:
         except Exception:
             return False
 
-    def upgrade(self, revision: str = "head") -> None:
-        """Apply Alembic migrations up to ``revision``."""
+    def upgrade(
+        self,
+        revision: str = "head",
+        *,
+        lock_timeout_s: float = MIGRATION_LOCK_TIMEOUT_S,
+        attempts: int = MIGRATION_ATTEMPTS,
+    ) -> None:
+        """Apply Alembic migrations up to ``revision``.
+
+        On PostgreSQL the service may be running: processes that upgrade at once (each web worker
+        and scheduler applies migrations as it starts) take turns on an advisory lock, and every
+        statement waits at most ``lock_timeout_s`` for a table lock. A migration that cannot get
+        its lock is rolled back whole and tried again, rather than queueing behind a long read
+        while every later query on that table queues behind it.
+        """
         from alembic import command
 
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql" and self.schema:
-                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            command.upgrade(self.alembic_config(conn), revision)
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                        if self.schema:
+                            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                        conn.execute(
+                            text(f"SET LOCAL lock_timeout = '{max(int(lock_timeout_s * 1000), 1)}ms'")
+                        )
+                    command.upgrade(self.alembic_config(conn), revision)
+                return
+            except OperationalError as err:
+                if getattr(err.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE or attempt == attempts:
+                    raise
+                log.warning(
+                    "migration waited %.1f s for a table lock (attempt %d of %d): rolled back, retrying",
+                    lock_timeout_s,
+                    attempt,
+                    attempts,
+                )
+                time.sleep(min(0.5 * attempt, 5.0))
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
