@@ -442,11 +442,28 @@ def test_uplift_compares_treated_with_the_holdout(store: Store) -> None:
                     "occurred_at": base + timedelta(days=3),
                 }
             )
+
+    def accepted(line: str, offer: str, days: float) -> dict[str, object]:
+        return {
+            "id": f"a-{line}-{offer}-{days}", "source": "bss", "subscriber_id": line, "offer": offer,
+            "outcome": "accepted", "occurred_at": base + timedelta(days=days),
+        }  # fmt: skip
+
+    events = [
+        accepted("L1", "o", 2),  # the offer Vantage made, accepted: counts
+        accepted("L2", "o", 2),
+        accepted("L3", "operator-campaign", 2),  # the operator's own offer: does not
+        accepted("L4", "o", -5),  # accepted before Vantage offered it: does not
+        accepted("L6", "o", 45),  # after the window: does not
+        accepted("L5", "o", 2),  # a hold-out line (never offered): does not
+    ]
     with store.begin() as conn:
         conn.execute(actions.insert(), rows)
         conn.execute(churn_events.insert(), churns)
+        conn.execute(offer_events.insert(), events)
     with store.connect() as conn:
         u = measure_uplift(conn, "retention-offer", window_days=30, now=base + timedelta(days=31))
+    assert u.accepted == 2
     assert (u.treated, u.holdout) == (320, 80)
     assert u.holdout_churned == 40 and u.treated_churned == 20
     assert u.effect == pytest.approx(0.5 - 20 / 320)

@@ -76,10 +76,13 @@ def measure_uplift(
         query = query.where(a.created_at <= now - timedelta(days=window_days))
     rows = conn.execute(query).all()
     lines = [r for r in rows if r.state in TREATED_STATES or r.state == "held_out"]
-    first: dict[str, tuple[str, datetime, float]] = {}
+    first: dict[str, tuple[str, datetime, float, str]] = {}
     for r in sorted(lines, key=lambda r: r.created_at):
-        first.setdefault(r.subscriber_id, (r.state, r.created_at, float(r.cost or 0.0)))
+        first.setdefault(r.subscriber_id, (r.state, r.created_at, float(r.cost or 0.0), r.offer))
     churned: dict[str, list[datetime]] = {}
+    # Acceptances of the very offer Vantage made, after it made it: the operator's own campaigns
+    # offer the same lines other things, which are no measure of this playbook.
+    accepts: dict[str, list[tuple[str, datetime]]] = {}
     ids = list(first)
     for i in range(0, len(ids), 1000):
         chunk = ids[i : i + 1000]
@@ -89,26 +92,25 @@ def measure_uplift(
             )
         ):
             churned.setdefault(sid, []).append(at)
-    accepted_lines = {
-        sid
-        for (sid,) in conn.execute(
-            select(offer_events.c.subscriber_id).where(
-                offer_events.c.outcome == "accepted", offer_events.c.subscriber_id.in_(ids[:30000])
+        o = offer_events.c
+        for sid, offer, at in conn.execute(
+            select(o.subscriber_id, o.offer, o.occurred_at).where(
+                o.outcome == "accepted", o.subscriber_id.in_(chunk)
             )
-        )
-    }
+        ):
+            accepts.setdefault(sid, []).append((offer, at))
     window = timedelta(days=window_days)
     counts = {"treated": [0, 0], "holdout": [0, 0]}
     cost = 0.0
     accepted = 0
-    for sid, (state, at, c) in first.items():
+    for sid, (state, at, c, offer) in first.items():
         arm = "holdout" if state == "held_out" else "treated"
         counts[arm][0] += 1
         if any(at <= t <= at + window for t in churned.get(sid, [])):
             counts[arm][1] += 1
         if arm == "treated":
             cost += c
-            accepted += sid in accepted_lines
+            accepted += any(name == offer and at <= t <= at + window for name, t in accepts.get(sid, []))
     (n1, k1), (n0, k0) = counts["treated"], counts["holdout"]
     effect = low = high = None
     if n0 and n1:
