@@ -417,6 +417,34 @@ def test_offer_links_record_acceptance_and_opt_out(store: Store, sinks: Loopback
         ]
 
 
+def test_a_held_out_line_is_recorded_once_per_dedupe_window(store: Store) -> None:
+    """Crossing again after a second incident within the retention window records no second row
+    for a held-out line, as it sends no second offer to a treated one."""
+    from dashboard.store.schema import line_exposures
+
+    s = _scenario("churn risk crossed")
+    build_world(store, s)
+    book = _book()
+    book = book.model_copy(update={"holdout": book.holdout.model_copy(update={"share": 1.0})})
+    with store.begin() as conn:
+        evaluate(conn, _loop(book=book), now=s.now)
+        conn.execute(
+            line_exposures.insert().values(
+                subscriber_id="L1", incident_id="I2", risk_at_hit=0.02, hit_at=s.now + timedelta(hours=1)
+            )
+        )
+    with store.begin() as conn:
+        evaluate(conn, _loop(book=book), now=s.now + timedelta(days=2))
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(actions.c.state, actions.c.reason)
+            .where(actions.c.target == "line:L1")
+            .order_by(actions.c.id)
+        ).all()
+    assert [r.state for r in rows] == ["held_out", "suppressed"]
+    assert "one retention per customer" in (rows[1].reason or "")
+
+
 def test_uplift_compares_treated_with_the_holdout(store: Store) -> None:
     from dashboard.store.schema import churn_events
 

@@ -654,61 +654,67 @@ def _new_only(conn: Connection, candidates: list[Decision]) -> list[Decision]:
 def _apply_policy(conn: Connection, loop: Loop, decisions: list[Decision], now: datetime) -> None:
     """Suppress or defer what the contact policy forbids, counting what is already in the outbox."""
     policy = loop.book.contact_policy
-    subject_to = [d for d in decisions if d.party and d.state in ("queued", "awaiting_approval")]
+    # A held-out line is recorded once per dedupe window, as a treated one would be contacted once:
+    # the hold-out arm counts lines, and its rows should read like the treated arm's.
+    subject_to = [d for d in decisions if d.party and d.state in ("queued", "awaiting_approval", "held_out")]
     if not subject_to:
         return
     windows = [policy.overall.per_s, *(c.per_s for c in policy.channels.values())]
     windows += [d.dedupe_per_s for d in subject_to if d.dedupe_per_s]
     since = now - timedelta(seconds=max(windows))
     parties = sorted({d.party for d in subject_to if d.party})
-    history: dict[str, list[tuple[str, str | None, datetime]]] = defaultdict(list)
+    #: Per party: (channel, dedupe group, when, whether it reached or will reach the customer).
+    history: dict[str, list[tuple[str, str | None, datetime, bool]]] = defaultdict(list)
     optouts: set[tuple[str, str]] = set()
     a, o = actions.c, contact_optouts.c
     for i in range(0, len(parties), 500):
         chunk = parties[i : i + 500]
         for r in conn.execute(
-            select(a.party, a.channel, a.dedupe_group, a.created_at).where(
-                a.party.in_(chunk), a.created_at >= since, a.state.in_(COUNTED_STATES)
+            select(a.party, a.channel, a.dedupe_group, a.created_at, a.state).where(
+                a.party.in_(chunk), a.created_at >= since, a.state.in_((*COUNTED_STATES, "held_out"))
             )
         ):
-            history[r.party].append((r.channel, r.dedupe_group, r.created_at))
+            history[r.party].append((r.channel, r.dedupe_group, r.created_at, r.state != "held_out"))
         optouts |= {
             (r.party, r.channel) for r in conn.execute(select(o.party, o.channel).where(o.party.in_(chunk)))
         }
     for d in subject_to:
         party = d.party or ""
-        if (party, d.channel) in optouts or (party, "*") in optouts:
+        held_out = d.state == "held_out"
+        if not held_out and ((party, d.channel) in optouts or (party, "*") in optouts):
             d.state, d.reason = "suppressed", f"the customer opted out of {d.channel}"
             continue
         past = history[party]
         if d.dedupe_group and d.dedupe_per_s:
             limit = now - timedelta(seconds=d.dedupe_per_s)
-            earlier = [t for ch, g, t in past if g == d.dedupe_group and t >= limit]
+            earlier = [t for _, g, t, _ in past if g == d.dedupe_group and t >= limit]
             if earlier:
                 d.state, d.reason = (
                     "suppressed",
                     f"one {d.dedupe_group} per customer: already at {min(earlier):%d %b %H:%M} UTC",
                 )
                 continue
+        if held_out:  # nothing is sent: no contact limit or quiet hours apply
+            past.append((d.channel, d.dedupe_group, now, False))
+            continue
+        sent = [(ch, t) for ch, _, t, reached in past if reached]
         ch_limit = policy.channels.get(d.channel)
         if ch_limit is not None:
-            n = sum(
-                1 for ch, _, t in past if ch == d.channel and t >= now - timedelta(seconds=ch_limit.per_s)
-            )
+            n = sum(1 for ch, t in sent if ch == d.channel and t >= now - timedelta(seconds=ch_limit.per_s))
             if n >= ch_limit.max:
                 d.state, d.reason = (
                     "suppressed",
                     f"contact policy: at most {ch_limit.max} {d.channel} per {_span(ch_limit.per_s)}",
                 )
                 continue
-        n = sum(1 for _, _, t in past if t >= now - timedelta(seconds=policy.overall.per_s))
+        n = sum(1 for _, t in sent if t >= now - timedelta(seconds=policy.overall.per_s))
         if n >= policy.overall.max:
             d.state, d.reason = (
                 "suppressed",
                 f"contact policy: at most {policy.overall.max} messages per {_span(policy.overall.per_s)}",
             )
             continue
-        past.append((d.channel, d.dedupe_group, now))
+        past.append((d.channel, d.dedupe_group, now, True))
         if policy.quiet_hours is not None and d.state == "queued":
             tz = policy.regions.get(d.region or "", policy.timezone)
             d.not_before = _after_quiet_hours(now, policy.quiet_hours.start, policy.quiet_hours.end, tz)
