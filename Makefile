@@ -33,8 +33,11 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Tests not marked slow on two workers, then the slow ones (whole-product runs, process kills,
+# timing) one at a time, so they do not compete with each other for the two cores.
 test: $(STAMP) lint imports typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow" -n 2
+	$(BIN)/python -m pytest -m slow
 
 test-fast: $(STAMP) lint imports
 	$(BIN)/python -m pytest -m "not slow" -q -n 2
