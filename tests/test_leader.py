@@ -194,6 +194,13 @@ def test_every_family_is_known_and_the_spare_one_is_empty(sqlite_store: Store) -
     assert "incident-queue" in families["queue"] and "kpi-evaluation" in families["kpi"]
 
 
+def test_each_family_has_its_own_lock() -> None:
+    assert len({lock_key(f) for f in FAMILIES}) == len(FAMILIES)
+    assert len({lock_key(f, "a") for f in FAMILIES} | {lock_key(f, "b") for f in FAMILIES}) == 2 * len(
+        FAMILIES
+    )
+
+
 def test_lock_files_sit_beside_the_database(tmp_path: Path) -> None:
     locks = FileLocks(tmp_path / "vantage.db")
     assert locks.path("queue") == tmp_path / "vantage.db.leader-queue"

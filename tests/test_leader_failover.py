@@ -30,7 +30,7 @@ from dashboard.store import Store
 from dashboard.store.schema import incident_queue, incidents, scheduler_leaders
 from tests.conftest import PG_URL, require_pg
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The simulated store's history ends here; the schedulers then run at T1, with half an hour of
