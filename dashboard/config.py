@@ -111,7 +111,8 @@ class WebConfig(_Strict):
 
 class SchedulerConfig(_Strict):
     #: Run connector jobs inside the web process (`vantage run`). Production sets this false and
-    #: runs `vantage scheduler` once, so jobs run once rather than once per web worker.
+    #: runs `vantage scheduler` processes (one leads each job family), so jobs run once rather than
+    #: once per web worker.
     embedded: bool = True
     #: A run that could not start on time may still start this many seconds late.
     misfire_grace_s: float = Field(default=60.0, gt=0)
@@ -131,6 +132,16 @@ class SchedulerConfig(_Strict):
     kpi_refresh_s: float = Field(default=300.0, gt=0)
     #: How often the links between KPIs are re-measured (dashboard.linkage: 30 days of daily data).
     linkage_refresh_s: float = Field(default=21600.0, gt=0)
+    #: The built-in jobs (queue, KPIs, analytics, ...) first run this long after a scheduler starts
+    #: leading their family (or their own interval, when shorter), so connectors write first.
+    first_run_delay_s: float = Field(default=120.0, ge=0)
+    #: Schedulers sharing one store: each job family has one leader (a PostgreSQL advisory lock, or
+    #: a file lock beside a SQLite file) and the others try to take it over this often, so a dead
+    #: leader's families are taken over within about this long.
+    standby_retry_s: float = Field(default=5.0, gt=0)
+    #: PostgreSQL drops the lock connection of a leader whose host stopped answering after about
+    #: twice this (TCP keepalives), which frees its families for a standby.
+    lock_keepalive_s: float = Field(default=10.0, ge=1)
 
 
 class IngestConfig(_Strict):

@@ -7,13 +7,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Connection, select
 
 from dashboard import queries, readiness
 from dashboard.config import ConnectorConfig, Settings
 from dashboard.store.db import Store, statement_limit
+from dashboard.store.schema import scheduler_leaders
 
 #: A source is fresh while its last success is at most this many intervals old.
 FRESH_INTERVALS = 2.0
+#: A leader that has not beaten for this many standby retries (scheduler.standby_retry_s) is presumed
+#: gone: a standby takes its family at its next try.
+LEADER_BEATS = 3.0
 #: Seconds the /healthz store check may take (PostgreSQL; a hung store answers 503 by then plus a grace).
 HEALTH_TIMEOUT_S = 3.0
 
@@ -205,6 +210,27 @@ def health_report(
     return body, (200 if reachable else 503)
 
 
+def leaders(conn: Connection, now: datetime, *, beat_s: float) -> dict[str, dict[str, Any]]:
+    """Who leads each scheduler job family (dashboard.leader), from ``scheduler_leaders``: the
+    process (host:pid, None when nobody does), since when, whether it beat within
+    ``LEADER_BEATS`` x ``beat_s``, and its last job run."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(select(scheduler_leaders).order_by(scheduler_leaders.c.family)).mappings():
+        seen = row["seen_at"]
+        out[str(row["family"])] = {
+            "leader": row["holder"],
+            "since": _iso(row["since"]),
+            "seen": _iso(seen),
+            "alive": row["holder"] is not None
+            and seen is not None
+            and now - seen <= timedelta(seconds=LEADER_BEATS * beat_s),
+            "runs": int(row["runs"] or 0),
+            "last_job": row["last_job"],
+            "last_run": _iso(row["last_run_at"]),
+        }
+    return out
+
+
 def check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[dict[str, Any], int]:
     """The /healthz body and status: whether the store answers and how fresh each source is.
 
@@ -220,11 +246,13 @@ def _check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[d
     statuses = None
     error = None
     preparation = None
+    schedulers = None
     if reachable:
         try:
             with store.connect() as conn:
                 summaries = queries.run_summaries(conn, now=now)
                 preparation = readiness.progress(conn, now)
+                schedulers = leaders(conn, now, beat_s=settings.scheduler.standby_retry_s)
             statuses = source_statuses(settings.connectors, summaries, now)
         except Exception as err:  # reachable but not readable (e.g. not migrated)
             error = f"connector runs could not be read: {type(err).__name__}"
@@ -238,4 +266,6 @@ def _check_health(store: Store, settings: Settings, *, now: datetime) -> tuple[d
     )
     # A fresh store's first preparation: its step and the time left (None on a store never prepared).
     body["preparation"] = preparation
+    # Which scheduler process leads each job family ({} before any scheduler ran on this store).
+    body["schedulers"] = schedulers
     return body, status

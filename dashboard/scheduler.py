@@ -1,14 +1,17 @@
 """Connector jobs on APScheduler: each enabled connector runs at its interval, backing off on failure.
 
 Embedded (`vantage run`): a background scheduler inside the web process. Production
-(`vantage run --no-scheduler` on every web worker, plus one `vantage scheduler`): jobs run once,
-not once per worker. A transient failure (timeout, 429, 5xx) brings the next attempt forward with
-exponential backoff (or the source's Retry-After); the attempt time is recorded on the run so the
-Sources page can say "retrying at ...".
+(`vantage run --no-scheduler` on every web worker, plus `vantage scheduler` processes): jobs run
+once, not once per worker. Jobs come in families (:func:`family_jobs`); with several schedulers on
+one store each family has one leader and the others stand by (dashboard.leader). A transient
+failure (timeout, 429, 5xx) brings the next attempt forward with exponential backoff (or the
+source's Retry-After); the attempt time is recorded on the run so the Sources page can say
+"retrying at ...".
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -28,14 +32,24 @@ from dashboard import analytics, incidents, kpi_eval, linkage, readiness
 from dashboard.auth.keys import stored_secret
 from dashboard.config import SchedulerConfig
 from dashboard.context import Context, Jobs
+from dashboard.incidents.queue import forget as forget_queue
 from dashboard.ingest.runner import Ingestor, RunSummary, abandon_runs
+from dashboard.leader import (
+    ANALYTICS,
+    CONNECTORS,
+    DELIVERY,
+    FAMILIES,
+    KPI,
+    LINKAGE,
+    MAINTENANCE,
+    QUEUE,
+    Leadership,
+)
 from dashboard.playbooks import LINK_SECRET, ClosedLoop
 from dashboard.readiness import Preparation
 from dashboard.store.schema import connector_runs, loopback_messages
 
 log = logging.getLogger(__name__)
-
-EXTRA_JOBS_FIRST_DELAY_S = 120.0
 
 #: The built-in job that computes each step of the preparation after the connectors' history.
 PREPARE_JOBS = {
@@ -49,18 +63,15 @@ PREPARE_JOBS = {
 SAMPLE_KINDS = frozenset({"kpi_samples"})
 
 
-def builtin_jobs(ctx: Context, loop: ClosedLoop | None = None) -> Jobs:
-    """Jobs beside the connectors: the incident queue, analytics, KPI evaluation and linkage; with
-    a closed ``loop``, its playbooks decide right after each queue refresh and its outbox is
-    delivered at its own interval."""
-    jobs = (
-        incidents.scheduled_jobs(ctx)
-        | analytics.scheduled_jobs(ctx)
-        | kpi_eval.scheduled_jobs(ctx)
-        | linkage.scheduled_jobs(ctx)
-    )
+def family_jobs(ctx: Context, loop: ClosedLoop | None = None) -> dict[str, Jobs]:
+    """The built-in jobs by family (each family has one leader among the schedulers on a store).
+
+    The connector jobs, one per enabled connector, make the ``connectors`` family (ConnectorJobs adds
+    them). A job joins a family by one line here: ``MAINTENANCE: retention.scheduled_jobs(ctx)``.
+    """
+    queue = incidents.scheduled_jobs(ctx)
     if loop is not None:
-        interval, refresh = jobs["incident-queue"]
+        interval, refresh = queue["incident-queue"]
 
         def queue_then_playbooks() -> object:
             result = refresh()
@@ -70,9 +81,30 @@ def builtin_jobs(ctx: Context, loop: ClosedLoop | None = None) -> Jobs:
                 log.exception("playbooks: evaluation failed")
             return result
 
-        jobs["incident-queue"] = (interval, queue_then_playbooks)
-        jobs |= loop.jobs()
+        queue["incident-queue"] = (interval, queue_then_playbooks)
+    return {
+        QUEUE: queue,
+        KPI: kpi_eval.scheduled_jobs(ctx),
+        ANALYTICS: analytics.scheduled_jobs(ctx),
+        LINKAGE: linkage.scheduled_jobs(ctx),
+        DELIVERY: loop.jobs() if loop is not None else {},
+        MAINTENANCE: {},
+    }
+
+
+def builtin_jobs(ctx: Context, loop: ClosedLoop | None = None) -> Jobs:
+    """Jobs beside the connectors: the incident queue, analytics, KPI evaluation and linkage; with
+    a closed ``loop``, its playbooks decide right after each queue refresh and its outbox is
+    delivered at its own interval (every family of :func:`family_jobs` in one mapping)."""
+    jobs: Jobs = {}
+    for family in family_jobs(ctx, loop).values():
+        jobs |= family
     return jobs
+
+
+#: What a family's jobs keep in memory between runs, dropped when the process stops leading it (a
+#: later leader, maybe this process again, starts from the store).
+FORGET: dict[str, Callable[[Context], None]] = {QUEUE: lambda ctx: forget_queue(ctx.store)}
 
 
 class LoopRuntime:
@@ -183,9 +215,15 @@ class ConnectorJobs:
     """Owns the connector instances of one process and runs them through the ingest path."""
 
     def __init__(
-        self, ctx: Context, *, ingestor: Ingestor | None = None, extra_jobs: Jobs | None = None
+        self,
+        ctx: Context,
+        *,
+        ingestor: Ingestor | None = None,
+        extra_jobs: Jobs | None = None,
+        families: dict[str, Jobs] | None = None,
     ) -> None:
-        """Jobs of ``ctx``'s enabled connectors, plus ``extra_jobs`` (see :func:`builtin_jobs`)."""
+        """Jobs of ``ctx``'s enabled connectors, plus ``families`` (see :func:`family_jobs`) and
+        ``extra_jobs`` (see :func:`builtin_jobs`; each outside any family is a family of its own)."""
         self.ctx = ctx
         self.settings = ctx.settings
         self.store = ctx.store
@@ -194,6 +232,12 @@ class ConnectorJobs:
         self.configs = {c.name: c for c in ctx.settings.enabled_connectors}
         self.failures: dict[str, int] = {}
         self.extra_jobs = dict(extra_jobs or {})
+        #: job name -> its family; connector jobs are all in ``connectors``.
+        self.family_of: dict[str, str] = {name: name for name in self.extra_jobs}
+        for family, jobs in (families or {}).items():
+            self.extra_jobs |= jobs
+            self.family_of |= dict.fromkeys(jobs, family)
+        self.leadership: Leadership | None = None
         self._lock = threading.Lock()
         # SQLite has one writer at a time: jobs that would wait on each other's write locks (and
         # time out behind a long KPI roll-up) take turns instead. PostgreSQL runs them side by side.
@@ -362,35 +406,107 @@ class ConnectorJobs:
 
     # --- the periodic jobs ---------------------------------------------------------------
 
-    def schedule(self, scheduler: BaseScheduler, *, run_now: bool = True, prepare: bool = True) -> None:
+    def families(self) -> list[str]:
+        """The families this process has jobs for, in the order they are taken."""
+        found = ([CONNECTORS] if self.configs else []) + list(dict.fromkeys(self.family_of.values()))
+        return [f for f in FAMILIES if f in found] + [f for f in found if f not in FAMILIES]
+
+    def schedule(
+        self,
+        scheduler: BaseScheduler,
+        *,
+        run_now: bool = True,
+        prepare: bool = True,
+        leadership: Leadership | None = None,
+    ) -> None:
         """Add one interval job per enabled connector (first run immediately) and the extra jobs.
 
         With ``prepare`` and a store that was never prepared to the end, one job prepares it first
         (:meth:`prepare`) and the periodic jobs start when it is done, so none of them competes with
         the preparation for the store or runs on half-loaded history.
+
+        With ``leadership`` (other schedulers may share the store) a family's jobs are added when
+        this process takes the family and removed when it steps down; the preparation runs only in
+        a process that leads every family. Call ``leadership.start()`` to begin.
         """
         self._scheduler = scheduler
-        # This process runs the connectors now: any run still marked running died with its process.
-        abandon_runs(self.store, now=self.ctx.now())
-        if run_now and prepare and self.needs_preparation():
-
-            def prepare_then_schedule() -> None:
-                try:
-                    self.prepare()
-                finally:
-                    self._schedule_periodic(scheduler, run_now=True, first_delay_s=None)
-
-            scheduler.add_job(prepare_then_schedule, id="prepare", name="prepare", max_instances=1)
+        if leadership is None:
+            # This process runs the connectors now: any run still marked running died with its process.
+            abandon_runs(self.store, now=self.ctx.now())
+            if run_now and prepare and self.needs_preparation():
+                self._schedule_preparation(scheduler, None)
+                return
+            self._schedule_periodic(
+                scheduler, run_now=run_now, first_delay_s=self.settings.scheduler.first_run_delay_s
+            )
             return
-        self._schedule_periodic(scheduler, run_now=run_now, first_delay_s=EXTRA_JOBS_FIRST_DELAY_S)
+        self.leadership = leadership
+
+        def gained(families: frozenset[str], _first: bool) -> None:
+            if CONNECTORS in families:
+                # The connectors' last leader is gone: a run it left running died with it.
+                abandon_runs(self.store, now=self.ctx.now())
+            if run_now and prepare and leadership.leads_all() and self.needs_preparation():
+                self._schedule_preparation(scheduler, leadership)
+                return
+            self._schedule_periodic(
+                scheduler,
+                run_now=run_now,
+                first_delay_s=self.settings.scheduler.first_run_delay_s,
+                families=families,
+            )
+
+        leadership.on_gain = gained
+        leadership.on_lose = lambda families: self._unschedule(scheduler, families)
+
+    def _schedule_preparation(self, scheduler: BaseScheduler, leadership: Leadership | None) -> None:
+        def prepare_then_schedule() -> None:
+            try:
+                self.prepare()
+            finally:
+                held = None if leadership is None else leadership.held
+                self._schedule_periodic(scheduler, run_now=True, first_delay_s=None, families=held)
+
+        scheduler.add_job(
+            prepare_then_schedule, id="prepare", name="prepare", max_instances=1, replace_existing=True
+        )
+
+    def _unschedule(self, scheduler: BaseScheduler, families: frozenset[str]) -> None:
+        """Stop the jobs of ``families`` (a run in progress finishes) and drop what they kept."""
+        names = [f"connector:{n}" for n in self.configs] if CONNECTORS in families else []
+        names += [n for n, f in self.family_of.items() if f in families]
+        for job_id in [*names, "prepare"]:
+            with contextlib.suppress(JobLookupError):
+                scheduler.remove_job(job_id)
+        if CONNECTORS in families:
+            self.failures.clear()
+        for family in families:
+            forget = FORGET.get(family)
+            if forget is not None:
+                forget(self.ctx)
+
+    def _job(self, family: str, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func`` as scheduled: under the SQLite writer lock, then (with several schedulers) run
+        only while this process still leads ``family``, checked right before the run."""
+        if self.leadership is not None:
+            func = self.leadership.guard(family, name, func)
+        return self._serial(func)
 
     def _schedule_periodic(
-        self, scheduler: BaseScheduler, *, run_now: bool, first_delay_s: float | None
+        self,
+        scheduler: BaseScheduler,
+        *,
+        run_now: bool,
+        first_delay_s: float | None,
+        families: frozenset[str] | None = None,
     ) -> None:
-        now = _as_aware(self.ctx.now())
+        # APScheduler keeps wall-clock time, whatever clock the jobs compute with.
+        now = datetime.now(UTC)
         for name, cfg in self.configs.items():
+            if families is not None and CONNECTORS not in families:
+                break
             scheduler.add_job(
-                self._serial(self.run_once),
+                self._job(CONNECTORS, f"connector:{name}", self.run_once),
                 IntervalTrigger(seconds=cfg.interval),
                 args=[name],
                 id=f"connector:{name}",
@@ -408,10 +524,13 @@ class ConnectorJobs:
         # have had time to write a first backfill (frequent jobs after one interval), then at their
         # own interval; after a preparation, which has just run each of them, after one interval.
         for job_name, (interval_s, func) in self.extra_jobs.items():
+            family = self.family_of[job_name]
+            if families is not None and family not in families:
+                continue
             delay = interval_s if first_delay_s is None else min(interval_s, first_delay_s)
             first = now + timedelta(seconds=delay)
             scheduler.add_job(
-                self._serial(func),
+                self._job(family, job_name, func),
                 IntervalTrigger(seconds=interval_s),
                 id=job_name,
                 name=job_name,
@@ -438,16 +557,26 @@ def _as_aware(naive_utc: datetime) -> datetime:
     return naive_utc.replace(tzinfo=UTC)
 
 
-def background_scheduler(jobs: ConnectorJobs) -> BackgroundScheduler:
-    """A started background scheduler running ``jobs`` (for the embedded web process)."""
+def leadership_for(jobs: ConnectorJobs) -> Leadership:
+    """This process's leadership of the families ``jobs`` has (not started)."""
+    ctx = jobs.ctx
+    return Leadership(ctx.store, jobs.families(), policy=ctx.settings.scheduler, clock=ctx.clock)
+
+
+def background_scheduler(jobs: ConnectorJobs, leadership: Leadership | None = None) -> BackgroundScheduler:
+    """A started background scheduler running ``jobs`` (for the embedded web process); with
+    ``leadership``, the jobs of the families it leads (started here too)."""
     scheduler = BackgroundScheduler(timezone="UTC")
-    jobs.schedule(scheduler)
+    jobs.schedule(scheduler, leadership=leadership)
     scheduler.start()
+    if leadership is not None:
+        leadership.start()
     return scheduler
 
 
-def blocking_scheduler(jobs: ConnectorJobs) -> BlockingScheduler:
-    """A blocking scheduler running ``jobs`` (for `vantage scheduler`); call ``start()`` to run."""
+def blocking_scheduler(jobs: ConnectorJobs, leadership: Leadership | None = None) -> BlockingScheduler:
+    """A blocking scheduler running ``jobs`` (for `vantage scheduler`); call ``start()`` to run,
+    and ``leadership.start()`` first when given."""
     scheduler = BlockingScheduler(timezone="UTC")
-    jobs.schedule(scheduler)
+    jobs.schedule(scheduler, leadership=leadership)
     return scheduler

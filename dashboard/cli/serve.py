@@ -1,5 +1,6 @@
 """``vantage run`` (the dashboard on the waitress WSGI server, jobs embedded by default) and
-``vantage scheduler`` (the jobs alone)."""
+``vantage scheduler`` (the jobs alone). Any number of either may share a store: each job family has
+one leader among them and the others stand by (dashboard.leader)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 
 import waitress
 
@@ -15,12 +17,16 @@ from dashboard.app import create_app
 from dashboard.auth import users
 from dashboard.cli import common
 from dashboard.context import Context
+from dashboard.failpoints import frozen_clock
+from dashboard.leader import Leadership
 from dashboard.scheduler import (
     ConnectorJobs,
     LoopRuntime,
     background_scheduler,
     blocking_scheduler,
     builtin_jobs,
+    family_jobs,
+    leadership_for,
 )
 from dashboard.store.db import redact
 
@@ -36,12 +42,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     scheduler = None
     jobs = None
     runtime = None
+    leadership: Leadership | None = None
     if ctx.settings.scheduler.embedded and not args.no_scheduler:
         runtime = LoopRuntime.from_settings(ctx)
-        jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx, runtime.loop if runtime else None))
+        jobs = ConnectorJobs(ctx, families=family_jobs(ctx, runtime.loop if runtime else None))
         if runtime is not None:
             runtime.attach(jobs)
-        scheduler = background_scheduler(jobs)
+        leadership = leadership_for(jobs)
+        scheduler = background_scheduler(jobs, leadership)
         log.info("scheduler: %d connector job(s) embedded", len(jobs.configs))
     log.info("Vantage on http://%s:%d (store %s)", host, port, redact(ctx.store.url))
     # Stop on SIGINT and SIGTERM alike, even when started from a shell that ignores SIGINT for
@@ -53,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        if leadership is not None:
+            leadership.stop(release=False)  # released as the process exits (below), after its jobs
         if jobs is not None:
             jobs.close()
         if runtime is not None:
@@ -99,10 +109,18 @@ def _exit_past_running_jobs() -> None:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     ctx = common.context(args, migrate=not args.no_migrate)
+    clock = frozen_clock()
+    if clock is not None:
+        ctx = replace(ctx, clock=clock)
     runtime = LoopRuntime.from_settings(ctx)
-    jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx, runtime.loop if runtime else None))
+    loop = runtime.loop if runtime else None
+    if args.once:
+        jobs = ConnectorJobs(ctx, extra_jobs=builtin_jobs(ctx, loop))
+    else:
+        jobs = ConnectorJobs(ctx, families=family_jobs(ctx, loop))
     if runtime is not None:
         runtime.attach(jobs)
+    leadership: Leadership | None = None
     try:
         if args.once:
             failed = 0
@@ -114,14 +132,22 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
                 )
                 failed += summary.status == "failed"
             return 1 if failed else 0
-        scheduler = blocking_scheduler(jobs)
+        leadership = leadership_for(jobs)
+        scheduler = blocking_scheduler(jobs, leadership)
         signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
-        log.info("scheduler: %d connector job(s)", len(jobs.configs))
+        log.info("scheduler: %d connector job(s), families %s", len(jobs.configs), ", ".join(jobs.families()))
+        leadership.start()
         scheduler.start()
     finally:
+        if leadership is not None:
+            leadership.stop(release=False)
         jobs.close()
         if runtime is not None:
             runtime.close()
+    if leadership is not None:
+        # A job may still be running: the process ends here, and its locks with it, so no standby
+        # starts a job while this one's last run is still writing.
+        _exit_past_running_jobs()
     return 0
 
 
@@ -136,7 +162,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--threads", type=int, default=8, help="request threads of the web server (default 8)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("scheduler", help="run connector jobs (one process per deployment)")
+    p = sub.add_parser(
+        "scheduler",
+        help="run the jobs (any number per store: one leads each job family, the others stand by)",
+    )
     p.add_argument("--once", action="store_true", help="run every enabled connector once and exit")
     p.add_argument("--no-migrate", action="store_true")
     p.set_defaults(func=cmd_scheduler)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Integer, and_, delete, func, insert, select
 
+from dashboard import failpoints
 from dashboard.incidents import measure
 from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, correlate, left_by_pass
 from dashboard.incidents.correlate import forget as forget_correlation
@@ -554,6 +555,7 @@ def refresh_queue(
         corr = correlate(conn, scoring.correlation, now=now, ancestors_memo=ancestors)
         keep_correlation = left_by_pass(conn)
     keep_correlation()
+    failpoints.pause("queue:correlated")
     t["correlate_ms"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     with store.begin() as conn:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dashboard import failpoints
 from dashboard.context import Context, Jobs
 from dashboard.kpi_eval.anomaly import AnomalySummary, refresh_anomalies
 from dashboard.kpi_eval.read import KpiReadError, current, panel, series
@@ -42,6 +43,7 @@ def evaluate(store: Store, catalogue: Catalogue, *, now: datetime, full: bool = 
     at = now
     with store.begin() as conn:
         rollups = refresh_rollups(conn, catalogue, now=at, full=full)
+    failpoints.pause("kpi:rolled-up")
     with store.begin() as conn:
         status = refresh_status(conn, catalogue, now=at)
     with store.begin() as conn:

@@ -972,6 +972,21 @@ loopback_messages = Table(
     Index("ix_loopback_messages_received_at", "received_at"),
 )
 
+# Which scheduler leads each job family (dashboard.leader): written by the leader as it takes over,
+# steps down and beats; /healthz reads it. The lock itself is held elsewhere (an advisory lock).
+scheduler_leaders = Table(
+    "scheduler_leaders",
+    metadata,
+    Column("family", String(32), primary_key=True),
+    # host:pid of the leading process; NULL once it stepped down or stopped.
+    Column("holder", String(128), nullable=True),
+    Column("since", DateTime, nullable=True),
+    Column("seen_at", DateTime, nullable=False),
+    Column("runs", Integer, nullable=False, default=0),
+    Column("last_job", String(64), nullable=True),
+    Column("last_run_at", DateTime, nullable=True),
+)
+
 # The KPI roll-up pass finds the tickets and churn events ingested since its watermark (migration 0006).
 Index("ix_tickets_ingested_at", tickets.c.ingested_at)
 Index("ix_churn_events_ingested_at", churn_events.c.ingested_at)
