@@ -8,7 +8,7 @@ holds the partition column (period_start) and the column the table is sharded by
 (entity_id).
 
 A populated store is converted in place: the old table is renamed aside, the partitioned one created
-with a partition for every day from the oldest sample to a week ahead, the rows copied across in one
+with a partition for every day that has samples and for a week ahead, the rows copied across in one
 INSERT .. SELECT (routed to their days by PostgreSQL), and the old table dropped. The copy writes the
 table once more: on a large store expect it to take about as long as a bulk load of the same rows.
 SQLite keeps its simple table: nothing changes there.
@@ -79,18 +79,17 @@ def upgrade() -> None:
     _set_aside()
     _create(partitioned=True)
     op.execute('CREATE TABLE kpi_samples_default PARTITION OF kpi_samples DEFAULT')
-    lo, hi = bind.execute(sa.text('SELECT min(period_start), max(period_start) FROM kpi_samples_old')).one()
+    stored = bind.execute(
+        sa.text('SELECT DISTINCT date_trunc(\'day\', period_start) FROM kpi_samples_old')
+    ).scalars()
     today = _day(datetime.now(timezone.utc).replace(tzinfo=None))
-    first = _day(lo) if lo is not None else today
-    last = max(_day(hi) if hi is not None else today, today + AHEAD_DAYS * DAY)
-    day = first
-    while day <= last:
+    days = set(stored) | {today + i * DAY for i in range(AHEAD_DAYS + 1)}
+    for day in sorted(days):
         # Named and bounded as dashboard/store/partitions.py names them (a test holds them equal).
         op.execute(
             f"CREATE TABLE kpi_samples_p{day:%Y%m%d} PARTITION OF kpi_samples "
             f"FOR VALUES FROM ('{day:%Y-%m-%d %H:%M:%S}') TO ('{day + DAY:%Y-%m-%d %H:%M:%S}')"
         )
-        day += DAY
     op.execute(f'INSERT INTO kpi_samples ({COLUMNS}) SELECT {COLUMNS} FROM kpi_samples_old')  # noqa: S608
     op.drop_table('kpi_samples_old')
     op.execute('ANALYZE kpi_samples')
