@@ -253,22 +253,7 @@ def maintain_partitions(
         strays = [d for d in strays if d >= keep_from]
     today = floor_day(now)
     wanted = sorted({today + i * DAY for i in range(ahead_days + 1)} | set(strays))
-    for day in wanted:
-        if day in covered:
-            continue
-        name = spec.name(day)
-        conn = _step(engine)
-        try:
-            report.moved_rows += _add_partition(conn, spec, day, schema, move=day in strays)
-            conn.commit()
-            report.created.append(name)
-        except OperationalError as err:
-            conn.rollback()
-            if not _locked(err):
-                raise
-            report.deferred.append(f"create {name}")
-        finally:
-            conn.close()
+    _create_days(engine, spec, [d for d in wanted if d not in covered], set(strays), schema, report)
     if keep_from is not None:
         for p in existing:
             if p.end is None or p.end > keep_from:
@@ -286,6 +271,45 @@ def maintain_partitions(
                 report.deferred.append(f"drop {p.name}")
             finally:
                 conn.close()
+    return report
+
+
+def _create_days(
+    engine: Engine,
+    spec: PartitionSpec,
+    days: Iterable[datetime],
+    strays: set[datetime],
+    schema: str | None,
+    report: PartitionReport,
+) -> None:
+    for day in days:
+        name = spec.name(day)
+        conn = _step(engine)
+        try:
+            report.moved_rows += _add_partition(conn, spec, day, schema, move=day in strays)
+            conn.commit()
+            report.created.append(name)
+        except OperationalError as err:
+            conn.rollback()
+            if not _locked(err):
+                raise
+            report.deferred.append(f"create {name}")
+        finally:
+            conn.close()
+
+
+def ensure_partitions(engine: Engine, spec: PartitionSpec, days: Iterable[datetime]) -> PartitionReport:
+    """Make the partitions of ``days`` that are missing (moving their rows out of DEFAULT): for a
+    backfill of past days, before loading it, so its rows go straight to their partitions."""
+    report = PartitionReport(spec.table)
+    with engine.connect() as conn:
+        if not is_partitioned(conn, spec.table):
+            return report
+        schema = _schema_of(conn, spec.table)
+        covered = {p.start for p in partitions(conn, spec)}
+        strays = set(_stray_days(conn, spec))
+    wanted = sorted({floor_day(d) for d in days} - covered)
+    _create_days(engine, spec, wanted, strays, schema, report)
     return report
 
 
@@ -323,6 +347,7 @@ __all__ = [
     "PartitionReport",
     "PartitionSpec",
     "default_ddl",
+    "ensure_partitions",
     "floor_day",
     "include_name",
     "is_partition_name",
