@@ -220,3 +220,15 @@ def test_ingest_on_the_copy_path_is_idempotent_and_quarantines_bad_rows(pg_store
             )
         ).scalar_one()
     assert stored == mixed.loc[0, "value"]
+
+
+def test_one_upkeep_at_a_time(pg_store: Store) -> None:
+    store = pg_store
+    lock = "hashtext('vantage-partitions:' || to_regclass('kpi_samples')::oid::text)"
+    with store.engine.connect() as other:  # another scheduler in the middle of its pass
+        assert other.execute(text(f"SELECT pg_try_advisory_lock({lock})")).scalar()
+        skipped = maintain_partitions(store.engine, KPI_SAMPLES, now=NOW, ahead_days=10, keep_from=None)
+        assert skipped.created == [] and skipped.deferred
+        other.execute(text(f"SELECT pg_advisory_unlock({lock})"))
+    done = maintain_partitions(store.engine, KPI_SAMPLES, now=NOW, ahead_days=10, keep_from=None)
+    assert done.created == [KPI_SAMPLES.name(floor_day(NOW) + i * DAY) for i in (8, 9, 10)]

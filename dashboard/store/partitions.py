@@ -234,12 +234,38 @@ def maintain_partitions(
     Nothing else is ever deleted: a stray row of a kept day always gets its partition.
     """
     report = PartitionReport(spec.table)
-    with engine.connect() as conn:
-        if not is_partitioned(conn, spec.table):
+    with engine.connect() as guard:
+        if not is_partitioned(guard, spec.table):
             return report
-        schema = _schema_of(conn, spec.table)
-        existing = partitions(conn, spec)
-        strays = _stray_days(conn, spec)
+        # One upkeep of a table at a time, across processes (a second scheduler skips its pass).
+        # The table's oid in the key: the same table name in another schema is another table.
+        lock = "hashtext('vantage-partitions:' || to_regclass(:t)::oid::text)"
+        key = {"t": _q(spec.table)}
+        if not guard.execute(text(f"SELECT pg_try_advisory_lock({lock})"), key).scalar():
+            report.deferred.append("the whole pass: another process is keeping these partitions")
+            return report
+        try:
+            _maintain(engine, guard, spec, report, now=now, ahead_days=ahead_days, keep_from=keep_from)
+        finally:
+            guard.execute(text(f"SELECT pg_advisory_unlock({lock})"), key)
+            guard.commit()
+    return report
+
+
+def _maintain(
+    engine: Engine,
+    conn: Connection,
+    spec: PartitionSpec,
+    report: PartitionReport,
+    *,
+    now: datetime,
+    ahead_days: int,
+    keep_from: datetime | None,
+) -> None:
+    schema = _schema_of(conn, spec.table)
+    existing = partitions(conn, spec)
+    strays = _stray_days(conn, spec)
+    conn.commit()  # the guard holds its session lock only, no snapshot
     covered = {p.start for p in existing if p.start is not None}
     if keep_from is not None:
         keep_from = floor_day(keep_from)
@@ -258,20 +284,19 @@ def maintain_partitions(
         for p in existing:
             if p.end is None or p.end > keep_from:
                 continue
-            conn = _step(engine)
+            step = _step(engine)
             try:
                 where = f"{_q(schema)}." if schema else ""
-                conn.execute(text(f"DROP TABLE {where}{_q(p.name)}"))
-                conn.commit()
+                step.execute(text(f"DROP TABLE IF EXISTS {where}{_q(p.name)}"))
+                step.commit()
                 report.dropped.append(p.name)
             except OperationalError as err:
-                conn.rollback()
+                step.rollback()
                 if not _locked(err):
                     raise
                 report.deferred.append(f"drop {p.name}")
             finally:
-                conn.close()
-    return report
+                step.close()
 
 
 def _create_days(
