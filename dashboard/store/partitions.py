@@ -11,7 +11,8 @@ and ``ATTACH PARTITION`` (SHARE UPDATE EXCLUSIVE on the parent: ingest and reads
 builds its indexes. Dropping an expired partition is one ``DROP TABLE`` instead of a delete of
 millions of rows, and it leaves no bloat behind. Each step runs in its own transaction under a
 short ``lock_timeout``, so a long read never makes ingest queue behind the maintenance; a step that
-cannot get its lock is left for the next run.
+cannot get its lock is left for the next run. One process keeps a table's partitions at a time (a
+session advisory lock on the table): a second scheduler's pass finds it taken and skips.
 
 Partition names: ``<table>_p<YYYYMMDD>`` for the day starting then, ``<table>_default``.
 SQLite has no partitions: its tables stay simple and retention deletes rows (retention.py).
@@ -168,34 +169,30 @@ def default_ddl(spec: PartitionSpec, *, schema: str | None = None) -> str:
     return f"CREATE TABLE {where}{_q(spec.default())} PARTITION OF {where}{_q(spec.table)} DEFAULT"
 
 
-def _add_partition(
-    conn: Connection, spec: PartitionSpec, day: datetime, schema: str | None, *, move: bool
-) -> int:
-    """Create and attach the partition of ``day``; with ``move``, first move its rows out of DEFAULT.
+def _add_partition(conn: Connection, spec: PartitionSpec, day: datetime, schema: str | None) -> int:
+    """Create and attach the partition of ``day``, moving its rows out of DEFAULT; return how many.
 
-    DEFAULT is locked against writes while its rows move, so none can land there between the move
-    and the ATTACH's check that DEFAULT holds no row of the new range.
+    DEFAULT is locked against writes from the move to the ATTACH (which checks it holds no row of
+    the new range), so a row arriving meanwhile waits and then goes to the new partition. ATTACH
+    scans DEFAULT anyway; it holds only strays, so the move costs about as much again.
     """
     create, check, attach, uncheck = partition_ddl(spec, day, schema=schema)
+    where = f"{_q(schema)}." if schema else ""
+    default = where + _q(spec.default())
+    col = _q(spec.column)
     conn.execute(text(create))
-    moved = 0
-    if move:
-        where = f"{_q(schema)}." if schema else ""
-        default = where + _q(spec.default())
-        conn.execute(text(f"LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE"))
-        col = _q(spec.column)
-        result = conn.execute(
-            text(
-                f"WITH moved AS (DELETE FROM {default} WHERE {col} >= :lo AND {col} < :hi RETURNING *) "  # noqa: S608
-                f"INSERT INTO {where}{_q(spec.name(day))} SELECT * FROM moved"
-            ),
-            {"lo": day, "hi": day + DAY},
-        )
-        moved = max(int(result.rowcount or 0), 0)
+    conn.execute(text(f"LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE"))
+    result = conn.execute(
+        text(
+            f"WITH moved AS (DELETE FROM {default} WHERE {col} >= :lo AND {col} < :hi RETURNING *) "  # noqa: S608
+            f"INSERT INTO {where}{_q(spec.name(day))} SELECT * FROM moved"
+        ),
+        {"lo": day, "hi": day + DAY},
+    )
     conn.execute(text(check))
     conn.execute(text(attach))
     conn.execute(text(uncheck))
-    return moved
+    return max(int(result.rowcount or 0), 0)
 
 
 def _stray_days(conn: Connection, spec: PartitionSpec) -> list[datetime]:
@@ -279,7 +276,7 @@ def _maintain(
         strays = [d for d in strays if d >= keep_from]
     today = floor_day(now)
     wanted = sorted({today + i * DAY for i in range(ahead_days + 1)} | set(strays))
-    _create_days(engine, spec, [d for d in wanted if d not in covered], set(strays), schema, report)
+    _create_days(engine, spec, [d for d in wanted if d not in covered], schema, report)
     if keep_from is not None:
         for p in existing:
             if p.end is None or p.end > keep_from:
@@ -303,7 +300,6 @@ def _create_days(
     engine: Engine,
     spec: PartitionSpec,
     days: Iterable[datetime],
-    strays: set[datetime],
     schema: str | None,
     report: PartitionReport,
 ) -> None:
@@ -311,7 +307,7 @@ def _create_days(
         name = spec.name(day)
         conn = _step(engine)
         try:
-            report.moved_rows += _add_partition(conn, spec, day, schema, move=day in strays)
+            report.moved_rows += _add_partition(conn, spec, day, schema)
             conn.commit()
             report.created.append(name)
         except OperationalError as err:
@@ -332,9 +328,8 @@ def ensure_partitions(engine: Engine, spec: PartitionSpec, days: Iterable[dateti
             return report
         schema = _schema_of(conn, spec.table)
         covered = {p.start for p in partitions(conn, spec)}
-        strays = set(_stray_days(conn, spec))
     wanted = sorted({floor_day(d) for d in days} - covered)
-    _create_days(engine, spec, wanted, strays, schema, report)
+    _create_days(engine, spec, wanted, schema, report)
     return report
 
 
