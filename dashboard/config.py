@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.actions import get_action_class
 from connectors.base import Connector, ConnectorContext, ConnectorOptions
@@ -157,6 +157,43 @@ class IngestConfig(_Strict):
     @classmethod
     def _dur(cls, v: Any) -> float:
         return parse_duration(v)
+
+
+class RetentionConfig(_Strict):
+    """How long measurements are kept (dashboard/store/retention.py; docs/operations.md).
+
+    Raw KPI samples are the bulk of the store and are kept shortest; the roll-ups the pages, the API
+    and linkage read for older periods are kept longer, hourly ones shorter than daily ones. On
+    PostgreSQL samples live in daily partitions, created ``partitions_ahead_days`` ahead and dropped
+    whole once expired; on SQLite expired rows are deleted. 0 keeps rows for ever.
+    """
+
+    #: Delete what expired. Off, nothing is deleted; partitions are still made ahead.
+    enabled: bool = True
+    #: Days of raw samples (15-minute cell KPIs). Covers the churn model's 45-day read of them.
+    samples_days: int = Field(default=45, ge=0)
+    #: Days of hourly roll-ups (``kpi_rollups`` at grain 3600).
+    hourly_rollups_days: int = Field(default=400, ge=0)
+    #: Days of daily roll-ups (grain 86400).
+    daily_rollups_days: int = Field(default=1830, ge=0)
+    #: Daily sample partitions created ahead of today (PostgreSQL).
+    partitions_ahead_days: int = Field(default=7, ge=1, le=366)
+    #: How often the retention job runs: create partitions, move stray rows, drop what expired.
+    interval_s: float = Field(default=3600.0, alias="interval", gt=0)
+
+    @field_validator("interval_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _rollups_outlive_samples(self) -> RetentionConfig:
+        # A period older than the raw samples is read from roll-ups, so they must outlive them.
+        for name in ("hourly_rollups_days", "daily_rollups_days"):
+            days = getattr(self, name)
+            if days and (self.samples_days == 0 or days < self.samples_days):
+                raise ValueError(f"{name} ({days}) must be 0 (for ever) or at least samples_days")
+        return self
 
 
 class OidcConfig(_Strict):
@@ -341,6 +378,7 @@ class Settings(_Strict):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     wall: WallConfig = Field(default_factory=WallConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     playbooks: PlaybooksConfig = Field(default_factory=PlaybooksConfig)
     actions: list[ActionConfig] = Field(default_factory=list)

@@ -47,6 +47,7 @@ from dashboard.leader import (
 )
 from dashboard.playbooks import LINK_SECRET, ClosedLoop
 from dashboard.readiness import Preparation
+from dashboard.store import retention
 from dashboard.store.schema import connector_runs, loopback_messages
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def family_jobs(ctx: Context, loop: ClosedLoop | None = None) -> dict[str, Jobs]
     """The built-in jobs by family (each family has one leader among the schedulers on a store).
 
     The connector jobs, one per enabled connector, make the ``connectors`` family (ConnectorJobs adds
-    them). A job joins a family by one line here: ``MAINTENANCE: retention.scheduled_jobs(ctx)``.
+    them). A job joins a family by one line here: ``KPI: kpi_eval.scheduled_jobs(ctx)``.
     """
     queue = incidents.scheduled_jobs(ctx)
     if loop is not None:
@@ -88,14 +89,15 @@ def family_jobs(ctx: Context, loop: ClosedLoop | None = None) -> dict[str, Jobs]
         ANALYTICS: analytics.scheduled_jobs(ctx),
         LINKAGE: linkage.scheduled_jobs(ctx),
         DELIVERY: loop.jobs() if loop is not None else {},
-        MAINTENANCE: {},
+        MAINTENANCE: retention.scheduled_jobs(ctx),
     }
 
 
 def builtin_jobs(ctx: Context, loop: ClosedLoop | None = None) -> Jobs:
-    """Jobs beside the connectors: the incident queue, analytics, KPI evaluation and linkage; with
-    a closed ``loop``, its playbooks decide right after each queue refresh and its outbox is
-    delivered at its own interval (every family of :func:`family_jobs` in one mapping)."""
+    """Jobs beside the connectors: the incident queue, analytics, KPI evaluation, linkage and the
+    store's retention; with a closed ``loop``, its playbooks decide right after each queue refresh
+    and its outbox is delivered at its own interval (every family of :func:`family_jobs` in one
+    mapping)."""
     jobs: Jobs = {}
     for family in family_jobs(ctx, loop).values():
         jobs |= family

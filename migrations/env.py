@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from dashboard.store.partitions import include_name
 from dashboard.store.schema import metadata
 
 config = context.config
@@ -17,6 +18,8 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
         compare_type=True,
+        # The partitions of a partitioned table are the store's, not the model's.
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -14,6 +14,7 @@ from sqlalchemy import func, inspect, select, text
 from connectors.base import Batch, CheckResult, Connector, ConnectorContext, Reject, RetriableError, Stream
 from dashboard.ingest import Ingestor, load_state
 from dashboard.store import Store
+from dashboard.store.partitions import include_name
 from dashboard.store.schema import (
     CANONICAL_KINDS,
     alarms,
@@ -40,7 +41,8 @@ def _snapshot(store: Store, table) -> list[tuple]:  # type: ignore[no-untyped-de
 
 def test_migrations_create_exactly_the_model(store: Store) -> None:
     with store.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diff = compare_metadata(context, metadata)
     assert diff == [], f"schema.py and migrations disagree: {diff}"
     assert store.current_revision() is not None
 

@@ -1,6 +1,7 @@
 """Reading KPI values: one series, a panel of entities x periods, and the current status cards.
 
-Values are computed from roll-up rows (``kpi_rollups``; cell samples at 15 minutes): a sampled KPI
+Values are computed from roll-up rows (``kpi_rollups``; cell samples at 15 minutes, and the hourly
+roll-ups spread over their quarters for periods older than the raw samples retention keeps): a sampled KPI
 by its ``aggregate`` (mean and traffic_weighted: total / weight, sum: total, min: low, max: high);
 a ratio by evaluating its formula on the measures summed to the level and period (a ratio of sums);
 a derived KPI by evaluating its expression on its inputs' values at the same level and period.
@@ -24,7 +25,7 @@ from dashboard.kpi_eval import _sql
 from dashboard.kpi_eval._sql import FLOWS, RISK, STOCKS, floor_time
 from dashboard.kpis import MEASURES, Catalogue, KpiDefinition, evaluate, references
 from dashboard.store.db import read_frame
-from dashboard.store.schema import KPI_LEVELS, cells, kpi_rollups, kpi_status, regions, sites
+from dashboard.store.schema import KPI_LEVELS, cells, kpi_rollups, kpi_samples, kpi_status, regions, sites
 
 Scope = tuple[str, str] | None
 ROW_COLUMNS = _sql.ROLLUP_COLUMNS
@@ -146,6 +147,53 @@ def _technical_rows(
         lo = floor_time(since, stored_grain)
         rows = _stored(conn, names, level, stored_grain, lo, until, entities)
         return rows if grain_s in (3600, 86400) else _rebucket(rows, grain_s)
+    # Quarter hours come from the raw samples, which retention keeps for fewer days than roll-ups:
+    # before the oldest sample kept, they come from the hourly roll-ups (_quarters_from_hours).
+    raw_from = max(_raw_samples_from(conn, names, until), since)
+    parts = []
+    if raw_from > since:
+        older = _stored(conn, names, level, 3600, floor_time(since, 3600), raw_from, entities)
+        parts.append(_quarters_from_hours(older))
+    if raw_from < until:
+        parts.append(_sample_rows(conn, kpis, level, raw_from, until, entities, cell_ids))
+    return _concat(parts)
+
+
+def _raw_samples_from(conn: Connection, names: Sequence[str], until: datetime) -> datetime:
+    """The hour the kept raw samples of ``names`` begin (``until`` when none are kept): one index
+    probe per KPI (per partition on PostgreSQL)."""
+    ks = kpi_samples
+    firsts = [
+        conn.execute(select(func.min(ks.c.period_start)).where(ks.c.kpi == name)).scalar() for name in names
+    ]
+    kept = [_as_dt(t) for t in firsts if t is not None]
+    return floor_time(min(kept), 3600) if kept else until
+
+
+def _quarters_from_hours(rows: pd.DataFrame) -> pd.DataFrame:
+    """Hourly roll-up rows as four quarter-hour rows each, the hour's totals and weights spread evenly:
+    every quarter shows the hour's mean (total / weight), a sum's quarters add up to the hour's sum,
+    and low and high are the hour's."""
+    if rows.empty:
+        return rows
+    quarters = pd.DataFrame({"q": np.arange(4)})
+    out = rows.merge(quarters, how="cross")
+    out["period_start"] = out["period_start"] + pd.to_timedelta(out.pop("q") * 900, unit="s")
+    out["total"] = out["total"] / 4
+    out["weight"] = out["weight"] / 4
+    return out[ROW_COLUMNS]
+
+
+def _sample_rows(
+    conn: Connection,
+    kpis: Sequence[KpiDefinition],
+    level: str,
+    since: datetime,
+    until: datetime,
+    entities: Any,
+    cell_ids: Sequence[str] | None,
+) -> pd.DataFrame:
+    """Quarter-hour rows of ``level`` straight from the raw samples."""
     dialect = conn.dialect.name
     cell_rows = _sql.sample_cell_rows(
         kpis, grain_s=None, lo=since, hi=until, dialect=dialect, cell_ids=cell_ids

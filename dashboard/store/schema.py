@@ -17,6 +17,7 @@ Conventions (see docs/data-model.md):
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     JSON,
     Boolean,
     Column,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
 )
 
 from connectors.canonical import (
@@ -45,6 +47,7 @@ from connectors.canonical import (
     SEVERITIES,
     TECHNOLOGIES,
 )
+from dashboard.store.partitions import KPI_SAMPLES, default_ddl
 
 #: What opened an incident: alarms, or KPI anomalies that no alarm explains (dashboard/incidents/detect.py).
 INCIDENT_KINDS = ["alarm", "detected"]
@@ -425,9 +428,16 @@ kpi_samples = Table(
     Column("kpi", String(64), nullable=False),
     Column("period_start", DateTime, nullable=False),
     Column("value", Float, nullable=False),
+    # The key holds the partition column (period_start) and the distribution column (entity_id), as
+    # PostgreSQL's partitioning and Citus's sharding by cell require of every unique key.
     PrimaryKeyConstraint("entity_id", "kpi", "period_start", "entity_type", "source"),
     Index("ix_kpi_samples_kpi_period", "kpi", "period_start"),
+    # On PostgreSQL, daily partitions and a DEFAULT one (dashboard/store/partitions.py; migration 0011).
+    postgresql_partition_by=f"RANGE ({KPI_SAMPLES.column})",
 )
+# A store made from this metadata (not the migrations) gets the DEFAULT partition too: no row refused.
+_default_partition = DDL(default_ddl(KPI_SAMPLES))  # type: ignore[no-untyped-call]
+event.listen(kpi_samples, "after_create", _default_partition.execute_if(dialect="postgresql"))
 
 bills = Table(
     "bills",

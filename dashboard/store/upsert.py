@@ -236,7 +236,7 @@ def _upsert_postgres(conn: Connection, table: Table, rows: pd.DataFrame) -> int:
     key = ", ".join(_quote(c.name) for c in table.primary_key.columns)
     # Identifiers come from the schema and are quoted; no values in the text.
     sql = (
-        f"INSERT INTO {tname} AS t ({collist}) SELECT {collist} FROM {tmp} "  # noqa: S608
+        f"INSERT INTO {tname} AS t ({collist}) SELECT {collist} FROM {tmp} ORDER BY {key} "  # noqa: S608
         f"ON CONFLICT ({key}) {_update_clause(table, cols, 'excluded', 't', 'IS DISTINCT FROM')}"
     )
     with raw.cursor() as cur:  # type: ignore[attr-defined]
