@@ -187,10 +187,10 @@ def test_healthz_says_who_leads_each_family(sqlite_store: Store) -> None:
     assert {v["leader"] for v in stopped["schedulers"].values()} == {None}
 
 
-def test_every_family_is_known_and_the_spare_one_is_empty(sqlite_store: Store) -> None:
+def test_every_family_is_known_and_retention_is_maintenance(sqlite_store: Store) -> None:
     ctx = context_for(sqlite_store, clock=lambda: T)
     families = family_jobs(ctx)
-    assert set(families) <= set(FAMILIES) and families["maintenance"] == {}
+    assert set(families) <= set(FAMILIES) and set(families["maintenance"]) == {"store-retention"}
     assert "incident-queue" in families["queue"] and "kpi-evaluation" in families["kpi"]
 
 
