@@ -23,6 +23,7 @@ from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.queue import STATE_KEY
+from dashboard.incidents.reach import cells_key, degraded_cells
 from dashboard.incidents.scoring import account_clocks
 from dashboard.ingest.runner import load_state
 from dashboard.kpis import Scoring, segment_codes
@@ -45,6 +46,7 @@ from dashboard.store.schema import (
     incident_cells,
     incident_notes,
     incident_queue,
+    incident_reach,
     incidents,
     kpi_samples,
     regions,
@@ -499,9 +501,17 @@ def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
 def count_affected_subscribers(conn: Connection, incident_id: str) -> int:
     """How many (not churned) subscribers are served by the incident's degraded cells.
 
-    The distinct subscribers of the incident's cells first, then one status check per subscriber
-    (not one per subscriber and cell).
+    The count the queue refresh stored (:mod:`dashboard.incidents.reach`) while it was counted for
+    the cells the incident degrades now; otherwise counted here: the distinct subscribers of the
+    incident's cells first, then one status check per subscriber (not one per subscriber and cell).
     """
+    kept = conn.execute(
+        select(incident_reach.c.subscribers, incident_reach.c.cells_key).where(
+            incident_reach.c.incident_id == incident_id
+        )
+    ).first()
+    if kept is not None and kept.cells_key == cells_key(degraded_cells(conn, incident_id)):
+        return int(kept.subscribers)
     ic = incident_cells
     served = (
         select(subscriber_cells.c.subscriber_id)
