@@ -79,6 +79,11 @@ def _live(store: Store, scoring: Scoring, segment: str | None) -> list[Any]:
         return [(r[0], round(float(r[2]), 2)) for r in conn.execute(stmt)]
 
 
+def _total(store: Store, scoring: Scoring) -> int | None:
+    with store.connect() as conn:
+        return search_page(conn, None, Filters(), principal=VIEWER, scoring=scoring, limit=5)[2]
+
+
 def _served_by_classes(store: Store, scoring: Scoring, segment: str | None) -> bool:
     with store.connect() as conn:
         stmt = search._by_class(conn, Filters(segment=segment), scoring, None, 10)
@@ -88,6 +93,7 @@ def _served_by_classes(store: Store, scoring: Scoring, segment: str | None) -> b
 def test_the_pass_keeps_every_line_in_its_class(base: Store, scoring: Scoring) -> None:
     assert not _served_by_classes(base, scoring, None)  # never built: the list weighs live
     assert _pass(base) is None  # the first pass builds every line's class
+    assert _total(base, scoring) == 38  # counted by the pass, not by reading every line
     with base.connect() as conn:
         rows = {r.subscriber_id: (r.segment, r.vip, r.arpu) for r in conn.execute(select(line_values))}
     assert len(rows) == 38
@@ -163,6 +169,7 @@ def test_lines_changed_after_the_pass_are_weighed_live(base: Store, scoring: Sco
         ],
     )
     assert _served_by_classes(base, scoring, None)  # the kept classes plus three lines weighed live
+    assert _total(base, scoring) == 39  # the pass's count and the one new line, N1
     for segment in SEGMENTS:
         live = _live(base, scoring, segment)
         assert _walk(base, scoring, segment, limit=3) == live, segment
@@ -177,6 +184,7 @@ def test_lines_changed_after_the_pass_are_weighed_live(base: Store, scoring: Sco
     assert kept["L02"] == ("smb", True, 10.0)
     assert kept["N1"] == ("enterprise", False, 90.0)
     assert _walk(base, scoring, None, limit=3)[:3] == top
+    assert _total(base, scoring) == 39
 
 
 def test_the_queue_refresh_runs_the_pass(base: Store, scoring: Scoring) -> None:

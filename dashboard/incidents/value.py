@@ -605,11 +605,14 @@ def refresh_line_classes(conn: Connection, *, now: datetime) -> int | None:
     mark = line_values.high_water(conn)
     changed = line_values.changed_since(conn, since, cap=LINE_CLASS_REBUILD) if since is not None else None
     if changed is None:
-        line_values.rebuild(conn)
+        lines = line_values.rebuild(conn)
         if conn.dialect.name == "postgresql":
             conn.execute(text("ANALYZE line_values"))
-    elif changed:
-        line_values.update(conn, changed)
+    else:
+        kept = state.get("lines")
+        lines = int(kept) if kept is not None else line_values.count(conn)
+        if changed:
+            lines += line_values.update(conn, changed)
     new_since = min(mark, now - OVERLAP) if mark is not None else since
     save_state(
         conn,
@@ -617,6 +620,7 @@ def refresh_line_classes(conn: Connection, *, now: datetime) -> int | None:
         {
             "changed_at": new_since.isoformat() if new_since else None,
             "seen_at": mark.isoformat() if mark else None,
+            "lines": lines,
         },
         now=now,
     )

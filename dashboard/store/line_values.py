@@ -10,8 +10,9 @@ change of the multipliers in ``kpi_definitions.yaml`` needs no rebuild.
 
 The queue refresh's value pass (:func:`dashboard.incidents.value.refresh_values`) keeps the table
 up to date from the subscribers and accounts ingested since its last pass, and saves under
-:data:`STATE_KEY` the newest ``ingested_at`` it has seen (``seen_at``). A reader weighs the lines
-ingested after that (or whose account was) live, and takes every other line from the table.
+:data:`STATE_KEY` the newest ``ingested_at`` it has seen (``seen_at``) and how many lines the table
+holds (``lines``). A reader weighs the lines ingested after that (or whose account was) live, and
+takes every other line from the table; the whole list's length is ``lines`` plus the new ones.
 """
 
 from __future__ import annotations
@@ -65,17 +66,49 @@ def class_select(subscriber_ids: list[str] | None = None) -> Select[Any]:
     return stmt
 
 
-def rebuild(conn: Connection) -> None:
-    """Every line's class afresh, in one statement."""
+def rebuild(conn: Connection) -> int:
+    """Every line's class afresh, in one statement; returns how many lines there are."""
     conn.execute(delete(line_values))
     conn.execute(insert(line_values).from_select(list(COLUMNS), class_select()))
+    return count(conn)
 
 
-def update(conn: Connection, subscriber_ids: list[str]) -> None:
-    """The classes of ``subscriber_ids`` afresh (a line no longer stored loses its row)."""
+def count(conn: Connection) -> int:
+    """How many lines have a class kept."""
+    return int(conn.execute(select(func.count()).select_from(line_values)).scalar_one())
+
+
+def update(conn: Connection, subscriber_ids: list[str]) -> int:
+    """The classes of ``subscriber_ids`` afresh (a line no longer stored loses its row); returns by
+    how many the lines kept grew."""
+    grown = 0
     for part in chunks(sorted(set(subscriber_ids))):
+        # Counted, not taken from the statements' row counts: a driver may not report them for an
+        # INSERT from a SELECT (psycopg says -1).
+        grown -= _kept(conn, part)
         conn.execute(delete(line_values).where(line_values.c.subscriber_id.in_(part)))
         conn.execute(insert(line_values).from_select(list(COLUMNS), class_select(part)))
+        grown += _kept(conn, part)
+    return grown
+
+
+def _kept(conn: Connection, subscriber_ids: list[str]) -> int:
+    stmt = (
+        select(func.count()).select_from(line_values).where(line_values.c.subscriber_id.in_(subscriber_ids))
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def new_lines(conn: Connection, subscriber_ids: list[str]) -> int:
+    """How many of ``subscriber_ids`` have no class kept yet (lines added since the last pass)."""
+    kept: set[str] = set()
+    for part in chunks(sorted(set(subscriber_ids))):
+        kept.update(
+            conn.execute(
+                select(line_values.c.subscriber_id).where(line_values.c.subscriber_id.in_(part))
+            ).scalars()
+        )
+    return len(set(subscriber_ids) - kept)
 
 
 def high_water(conn: Connection) -> datetime | None:
@@ -91,10 +124,16 @@ def high_water(conn: Connection) -> datetime | None:
 
 
 def changed_since(conn: Connection, since: datetime, *, cap: int) -> list[str] | None:
-    """Ids of the lines ingested after ``since`` or whose account was, each through its index;
-    None when more than ``cap``."""
+    """Ids of the lines ingested after ``since`` or whose account was, each step through an index
+    (the accounts first, then their lines by account: one statement joining them may be planned as
+    a scan of every line); None when more than ``cap``."""
     s, a = subscribers, accounts
-    lines = select(s.c.id).where(s.c.ingested_at > since)
-    of_accounts = select(s.c.id).where(s.c.account_id.in_(select(a.c.id).where(a.c.ingested_at > since)))
-    found = conn.execute(lines.union(of_accounts).limit(cap + 1)).scalars().all()
-    return None if len(found) > cap else [str(i) for i in found]
+    found = set(conn.execute(select(s.c.id).where(s.c.ingested_at > since).limit(cap + 1)).scalars())
+    owners = conn.execute(select(a.c.id).where(a.c.ingested_at > since).limit(cap + 1)).scalars().all()
+    if len(found) > cap or len(owners) > cap:
+        return None
+    for part in chunks(sorted({str(o) for o in owners})):
+        found.update(conn.execute(select(s.c.id).where(s.c.account_id.in_(part)).limit(cap + 1)).scalars())
+        if len(found) > cap:
+            return None
+    return sorted(str(i) for i in found)

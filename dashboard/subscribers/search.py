@@ -39,9 +39,15 @@ their start only: a word inside a name (``silva`` in ``Joana Silva``) has no ind
 looking for it read every account (at a million lines, 250-700 ms a search instead of 20-50 ms).
 
 Without search text the list is ranked in the database: by churn risk a page walks the index on
-the risk (milliseconds); by value every line that passes the filters is weighed (its account's
-multiplier, from the few weighted accounts) and the top kept, about half a second for a million
-lines on PostgreSQL and a second on SQLite (see bench/subscribers.py).
+the risk (milliseconds). By value, the whole list and its smb, enterprise and VIP segments merge one
+walk per value class of the kept classes' index (``line_values``, :mod:`dashboard.store.line_values`:
+within a class value order is ARPU order), each cut to the page, so a page reads about a page of
+rows per class at any size of the base; the lines ingested since the queue refresh's value pass last
+kept their classes (or whose account was) are weighed live beside them, so the list is never stale
+(beyond ``FRESH_CAP`` of them, or before the first pass, every line is weighed live). Other filters,
+and a search's matches, are weighed line by line (its account's multiplier, from the few weighted
+accounts) and the top kept: half a second to a second for a million lines (bench/reads.py,
+bench/subscribers.py).
 """
 
 from __future__ import annotations
@@ -847,12 +853,27 @@ def _row(d: Mapping[str, Any], scoring: Scoring, principal: Principal) -> dict[s
     return protect(row, principal)
 
 
+def _kept_total(conn: Connection) -> int | None:
+    """How many lines there are, from the value pass's count and the lines added since (None: the
+    kept classes cannot tell)."""
+    state = load_state(conn, *value_classes.STATE_KEY)
+    lines, seen = state.get("lines"), state.get("seen_at")
+    if lines is None or not seen:
+        return None
+    fresh = value_classes.changed_since(conn, datetime.fromisoformat(seen), cap=FRESH_CAP)
+    return None if fresh is None else int(lines) + value_classes.new_lines(conn, fresh)
+
+
 def count_matches(
     conn: Connection, q: Query, f: Filters, scoring: Scoring, *, cap: int = COUNT_CAP
 ) -> int | None:
     """How many subscribers match, or None when more than ``cap`` do (counting them all would cost
-    as much as reading them)."""
+    as much as reading them). The whole base is counted by the value pass (:func:`_kept_total`),
+    which spares reading a million lines for a number."""
     if q.empty and not f.any:
+        kept = _kept_total(conn)
+        if kept is not None:
+            return kept
         return int(conn.execute(select(func.count()).select_from(s)).scalar_one())
     plan = _plan(conn, q, f, scoring)
     capped = select(plan.lines.c.id).select_from(plan.source).where(*plan.where).limit(cap + 1).subquery()
