@@ -86,7 +86,7 @@ def _total(store: Store, scoring: Scoring) -> int | None:
 
 def _served_by_classes(store: Store, scoring: Scoring, segment: str | None) -> bool:
     with store.connect() as conn:
-        stmt = search._by_class(conn, Filters(segment=segment), scoring, None, 10)
+        stmt = search._by_class(conn, Filters(segment=segment), scoring, None, 10, search._kept(conn))
     return stmt is not None and "line_values" in str(stmt)
 
 
@@ -132,7 +132,7 @@ def test_other_filters_and_searches_weigh_live(base: Store, scoring: Scoring) ->
     _pass(base)
     for f in (Filters(segment="consumer"), Filters(plan="Biz"), Filters(risk="high"), Filters(affected=True)):
         with base.connect() as conn:
-            assert search._by_class(conn, f, scoring, None, 10) is None, f
+            assert search._by_class(conn, f, scoring, None, 10, search._kept(conn)) is None, f
 
 
 def test_lines_changed_after_the_pass_are_weighed_live(base: Store, scoring: Scoring) -> None:

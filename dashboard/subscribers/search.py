@@ -639,17 +639,28 @@ def _after_in_class(c: Cursor, mult: float) -> ColumnElement[bool]:
     return and_(lv.c.arpu <= limit + abs(limit) * 1e-9 + 1e-9, key <= c.key, or_(key < c.key, later))
 
 
-def _fresh_lines(conn: Connection) -> list[str] | None:
-    """The lines the kept value classes may not hold right (ingested, or their account, since the
-    value pass last ran), or None when the classes cannot serve: never built, or too much changed."""
-    seen = load_state(conn, *value_classes.STATE_KEY).get("seen_at")
+@dataclass(frozen=True)
+class _Kept:
+    """What the value pass left for a list without search text: how many lines it kept classes of
+    (None: not counted), and the lines changed since, which the kept classes may not hold right."""
+
+    lines: int | None
+    fresh: list[str]
+
+
+def _kept(conn: Connection) -> _Kept | None:
+    """The kept classes' state, or None when they cannot serve: never built, or too much changed
+    since the value pass last ran (the lines ingested, or whose account was, after it)."""
+    state = load_state(conn, *value_classes.STATE_KEY)
+    seen, lines = state.get("seen_at"), state.get("lines")
     if not seen:
         return None
-    return value_classes.changed_since(conn, datetime.fromisoformat(seen), cap=FRESH_CAP)
+    fresh = value_classes.changed_since(conn, datetime.fromisoformat(seen), cap=FRESH_CAP)
+    return None if fresh is None else _Kept(lines=None if lines is None else int(lines), fresh=fresh)
 
 
 def _by_class(
-    conn: Connection, f: Filters, scoring: Scoring, cursor: Cursor | None, first: int
+    conn: Connection, f: Filters, scoring: Scoring, cursor: Cursor | None, first: int, kept: _Kept | None
 ) -> Select[Any] | None:
     """The first ``first`` lines of the list by value, as a merge of one walk of the kept classes'
     index per value class (:mod:`dashboard.store.line_values`), each cut to ``first`` rows, and the
@@ -665,9 +676,9 @@ def _by_class(
     mults = {cls: scoring.line_multiplier(*cls) for cls in value_classes.CLASSES}
     if min(mults.values()) <= 0 or (cursor is not None and cursor.key is None):
         return None  # a class worth nothing sorts by id, not by ARPU: weigh live
-    fresh = _fresh_lines(conn)
-    if fresh is None:
+    if kept is None:
         return None
+    fresh = kept.fresh
     lv = line_values
     parts: list[Any] = []
     for (segment, vip), mult in mults.items():
@@ -707,6 +718,7 @@ def _sections(
     scoring: Scoring,
     cursor: Cursor | None,
     first: int | None = None,
+    kept: _Kept | None = None,
 ) -> list[Select[Any]]:
     """Statements of (id, source, sort key) whose rows, one after the other, are the list after ``cursor``.
 
@@ -716,7 +728,7 @@ def _sections(
     NULLs in it would not use the index).
     """
     if sort == "value" and q.empty and first is not None:
-        merged = _by_class(conn, f, scoring, cursor, first)
+        merged = _by_class(conn, f, scoring, cursor, first, kept)
         if merged is not None:
             return [merged]
     if sort == "value":
@@ -853,27 +865,23 @@ def _row(d: Mapping[str, Any], scoring: Scoring, principal: Principal) -> dict[s
     return protect(row, principal)
 
 
-def _kept_total(conn: Connection) -> int | None:
-    """How many lines there are, from the value pass's count and the lines added since (None: the
-    kept classes cannot tell)."""
-    state = load_state(conn, *value_classes.STATE_KEY)
-    lines, seen = state.get("lines"), state.get("seen_at")
-    if lines is None or not seen:
-        return None
-    fresh = value_classes.changed_since(conn, datetime.fromisoformat(seen), cap=FRESH_CAP)
-    return None if fresh is None else int(lines) + value_classes.new_lines(conn, fresh)
-
-
 def count_matches(
-    conn: Connection, q: Query, f: Filters, scoring: Scoring, *, cap: int = COUNT_CAP
+    conn: Connection,
+    q: Query,
+    f: Filters,
+    scoring: Scoring,
+    *,
+    cap: int = COUNT_CAP,
+    kept: _Kept | None = None,
 ) -> int | None:
     """How many subscribers match, or None when more than ``cap`` do (counting them all would cost
-    as much as reading them). The whole base is counted by the value pass (:func:`_kept_total`),
-    which spares reading a million lines for a number."""
+    as much as reading them). The whole base is the value pass's count of the lines it kept plus
+    the lines added since (``kept``, read here when not given), which spares reading a million
+    lines for a number."""
     if q.empty and not f.any:
-        kept = _kept_total(conn)
-        if kept is not None:
-            return kept
+        kept = kept if kept is not None else _kept(conn)
+        if kept is not None and kept.lines is not None:
+            return kept.lines + value_classes.new_lines(conn, kept.fresh)
         return int(conn.execute(select(func.count()).select_from(s)).scalar_one())
     plan = _plan(conn, q, f, scoring)
     capped = select(plan.lines.c.id).select_from(plan.source).where(*plan.where).limit(cap + 1).subquery()
@@ -913,7 +921,8 @@ def search_page(
     if after is not None and (after.sort != sort or after.fingerprint != fp):
         raise SearchError("cursor: it belongs to another search, sort or filters (start again without one)")
     skip = max(0, offset)
-    sections = _sections(conn, q, filters, sort, scoring, after, skip + limit + 1)
+    kept = _kept(conn) if q.empty and (sort == "value" or not filters.any) else None
+    sections = _sections(conn, q, filters, sort, scoring, after, skip + limit + 1, kept)
     keys = _page_keys(conn, sections, limit + 1, skip)
     more = len(keys) > limit
     keys = keys[:limit]
@@ -928,7 +937,7 @@ def search_page(
         )
     total = None
     if with_total and after is None and offset <= 0:
-        total = len(rows) if not more else count_matches(conn, q, filters, scoring)
+        total = len(rows) if not more else count_matches(conn, q, filters, scoring, kept=kept)
     return rows, next_cursor, total
 
 
