@@ -44,7 +44,10 @@ walk per value class of the kept classes' index (``line_values``, :mod:`dashboar
 within a class value order is ARPU order), each cut to the page, so a page reads about a page of
 rows per class at any size of the base; the lines ingested since the queue refresh's value pass last
 kept their classes (or whose account was) are weighed live beside them, so the list is never stale
-(beyond ``FRESH_CAP`` of them, or before the first pass, every line is weighed live). Other filters,
+(beyond ``FRESH_CAP`` of them, or before the first pass, every line is weighed live). At a million
+lines (bench/reads.py, a 2-core machine under load) a page by value, first or later, took p50 / p95
+55 / 87 ms on SQLite and 121 / 199 ms on PostgreSQL, against 6.0 / 13.2 s and 1.7 / 2.1 s when every
+line was weighed. The whole list's count is the value pass's, plus the lines added since. Other filters,
 and a search's matches, are weighed line by line (its account's multiplier, from the few weighted
 accounts) and the top kept: half a second to a second for a million lines (bench/reads.py,
 bench/subscribers.py).
