@@ -26,6 +26,7 @@ from dashboard.incidents.correlate import ENGINE_SOURCE, CorrelationSummary, cor
 from dashboard.incidents.correlate import forget as forget_correlation
 from dashboard.incidents.detect import DetectSummary, detect
 from dashboard.incidents.impact import latest_period, refresh_impact
+from dashboard.incidents.reach import refresh_reach
 from dashboard.incidents.scoring import ACCOUNT_DTYPES, ACTIVE, VALUE_DTYPES, ClockSummary, rank_incidents
 from dashboard.incidents.value import ValueRefresh, refresh_values
 from dashboard.incidents.value import forget as forget_lines
@@ -591,6 +592,7 @@ def refresh_queue(
         conn.execute(delete(incident_queue))
         columns = _queue_columns(ranked, now)
         _insert_queue(conn, columns)
+        refresh_reach(conn, now=now)
         n_active = int(ranked["rank"].notna().sum()) if len(ranked) else 0
         # When the queue was last computed, also when it is empty (pages show it).
         save_state(

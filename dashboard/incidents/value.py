@@ -9,6 +9,9 @@ Each pass finds what changed since its watermark through the ``ingested_at`` (``
 signals) indexes and recomputes only the cells those rows touch, with the aggregation done in the
 database; when much changed (a first load, an hourly re-score) it rebuilds everything in one
 statement per table, which is cheaper than many small ones.
+
+The same pass keeps every line's value class (:mod:`dashboard.store.line_values`, what the
+subscriber list sorted by value walks) up to date from the subscribers and accounts ingested since.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from connectors.canonical import SEGMENTS
 from dashboard.incidents.measure import VALUE_FIELDS, CellRows, expand, positions
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpis import segment_codes
+from dashboard.store import line_values
 from dashboard.store.db import chunks, read_frame
 from dashboard.store.lines import served_cells
 from dashboard.store.schema import (
@@ -61,6 +65,8 @@ OVERLAP = timedelta(minutes=5)
 FULL_REBUILD_SHARE = 0.25
 # Changed rows remembered between passes so the overlap is not handled twice.
 MAX_REMEMBERED = 20_000
+# Above this many changed lines, one rebuild of every line's value class is cheaper than updates.
+LINE_CLASS_REBUILD = 100_000
 
 
 @dataclass(frozen=True)
@@ -582,4 +588,40 @@ def refresh_values(conn: Connection, *, now: datetime, full: bool = False) -> Va
     save_state(conn, *STATE_KEY, state, now=now)
     mirror.pass_id = pass_id
     _MIRRORS[conn.engine] = mirror
+    refresh_line_classes(conn, now=now)
     return result
+
+
+def refresh_line_classes(conn: Connection, *, now: datetime) -> int | None:
+    """Bring ``line_values`` up to date with the subscribers and accounts, in the caller's
+    transaction: the lines ingested since the last pass (or whose account was), or all of them on
+    the first pass and after a bulk change. Returns how many lines were updated (None: all).
+
+    The next pass starts OVERLAP before the newest row seen, so a batch committed after this pass
+    but stamped before it is still read; readers weigh live what was ingested after ``seen_at``.
+    """
+    state = load_state(conn, *line_values.STATE_KEY, for_update=True)
+    since = datetime.fromisoformat(state["changed_at"]) if state.get("changed_at") else None
+    mark = line_values.high_water(conn)
+    changed = line_values.changed_since(conn, since, cap=LINE_CLASS_REBUILD) if since is not None else None
+    if changed is None:
+        lines = line_values.rebuild(conn)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE line_values"))
+    else:
+        kept = state.get("lines")
+        lines = int(kept) if kept is not None else line_values.count(conn)
+        if changed:
+            lines += line_values.update(conn, changed)
+    new_since = min(mark, now - OVERLAP) if mark is not None else since
+    save_state(
+        conn,
+        *line_values.STATE_KEY,
+        {
+            "changed_at": new_since.isoformat() if new_since else None,
+            "seen_at": mark.isoformat() if mark else None,
+            "lines": lines,
+        },
+        now=now,
+    )
+    return None if changed is None else len(changed)

@@ -364,7 +364,7 @@ def read_detail(
         inc = read.incident(conn, incident_id)
         if inc is None:
             return None
-        _, n_subs = read.affected_subscribers(conn, incident_id, scoring, limit=1)
+        n_subs = read.count_affected_subscribers(conn, incident_id)
         cells = read.affected_cells(conn, incident_id)
         bands = (
             entity_bands(

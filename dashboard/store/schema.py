@@ -691,6 +691,28 @@ cell_account_value = Table(
     Index("ix_cell_account_value_account", "account_id"),
 )
 
+# Every line's value class (its account's segment and VIP flag, as the value rule reads them) and
+# ARPU: within one class, value order is ARPU order whatever the multipliers, so the lines sorted by
+# value are a merge of one index walk per class (dashboard.store.line_values).
+line_values = Table(
+    "line_values",
+    metadata,
+    Column("subscriber_id", String(128), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("segment", String(16), nullable=False),
+    Column("vip", Boolean, nullable=False),
+    Column("arpu", Float, nullable=False),  # 0 when unknown, as the value rule counts it
+    PrimaryKeyConstraint("subscriber_id", "source"),
+)
+Index(
+    "ix_line_values_rank",
+    line_values.c.segment,
+    line_values.c.vip,
+    line_values.c.arpu.desc(),
+    line_values.c.subscriber_id,
+    line_values.c.source,
+)
+
 # The cells an incident affects and the share of each cell's service degraded (1.0 = down).
 incident_cells = Table(
     "incident_cells",
@@ -704,6 +726,18 @@ incident_cells = Table(
     Column("measured_period", DateTime, nullable=True),
     PrimaryKeyConstraint("incident_id", "cell_id"),
     Index("ix_incident_cells_cell", "cell_id"),
+)
+
+# How many subscribers (not churned) the cells an incident degrades serve, counted by the queue
+# refresh (dashboard.incidents.reach) for the set of cells named by cells_key, so the incident's
+# detail reads one row instead of counting its lines.
+incident_reach = Table(
+    "incident_reach",
+    metadata,
+    Column("incident_id", String(128), primary_key=True),
+    Column("subscribers", Integer, nullable=False),
+    Column("cells_key", String(64), nullable=False),  # digest of the degraded cells' ids
+    Column("computed_at", DateTime, nullable=False),
 )
 
 # The ranked queue as of computed_at: one row per open, acknowledged or recently resolved incident.
