@@ -6,7 +6,7 @@ runs what. The lock that makes a leader is a PostgreSQL advisory lock (or a file
 not this table.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07 04:00:00.000000
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 
 
 revision: str = "0013"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
