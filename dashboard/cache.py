@@ -211,6 +211,9 @@ class Cache:
                 if raw is not None:
                     return _text(raw).encode()
         try:
+            raw = client.get(key)  # filled between our miss and our lock: read, do not fill again
+            if raw is not None:
+                return _text(raw).encode()
             value = compute()
             text = json.dumps(dump(value) if dump is not None else value, default=str, separators=(",", ":"))
             client.set(key, text.encode(), px=ttl_ms)
@@ -352,7 +355,7 @@ def dump_frame(df: pd.DataFrame) -> str:
 
 
 def load_frame(text: str) -> pd.DataFrame:
-    return pd.read_json(io.StringIO(text), orient="table", convert_dates=True)
+    return pd.read_json(io.StringIO(text), orient="table")
 
 
 # --- store query counts --------------------------------------------------------------------------

@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dashboard.cli import churn, connectors, incidents, kpi, playbooks, serve, setup, simulate, users
+from dashboard.cli import churn, connectors, incidents, kpi, playbooks, serve, setup, simulate, users, web
 from dashboard.config import DEFAULT_CONFIG_FILE, ENV_CONFIG, ConfigError
 
 #: Command groups in the order ``vantage --help`` lists them.
-GROUPS = (serve, setup, simulate, connectors, incidents, churn, kpi, playbooks, users)
+GROUPS = (serve, web, setup, simulate, connectors, incidents, churn, kpi, playbooks, users)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.log_level.upper() == "INFO":
         # Each run is logged by the ingest path; per-request and per-job lines would drown it.
-        for noisy in ("werkzeug", "waitress.queue", "apscheduler", "alembic.runtime.plugins"):
+        for noisy in (
+            "werkzeug",
+            "waitress.queue",
+            "gunicorn.access",
+            "apscheduler",
+            "alembic.runtime.plugins",
+        ):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
