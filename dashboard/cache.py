@@ -325,10 +325,12 @@ class BumpingIngestor(Ingestor):
     def __init__(self, ctx: HasStore, **kwargs: Any) -> None:
         super().__init__(ctx.store, **kwargs)
         self.ctx = ctx
+        count_queries(ctx.store, "scheduler")  # in a web process its engine counts as web already
 
     def _bump(self, wrote: bool) -> None:
         c = of(self.ctx)
         c.bump(*(("ingest", "runs") if wrote else ("runs",)))
+        c.add_counts(_COUNTER.take())
 
     def run(self, connector: Any, *, streams: Iterable[str] | None = None) -> RunSummary:
         summary = super().run(connector, streams=streams)

@@ -42,13 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.log_level.upper() == "INFO":
         # Each run is logged by the ingest path; per-request and per-job lines would drown it.
-        for noisy in (
-            "werkzeug",
-            "waitress.queue",
-            "gunicorn.access",
-            "apscheduler",
-            "alembic.runtime.plugins",
-        ):
+        for noisy in ("werkzeug", "waitress.queue", "apscheduler", "alembic.runtime.plugins"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))

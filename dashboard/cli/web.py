@@ -62,7 +62,11 @@ def options(args: argparse.Namespace, default_bind: str) -> dict[str, Any]:
         "max_requests": args.max_requests,
         "max_requests_jitter": args.max_requests // 10 if args.max_requests else 0,
         "accesslog": "-" if args.access_log else None,
+        # Which worker answered and how long it took, with the usual fields.
+        "access_log_format": '%(h)s pid=%(p)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms',
         "proc_name": "vantage-web",
+        # No control socket in the user's home: two servers on one host would fight over its path.
+        "control_socket_disable": True,
         "post_fork": _post_fork,
         # The app decides which proxy may say the scheme and the client (security.trusted_proxies):
         # gunicorn must not believe forwarded headers on its own first.
