@@ -115,7 +115,12 @@ def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> d
 def _install_cache(server: flask.Flask, ctx: Context) -> None:
     """Count this app's store queries (role ``web``) and add them to the shared counts after each
     request, when the settings name a Redis (a benchmark reads them there)."""
-    cache.count_queries(ctx.store, "web")
+
+    @server.before_request
+    def _count_queries() -> None:
+        # At the first request, not here: building the app must not create the store's engine.
+        cache.count_queries(ctx.store, "web")
+
     if not ctx.settings.cache.url:
         return
 

@@ -292,9 +292,9 @@ def bumping(ctx: HasStore, families: Iterable[str], func: Callable[[], T]) -> Ca
     """``func`` that bumps ``families`` once it has returned (its writes committed), and adds the
     store queries it sent to the shared counts (role ``scheduler``)."""
     fams = tuple(families)
-    count_queries(ctx.store, "scheduler")
 
     def run() -> T:
+        count_queries(ctx.store, "scheduler")
         try:
             return func()
         finally:
@@ -325,9 +325,9 @@ class BumpingIngestor(Ingestor):
     def __init__(self, ctx: HasStore, **kwargs: Any) -> None:
         super().__init__(ctx.store, **kwargs)
         self.ctx = ctx
-        count_queries(ctx.store, "scheduler")  # in a web process its engine counts as web already
 
     def _bump(self, wrote: bool) -> None:
+        count_queries(self.ctx.store, "scheduler")  # in a web process its engine counts as web already
         c = of(self.ctx)
         c.bump(*(("ingest", "runs") if wrote else ("runs",)))
         c.add_counts(_COUNTER.take())

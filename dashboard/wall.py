@@ -530,6 +530,9 @@ def _store_reads(
         )
 
 
+_PREPARATION_TTL_S = 10.0
+
+
 def _cached_reads(
     store: Store,
     settings: Settings,
@@ -560,9 +563,15 @@ def _cached_reads(
         parts=(top, currency),
     )
     map_version = read("map-version", ("ingest",), _map_version)
-    # A finished preparation stays finished; one under way is read each time (its steps bump no
-    # version, and its banner must move).
-    prep_state = read("preparation", ("queue", "kpis"), lambda conn: _prep_state(readiness.read(conn)))
+    # A preparation's steps bump no version: the record is read again every _PREPARATION_TTL_S (a
+    # preparation may start on a fresh store at any moment), and one under way at every request
+    # (its banner must move).
+    prep_state = read(
+        "preparation",
+        ("queue", "kpis"),
+        lambda conn: _prep_state(readiness.read(conn)),
+        ttl_s=_PREPARATION_TTL_S,
+    )
     preparation = readiness.Preparation.from_state(prep_state) if prep_state else None
     if preparation is not None and preparation.finished_at is None:
         preparation = _fresh_preparation(store)
