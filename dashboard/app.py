@@ -24,11 +24,10 @@ from sqlalchemy.exc import (
 )
 from werkzeug.exceptions import HTTPException
 
-from dashboard import api, guard, ids, queries, readiness
+from dashboard import api, cache, guard, ids, queries, readiness
 from dashboard.api.actions import offers as offer_links
 from dashboard.config import Settings
 from dashboard.context import REFRESH_MS, Context, current_principal, install
-from dashboard.ingest.runner import Ingestor
 from dashboard.pages import PAGE_MODULES, fmt_count, fmt_money, fmt_time
 from dashboard.privacy import Permission, Principal
 from dashboard.push import mount_push_routes
@@ -82,6 +81,7 @@ def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> d
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     install(app.server, ctx, refresh_ms=refresh_ms)
+    _install_cache(app.server, ctx)
     app.layout = functools.partial(shell_layout, refresh_ms)
     _register_shell_callbacks(app, ctx)
     for name in PAGE_MODULES:
@@ -99,14 +99,34 @@ def create_app(source: Context | Settings, *, refresh_ms: int = REFRESH_MS) -> d
     guard_callbacks(app.server)
     api.register(app.server)
     # Listener endpoints of connectors whose sources push (TMF hubs, VES): /push/<name>/...
+    # (what they write bumps the shared cache's versions, so every screen sees it at its next refresh)
     mount_push_routes(
-        app.server, ctx.settings, Ingestor(ctx.store, clock=ctx.clock, limits=ctx.settings.ingest)
+        app.server,
+        ctx.settings,
+        cache.BumpingIngestor(ctx, clock=ctx.clock, limits=ctx.settings.ingest),
     )
     # The signed links customers follow from an offer or an apology: /offers/<key>/<verb>
     app.server.register_blueprint(offer_links)
     # Last, so it sees every route: each request is checked against its surface's rule.
     guard.install(app, ctx)
     return app
+
+
+def _install_cache(server: flask.Flask, ctx: Context) -> None:
+    """Count this app's store queries (role ``web``) and add them to the shared counts after each
+    request, when the settings name a Redis (a benchmark reads them there)."""
+
+    @server.before_request
+    def _count_queries() -> None:
+        # At the first request, not here: building the app must not create the store's engine.
+        cache.count_queries(ctx.store, "web")
+
+    if not ctx.settings.cache.url:
+        return
+
+    @server.teardown_request
+    def _flush_counts(_err: BaseException | None) -> None:
+        cache.flush_counts(ctx)
 
 
 # --- Pages under their rules -----------------------------------------------------------------
@@ -311,15 +331,32 @@ def strip_children(overview: queries.Overview | None, *, stale: bool, last_ok: d
 
 
 def refresh_strip(
-    store: Store, currency: str, last: dict[str, Any] | None, *, now: datetime
+    store: Store,
+    currency: str,
+    last: dict[str, Any] | None,
+    *,
+    now: datetime,
+    shared: cache.Cache | None = None,
 ) -> tuple[list[Any], str, dict[str, Any] | None]:
     """Read the overview; on failure keep the last good read and mark the strip stale.
 
+    With a ``shared`` cache the figures are read once per change of what they count (alarms,
+    incidents, tickets, lines, bills: ``ingest`` and ``queue``) and per day, for every screen; they
+    are as of now, since nothing they count has changed since they were read.
     Returns the strip's children, its class and the data for the last-good store.
     """
-    try:
+
+    def on_store() -> dict[str, Any]:
         with store.connect() as conn:
-            ov = queries.overview(conn, now=now, currency=currency)
+            return queries.overview(conn, now=now, currency=currency).to_json()
+
+    try:
+        if shared is None:
+            ov = queries.Overview.from_json(on_store())
+        else:
+            day = now.date().isoformat()  # tickets today and revenue this month move with the date
+            read = shared.read("overview", ("ingest", "queue"), on_store, parts=(currency, day))
+            ov = queries.Overview.from_json(read | {"as_of": now.isoformat()})
     except Exception as err:  # the strip must survive a store outage and say so
         log.warning("overview strip: store read failed: %s", type(err).__name__)
         previous = queries.Overview.from_json(last) if last else None
@@ -339,7 +376,7 @@ def _register_shell_callbacks(app: dash.Dash, ctx: Context) -> None:
         State(ids.SHELL_STRIP_LAST, "data"),
     )
     def _refresh(_n: int | None, last: dict[str, Any] | None) -> tuple[list[Any], str, dict[str, Any] | None]:
-        return refresh_strip(ctx.store, ctx.currency, last, now=ctx.now())
+        return refresh_strip(ctx.store, ctx.currency, last, now=ctx.now(), shared=cache.of(ctx))
 
     @guard.callback(
         app,

@@ -28,6 +28,8 @@ from dashboard.errors import VantageError
 DEFAULT_CONFIG_FILE = "vantage.yaml"
 ENV_CONFIG = "VANTAGE_CONFIG"
 ENV_DATABASE_URL = "VANTAGE_DATABASE_URL"
+#: Overrides ``cache.url``: a Redis URL with a password belongs here, never in the file.
+ENV_CACHE_URL = "VANTAGE_CACHE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///var/vantage.db"
 
 
@@ -216,6 +218,37 @@ class OidcConfig(_Strict):
     label: str = "Sign in with single sign-on"
 
 
+class CacheConfig(_Strict):
+    """The shared cache of what every screen reads (docs/operations.md, "Web serving and the shared
+    cache"): Redis, invalidated by versions the writing jobs bump."""
+
+    #: Redis URL (``redis://127.0.0.1:6379/0``), or ``$VANTAGE_CACHE_URL``; unset: no cache, every
+    #: read goes to the store (the product needs no Redis).
+    url: str | None = None
+    #: Serve reads from the cache. False keeps ``url`` for the shared store-query counts only.
+    enabled: bool = True
+    #: Every key starts with this: one prefix per deployment sharing a Redis.
+    prefix: str = Field(default="vantage:", min_length=1, max_length=64)
+    #: A safety net only: a cached value also goes after this long, should a writer fail to bump.
+    ttl_s: float = Field(default=300.0, alias="ttl", gt=0)
+
+    @field_validator("ttl_s", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("url")
+    @classmethod
+    def _no_secret(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(r"^(redis|rediss|unix)://", v):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        if re.match(r"^[a-z]+://[^/@]*:[^/@]+@", v):
+            raise ValueError(f"a password does not belong in the file: set ${ENV_CACHE_URL} instead")
+        return v
+
+
 class SecurityConfig(_Strict):
     """Who may use Vantage and how they prove it (docs/security.md)."""
 
@@ -377,6 +410,7 @@ class Settings(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     wall: WallConfig = Field(default_factory=WallConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
@@ -526,6 +560,9 @@ def settings_from_mapping(
     if problems or settings is None:
         raise ConfigError(file, problems)
     settings.config_file = file
+    if env.get(ENV_CACHE_URL):
+        # Applied past validation: the environment may carry the password the file may not.
+        settings.cache.url = env[ENV_CACHE_URL]
     return settings
 
 

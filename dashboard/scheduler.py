@@ -28,7 +28,7 @@ from sqlalchemy import insert, update
 
 from connectors.actions.loopback import LoopbackSinks, Received
 from connectors.base import Connector, ConnectorError, RetriableError
-from dashboard import analytics, incidents, kpi_eval, linkage, readiness
+from dashboard import analytics, cache, incidents, kpi_eval, linkage, readiness
 from dashboard.auth.keys import stored_secret
 from dashboard.config import SchedulerConfig
 from dashboard.context import Context, Jobs
@@ -83,7 +83,7 @@ def family_jobs(ctx: Context, loop: ClosedLoop | None = None) -> dict[str, Jobs]
             return result
 
         queue["incident-queue"] = (interval, queue_then_playbooks)
-    return {
+    families = {
         QUEUE: queue,
         KPI: kpi_eval.scheduled_jobs(ctx),
         ANALYTICS: analytics.scheduled_jobs(ctx),
@@ -91,6 +91,9 @@ def family_jobs(ctx: Context, loop: ClosedLoop | None = None) -> dict[str, Jobs]
         DELIVERY: loop.jobs() if loop is not None else {},
         MAINTENANCE: retention.scheduled_jobs(ctx),
     }
+    # Each job bumps the shared cache's versions of what it changed once it has run (the queue's
+    # after the playbooks too), so every screen's next read sees it.
+    return {name: cache.bumping_jobs(ctx, jobs) for name, jobs in families.items()}
 
 
 def builtin_jobs(ctx: Context, loop: ClosedLoop | None = None) -> Jobs:
@@ -229,7 +232,7 @@ class ConnectorJobs:
         self.ctx = ctx
         self.settings = ctx.settings
         self.store = ctx.store
-        self.ingestor = ingestor or Ingestor(ctx.store, clock=ctx.clock, limits=ctx.settings.ingest)
+        self.ingestor = ingestor or cache.BumpingIngestor(ctx, clock=ctx.clock, limits=ctx.settings.ingest)
         self.connectors: dict[str, Connector[Any]] = {}
         self.configs = {c.name: c for c in ctx.settings.enabled_connectors}
         self.failures: dict[str, int] = {}
@@ -360,6 +363,7 @@ class ConnectorJobs:
                     continue
                 self._prepare_step(prep, step, _run_job, job[1])
         prep.finished_at = ctx.now().isoformat()
+        cache.of(ctx).bump(*cache.FAMILIES)  # everything changed: no screen keeps the empty store
         readiness.write(self.store, prep, now=ctx.now())
         took = (
             datetime.fromisoformat(prep.finished_at) - datetime.fromisoformat(prep.started_at)

@@ -22,15 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, or_, select
 
 from connectors.canonical import SEVERITIES
 from dashboard import health, queries, readiness
+from dashboard.cache import Cache, dump_frame, load_frame
 from dashboard.config import Settings
 from dashboard.incidents.read import queue_computed_at
 from dashboard.kpi_eval.bands import outside_counts, verdicts_mark
@@ -216,8 +217,19 @@ def queue_panel(conn: Connection, top: int) -> list[WallIncident]:
 
 def alerts_panel(conn: Connection, now: datetime) -> list[WallIncident]:
     """Critical or VIP/enterprise incidents opened recently, newest first (at most five)."""
+    return alerts_at(alert_candidates(conn, now), now)
+
+
+#: Recent alerts read at once: enough that the five newest are still among them as time goes by.
+_ALERT_CANDIDATES = 50
+
+
+def alert_candidates(conn: Connection, now: datetime) -> list[tuple[str | None, WallIncident]]:
+    """(opened at, row) of the incidents that are alerts at ``now``, newest first: what
+    :func:`alerts_at` narrows to the window at any later time (a cached read stays right as the
+    window moves; a new incident comes with a new queue, which reads them again)."""
     stmt = (
-        select(*_QUEUE_COLS)
+        select(*_QUEUE_COLS, incident_queue.c.opened_at)
         .where(
             incident_queue.c.rank.is_not(None),
             incident_queue.c.state.in_(OPEN_STATES),
@@ -229,9 +241,16 @@ def alerts_panel(conn: Connection, now: datetime) -> list[WallIncident]:
             ),
         )
         .order_by(incident_queue.c.opened_at.desc(), incident_queue.c.incident_id)
-        .limit(5)
+        .limit(_ALERT_CANDIDATES)
     )
-    return _incident_rows(read_frame(conn, stmt))
+    df = read_frame(conn, stmt)
+    return list(zip([_iso(v) for v in df["opened_at"]], _incident_rows(df), strict=True))
+
+
+def alerts_at(candidates: list[tuple[str | None, WallIncident]], now: datetime) -> list[WallIncident]:
+    """The candidates still inside the alert window at ``now``: at most five, newest first."""
+    start = _iso(now - ALERT_WINDOW) or ""
+    return [row for opened, row in candidates if opened is not None and opened >= start][:5]
 
 
 def money_panel(conn: Connection, currency: str) -> Money:
@@ -377,8 +396,14 @@ def _outside(counts: Mapping[str, int] | None) -> Outside | None:
 
 
 def sources_panel(conn: Connection, settings: Settings, now: datetime) -> list[SourceFreshness]:
+    return sources_from(queries.run_summaries(conn, now=now), settings, now)
+
+
+def sources_from(summaries: pd.DataFrame, settings: Settings, now: datetime) -> list[SourceFreshness]:
+    """Every enabled source's freshness at ``now`` from its run summaries (which may be older:
+    the verdict is always taken now)."""
     enabled = settings.enabled_connectors
-    statuses = health.source_statuses(enabled, queries.run_summaries(conn, now=now), now)
+    statuses = health.source_statuses(enabled, summaries, now)
     out: list[SourceFreshness] = []
     for row in statuses.to_dict("records"):
         if not row["enabled"]:
@@ -421,41 +446,45 @@ def stale_verdict(sources: list[SourceFreshness]) -> StaleVerdict:
 
 
 def wall_state(
-    store: Store, settings: Settings, catalogue: Catalogue, *, now: datetime, have: Mapping[str, str]
+    store: Store,
+    settings: Settings,
+    catalogue: Catalogue,
+    *,
+    now: datetime,
+    have: Mapping[str, str],
+    cache: Cache | None = None,
 ) -> WallState:
-    """Panels whose version differs from ``have``, every version, the staleness verdict and the time."""
-    with store.connect() as conn:
-        queue = queue_panel(conn, settings.wall.top)
-        alerts = alerts_panel(conn, now)
-        site_states = cached_sites_panel(conn)
-        money = money_panel(conn, settings.currency)
-        sources = sources_panel(conn, settings, now)
-        panels: dict[str, Panel] = {
-            "queue": queue,
-            "alerts": alerts,
-            "sites": site_states,
-            "money": money,
-            "sources": sources,
-        }
-        try:
-            panels["kpis"] = kpis_panel(conn, catalogue, settings.currency)
-        except Exception:  # KPIs not evaluated yet (or evaluation failing): the rest still shows
-            panels["kpis"] = []
-        # Positions change rarely and are the largest panel: versioned by a cheap mark of the sites
-        # table, and sent only when the screen's version differs (first load, a site added).
-        map_version = version(list(conn.execute(select(func.count(), func.max(sites.c.ingested_at))).one()))
-        if have.get("site_map") != map_version:
-            panels["site_map"] = site_map_panel(conn)
-        prep = readiness.progress(conn, now)
+    """Panels whose version differs from ``have``, every version, the staleness verdict and the time.
+
+    With a shared ``cache`` each part is read from the store once per change of what it is read
+    from (:func:`_cached_reads`), whichever worker and screen asks; without, from the store.
+    """
+    if cache is not None and cache.caching:
+        reads = _cached_reads(store, settings, catalogue, cache, now=now, have=have)
+    else:
+        reads = _store_reads(store, settings, catalogue, now=now, have=have)
+    sources = sources_from(reads.summaries, settings, now)
+    panels: dict[str, Panel] = {
+        "queue": reads.queue,
+        "alerts": alerts_at(reads.alerts, now),
+        "sites": reads.sites,
+        "money": reads.money,
+        "sources": sources,
+        "kpis": reads.kpis,
+    }
+    if reads.site_map is not None:
+        panels["site_map"] = reads.site_map
     versions = {name: version(payload) for name, payload in panels.items()}
-    versions["site_map"] = map_version
+    versions["site_map"] = reads.map_version
     changed = {name: payload for name, payload in panels.items() if have.get(name) != versions[name]}
+    site_states = reads.sites
     _remember_sites(versions["sites"], site_states)
     if "sites" in changed and have.get("sites"):
         delta = sites_delta(have["sites"], site_states)
         if delta is not None:  # the screen's version is known: send what changed, not every site
             del changed["sites"]
             changed["sites_delta"] = delta
+    prep = reads.preparation.progress(now) if reads.preparation is not None else None
     return {
         "now": now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",  # ms: the screen sets its clock by it
         "versions": versions,
@@ -464,6 +493,130 @@ def wall_state(
         # While a fresh store is prepared: what step, how far along, how long still (else None).
         "preparing": prep if prep is not None and not prep["ready"] else None,
     }
+
+
+class _Reads(NamedTuple):
+    """What one wall refresh reads from the store (or the cache); the time-dependent verdicts
+    (alert window, sources' freshness, preparation's estimate) are applied to it afterwards."""
+
+    queue: list[WallIncident]
+    alerts: list[tuple[str | None, WallIncident]]
+    money: Money
+    sites: dict[str, str]
+    kpis: list[KpiTile]
+    summaries: pd.DataFrame
+    map_version: str
+    site_map: list[SitePosition] | None  # None: the screen has this version already
+    preparation: readiness.Preparation | None
+
+
+def _store_reads(
+    store: Store, settings: Settings, catalogue: Catalogue, *, now: datetime, have: Mapping[str, str]
+) -> _Reads:
+    with store.connect() as conn:
+        map_version = _map_version(conn)
+        return _Reads(
+            queue=queue_panel(conn, settings.wall.top),
+            alerts=alert_candidates(conn, now),
+            money=money_panel(conn, settings.currency),
+            sites=cached_sites_panel(conn),
+            kpis=_kpis_or_none(conn, catalogue, settings.currency),
+            summaries=queries.run_summaries(conn, now=now),
+            map_version=map_version,
+            # Positions change rarely and are the largest panel: sent only when the screen's version
+            # differs (first load, a site added).
+            site_map=site_map_panel(conn) if have.get("site_map") != map_version else None,
+            preparation=readiness.read(conn),
+        )
+
+
+_PREPARATION_TTL_S = 10.0
+
+
+def _cached_reads(
+    store: Store,
+    settings: Settings,
+    catalogue: Catalogue,
+    cache: Cache,
+    *,
+    now: datetime,
+    have: Mapping[str, str],
+) -> _Reads:
+    snap = cache.versions()
+
+    def read(name: str, families: tuple[str, ...], compute: Callable[[Connection], Any], **kw: Any) -> Any:
+        def on_store() -> Any:
+            with store.connect() as conn:
+                return compute(conn)
+
+        return cache.read(f"wall-{name}", families, on_store, versions=snap, **kw)
+
+    top, currency = settings.wall.top, settings.currency
+    head = read(
+        "queue",
+        ("queue",),
+        lambda conn: {
+            "queue": queue_panel(conn, top),
+            "alerts": alert_candidates(conn, now),
+            "money": money_panel(conn, currency),
+        },
+        parts=(top, currency),
+    )
+    map_version = read("map-version", ("ingest",), _map_version)
+    # A preparation's steps bump no version: the record is read again every _PREPARATION_TTL_S (a
+    # preparation may start on a fresh store at any moment), and one under way at every request
+    # (its banner must move).
+    prep_state = read(
+        "preparation",
+        ("queue", "kpis"),
+        lambda conn: _prep_state(readiness.read(conn)),
+        ttl_s=_PREPARATION_TTL_S,
+    )
+    preparation = readiness.Preparation.from_state(prep_state) if prep_state else None
+    if preparation is not None and preparation.finished_at is None:
+        preparation = _fresh_preparation(store)
+    return _Reads(
+        queue=head["queue"],
+        alerts=[(opened, row) for opened, row in head["alerts"]],
+        money=head["money"],
+        sites=read("sites", ("queue", "ingest"), sites_panel),
+        kpis=read(
+            "kpis", ("kpis",), lambda conn: _kpis_or_none(conn, catalogue, currency), parts=(currency,)
+        ),
+        summaries=read(
+            "runs",
+            ("runs",),
+            lambda conn: queries.run_summaries(conn, now=now),
+            dump=dump_frame,
+            load=load_frame,
+        ),
+        map_version=map_version,
+        site_map=read("site-map", ("ingest",), site_map_panel)
+        if have.get("site_map") != map_version
+        else None,
+        preparation=preparation,
+    )
+
+
+def _fresh_preparation(store: Store) -> readiness.Preparation | None:
+    with store.connect() as conn:
+        return readiness.read(conn)
+
+
+def _prep_state(prep: readiness.Preparation | None) -> dict[str, Any] | None:
+    return prep.to_state() if prep is not None else None
+
+
+def _map_version(conn: Connection) -> str:
+    """A cheap mark of the sites table: changes when a site is added or changed."""
+    return version(list(conn.execute(select(func.count(), func.max(sites.c.ingested_at))).one()))
+
+
+def _kpis_or_none(conn: Connection, catalogue: Catalogue, currency: str) -> list[KpiTile]:
+    try:
+        return kpis_panel(conn, catalogue, currency)
+    except Exception:  # KPIs not evaluated yet (or evaluation failing): the rest still shows
+        return []
 
 
 # Recent site panels by version, so a screen that has one gets only the sites that changed since.

@@ -14,6 +14,7 @@ from typing import Any
 import flask
 
 from connectors.canonical import INCIDENT_STATES, SEVERITIES
+from dashboard import cache
 from dashboard.api import params
 from dashboard.api.encode import JSONObject, jsonable, records
 from dashboard.context import current_context
@@ -76,22 +77,33 @@ def queue() -> flask.Response:
     segment = params.one_of(args, "segment", (*read.SEGMENT_COLUMNS, "vip"))
     region = params.text(args, "region")
     owner = params.text(args, "owner")
-    with ctx.store.connect() as conn:
-        df = read.queue(
-            conn,
-            states=states,
-            region=region,
-            segment=segment,
-            severity=severity,
-            owner=owner,
-            kind=kind,
-            limit=limit,
-        )
-        computed = read.queue_computed_at(conn)
-    items = queue_items(df)
-    return flask.jsonify(
-        {"computed_at": jsonable(computed), "currency": ctx.currency, "count": len(items), "incidents": items}
+    filters: dict[str, Any] = {
+        "states": states,
+        "region": region,
+        "segment": segment,
+        "severity": severity,
+        "owner": owner,
+        "kind": kind,
+        "limit": limit,
+    }
+
+    def on_store() -> JSONObject:
+        with ctx.store.connect() as conn:
+            df = read.queue(conn, **filters)
+            computed = read.queue_computed_at(conn)
+        items = queue_items(df)
+        return {
+            "computed_at": jsonable(computed),
+            "currency": ctx.currency,
+            "count": len(items),
+            "incidents": items,
+        }
+
+    # The same answer for every role that may read it: cached per filters and queue version.
+    body = cache.of(ctx).read(
+        "api-incidents", ("queue",), on_store, parts=(sorted(filters.items()), ctx.currency)
     )
+    return flask.jsonify(body)
 
 
 @bp.get("/incidents/<incident_id>")

@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dashboard.cli import churn, connectors, incidents, kpi, playbooks, serve, setup, simulate, users
+from dashboard.cli import churn, connectors, incidents, kpi, playbooks, serve, setup, simulate, users, web
 from dashboard.config import DEFAULT_CONFIG_FILE, ENV_CONFIG, ConfigError
 
 #: Command groups in the order ``vantage --help`` lists them.
-GROUPS = (serve, setup, simulate, connectors, incidents, churn, kpi, playbooks, users)
+GROUPS = (serve, web, setup, simulate, connectors, incidents, churn, kpi, playbooks, users)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,8 @@ import pandas as pd
 from dash import MATCH, Input, Output, State, ctx, dcc, html
 
 from connectors.canonical import SEVERITIES
-from dashboard import guard, ids, readiness
+from dashboard import cache, guard, ids, readiness
+from dashboard.cache import Cache
 from dashboard.context import (
     current_actor,
     current_catalogue,
@@ -776,6 +777,8 @@ def run_action(
         return dbc.Alert(str(err), color="danger", className="vt-action-error"), False
     except Exception as err:
         return store_error(err), False
+    if done:  # every screen's queue (state, owner) shows it at its next refresh
+        cache.shared(current_settings().cache).bump("queue")
     return dbc.Alert(msg, color="success" if done else "secondary", className="vt-action-ok"), done
 
 
@@ -1050,19 +1053,30 @@ def refresh_queue_view(
     *,
     regions_shown: list[dict[str, str]] | None = None,
     owners_shown: list[dict[str, str]] | None = None,
+    cache: Cache | None = None,
 ) -> tuple[Any, str, Any, Any]:
     """Grid rows, the summary line and the region and owner options (no_update when unchanged).
 
-    When the store cannot be read the rows stay on screen and the summary says they are stale.
+    The queue, its facets and when it was computed are read once per queue version and filters
+    through the shared ``cache`` (every NOC screen asks the same); the ages are taken now. When the
+    store cannot be read the rows stay on screen and the summary says they are stale.
     """
     try:
-        rows = grid_rows(store, filters, now)
-        facets = read_facets(store)
-        with store.connect() as conn:
-            computed = read.queue_computed_at(conn)
-            waiting = readiness.waiting(conn, "incidents", now)
+        if cache is None:
+            view = queue_view(store, filters)
+        else:
+            view = cache.read(
+                "incidents-queue", ("queue",), lambda: queue_view(store, filters), parts=(filters,)
+            )
+        rows = with_ages(view["rows"], now)
+        waiting = None
+        if not rows:  # only an empty queue says what the preparation is at
+            with store.connect() as conn:
+                waiting = readiness.waiting(conn, "incidents", now)
     except Exception:
         return dash.no_update, "STALE: the store could not be read", dash.no_update, dash.no_update
+    facets = view["facets"]
+    computed = datetime.fromisoformat(view["computed"]) if view["computed"] else None
     regions, owners = region_options(facets), owner_options(facets, filters["owner"])
     filtered = any(filters[k] for k in ("region", "segment", "severity", "owner"))
     return (
@@ -1071,6 +1085,28 @@ def refresh_queue_view(
         dash.no_update if regions == regions_shown else regions,
         dash.no_update if owners == owners_shown else owners,
     )
+
+
+def queue_view(store: Store, filters: dict[str, Any]) -> dict[str, Any]:
+    """What the grid's refresh reads (JSON-ready): the rows (ages left to :func:`with_ages`), the
+    filters' facets and when the queue was computed (ISO, or None)."""
+    with store.connect() as conn:
+        computed = read.queue_computed_at(conn)
+    return {
+        # Any time will do for the ages here: with_ages takes them again when the rows are shown.
+        "rows": grid_rows(store, filters, computed or datetime(2000, 1, 1)),
+        "facets": read_facets(store),
+        "computed": computed.isoformat() if computed else None,
+    }
+
+
+def with_ages(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """``rows`` with each incident's age in minutes at ``now`` (as :func:`queue_records` counts it)."""
+    if not rows:
+        return rows
+    opened = pd.to_datetime(pd.Series([r["opened_at"] for r in rows]), utc=True).dt.tz_localize(None)
+    ages = _whole((pd.Timestamp(now) - opened).dt.total_seconds() / 60.0)
+    return [r | {"age_min": age} for r, age in zip(rows, ages, strict=True)]
 
 
 def selected_incident(selected_rows: Any) -> str | None:
@@ -1153,7 +1189,12 @@ def register_callbacks(app: dash.Dash) -> None:
     ) -> tuple[Any, str, Any, Any]:
         filters = control_filters(region, segment, severity, states, owner)
         return refresh_queue_view(
-            current_store(), filters, current_time(), regions_shown=regions_shown, owners_shown=owners_shown
+            current_store(),
+            filters,
+            current_time(),
+            regions_shown=regions_shown,
+            owners_shown=owners_shown,
+            cache=cache.shared(current_settings().cache),
         )
 
     @guard.callback(
