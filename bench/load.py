@@ -4,8 +4,9 @@ load of a NOC, with the shared cache and without.
 On a store (``--database-url``; without one, a small SQLite store built here with ``vantage
 simulate``) it starts ``vantage scheduler`` (its writers bump the cache's versions) and, per
 phase, ``vantage serve --workers 2`` with the shared cache on, then off (``cache.enabled: false``:
-Redis then holds the store-query counts only). In each phase, for ``--minutes`` (the cached phase) or ``--baseline-minutes`` (the uncached one), every client is
-logged in with a real account (a session through the login form, or an API token):
+Redis then holds the store-query counts only). In each phase, for ``--minutes`` (the cached
+phase) or ``--baseline-minutes`` (the uncached one), every client is logged in with a real account
+(a session through the login form, or an API token):
 
 - ``--walls`` wall screens (default 50): ``GET /api/v1/wall?have=...`` every 10 s, as assets/wall.js
   asks it (the versions it has, ``X-Vantage-Passive``);
