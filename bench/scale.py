@@ -12,10 +12,10 @@ Then measures, in the same run:
   ``kpi_samples`` (``rows_per_s``), and a plain COPY of the same frames (written to CSV in the same
   process, then ``COPY ... FROM STDIN``) into a table made ``LIKE kpi_samples INCLUDING ALL``, empty
   too (``reference_rows_per_s``; ``ingest_ratio`` = product / reference). The rest of the history
-  is generated in the database (the same formulas in SQL, a day per statement, into the table with
-  its indexes built after: at 1M lines x 30 days that is 460M rows, which neither the product path
-  nor CSV written in Python loads in useful time here) and timed apart (``bulk_history_s``); the
-  last three hours go through the ingest path again;
+  is generated in the database (the same formulas without faults, simplified, in SQL, a day per
+  statement, into the table with its indexes built after: at 1M lines x 30 days that is 460M rows,
+  which neither the product path nor CSV written in Python loads in useful time here) and timed
+  apart (``bulk_history_s``); the last three hours go through the ingest path again;
 - the reference: one plain GROUP BY of every sample to (cell, KPI, day) (``reference_group_by_s``);
 - the first full KPI evaluation (``dashboard.kpi_eval.evaluate(full=True)``: roll-ups, statuses,
   baselines and anomaly verdicts) with its steps (``evaluation_full_s``, ``evaluation_steps_s``);
@@ -58,7 +58,7 @@ from bench import _data
 from bench.kpi_eval import without_indexes
 from connectors.base import Batch
 from connectors.simulator.causal import CausalParameters
-from connectors.simulator.kpis import KPIS, kpi_values
+from connectors.simulator.kpis import KPIS, daily_profile, kpi_values
 from connectors.simulator.world import World
 from dashboard.incidents.queue import refresh_queue
 from dashboard.ingest import Ingestor
@@ -182,39 +182,28 @@ def ingest_slice(store: Store, samples: Samples, lo: datetime, hi: datetime, out
     )
 
 
-#: The simulator's per-period formulas (``connectors.simulator.kpis.kpi_values``, no faults) in SQL, with
-#: a sum of three uniforms standing in for its normal noise: the history is generated in the database.
+#: The simulator's fault-free formulas (``connectors.simulator.kpis.kpi_values``) in SQL, simplified: each
+#: period's daily-profile load (``daily_profile``, computed in Python) times the cell's own parameters,
+#: with one uniform draw per sample for the noise. The history is generated in the database.
 _HISTORY = """
 INSERT INTO kpi_samples (source, entity_type, entity_id, kpi, period_start, value)
-SELECT :source, 'cell', c.cell_id, v.kpi, g.t, round(v.value::numeric, 3)::float8
-FROM generate_series(CAST(:lo AS timestamp), CAST(:hi AS timestamp) - interval '15 minutes',
-                     interval '15 minutes') AS g(t)
+SELECT :source, 'cell', c.cell_id, k.kpi, p.t,
+  CASE k.kpi
+    WHEN 'traffic_gb' THEN c.traffic_scale * p.prof * (0.85 + 0.3 * random())
+    WHEN 'prb_utilisation_pct' THEN least(8 + 75 * least(p.prof * c.load, 1.2) + 6 * (random() - 0.5), 100)
+    WHEN 'call_setup_success_pct' THEN 99.6 - 1.2 * 0.5 * (c.load ^ 2 + p.prof ^ 2) - 0.3 * random()
+    WHEN 'drop_call_rate_pct' THEN 0.25 + 0.3 * (c.load ^ 2 + p.prof ^ 2) + 0.1 * random()
+    WHEN 'latency_ms' THEN c.base_latency + 15 * (c.load ^ 2 + p.prof ^ 2) + 4 * random()
+    WHEN 'dl_throughput_mbps' THEN c.peak * (1 - 0.65 * least(p.prof * c.load, 1)) * (0.9 + 0.2 * random())
+    WHEN 'availability_pct' THEN 100.0
+    ELSE 0.05 + 0.15 * (c.load ^ 2 + p.prof ^ 2) + 0.04 * random()
+  END
+FROM scale_periods AS p
 CROSS JOIN scale_cells AS c
-CROSS JOIN LATERAL (
-  SELECT h, 0.12 + exp(-((h - 8.5) / 1.3) ^ 2) * (CASE WHEN wk THEN 0.1 ELSE 0.35 END)
-              + exp(-((h - 13.0) / 3.0) ^ 2) * (CASE WHEN wk THEN 0.62 ELSE 0.5 END)
-              + exp(-((h - 20.5) / 2.3) ^ 2) * 0.72 AS prof
-  FROM (SELECT extract(epoch FROM g.t)::bigint % 86400 / 3600.0 + 0.125 AS h,
-               extract(isodow FROM g.t) >= 6 AS wk) AS x
-) AS p
-CROSS JOIN LATERAL (
-  SELECT (random() + random() + random() - 1.5) * 2 AS n0, (random() + random() + random() - 1.5) * 2 AS n1,
-         (random() + random() + random() - 1.5) * 2 AS n2, random() AS blip
-) AS r
-CROSS JOIN LATERAL (
-  SELECT least(greatest(p.prof * c.load * (1 + 0.08 * r.n0), 0.02), 1.2) AS load,
-         0.5 * (c.load ^ 2 + (p.prof * (1 + 0.08 * r.n0)) ^ 2) AS busy
-) AS q
-CROSS JOIN LATERAL (VALUES
-  ('traffic_gb', c.traffic_scale * p.prof * exp(0.15 * r.n1)),
-  ('prb_utilisation_pct', least(greatest(8 + 75 * q.load + 3 * r.n2, 0), 100)),
-  ('call_setup_success_pct', least(greatest(99.6 - 1.2 * q.busy - abs(0.2 * r.n1), 0), 100)),
-  ('drop_call_rate_pct', 0.25 + 0.6 * q.busy + abs(0.08 * r.n2)),
-  ('latency_ms', c.base_latency + 30 * q.busy + abs(3 * r.n2)),
-  ('dl_throughput_mbps', c.peak * (1 - 0.65 * least(q.load, 1)) * exp(0.1 * r.n1)),
-  ('availability_pct', CASE WHEN r.blip < 0.002 THEN 100 - r.blip * 5000 ELSE 100 END),
-  ('packet_loss_pct', 0.05 + 0.3 * q.busy + abs(0.03 * r.n0))
-) AS v(kpi, value)
+CROSS JOIN (VALUES ('traffic_gb'), ('prb_utilisation_pct'), ('call_setup_success_pct'),
+  ('drop_call_rate_pct'), ('latency_ms'), ('dl_throughput_mbps'), ('availability_pct'),
+  ('packet_loss_pct')) AS k(kpi)
+WHERE p.t >= :lo AND p.t < :hi
 """
 
 
@@ -222,19 +211,24 @@ def bulk(store: Store, w: World, lo: datetime, hi: datetime) -> float:
     """The history the ingest slice did not cover: generated in the database a day per statement, into
     the table without its indexes (built once after)."""
     t0 = time.perf_counter()
-    gb = (w.cell_subs + 5) * 0.45 / 96 / 0.45
     cells = pd.DataFrame(
         {
             "cell_id": w.cell_ids.to_numpy(),
             "load": w.cell_load,
             "peak": np.where(w.cell_5g, 320.0, 55.0),
             "base_latency": np.where(w.cell_5g, 14.0, 32.0),
-            "traffic_scale": gb,
+            "traffic_scale": (w.cell_subs + 5) / 96,
         }
     )
+    times = pd.date_range(lo, hi, freq="15min", inclusive="left")
+    secs = (times - pd.Timestamp(0)).total_seconds().to_numpy()
+    hour = (secs % 86400) / 3600.0 + 7.5 / 60
+    weekend = ((secs // 86400) + 3) % 7 >= 5
+    periods = pd.DataFrame({"t": times, "prof": daily_profile(hour, weekend)})
     with store.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS scale_cells"))
+        conn.execute(text("DROP TABLE IF EXISTS scale_cells, scale_periods"))
         cells.to_sql("scale_cells", conn, index=False)
+        periods.to_sql("scale_periods", conn, index=False)
     day = lo
     with without_indexes(store):
         while day < hi:
@@ -245,7 +239,7 @@ def bulk(store: Store, w: World, lo: datetime, hi: datetime) -> float:
             _say(f"  history through {day:%Y-%m-%d %H:%M} ({time.perf_counter() - t0:.0f} s)")
         _say(f"  building the indexes ({time.perf_counter() - t0:.0f} s)")
     with store.begin() as conn:
-        conn.execute(text("DROP TABLE scale_cells"))
+        conn.execute(text("DROP TABLE scale_cells, scale_periods"))
     return time.perf_counter() - t0
 
 
