@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from dashboard.kpi_eval import evaluate, read
 from dashboard.kpi_eval.rollup import refresh_rollups
@@ -388,3 +388,28 @@ def test_evaluate_job_and_api_return_the_catalogue(net: Store, cat: Catalogue) -
     assert bad.status_code == 400 and "expected one of" in bad.get_json()["error"]
     missing = client.get("/api/v1/kpis?level=region")
     assert missing.status_code == 400 and "entity" in missing.get_json()["error"]
+
+
+def test_a_first_build_leaves_the_rollup_indexes_as_the_migrations_made_them(net: Store) -> None:
+    # On PostgreSQL the first build drops them and builds them once after the samples' rows.
+    if net.dialect != "postgresql":
+        pytest.skip("indexes are kept up to date row by row on SQLite")
+    with net.connect() as conn:
+        found = {
+            name: definition.split(" USING ", 1)[1]
+            for name, definition in conn.execute(
+                text(
+                    "SELECT indexname, indexdef FROM pg_indexes "
+                    "WHERE tablename = 'kpi_rollups' AND schemaname = current_schema()"
+                )
+            )
+            if name.startswith(("pk_", "ix_"))
+        }
+        primary = conn.execute(
+            text("SELECT conname FROM pg_constraint WHERE conrelid = CAST('kpi_rollups' AS regclass)")
+        ).scalars()
+    assert found == {
+        "pk_kpi_rollups": "btree (series, level, entity_id, grain_s, period_start)",
+        "ix_kpi_rollups_series_period": "btree (series, level, grain_s, period_start)",
+    }
+    assert list(primary) == ["pk_kpi_rollups"]

@@ -491,7 +491,11 @@ def rebucket_rows(
     dialect: str,
 ) -> Any:
     """Stored rows of ``from_grain`` added up into periods of ``to_grain`` (hours into days)."""
-    r = stored_rows(series, level, from_grain, lo, hi).subquery("fine")
+    return rebucket(stored_rows(series, level, from_grain, lo, hi).subquery("fine"), to_grain, dialect)
+
+
+def rebucket(r: Any, to_grain: int, dialect: str) -> Any:
+    """Roll-up rows (a subquery with ROLLUP_COLUMNS) added up into periods of ``to_grain``."""
     period = bucket(r.c.period_start, to_grain, dialect)
     return select(
         r.c.series,

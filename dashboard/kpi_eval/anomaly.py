@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, select
 
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval._sql import floor_time
+from dashboard.kpi_eval._write import insert_columns, records_to_columns
 from dashboard.kpi_eval.baseline import SLOTS, Baseline, Verdicts, breach_arrays, slot_of
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.store.db import chunks, read_frame
@@ -398,24 +399,25 @@ def _write_baselines(
     b = kpi_baselines
     for part in chunks(slots):
         conn.execute(delete(b).where(b.c.slot.in_(part), b.c.kpi.in_(names)))
-    rows = []
-    for j, slot in enumerate(slots):
-        n = base.count[:, j]
-        for i in np.flatnonzero(n > 0):
-            kpi, level, ent = s.keys[i]
-            rows.append(
-                {
-                    "kpi": kpi,
-                    "level": level,
-                    "entity_id": ent,
-                    "slot": slot,
-                    "mean": float(base.level[i, j]),
-                    "scale": float(base.scale[i, j]),
-                    "n": int(n[i]),
-                }
-            )
-    for lo in range(0, len(rows), 5000):
-        conn.execute(insert(b), rows[lo : lo + 5000])
+    # Every (slot, series) that has learnt something, slot by slot, as columns (no dict per row).
+    cols, series = np.nonzero(base.count.T > 0)
+    keys = np.empty((len(s.keys), 3), dtype=object)
+    if len(s.keys):
+        keys[:] = s.keys
+    slot_ids = np.asarray(slots, dtype=np.int64)
+    insert_columns(
+        conn,
+        b,
+        {
+            "kpi": keys[series, 0].tolist(),
+            "level": keys[series, 1].tolist(),
+            "entity_id": keys[series, 2].tolist(),
+            "slot": slot_ids[cols].tolist(),
+            "mean": base.level[series, cols].astype(float).tolist(),
+            "scale": base.scale[series, cols].astype(float).tolist(),
+            "n": base.count[series, cols].astype(np.int64).tolist(),
+        },
+    )
 
 
 def _num(v: float) -> float | None:
@@ -454,8 +456,7 @@ def _write_verdicts(conn: Connection, s: _Series, names: list[str], now: datetim
                 "evaluated_at": now,
             }
         )
-    for lo in range(0, len(rows), 5000):
-        conn.execute(insert(a), rows[lo : lo + 5000])
+    insert_columns(conn, a, records_to_columns(rows))
 
 
 def band_frame(conn: Connection, catalogue: Catalogue, kpi: str, level: str, entity_id: str) -> pd.DataFrame:

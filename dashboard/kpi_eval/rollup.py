@@ -27,11 +27,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, String, delete, func, insert, literal, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Float,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpi_eval import _sql
-from dashboard.kpi_eval._sql import FLOWS, RISK, STOCKS, floor_time
+from dashboard.kpi_eval._sql import FLOWS, RISK, ROLLUP_COLUMNS, STOCKS, floor_time
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.store.schema import (
     accounts,
@@ -127,7 +141,34 @@ class _Writer:
         if self.dialect == "postgresql":
             self.conn.execute(text("ANALYZE kpi_rollups"))
 
-    def insert(self, level: str, grain_s: int, rows: Any) -> None:
+    def drop_indexes(self) -> list[str]:
+        """PostgreSQL: drop the indexes of ``kpi_rollups`` (the primary key too) for a bulk build;
+        returns the statements that build them again. The table is locked until the transaction ends."""
+        found = self.conn.execute(
+            text(
+                "SELECT c.relname, x.indisprimary, pg_get_indexdef(x.indexrelid), "
+                "(SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k WHERE k.conindid = x.indexrelid) "
+                "FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
+                "WHERE x.indrelid = CAST('kpi_rollups' AS regclass) ORDER BY x.indisprimary DESC"
+            )
+        ).all()
+        again = []
+        for name, primary, index_def, constraint_def in found:
+            if primary:
+                self.conn.execute(text(f'ALTER TABLE kpi_rollups DROP CONSTRAINT "{name}"'))
+                again.append(f'ALTER TABLE kpi_rollups ADD CONSTRAINT "{name}" {constraint_def}')
+            else:
+                self.conn.execute(text(f'DROP INDEX "{name}"'))
+                again.append(index_def)
+        return again
+
+    def build_indexes(self, statements: Sequence[str]) -> None:
+        # One sort per index over the rows, instead of a descent per inserted row.
+        self.conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+        for stmt in statements:
+            self.conn.execute(text(stmt))
+
+    def insert(self, level: str, grain_s: int, rows: Any, *, ordered: bool = False) -> None:
         sub = rows.subquery("rows")
         stmt = select(
             sub.c.series,
@@ -141,6 +182,9 @@ class _Writer:
             sub.c.high,
             literal(self.now, DateTime).label("computed_at"),
         ).where(sub.c.entity_id.is_not(None))
+        if ordered:
+            # In key order, each series' rows go to one place in the primary key instead of all over it.
+            stmt = stmt.order_by(sub.c.series, sub.c.entity_id, sub.c.period_start)
         cols = ["series", "level", "entity_id", "grain_s", "period_start"]
         cols += ["total", "weight", "low", "high", "computed_at"]
         stmt_insert = insert(kpi_rollups).from_select(cols, stmt)
@@ -232,6 +276,82 @@ def _refresh_samples(
     for level in ("site", "region", "network"):
         w.days_from_hours(names, level, d0, d1)
     w.levels(names, 86400, d0, d1, levels=("segment",), sum_series=sums)
+    lap("samples.level_days")
+
+
+_STAGE = MetaData()
+
+
+def _stage_table(name: str) -> Table:
+    return Table(
+        name,
+        _STAGE,
+        Column("series", String),
+        Column("entity_id", String),
+        Column("period_start", DateTime),
+        *(Column(c, Float) for c in ("total", "weight", "low", "high")),
+    )
+
+
+#: Cell hours and cell days of a full build on PostgreSQL, before they are rolled further.
+_CELL_HOURS = _stage_table("kpi_stage_cell_hours")
+_CELL_DAYS = _stage_table("kpi_stage_cell_days")
+
+
+def _stage(conn: Connection, table: Table) -> Table:
+    """A temporary table (never written to the WAL, dropped at commit) with the roll-up row columns."""
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {table.name} (series varchar(64), entity_id varchar(128), "
+            "period_start timestamp, total float8, weight float8, low float8, high float8) ON COMMIT DROP"
+        )
+    )
+    return table
+
+
+def _refresh_samples_staged(
+    w: _Writer, kpis: Sequence[KpiDefinition], lo: datetime, hi: datetime, steps: dict[str, float]
+) -> None:
+    """A full build of the sampled KPIs on PostgreSQL, each roll-up row written once and in key order.
+
+    The samples are read once, a day per statement (with ``period_start`` bounds, so a table
+    partitioned by day is read one partition at a time), into cell hours in a temporary table; cell
+    days are added up from those, every other level from the cell hours or days (sums of sums:
+    the same totals, weights, lows and highs as rolling each level's own hours), without reading
+    ``kpi_rollups`` back.
+    """
+    sums = [k.name for k in kpis if k.aggregate == "sum"]
+    h0, h1 = floor_time(lo, 3600), _ceil(hi, 3600)
+    d0, d1 = floor_time(lo, 86400), _ceil(hi, 86400)
+    conn = w.conn
+    t = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        steps[step] = steps.get(step, 0.0) + now - t
+        t = now
+
+    hours, days = _stage(conn, _CELL_HOURS), _stage(conn, _CELL_DAYS)
+    day = d0
+    while day < d1:
+        a, b = max(h0, day), min(h1, day + DAY)
+        rows = _sql.sample_cell_rows(kpis, grain_s=3600, lo=a, hi=b, dialect=w.dialect)
+        conn.execute(insert(hours).from_select(ROLLUP_COLUMNS, rows))
+        day += DAY
+    conn.execute(text(f"ANALYZE {hours.name}"))
+    lap("samples.read")
+    w.insert("cell", 3600, select(hours), ordered=True)
+    lap("samples.cell_hours")
+    for level in LEVELS_FROM_CELLS:
+        w.insert(level, 3600, _sql.level_rows(select(hours).subquery("cellrows"), level, sum_series=sums))
+    lap("samples.level_hours")
+    conn.execute(insert(days).from_select(ROLLUP_COLUMNS, _sql.rebucket(hours, 86400, w.dialect)))
+    conn.execute(text(f"ANALYZE {days.name}"))
+    w.insert("cell", 86400, select(days), ordered=True)
+    lap("samples.cell_days")
+    for level in LEVELS_FROM_CELLS:
+        w.insert(level, 86400, _sql.level_rows(select(days).subquery("cellrows"), level, sum_series=sums))
     lap("samples.level_days")
 
 
@@ -436,7 +556,13 @@ def refresh_rollups(
 
     t = time.perf_counter()
     sample_lo, sample_hi = _sample_bounds(conn, names) if names else (None, None)
+    rebuild: list[str] = []
     if full:
+        kept = select(kpi_rollups.c.series).where(kpi_rollups.c.series != RISK).limit(1)
+        if w.dialect == "postgresql" and conn.execute(kept).first() is None:
+            # A first build writes every row once: its indexes are built after the samples' rows, not
+            # kept up to date row by row (readers wait for the build; there is nothing to read yet).
+            rebuild = w.drop_indexes()
         conn.execute(delete(kpi_rollups).where(kpi_rollups.c.series != RISK))
     if sample_hi is not None:
         if full or not state.get("samples_to"):
@@ -447,8 +573,14 @@ def refresh_rollups(
         lo = max(lo, now - HISTORY_MAX)
         hi = sample_hi + SAMPLE_PERIOD
         if lo < hi:
-            _refresh_samples(w, kpis, lo, hi, summary.steps)
+            if full and w.dialect == "postgresql":
+                _refresh_samples_staged(w, kpis, lo, hi, summary.steps)
+            else:
+                _refresh_samples(w, kpis, lo, hi, summary.steps)
             summary.sample_window = (lo, hi)
+    if rebuild:
+        w.build_indexes(rebuild)
+        w.analyze()
     t = lap("samples", t)
 
     marks = _marks(conn)

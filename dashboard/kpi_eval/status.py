@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval._sql import RISK, floor_time
+from dashboard.kpi_eval._write import insert_columns, records_to_columns
 from dashboard.kpis import Catalogue, KpiDefinition, Threshold
 from dashboard.store.schema import kpi_status
 
@@ -142,6 +143,14 @@ def refresh_status(
         for key, (lo, names) in wanted.items()
     }
     entities: dict[str, list[str]] = {}
+    before: dict[tuple[str, str], dict[str, tuple[str, Any]]] = {}
+    st = kpi_status.c
+    for name, lvl, ent, status, began in conn.execute(
+        select(st.kpi, st.level, st.entity_id, st.status, st.since)
+    ):
+        before.setdefault((name, lvl), {})[ent] = (status, began)
+    written: list[tuple[str, str]] = []
+    written_rows: list[dict[str, Any]] = []
     for kpi, level, grain, since, until, last_complete, lateness, window in plans:
         if level not in entities:
             entities[level] = read.entities(conn, level)
@@ -163,14 +172,7 @@ def refresh_status(
         wide = wide.astype(float)
         statuses = status_frame(wide, kpi, grain_s=grain)
         shown = read.apply_no_data(wide, kpi.no_data)
-        previous = {
-            r.entity_id: (r.status, r.since)
-            for r in conn.execute(
-                select(kpi_status.c.entity_id, kpi_status.c.status, kpi_status.c.since).where(
-                    kpi_status.c.kpi == kpi.name, kpi_status.c.level == level
-                )
-            )
-        }
+        previous = before.get((kpi.name, level), {})
         arr = statuses.to_numpy()
         last = arr[-1]
         # Length of the trailing run of each entity's last status, vectorised over entities.
@@ -199,10 +201,13 @@ def refresh_status(
                 }
             )
             counts[status] += 1
-        conn.execute(delete(kpi_status).where(kpi_status.c.kpi == kpi.name, kpi_status.c.level == level))
-        if out:
-            conn.execute(insert(kpi_status), out)
+        written.append((kpi.name, level))
+        written_rows.extend(out)
         summary.rows += len(out)
+    # One read of the previous statuses above; here one delete per KPI and level, then one write.
+    for name, level in written:
+        conn.execute(delete(kpi_status).where(kpi_status.c.kpi == name, kpi_status.c.level == level))
+    insert_columns(conn, kpi_status, records_to_columns(written_rows))
     summary.by_status = dict(counts)
     summary.elapsed_s = time.perf_counter() - started
     return summary
