@@ -39,6 +39,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
 )
@@ -563,7 +564,14 @@ def refresh_rollups(
             # A first build writes every row once: its indexes are built after the samples' rows, not
             # kept up to date row by row (readers wait for the build; there is nothing to read yet).
             rebuild = w.drop_indexes()
-        conn.execute(delete(kpi_rollups).where(kpi_rollups.c.series != RISK))
+        gone = delete(kpi_rollups).where(kpi_rollups.c.series != RISK)
+        if sample_lo is not None and names:
+            # Roll-ups of days whose samples retention has dropped cannot be recomputed: they stay.
+            keep_before = floor_time(max(sample_lo, now - HISTORY_MAX), 86400)
+            gone = gone.where(
+                or_(kpi_rollups.c.series.not_in(names), kpi_rollups.c.period_start >= keep_before)
+            )
+        conn.execute(gone)
     if sample_hi is not None:
         if full or not state.get("samples_to"):
             lo = sample_lo or sample_hi
