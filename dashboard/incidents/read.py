@@ -280,7 +280,9 @@ def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, n
         return pd.DataFrame()
     cells_df = summary.incident_cells_frame(conn, [incident_id])
     kept = summary.kept_accounts(
-        conn, incident_id, summary.inputs_key(inc, cells_df, summary.scoring_key(scoring))
+        conn,
+        incident_id,
+        summary.inputs_key(inc, summary.frame_cells(cells_df), summary.scoring_key(scoring)),
     )
     measured = (
         kept.assign(incident_id=incident_id)

@@ -18,9 +18,9 @@ account's name, its holder's, masked), so the table holds nothing the detail wou
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -77,17 +77,18 @@ DETAIL_COLUMNS = [
 ]
 
 
-def inputs_key(opened_at: datetime, cells: pd.DataFrame, scoring_key: str) -> str:
+def inputs_key(opened_at: datetime, cells: Iterable[tuple[str, float]], scoring_key: str) -> str:
     """A digest of what an incident's accounts are measured from that the detail can read by the
-    incident's key: its opening time, its cells with their degraded shares, and the scoring rules.
-    The same inputs give the same key, in any row order."""
-    pairs = sorted(
-        zip(
-            cells["cell_id"].astype(str).tolist(), cells["degraded_share"].astype(float).tolist(), strict=True
-        )
-    )
-    text = "\n".join([scoring_key, pd.Timestamp(opened_at).isoformat(), *(f"{c}\t{s!r}" for c, s in pairs)])
+    incident's key: its opening time, its cells (id, degraded share), and the scoring rules. The same
+    inputs give the same key, in any order of the cells."""
+    pairs = sorted((str(c), float(d)) for c, d in cells)
+    text = "\n".join([scoring_key, pd.Timestamp(opened_at).isoformat(), *(f"{c}\t{d!r}" for c, d in pairs)])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def frame_cells(cells: pd.DataFrame) -> list[tuple[str, float]]:
+    """The (cell id, degraded share) pairs of a frame of ``incident_cells`` rows, for :func:`inputs_key`."""
+    return list(zip(cells["cell_id"].tolist(), cells["degraded_share"].tolist(), strict=True))
 
 
 def scoring_key(scoring: Scoring) -> str:
@@ -223,11 +224,19 @@ def refresh_summary(
     mark = conn.execute(select(func.max(accounts.c.ingested_at))).scalar()
     queued = _queued(conn)
     ids = sorted(queued)
-    cells = incident_cells_frame(conn, ids)
+    ic, q = incident_cells, incident_queue
+    # One statement through the queue (a few thousand rows), as plain tuples: this runs every pass.
+    rows = conn.execute(
+        select(ic.c.incident_id, ic.c.cell_id, ic.c.degraded_share).join(
+            q, q.c.incident_id == ic.c.incident_id
+        )
+    ).all()
     rules = scoring_key(scoring)
-    keys = {iid: inputs_key(queued[iid], grp, rules) for iid, grp in cells.groupby("incident_id", sort=False)}
-    empty = cells.iloc[0:0]
-    keys.update({iid: inputs_key(queued[iid], empty, rules) for iid in ids if iid not in keys})
+    pairs: dict[str, list[tuple[str, float]]] = {iid: [] for iid in ids}
+    for iid, cid, share in rows:
+        if iid in pairs:
+            pairs[iid].append((str(cid), float(share)))
+    keys = {iid: inputs_key(queued[iid], pairs[iid], rules) for iid in ids}
     s = incident_detail_summary
     stored = {str(i): k for i, k in conn.execute(select(s.c.incident_id, s.c.inputs_key)).all()}
     follows = (
@@ -241,8 +250,7 @@ def refresh_summary(
     if touched_accounts is None or values is None:
         stale = set(ids)
     else:
-        hit = cells[cells["cell_id"].isin(values.touched)]["incident_id"]
-        stale.update(str(i) for i in hit)
+        stale.update(iid for iid, found in pairs.items() if any(c in values.touched for c, _ in found))
         a = incident_detail_accounts
         for part in chunks(sorted(touched_accounts)):
             stale.update(
@@ -257,10 +265,12 @@ def refresh_summary(
         conn.execute(delete(s).where(s.c.incident_id.in_(part)))
         conn.execute(delete(incident_detail_accounts).where(incident_detail_accounts.c.incident_id.in_(part)))
     todo = sorted(stale)
-    by_incident = cells.set_index("incident_id", drop=False)
     for lo in range(0, len(todo), PER_ROUND):
         part = todo[lo : lo + PER_ROUND]
-        part_cells = by_incident.loc[by_incident.index.isin(part)].reset_index(drop=True)
+        part_cells = pd.DataFrame(
+            [(iid, c, d) for iid in part for c, d in pairs[iid]],
+            columns=["incident_id", "cell_id", "degraded_share"],
+        )
         measured = measure_accounts(conn, part_cells, {i: queued[i] for i in part}, scoring)
         _write(conn, part, measured, keys, now)
     save_state(
@@ -284,17 +294,23 @@ def _write(
     s, a = incident_detail_summary, incident_detail_accounts
     conn.execute(delete(s).where(s.c.incident_id.in_(part)))
     conn.execute(delete(a).where(a.c.incident_id.in_(part)))
-    position = measured.groupby("incident_id", sort=False).cumcount()
-    rows = [
-        {
-            "incident_id": rec["incident_id"],
-            "position": int(pos),
-            **{c: _plain(rec[c]) for c in ACCOUNT_COLUMNS},
-        }
-        for rec, pos in zip(measured.to_dict("records"), position.tolist(), strict=True)
+    names = ["incident_id", "position", *ACCOUNT_COLUMNS]
+    columns = [
+        _plain(measured["incident_id"]),
+        measured.groupby("incident_id", sort=False).cumcount().tolist(),
     ]
-    if rows:
-        conn.execute(insert(a), rows)
+    columns += [_plain(measured[c]) for c in ACCOUNT_COLUMNS]
+    if len(measured) and conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        # COPY: one stream of rows (tens of thousands when every incident is measured again).
+        raw = cast(Any, conn.connection.driver_connection)
+        quoted = ", ".join(f'"{c}"' for c in names)
+        with raw.cursor() as cur, cur.copy(f"COPY {a.name} ({quoted}) FROM STDIN") as copy:
+            for values in zip(*columns, strict=True):
+                copy.write_row(values)
+    elif len(measured):
+        conn.execute(
+            insert(a), [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        )
     totals = measured.groupby("incident_id")["lines"].agg(["size", "sum"])
     conn.execute(
         insert(s),
@@ -311,14 +327,9 @@ def _write(
     )
 
 
-def _plain(value: Any) -> Any:
-    """A frame's value as the driver takes it: None for NaN and NaT, Python numbers and times."""
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
+def _plain(values: pd.Series) -> list[Any]:
+    """A frame's column as the driver takes it: Python values (a time as a datetime), None for NaN
+    and NaT."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return [None if pd.isna(v) else v.to_pydatetime() for v in values]
+    return list(values.astype(object).where(values.notna(), None).tolist())
