@@ -10,15 +10,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
+import pytest
 from sqlalchemy import delete, select, update
 
 from dashboard.api.encode import records
-from dashboard.incidents import read
+from dashboard.incidents import read, summary
 from dashboard.incidents.queue import refresh_queue
 from dashboard.incidents.summary import refresh_summary
 from dashboard.store.db import Store
 from dashboard.store.schema import incident_cells, incident_detail_accounts, incident_detail_summary
-from tests.incident_net import T, ingest, scoring, two_incidents
+from tests.incident_net import T, ingest, queue_rows, scoring, two_incidents
 
 HOLDER = "Joana Silva"
 
@@ -202,3 +203,31 @@ def test_a_holders_name_is_stored_masked_as_every_role_is_shown_it(net: Store) -
     names = {row.account_id: row.name for row in stored}
     assert names["VIPC"] == "J*** S***"
     assert names["SMB1"] == "Shop 1"  # a business's name as is
+
+
+def test_a_pass_measures_the_highest_ranked_first_and_drops_what_it_leaves_stale(
+    net: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _more_accounts(net)
+    two_incidents(net)
+    monkeypatch.setattr(summary, "CELLS_PER_PASS", 1)  # one incident per pass
+    refresh_queue(net, scoring(), now=T)
+    on = _incidents(net)
+    ranked = queue_rows(net)["incident_id"].tolist()
+    assert set(_computed(net)) == {ranked[0]}  # the other waits, its detail measured live
+    later = T + timedelta(days=400)  # past every row's ingest time and the overlap
+    refresh_queue(net, scoring(), now=later)  # every account new to this pass: the first again
+    refresh_queue(net, scoring(), now=later + timedelta(seconds=30))
+    assert set(_computed(net)) == set(ranked)
+    ingest(net, "accounts", [{"id": "SMB1", "name": "Shop One", "segment": "smb", "vip": False}])
+    ingest(net, "accounts", [{"id": "ENT", "name": "Harbour Freight", "segment": "enterprise", "vip": False}])
+    refresh_queue(net, scoring(), now=later + timedelta(seconds=60))
+    top = queue_rows(net)["incident_id"].iloc[0]  # the ranking as of this pass
+    assert set(_computed(net)) == {top}  # measured again; the other's old names dropped
+    with net.connect() as conn:
+        a = read.affected_accounts(conn, on["c1"], scoring(), now=T).set_index("account_id")
+        b = read.affected_accounts(conn, on["c2"], scoring(), now=T).set_index("account_id")
+    assert a.loc["ENT", "name"] == "Harbour Freight"
+    assert b.loc["SMB1", "name"] == "Shop One"
+    refresh_queue(net, scoring(), now=later + timedelta(seconds=90))
+    assert set(_computed(net)) == set(ranked)

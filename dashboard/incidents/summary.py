@@ -50,6 +50,10 @@ OVERLAP = timedelta(minutes=5)
 REMEASURE_ALL = 10_000
 #: Incidents measured per round of statements.
 PER_ROUND = 200
+#: Cells whose incidents are measured per pass at most (one incident at least), the highest ranked
+#: first: when every share changed (a new KPI period) the rest are measured by the next passes, and
+#: their details measure live meanwhile. The cost follows the cells' accounts, not the incidents.
+CELLS_PER_PASS = 2_000
 #: The stored columns of an account row, in the order the detail returns them.
 ACCOUNT_COLUMNS = [
     "account_id",
@@ -188,12 +192,12 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _queued(conn: Connection) -> dict[str, datetime]:
-    """The queued incidents and when each opened."""
+    """The queued incidents and when each opened, in queue order (ranked first, by rank)."""
     q = incident_queue
     rows = conn.execute(
-        select(q.c.incident_id, incidents.c.opened_at).join(
-            incidents, (incidents.c.id == q.c.incident_id) & (incidents.c.source == ENGINE_SOURCE)
-        )
+        select(q.c.incident_id, incidents.c.opened_at)
+        .join(incidents, (incidents.c.id == q.c.incident_id) & (incidents.c.source == ENGINE_SOURCE))
+        .order_by(q.c.rank.is_(None), q.c.rank, q.c.incident_id)
     ).all()
     return {str(i): o for i, o in rows}
 
@@ -213,7 +217,8 @@ def refresh_summary(
     conn: Connection, scoring: Scoring, *, now: datetime, values: ValueRefresh | None = None
 ) -> int:
     """Measure again, in the caller's transaction, the accounts of the queued incidents whose inputs
-    changed since the last pass (every incident on the first); returns how many were measured.
+    changed since the last pass (every incident on the first), as many as :data:`CELLS_PER_PASS`
+    allows, the highest ranked first; returns how many were measured.
 
     An incident is measured again when its digest (:func:`inputs_key`) changed, when the value pass
     ``values`` recomputed one of its cells' account rows (all of them after a full rebuild, or when
@@ -264,7 +269,19 @@ def refresh_summary(
     for part in chunks(gone):
         conn.execute(delete(s).where(s.c.incident_id.in_(part)))
         conn.execute(delete(incident_detail_accounts).where(incident_detail_accounts.c.incident_id.in_(part)))
-    todo = sorted(stale)
+    todo: list[str] = []
+    budget = CELLS_PER_PASS
+    for iid in (i for i in queued if i in stale):
+        if todo and len(pairs[iid]) > budget:
+            break
+        todo.append(iid)
+        budget -= len(pairs[iid])
+    # Stale ones left for a later pass go (their details measure live): a later pass would not
+    # know that a changed cell or account made them stale.
+    later = sorted(stale.difference(todo).intersection(stored))
+    for part in chunks(later):
+        conn.execute(delete(s).where(s.c.incident_id.in_(part)))
+        conn.execute(delete(incident_detail_accounts).where(incident_detail_accounts.c.incident_id.in_(part)))
     for lo in range(0, len(todo), PER_ROUND):
         part = todo[lo : lo + PER_ROUND]
         part_cells = pd.DataFrame(
