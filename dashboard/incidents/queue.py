@@ -28,6 +28,7 @@ from dashboard.incidents.detect import DetectSummary, detect
 from dashboard.incidents.impact import latest_period, refresh_impact
 from dashboard.incidents.reach import refresh_reach
 from dashboard.incidents.scoring import ACCOUNT_DTYPES, ACTIVE, VALUE_DTYPES, ClockSummary, rank_incidents
+from dashboard.incidents.summary import refresh_summary
 from dashboard.incidents.value import ValueRefresh, refresh_values
 from dashboard.incidents.value import forget as forget_lines
 from dashboard.ingest.runner import load_state, save_state
@@ -593,6 +594,9 @@ def refresh_queue(
         columns = _queue_columns(ranked, now)
         _insert_queue(conn, columns)
         refresh_reach(conn, now=now)
+        t1 = time.perf_counter()
+        refresh_summary(conn, scoring, now=now, values=vals)
+        t["summary_ms"] = (time.perf_counter() - t1) * 1000
         n_active = int(ranked["rank"].notna().sum()) if len(ranked) else 0
         # When the queue was last computed, also when it is empty (pages show it).
         save_state(

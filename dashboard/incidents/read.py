@@ -21,12 +21,13 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
+from dashboard.incidents import summary
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.queue import STATE_KEY
 from dashboard.incidents.reach import cells_key, degraded_cells
-from dashboard.incidents.scoring import account_clocks
+from dashboard.incidents.scoring import clock_times
 from dashboard.ingest.runner import load_state
-from dashboard.kpis import Scoring, segment_codes
+from dashboard.kpis import Scoring
 from dashboard.privacy import (
     BUSINESS_SEGMENTS,
     account_name,
@@ -264,7 +265,12 @@ def affected_cells(conn: Connection, incident_id: str) -> pd.DataFrame:
 
 def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, now: datetime) -> pd.DataFrame:
     """Business, VIP and SLA accounts the incident affects, by value, with their SLA clocks; a
-    consumer account's name (its holder's) masked."""
+    consumer account's name (its holder's) masked.
+
+    The accounts the queue refresh measured (:mod:`dashboard.incidents.summary`) while they were
+    measured from the incident's opening time, cells and shares as they are now; otherwise measured
+    here. Either way only the clocks are read at ``now``.
+    """
     inc = conn.execute(
         select(incidents.c.opened_at).where(
             incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
@@ -272,46 +278,20 @@ def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, n
     ).scalar()
     if inc is None:
         return pd.DataFrame()
-    ic = incident_cells
-    cells_df = _frame(
+    cells_df = summary.incident_cells_frame(conn, [incident_id])
+    kept = summary.kept_accounts(
         conn,
-        select(ic.c.incident_id, ic.c.cell_id, ic.c.degraded_share).where(ic.c.incident_id == incident_id),
+        incident_id,
+        summary.inputs_key(inc, summary.frame_cells(cells_df), summary.scoring_key(scoring)),
     )
-    cav = cell_account_value
-    # By the incident's cell ids, then the accounts' ids, each a list the planner sees: joined to
-    # the incident's cells, an incident of hundreds of cells was planned as a scan of every
-    # account (PostgreSQL, 270 ms at a million lines instead of a few thousand key lookups).
-    acct_cells = read_frame_in(
-        conn,
-        select(cav.c.cell_id, cav.c.account_id, cav.c.lines, cav.c.arpu, cav.c.services),
-        cav.c.cell_id,
-        sorted({str(c) for c in cells_df["cell_id"]}),
+    measured = (
+        kept.assign(incident_id=incident_id)
+        if kept is not None
+        else summary.measure_accounts(conn, cells_df, {incident_id: inc}, scoring)
     )
-    acc = read_frame_in(
-        conn,
-        select(
-            accounts.c.id,
-            accounts.c.name,
-            accounts.c.segment,
-            accounts.c.vip,
-            accounts.c.sla_restore_minutes,
-            accounts.c.penalty_per_hour,
-            accounts.c.account_manager,
-        ),
-        accounts.c.id,
-        sorted({str(a) for a in acct_cells["account_id"]}),
-    ).drop_duplicates("id")
-    clocks = account_clocks(
-        cells_df, acct_cells, acc.drop(columns=["account_manager"]), {incident_id: inc}, scoring, now=now
-    )
-    if clocks.empty:
-        return clocks
-    managers = acc[["id", "account_manager"]].rename(columns={"id": "account_id"})
-    out = clocks.merge(managers, on="account_id", how="left")
-    mult = scoring.line_multipliers(segment_codes(out["segment"]), out["vip"].to_numpy())
-    out["value"] = out["arpu"] * mult
-    out["name"] = _shown_names(out["name"], out["segment"])
-    return out.sort_values(["value", "account_id"], ascending=[False, True]).reset_index(drop=True)
+    if measured.empty:
+        return pd.DataFrame(columns=summary.DETAIL_COLUMNS)
+    return clock_times(measured, now=now)[summary.DETAIL_COLUMNS].reset_index(drop=True)
 
 
 def kpi_impact(

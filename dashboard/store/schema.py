@@ -740,6 +740,43 @@ incident_reach = Table(
     Column("computed_at", DateTime, nullable=False),
 )
 
+# What an incident's detail shows of the accounts it affects, measured by the queue refresh
+# (dashboard.incidents.summary) for the inputs named by inputs_key: one row per incident with the
+# totals, and its accounts by value (position 0 first). Names are stored as they are shown
+# (dashboard.privacy.account_name: a consumer's, its holder's, masked), as every role reads them.
+incident_detail_summary = Table(
+    "incident_detail_summary",
+    metadata,
+    Column("incident_id", String(128), primary_key=True),
+    Column("inputs_key", String(64), nullable=False),  # digest of opened_at, cells, shares, rules
+    Column("accounts", Integer, nullable=False),
+    Column("lines", Float, nullable=False),
+    Column("computed_at", DateTime, nullable=False),
+)
+
+incident_detail_accounts = Table(
+    "incident_detail_accounts",
+    metadata,
+    Column("incident_id", String(128), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("account_id", String(128), nullable=False),
+    Column("name", String(256), nullable=True),  # as shown: a consumer's masked
+    Column("segment", String(16), nullable=False),
+    Column("vip", Boolean, nullable=False),
+    Column("lines", Float, nullable=False),
+    Column("services", Integer, nullable=False),
+    Column("arpu", Float, nullable=False),
+    Column("degraded_share", Float, nullable=False),
+    Column("restore_minutes", Float, nullable=True),
+    Column("deadline", DateTime, nullable=True),
+    Column("running", Boolean, nullable=False),
+    Column("penalty_per_hour", Float, nullable=False),
+    Column("account_manager", String(128), nullable=True),
+    Column("value", Float, nullable=False),
+    PrimaryKeyConstraint("incident_id", "position"),
+    Index("ix_incident_detail_accounts_account", "account_id"),
+)
+
 # The ranked queue as of computed_at: one row per open, acknowledged or recently resolved incident.
 incident_queue = Table(
     "incident_queue",
