@@ -172,7 +172,7 @@ def test_processes_upgrading_at_once_take_turns() -> None:
 
 
 @pytest.mark.postgres
-def test_a_migration_behind_a_long_read_steps_back_and_retries(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_migration_behind_a_long_read_steps_back_and_retries() -> None:
     """A reader holding a table keeps the migration from its lock: the upgrade rolls back and tries
     again instead of queueing every later query behind it, and succeeds once the reader is done."""
     store, schema = _pg_schema_store()
@@ -181,21 +181,33 @@ def test_a_migration_behind_a_long_read_steps_back_and_retries(caplog: pytest.Lo
     conn = reader.connect()
     txn = conn.begin()
     conn.execute(text("SELECT count(*) FROM incidents"))  # holds ACCESS SHARE until the transaction ends
+    retried = threading.Event()
+    seen: list[str] = []
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+            if "for a table lock" in record.getMessage():
+                retried.set()
 
     def finish_read() -> None:
-        time.sleep(1.5)
+        retried.wait(120)  # the reader ends only once the migration has stepped back at least once
         txn.rollback()
         conn.close()
 
+    watch = Watch(level=logging.WARNING)
+    db_log = logging.getLogger("dashboard.store.db")
+    db_log.addHandler(watch)
     ender = threading.Thread(target=finish_read)
     try:
         ender.start()
-        with caplog.at_level(logging.WARNING, logger="dashboard.store.db"):
-            store.upgrade("0010", lock_timeout_s=0.2)
+        store.upgrade("0010", lock_timeout_s=0.2)
         assert store.current_revision() == "0010"
-        assert any("waited 0.2 s for a table lock" in r.getMessage() for r in caplog.records)
+        assert retried.is_set() and any("waited 0.2 s for a table lock" in m for m in seen)
     finally:
+        retried.set()
         ender.join()
+        db_log.removeHandler(watch)
         store.dispose()
         reader.dispose()
         _drop(schema)
