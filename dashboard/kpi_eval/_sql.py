@@ -144,8 +144,7 @@ def sample_cell_rows(
     source with a column per KPI (the primary key holds one value per KPI there) and the traffic
     beside them, then that row taken apart into one (KPI, value, weight) row per KPI and added up per
     KPI, cell and period. Pairing each sample with its traffic by a window instead sorted every
-    day's samples and read them twice (plain and weighted KPIs), five to six times the cost of a
-    plain GROUP BY of the same samples on PostgreSQL.
+    day's samples and read them twice (plain and weighted KPIs apart).
     """
     if not kpis:
         raise ValueError("no sampled KPIs given")
