@@ -136,6 +136,45 @@ def test_traffic_weighted_mean_is_not_the_plain_mean(net: Store, cat: Catalogue)
     )
 
 
+def test_each_source_pairs_its_own_traffic_and_a_sample_without_traffic_counts_nowhere(
+    net: Store, cat: Catalogue
+) -> None:
+    # At 00:30 C1 reports 70 % on 30 GB from "net" and 50 % on 10 GB from a second source, "oss";
+    # C2 reports 60 % from "net" with no traffic in that period and source.
+    at = T0 + 2 * Q
+    kpi_data.samples(net, [("C1", "availability_pct", at, 70.0), ("C1", "traffic_gb", at, 30.0)])
+    kpi_data.samples(net, [("C2", "availability_pct", at, 60.0)])
+    kpi_data.ingest(
+        net,
+        "kpi_samples",
+        [
+            {"entity_type": "cell", "entity_id": "C1", "kpi": k, "period_start": at, "value": v}
+            for k, v in (("availability_pct", 50.0), ("traffic_gb", 10.0))
+        ],
+        source="oss",
+    )
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW, full=True)
+    # C1's hour: 100 x 10 + 90 x 30 before, then 70 x 30 + 50 x 10; C2's 60 % is in no total or weight.
+    assert rollup(net, "availability_pct", "cell", "C1", 3600, T0) == (3700 + 2100 + 500, 80)
+    assert rollup(net, "availability_pct", "cell", "C2", 3600, T0) == (80 * 20, 20)
+    assert rollup(net, "traffic_gb", "cell", "C1", 3600, T0) == (10 + 30 + 30 + 10, 4)
+    r = kpi_rollups
+    with net.connect() as conn:
+        low_high = conn.execute(
+            select(r.c.entity_id, r.c.low, r.c.high)
+            .where(r.c.series == "availability_pct", r.c.level == "cell", r.c.grain_s == 3600)
+            .where(r.c.period_start == T0)
+            .order_by(r.c.entity_id)
+        ).all()
+        quarters = read.fetch_rows(
+            conn, cat, ["availability_pct"], level="cell", grain_s=900, since=at, until=at + Q
+        )
+    assert [tuple(x) for x in low_high] == [("C1", 50.0, 100.0), ("C2", 80.0, 80.0), ("C3", 100.0, 100.0)]
+    assert quarters[["entity_id", "total", "weight"]].values.tolist() == [["C1", 2600.0, 40.0]]
+    assert value(net, cat, "availability_pct", "network", "all", 900, at) == pytest.approx(2600 / 40)
+
+
 def test_ratio_kpis_are_ratios_of_sums(net: Store, cat: Catalogue) -> None:
     # S1: 2 tickets / 2 lines = 1000 per 1k; the mean of its cells' ratios (666.7 and 2000) would be 1333.
     assert value(net, cat, "tickets_per_1k_subscribers", "site", "S1", 86400, T0) == pytest.approx(1000.0)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     type_coerce,
     union_all,
 )
@@ -137,65 +138,59 @@ def sample_cell_rows(
 
     mean, sum, min, max: total = sum of values, weight = number of samples. traffic_weighted:
     total = sum(value x traffic_gb), weight = sum(traffic_gb), traffic of the same cell, period and
-    source. low/high are the smallest and largest sample.
+    source; a sample without that traffic counts nowhere. low/high are the smallest and largest sample.
+
+    The samples are read once and hashed twice, never sorted: first one row per cell, period and
+    source with a column per KPI (the primary key holds one value per KPI there) and the traffic
+    beside them, then that row taken apart into one (KPI, value, weight) row per KPI and added up per
+    KPI, cell and period. Pairing each sample with its traffic by a window instead sorted every
+    day's samples and read them twice (plain and weighted KPIs apart).
     """
+    if not kpis:
+        raise ValueError("no sampled KPIs given")
     s = kpi_samples.alias("s")
-    period = s.c.period_start if grain_s is None else bucket(s.c.period_start, grain_s, dialect)
     where = [s.c.entity_type == "cell", s.c.period_start >= lo, s.c.period_start < hi]
     if cell_ids is not None:
         where.append(s.c.entity_id.in_(list(cell_ids)))
-    weighted = [k.name for k in kpis if k.aggregate == "traffic_weighted"]
-    plain = [k.name for k in kpis if k.aggregate != "traffic_weighted"]
-    parts = []
-    if plain:
-        parts.append(
-            select(
-                s.c.kpi.label("series"),
-                s.c.entity_id.label("entity_id"),
-                period.label("period_start"),
-                func.sum(s.c.value).label("total"),
-                cast(func.count(), Float).label("weight"),
-                func.min(s.c.value).label("low"),
-                func.max(s.c.value).label("high"),
-            )
-            .where(*where, s.c.kpi.in_(plain))
-            .group_by(s.c.kpi, s.c.entity_id, period)
+    # Plain KPIs first, then the weighted ones: an index below len(plain) has weight 1 a sample.
+    plain = sorted({k.name for k in kpis if k.aggregate != "traffic_weighted"})
+    weighted = sorted({k.name for k in kpis if k.aggregate == "traffic_weighted"} - set(plain))
+    names = [*plain, *weighted]
+    read = sorted({*names, TRAFFIC_KPI} if weighted else set(names))
+    columns = [func.max(case((s.c.kpi == name, s.c.value))).label(f"v{i}") for i, name in enumerate(names)]
+    if weighted and TRAFFIC_KPI not in names:
+        columns.append(func.max(case((s.c.kpi == TRAFFIC_KPI, s.c.value))).label("traffic"))
+    wide = (
+        select(s.c.entity_id, s.c.period_start, *columns)
+        .where(*where, s.c.kpi.in_(read))
+        .group_by(s.c.entity_id, s.c.period_start, s.c.source)
+        .subquery("wide")
+    )
+    series: list[Any] = [
+        select(literal_column(f"'{name}'", String).label("series"), literal_column(str(i)).label("i"))
+        for i, name in enumerate(names)
+    ]
+    listed: Any = union_all(*series) if len(series) > 1 else series[0]
+    k = listed.subquery("k")
+    value = case({i: wide.c[f"v{i}"] for i in range(len(names))}, value=k.c.i)
+    one = literal_column("1.0", Float)
+    traffic = wide.c[f"v{names.index(TRAFFIC_KPI)}"] if TRAFFIC_KPI in names else wide.c.get("traffic")
+    weight = case((k.c.i >= len(plain), traffic), else_=one) if weighted else one
+    period = wide.c.period_start if grain_s is None else bucket(wide.c.period_start, grain_s, dialect)
+    return (
+        select(
+            k.c.series.label("series"),
+            wide.c.entity_id.label("entity_id"),
+            period.label("period_start"),
+            func.sum(value * weight).label("total"),
+            func.sum(weight).label("weight"),
+            func.min(value).label("low"),
+            func.max(value).label("high"),
         )
-    if weighted:
-        # Each sample is paired with the traffic of the same cell, period and source by a window over
-        # one read of the samples (not a self-join, whose plan depends on statistics that the newest
-        # periods never have); a sample without traffic counts nowhere, as in an inner join.
-        paired = (
-            select(
-                s.c.kpi,
-                s.c.entity_id,
-                s.c.period_start,
-                s.c.value,
-                func.max(case((s.c.kpi == TRAFFIC_KPI, s.c.value)))
-                .over(partition_by=[s.c.entity_id, s.c.period_start, s.c.source])
-                .label("traffic"),
-            )
-            .where(*where, s.c.kpi.in_([*weighted, TRAFFIC_KPI]))
-            .subquery("paired")
-        )
-        pp = paired.c.period_start
-        wperiod = pp if grain_s is None else bucket(pp, grain_s, dialect)
-        parts.append(
-            select(
-                paired.c.kpi.label("series"),
-                paired.c.entity_id.label("entity_id"),
-                wperiod.label("period_start"),
-                func.sum(paired.c.value * paired.c.traffic).label("total"),
-                func.sum(paired.c.traffic).label("weight"),
-                func.min(paired.c.value).label("low"),
-                func.max(paired.c.value).label("high"),
-            )
-            .where(paired.c.kpi.in_(weighted), paired.c.traffic.is_not(None))
-            .group_by(paired.c.kpi, paired.c.entity_id, wperiod)
-        )
-    if not parts:
-        raise ValueError("no sampled KPIs given")
-    return parts[0] if len(parts) == 1 else union_all(*parts)
+        .select_from(wide.join(k, true()))
+        .where(value.is_not(None), weight.is_not(None))
+        .group_by(k.c.series, wide.c.entity_id, period)
+    )
 
 
 # --- levels: site, region, network, segment from cell rows ------------------------------------
