@@ -517,6 +517,21 @@ def build_store(work: Path, args: argparse.Namespace) -> str:
     return url
 
 
+def _subscribers(url: str) -> int:
+    """The store's lines (a given store's, not --subscribers, which sizes a store built here)."""
+    from sqlalchemy import func, select
+
+    from dashboard.store import Store
+    from dashboard.store.schema import subscribers
+
+    store = Store(url)
+    try:
+        with store.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(subscribers)).scalar_one())
+    finally:
+        store.dispose()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--database-url", help="an existing store (default: build a small SQLite one here)")
@@ -578,7 +593,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "bench": "load",
         "store": "postgresql" if url.startswith("postgresql") else "sqlite",
-        "subscribers": args.subscribers,
+        "subscribers": _subscribers(url),
         "workers": args.workers,
         "threads": args.threads,
         "clients": {"walls": args.walls, "noc": args.noc, "api": args.api, "subscribers": 1},
