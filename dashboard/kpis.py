@@ -42,7 +42,8 @@ class Threshold(_Strict):
     def _for(cls, v: Any) -> float:
         return 0.0 if v in (0, "0", None) else parse_duration(v)
 
-    def breached(self, values: pd.Series) -> pd.Series:
+    def breached(self, values: Any) -> Any:
+        """Where ``values`` (a Series, a frame or an array) meet the threshold's condition."""
         ops: dict[str, Callable[[Any, Any], Any]] = {
             "<": operator.lt,
             "<=": operator.le,

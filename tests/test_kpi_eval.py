@@ -23,6 +23,7 @@ from dashboard.kpis import Catalogue, load_catalogue
 from dashboard.store import Store
 from dashboard.store.db import read_frame
 from dashboard.store.schema import kpi_rollups, kpi_status, tickets
+from dashboard.store.schema import kpi_samples as kpi_samples_table
 from tests import kpi_data
 from tests.apps import api_client
 from tests.kpi_data import T0, Q
@@ -124,6 +125,65 @@ def test_technical_levels_at_15_minutes_read_the_samples(net: Store, cat: Catalo
         (3 * 100 + 80) / 4
     )
     assert value(net, cat, "availability_pct", "cell", "C1", 900, T0 + Q) == 90.0
+
+
+def _sampled_history(store: Store, cat: Catalogue, start: datetime, end: datetime) -> list[str]:
+    """Samples of every sampled KPI of the catalogue on C1..C3 from two sources, in [start, end)."""
+    names = [k.name for k in cat.kpis if k.type == "simple" and k.source == "samples"]
+    rng = np.random.default_rng(11)
+    for source in ("net", "net-b"):
+        rows = []
+        t = start
+        while t < end:
+            for cell in ("C1", "C2", "C3"):
+                for name in names:
+                    if rng.random() < 0.1:  # gaps: a cell or a KPI missing in a period
+                        continue
+                    v = float(abs(rng.normal(50.0, 20.0)))
+                    rows.append({"entity_type": "cell", "entity_id": cell, "kpi": name, "period_start": t})
+                    rows[-1]["value"] = v
+            t += Q
+        kpi_data.ingest(store, "kpi_samples", rows, source=source)
+    return names
+
+
+def test_every_level_from_one_read_of_the_samples_equals_each_level_read_apart(
+    net: Store, cat: Catalogue
+) -> None:
+    """read.fetch_levels (the jobs' path: cells read once, other levels added up in memory) gives every
+    sampled KPI the values read.fetch_rows gives level by level in the database, from raw samples and,
+    once retention has dropped them, from the hourly roll-ups."""
+    start = T0 + 6 * H
+    names = _sampled_history(net, cat, start, start + 4 * H)
+    levels = ["cell", "site", "region", "network", "segment"]
+    kpis = [cat.get(n) for n in names]
+    assert {k.aggregate for k in kpis} >= {"mean", "sum", "traffic_weighted"}
+
+    def compare(since: datetime, until: datetime) -> int:
+        with net.connect() as conn:
+            together = read.fetch_levels(
+                conn, cat, names, levels=levels, grain_s=900, since=since, until=until
+            )
+            compared = 0
+            for level in levels:
+                apart = read.fetch_rows(conn, cat, names, level=level, grain_s=900, since=since, until=until)
+                for k in kpis:
+                    want = read.kpi_values(cat, k, apart).sort_index()
+                    got = read.kpi_values(cat, k, together[level]).sort_index()
+                    pd.testing.assert_series_equal(
+                        got, want, check_exact=False, rtol=1e-9, obj=f"{k.name}@{level}"
+                    )
+                    compared += len(want)
+        return compared
+
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=start + 5 * H, full=True)
+    assert compare(start, start + 4 * H) > 500
+    # Retention drops the first two hours of raw samples: those quarters now come from the hourly
+    # roll-ups, and a window across the boundary still agrees level by level.
+    with net.begin() as conn:
+        conn.execute(kpi_samples_table.delete().where(kpi_samples_table.c.period_start < start + 2 * H))
+    assert compare(start, start + 4 * H) > 500
 
 
 def test_traffic_weighted_mean_is_not_the_plain_mean(net: Store, cat: Catalogue) -> None:

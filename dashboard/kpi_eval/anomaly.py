@@ -204,25 +204,25 @@ def _latest_sample(conn: Connection, names: list[str]) -> datetime | None:
 
 
 def _values(
-    conn: Connection, catalogue: Catalogue, kpis: list[KpiDefinition], level: str, lo: datetime, hi: datetime
+    catalogue: Catalogue, kpis: list[KpiDefinition], rows: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Wide frames (period x (kpi, entity)) of the KPIs' values and of traffic at ``level``."""
-    names = {k.name for k in kpis}
-    wants_traffic = any(k.anomaly is not None and k.anomaly.min_traffic_gb > 0 for k in kpis)
-    if wants_traffic and catalogue.find(TRAFFIC_KPI) is not None:
-        names.add(TRAFFIC_KPI)
-    rows = read.fetch_rows(conn, catalogue, names, level=level, grain_s=GRAIN_S, since=lo, until=hi)
+    """Wide frames (period x (kpi, entity)) of the KPIs' values and of traffic, from one level's rows."""
     parts = {}
     for k in kpis:
         v = read.kpi_values(catalogue, k, rows)
         if len(v):
             parts[k.name] = v.unstack("entity_id")
     traffic = None
-    if TRAFFIC_KPI in names:
+    if _wants_traffic(catalogue, kpis):
         t = read.kpi_values(catalogue, catalogue.get(TRAFFIC_KPI), rows)
         traffic = t.unstack("entity_id") if len(t) else None
     wide = pd.concat(parts, axis=1) if parts else pd.DataFrame()
     return wide, traffic
+
+
+def _wants_traffic(catalogue: Catalogue, kpis: list[KpiDefinition]) -> bool:
+    wants = any(k.anomaly is not None and k.anomaly.min_traffic_gb > 0 for k in kpis)
+    return wants and catalogue.find(TRAFFIC_KPI) is not None
 
 
 def _load(conn: Connection, s: _Series, names: list[str], slots: list[int]) -> Baseline:
@@ -289,7 +289,7 @@ def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) 
         return summary
     periods = pd.date_range(start, end, freq=f"{GRAIN_S}s")
     summary.periods = len(periods)
-    # Read the values of the window per level (a day per statement), in one wide frame per level.
+    # Read the values of the window a day per statement, into one wide frame per level.
     t0 = time.perf_counter()
     levels: dict[str, list[KpiDefinition]] = {}
     for k in kpis:
@@ -297,21 +297,27 @@ def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) 
             levels.setdefault(str(lvl), []).append(k)
     frames: list[pd.DataFrame] = []
     traffic: dict[str, pd.DataFrame] = {}
-    for level, ks in levels.items():
-        values_parts, traffic_parts = [], []
-        for lo in range(0, len(periods), CHUNK_PERIODS):
-            p_lo = periods[lo].to_pydatetime()
-            p_hi = periods[min(lo + CHUNK_PERIODS, len(periods)) - 1].to_pydatetime() + GRAIN
-            wide, tr = _values(conn, catalogue, ks, level, p_lo, p_hi)
-            values_parts.append(wide)
+    read_names = {k.name for k in kpis} | ({TRAFFIC_KPI} if _wants_traffic(catalogue, kpis) else set())
+    values_parts: dict[str, list[pd.DataFrame]] = {level: [] for level in levels}
+    traffic_parts: dict[str, list[pd.DataFrame]] = {level: [] for level in levels}
+    for lo in range(0, len(periods), CHUNK_PERIODS):
+        p_lo = periods[lo].to_pydatetime()
+        p_hi = periods[min(lo + CHUNK_PERIODS, len(periods)) - 1].to_pydatetime() + GRAIN
+        rows_of = read.fetch_levels(
+            conn, catalogue, read_names, levels=list(levels), grain_s=GRAIN_S, since=p_lo, until=p_hi
+        )
+        for level, ks in levels.items():
+            wide, tr = _values(catalogue, ks, rows_of[level])
+            values_parts[level].append(wide)
             if tr is not None:
-                traffic_parts.append(tr)
-        wide = pd.concat(values_parts) if values_parts else pd.DataFrame()
+                traffic_parts[level].append(tr)
+    for level in levels:
+        wide = pd.concat(values_parts[level]) if values_parts[level] else pd.DataFrame()
         if len(wide.columns):
             wide.columns = pd.MultiIndex.from_tuples([(k, level, str(e)) for k, e in wide.columns])
             frames.append(wide)
-        if traffic_parts:
-            traffic[level] = pd.concat(traffic_parts)
+        if traffic_parts[level]:
+            traffic[level] = pd.concat(traffic_parts[level])
     summary.steps["read_s"] = time.perf_counter() - t0
     values = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=periods)
     values = values.reindex(index=periods)

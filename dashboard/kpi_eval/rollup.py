@@ -120,6 +120,8 @@ class _Writer:
         self.rows = 0
         #: The table was just emptied (full build): nothing to delete before inserting.
         self.fresh = fresh
+        #: Its indexes were dropped for the build: rows need no particular order.
+        self.unindexed = False
 
     def replace(
         self, series: Sequence[str], level: str, grain_s: int, lo: datetime, hi: datetime, rows: Any
@@ -342,14 +344,15 @@ def _refresh_samples_staged(
         day += DAY
     conn.execute(text(f"ANALYZE {hours.name}"))
     lap("samples.read")
-    w.insert("cell", 3600, select(hours), ordered=True)
+    # In key order, unless the indexes are built after the rows (they sort them themselves).
+    w.insert("cell", 3600, select(hours), ordered=not w.unindexed)
     lap("samples.cell_hours")
     for level in LEVELS_FROM_CELLS:
         w.insert(level, 3600, _sql.level_rows(select(hours).subquery("cellrows"), level, sum_series=sums))
     lap("samples.level_hours")
     conn.execute(insert(days).from_select(ROLLUP_COLUMNS, _sql.rebucket(hours, 86400, w.dialect)))
     conn.execute(text(f"ANALYZE {days.name}"))
-    w.insert("cell", 86400, select(days), ordered=True)
+    w.insert("cell", 86400, select(days), ordered=not w.unindexed)
     lap("samples.cell_days")
     for level in LEVELS_FROM_CELLS:
         w.insert(level, 86400, _sql.level_rows(select(days).subquery("cellrows"), level, sum_series=sums))
@@ -564,6 +567,7 @@ def refresh_rollups(
             # A first build writes every row once: its indexes are built after the samples' rows, not
             # kept up to date row by row (readers wait for the build; there is nothing to read yet).
             rebuild = w.drop_indexes()
+            w.unindexed = bool(rebuild)
         gone = delete(kpi_rollups).where(kpi_rollups.c.series != RISK)
         if sample_lo is not None and names:
             # Roll-ups of days whose samples retention has dropped cannot be recomputed: they stay.

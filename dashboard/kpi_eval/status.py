@@ -20,11 +20,13 @@ from sqlalchemy import Connection, delete, select
 
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval._sql import RISK, floor_time
-from dashboard.kpi_eval._write import insert_columns, records_to_columns
+from dashboard.kpi_eval._write import insert_columns
 from dashboard.kpis import Catalogue, KpiDefinition, Threshold
+from dashboard.store.db import read_frame
 from dashboard.store.schema import kpi_status
 
 STATUSES = ("ok", "warning", "critical", "no_data")
+_STATUS_COLUMNS = ("kpi", "level", "entity_id", "status", "value", "period_start", "since", "evaluated_at")
 #: Levels every KPI gets a status at; technical KPIs also per site and cell.
 LEVELS = ("network", "region", "segment")
 TECHNICAL_LEVELS = ("site", "cell")
@@ -48,39 +50,42 @@ def _periods_needed(t: Threshold | None, grain_s: float) -> int:
     return 0 if t is None else int(t.for_s // grain_s) + 1
 
 
+def status_codes(arr: np.ndarray, kpi: KpiDefinition, grain_s: float) -> np.ndarray:
+    """Status per period (rows, in time order) and entity (columns) of ``arr`` (the no_data rule applied,
+    NaN where there is no value), as indexes into ``STATUSES``."""
+    present = ~np.isnan(arr)
+    out = np.where(present, 0, 3).astype(np.int8)
+    for code, name in ((1, "warning"), (2, "critical")):
+        t: Threshold | None = getattr(kpi.thresholds, name)
+        if t is None:
+            continue
+        with np.errstate(invalid="ignore"):
+            breached = np.asarray(t.breached(arr), dtype=bool) & present
+        need = _periods_needed(t, grain_s)
+        run = np.zeros(arr.shape[1:], dtype=int)
+        for i in range(arr.shape[0]):
+            run = np.where(breached[i], run + 1, 0)
+            out[i][run >= need] = code
+    return out
+
+
+def _with_no_data(values: pd.DataFrame, kpi: KpiDefinition) -> pd.DataFrame:
+    v = values.sort_index()
+    if kpi.no_data == "zero":
+        return v.fillna(0.0)
+    if kpi.no_data == "last":
+        return v.ffill()
+    return v
+
+
 def status_frame(values: pd.DataFrame, kpi: KpiDefinition, *, grain_s: float | None = None) -> pd.DataFrame:
     """Status per period (rows, in time order) and entity (columns) of a KPI's values.
 
     ``values`` holds NaN where there is no data; the KPI's no_data rule is applied first.
     """
-    grain = grain_s or kpi.grain
-    v = values.sort_index()
-    if kpi.no_data == "zero":
-        v = v.fillna(0.0)
-    elif kpi.no_data == "last":
-        v = v.ffill()
-    arr = v.to_numpy(dtype=float)
-    present = ~np.isnan(arr)
-    out = np.full(arr.shape, "ok", dtype=object)
-    out[~present] = "no_data"
-    held = {}
-    for name in ("warning", "critical"):
-        t: Threshold | None = getattr(kpi.thresholds, name)
-        if t is None:
-            held[name] = np.zeros(arr.shape, dtype=bool)
-            continue
-        with np.errstate(invalid="ignore"):
-            breached = np.asarray(t.breached(pd.DataFrame(arr)).to_numpy(), dtype=bool) & present
-        need = _periods_needed(t, grain)
-        run = np.zeros(arr.shape[1] if arr.ndim == 2 else 0, dtype=int)
-        h = np.zeros(arr.shape, dtype=bool)
-        for i in range(arr.shape[0]):
-            run = np.where(breached[i], run + 1, 0)
-            h[i] = run >= need
-        held[name] = h
-    out[held["warning"] & present] = "warning"
-    out[held["critical"] & present] = "critical"
-    return pd.DataFrame(out, index=v.index, columns=v.columns)
+    v = _with_no_data(values, kpi)
+    codes = status_codes(v.to_numpy(dtype=float), kpi, grain_s or kpi.grain)
+    return pd.DataFrame(np.asarray(STATUSES, dtype=object)[codes], index=v.index, columns=v.columns)
 
 
 def evaluate_series(values: pd.Series, kpi: KpiDefinition, *, grain_s: float | None = None) -> pd.DataFrame:
@@ -138,19 +143,28 @@ def refresh_status(
             lo, names = wanted.get(key, (since, set()))
             wanted[key] = (min(lo, since), names | read.inputs(catalogue, kpi))
             plans.append((kpi, level, grain, since, until, last_complete, lateness, window))
-    fetched = {
-        key: read.fetch_rows(conn, catalogue, names, level=key[0], grain_s=key[1], since=lo, until=key[2])
-        for key, (lo, names) in wanted.items()
-    }
+    fetched: dict[tuple[str, int, datetime], pd.DataFrame] = {}
+    quarters: dict[datetime, tuple[datetime, set[str], list[str]]] = {}
+    for key, (lo, names) in wanted.items():
+        level, grain, until = key
+        if grain == 900:
+            # Quarter hours of every level come from one read of the samples (read.fetch_levels).
+            q_lo, q_names, q_levels = quarters.get(until, (lo, set(), []))
+            quarters[until] = (min(q_lo, lo), q_names | names, [*q_levels, level])
+        else:
+            fetched[key] = read.fetch_rows(
+                conn, catalogue, names, level=level, grain_s=grain, since=lo, until=until
+            )
+    for until, (lo, names, lvls) in quarters.items():
+        rows_of = read.fetch_levels(conn, catalogue, names, levels=lvls, grain_s=900, since=lo, until=until)
+        fetched |= {(lvl, 900, until): rows_of[lvl] for lvl in lvls}
     entities: dict[str, list[str]] = {}
-    before: dict[tuple[str, str], dict[str, tuple[str, Any]]] = {}
     st = kpi_status.c
-    for name, lvl, ent, status, began in conn.execute(
-        select(st.kpi, st.level, st.entity_id, st.status, st.since)
-    ):
-        before.setdefault((name, lvl), {})[ent] = (status, began)
+    stored = read_frame(conn, select(st.kpi, st.level, st.entity_id, st.status, st.since))
+    before = {key: part.set_index("entity_id") for key, part in stored.groupby(["kpi", "level"], sort=False)}
     written: list[tuple[str, str]] = []
-    written_rows: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {c: [] for c in _STATUS_COLUMNS}
+    names_of = np.asarray(STATUSES, dtype=object)
     for kpi, level, grain, since, until, last_complete, lateness, window in plans:
         if level not in entities:
             entities[level] = read.entities(conn, level)
@@ -169,45 +183,36 @@ def refresh_status(
             if len(values)
             else pd.DataFrame(np.nan, index=index, columns=ents)
         )
-        wide = wide.astype(float)
-        statuses = status_frame(wide, kpi, grain_s=grain)
-        shown = read.apply_no_data(wide, kpi.no_data)
-        previous = before.get((kpi.name, level), {})
-        arr = statuses.to_numpy()
-        last = arr[-1]
+        shown = read.apply_no_data(wide.astype(float), kpi.no_data).to_numpy(dtype=float)
+        codes = status_codes(shown, kpi, grain)
+        last = codes[-1]
         # Length of the trailing run of each entity's last status, vectorised over entities.
-        trailing = np.cumprod((arr == last)[::-1], axis=0).sum(axis=0)
-        starts = pd.DatetimeIndex(statuses.index[len(arr) - trailing]).to_pydatetime()
-        last_values = shown.iloc[-1].to_numpy(dtype=float)
-        whole = trailing == len(arr)
-        out = []
-        for j, ent in enumerate(ents):
-            status = str(last[j])
-            begun: Any = starts[j]
-            prev = previous.get(ent)
-            if whole[j] and prev is not None and prev[0] == status and prev[1] is not None:
-                begun = pd.Timestamp(prev[1]).to_pydatetime()  # unchanged since before the window
-            v = last_values[j]
-            out.append(
-                {
-                    "kpi": kpi.name,
-                    "level": level,
-                    "entity_id": ent,
-                    "status": status,
-                    "value": None if np.isnan(v) else float(v),
-                    "period_start": end,
-                    "since": begun,
-                    "evaluated_at": now,
-                }
-            )
-            counts[status] += 1
+        trailing = np.cumprod((codes == last)[::-1], axis=0).sum(axis=0)
+        began = index.to_numpy()[len(codes) - trailing]
+        previous = before.get((kpi.name, level))
+        if previous is not None and len(ents):
+            # Unchanged over the whole window and as before: the status began when it was first seen.
+            prev = previous.reindex(ents)
+            prev_since = pd.to_datetime(prev["since"]).to_numpy()
+            same = (trailing == len(codes)) & (prev["status"].to_numpy() == names_of[last])
+            same &= ~pd.isna(prev_since)
+            began = np.where(same, prev_since, began)
+        n = len(ents)
+        columns["kpi"] += [kpi.name] * n
+        columns["level"] += [level] * n
+        columns["entity_id"] += list(ents)
+        columns["status"] += names_of[last].tolist()
+        columns["value"] += [None if np.isnan(v) else float(v) for v in shown[-1]]
+        columns["period_start"] += [end] * n
+        columns["since"] += pd.DatetimeIndex(began).to_pydatetime().tolist()
+        columns["evaluated_at"] += [now] * n
+        counts.update(names_of[last].tolist())
         written.append((kpi.name, level))
-        written_rows.extend(out)
-        summary.rows += len(out)
+        summary.rows += n
     # One read of the previous statuses above; here one delete per KPI and level, then one write.
     for name, level in written:
         conn.execute(delete(kpi_status).where(kpi_status.c.kpi == name, kpi_status.c.level == level))
-    insert_columns(conn, kpi_status, records_to_columns(written_rows))
+    insert_columns(conn, kpi_status, columns)
     summary.by_status = dict(counts)
     summary.elapsed_s = time.perf_counter() - started
     return summary
