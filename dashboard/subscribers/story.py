@@ -34,6 +34,7 @@ from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.kpi_eval._sql import bucket, floor_time, sample_cell_rows, stored_rows
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.privacy import BUSINESS_SEGMENTS, Principal, people_named, protect, redact_optional
+from dashboard.store.retention import rolled_up_to
 from dashboard.store.schema import (
     accounts,
     audit,
@@ -394,16 +395,22 @@ def _experienced_kpis(
     """Per KPI and period: the serving cells' values weighted by the share of the subscriber's
     traffic on each, ``sum(share * value) / sum(share)`` over the cells that reported.
 
-    The kept raw samples answer first; the part of the window before the oldest of them that came
-    back (retention dropped older days) is read from the cells' hourly roll-ups (daily ones for a
-    daily step; at 15 minutes each quarter shows its hour), so a second query runs only then.
+    Hours and days of named KPIs come from the cells' roll-ups where those are final (before the
+    roll-up pass's watermark) and from the raw samples after, which give the same values; quarter
+    hours, and every KPI when none is named, from the raw samples. The part of the window before
+    the oldest raw sample read (retention dropped older days) comes from the cells' hourly roll-ups
+    (daily ones for a daily step; at 15 minutes each quarter shows its hour).
     """
-    stmt = experienced_kpis_statement(
-        conn, subscriber_id, cell_ids=cell_ids, since=since, until=until, step=step, kpis=kpis
-    )
-    raw = conn.execute(stmt).all()
     grain = _rollup_grain(step)
     lo = floor_time(since, grain)
+    final = rolled_up_to(conn) if step != 15 and kpis is not None else None
+    raw_from = min(max(since, floor_time(final, grain)), until) if final is not None else since
+    raw: Sequence[Any] = ()
+    if raw_from < until:
+        stmt = experienced_kpis_statement(
+            conn, subscriber_id, cell_ids=cell_ids, since=raw_from, until=until, step=step, kpis=kpis
+        )
+        raw = conn.execute(stmt).all()
     hi = floor_time(min(_as_datetime(r[1]) for r in raw), grain) if raw else until
     names = _names(kpis) or sorted({r[0] for r in raw})
     older: Sequence[Any] = ()
