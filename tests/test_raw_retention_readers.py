@@ -8,6 +8,7 @@ line L4 sends 70% of its traffic on C1 and 30% on C3. Retention keeps three days
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,13 +79,15 @@ def _kpis(cat: Catalogue) -> list[Any]:
     return [*experienced_kpis(cat), cat.get("traffic_gb")]
 
 
-def _story(store: Store, cat: Catalogue, *, now: datetime, days: int) -> tuple[int, Points]:
+def _story(
+    store: Store, cat: Catalogue, *, now: datetime, days: int, kpis: Sequence[Any] | None = None
+) -> tuple[int, Points]:
     with store.connect() as conn:
-        story = subscriber_story(conn, "L4", VIEWER, now=now, days=days, kpis=_kpis(cat))
+        story = subscriber_story(conn, "L4", VIEWER, now=now, days=days, kpis=kpis or _kpis(cat))
     assert story is not None
-    kpis = story["kpis"]
-    points = {(p["kpi"], str(p["period_start"])): (p["value"], p["cells"]) for p in kpis["series"]}
-    return kpis["step_minutes"], points
+    window = story["kpis"]
+    points = {(p["kpi"], str(p["period_start"])): (p["value"], p["cells"]) for p in window["series"]}
+    return window["step_minutes"], points
 
 
 def _iso(t: datetime | pd.Timestamp) -> str:
@@ -133,6 +136,17 @@ def test_the_360_reads_dropped_days_from_rollups_as_it_read_them_from_samples(
         assert sorted(t for k, t in across if k == kpi) == [_iso(t) for t in hours]
     # ... and a window entirely before it is not empty: three days of hours.
     assert len(after["hours before"][1]) == len(kpis) * 3 * 24
+
+
+def test_kpis_given_by_name_read_the_dropped_days_as_sample_means(history: tuple[Store, Catalogue]) -> None:
+    store, cat = history
+    names = ["availability_pct", "traffic_gb"]  # a mean and a sum, both read as the mean of samples
+    now, days = WINDOWS["hours across"]
+    _, before = _story(store, cat, now=now, days=days, kpis=names)
+    _drop_old_samples(store, cat)
+    _, after = _story(store, cat, now=now, days=days, kpis=names)
+    assert len(after) == 2 * DAYS * 24
+    _assert_same(after, before)
 
 
 def test_the_360_by_hand_on_a_dropped_hour_weighs_each_cells_value_by_its_aggregate(

@@ -395,15 +395,15 @@ def _experienced_kpis(
     """Per KPI and period: the serving cells' values weighted by the share of the subscriber's
     traffic on each, ``sum(share * value) / sum(share)`` over the cells that reported.
 
-    Hours and days of named KPIs come from the cells' roll-ups where those are final (before the
-    roll-up pass's watermark) and from the raw samples after, which give the same values; quarter
-    hours, and every KPI when none is named, from the raw samples. The part of the window before
-    the oldest raw sample read (retention dropped older days) comes from the cells' hourly roll-ups
-    (daily ones for a daily step; at 15 minutes each quarter shows its hour).
+    Hours and days of KPIs given as definitions come from the cells' roll-ups where those are final
+    (before the roll-up pass's watermark) and from the raw samples after, which give the same
+    values; quarter hours, and KPIs given by name or not at all, from the raw samples. The part of
+    the window before the oldest raw sample read (retention dropped older days) comes from the
+    cells' hourly roll-ups (daily ones for a daily step; at 15 minutes each quarter shows its hour).
     """
     grain = _rollup_grain(step)
     lo = floor_time(since, grain)
-    final = rolled_up_to(conn) if step != 15 and kpis is not None else None
+    final = rolled_up_to(conn) if step != 15 and _definitions(kpis) is not None else None
     raw_from = min(max(since, floor_time(final, grain)), until) if final is not None else since
     raw: Sequence[Any] = ()
     if raw_from < until:
