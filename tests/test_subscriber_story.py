@@ -4,8 +4,8 @@ The network: ran-1 (site Harbour, region North) serves c1, ran-2 (site Hill) ser
 serves c3. Line E0 of the enterprise account ENT sends 70% of its traffic on c1 and 30% on c2; its
 three sister lines E1-E3 sit on c1; consumer line X0 (account CONS) sat on c2 and churned. ran-1
 went down 10 minutes before ``NOW`` (critical), ran-3 20 minutes before (major): the first hits
-E0, the second does not. By hand, E0's experienced availability in the 10:00 hour is
-(0.7 x 100 + 0.3 x 90 + 0.7 x 80) / (0.7 + 0.3 + 0.7) = 153 / 1.7 = 90.0.
+E0, the second does not. By hand, E0's experienced availability in the 10:00 hour is c1's hourly
+mean (100 + 80) / 2 = 90 and c2's 90, weighted by share: (0.7 x 90 + 0.3 x 90) / 1.0 = 90.0.
 """
 
 from __future__ import annotations

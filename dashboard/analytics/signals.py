@@ -25,6 +25,8 @@ from dashboard.analytics.features import (
     subscriber_features,
     training_snapshot,
 )
+from dashboard.kpi_eval._sql import floor_time
+from dashboard.kpis import MEASURES
 from dashboard.store.db import Store
 from dashboard.store.schema import (
     account_signals,
@@ -32,6 +34,7 @@ from dashboard.store.schema import (
     churn_events,
     churn_models,
     incidents,
+    kpi_rollups,
     kpi_samples,
     subscriber_cells,
     subscriber_signals,
@@ -55,7 +58,8 @@ def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
 
 
 def load_history(store: Store, *, since: datetime | None = None) -> History:
-    """The frames features are built from; KPI samples arrive already aggregated per cell and day."""
+    """The frames features are built from; KPI samples arrive already aggregated per cell and day,
+    from the raw samples kept and, for the days before them, from the cells' daily roll-ups."""
     with store.connect() as conn:
         subs = _frame(
             conn,
@@ -90,7 +94,9 @@ def load_history(store: Store, *, since: datetime | None = None) -> History:
         )
         if since is not None:
             kq = kq.where(kpi_samples.c.period_start >= since)
-        kpi_daily = _frame(conn, kq)
+        raw_daily = _frame(conn, kq)
+        parts = [f for f in (_rolled_up_days(conn, raw_daily, since), raw_daily) if not f.empty]
+        kpi_daily = pd.concat(parts, ignore_index=True) if parts else raw_daily
         iq = select(
             incidents.c.id, incidents.c.root_resource_id, incidents.c.opened_at, incidents.c.resolved_at
         )
@@ -133,6 +139,36 @@ def load_history(store: Store, *, since: datetime | None = None) -> History:
         tickets=tks,
         churn_events=evs,
     )
+
+
+def _rolled_up_days(conn: Connection, raw_daily: pd.DataFrame, since: datetime | None) -> pd.DataFrame:
+    """The cells' daily KPI aggregates before the first day of raw samples kept (retention dropped
+    older days), from the cells' daily roll-ups: mean is total / weight (a traffic-weighted KPI's
+    roll-up keeps its traffic-weighted mean, and weighs a day by its traffic), max and min the
+    highest and lowest sample, n the weight (the number of samples of every other aggregate)."""
+    first = pd.Timestamp(min(raw_daily["day"])).to_pydatetime() if not raw_daily.empty else None
+    start = floor_time(since, 86400) if since is not None else None
+    if first is not None and start is not None and first <= start:
+        return pd.DataFrame()  # the samples reach back to ``since``
+    r = kpi_rollups
+    # The KPIs the samples kept have (by the roll-ups' index), or, with none kept, every series
+    # that is not a business measure.
+    names = sorted(set(raw_daily["kpi"])) if first is not None else []
+    series = r.c.series.in_(names) if names else r.c.series.not_in(list(MEASURES))
+    q = select(
+        r.c.entity_id.label("cell_id"),
+        r.c.series.label("kpi"),
+        func.date(r.c.period_start).label("day"),
+        (r.c.total / r.c.weight).label("mean"),
+        r.c.high.label("max"),
+        r.c.low.label("min"),
+        r.c.weight.label("n"),
+    ).where(series, r.c.level == "cell", r.c.grain_s == 86400, r.c.weight > 0)
+    if first is not None:
+        q = q.where(r.c.period_start < first)
+    if start is not None:
+        q = q.where(r.c.period_start >= start)
+    return _frame(conn, q)
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """One subscriber's whole story for the 360 view and the API, read by indexed keys only.
 
 :func:`subscriber_story` reads the profile and account, services, serving cells with the KPIs the
-subscriber experienced (share-weighted per period, aggregated in the database), the incidents that
-hit those cells, tickets with their notes, bills and usage, churn risk and drivers, offers, churn
-events and the actions taken, and puts every dated event of them on one timeline. Every query is
-keyed by the subscriber id, its account id, its cell ids or its ticket ids, so the cost depends on
-the subscriber's own history, not on the size of the customer base.
+subscriber experienced (share-weighted per period, aggregated in the database from the raw samples
+kept and, for older periods, from the cells' roll-ups), the incidents that hit those cells, tickets
+with their notes, bills and usage, churn risk and drivers, offers, churn events and the actions
+taken, and puts every dated event of them on one timeline. Every query is keyed by the subscriber
+id, its account id, its cell ids or its ticket ids, so the cost depends on the subscriber's own
+history, not on the size of the customer base.
 
 Personal fields pass through :func:`dashboard.privacy.protect`: the story is always masked, for
 every role; the clear values come only from :func:`dashboard.privacy.unmask`, which audits. Free
@@ -27,11 +28,13 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlencode
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Select, Subquery, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Select, Subquery, case, func, select
 
 from dashboard.incidents.correlate import ENGINE_SOURCE
-from dashboard.kpis import Catalogue
+from dashboard.kpi_eval._sql import bucket, floor_time, sample_cell_rows, stored_rows
+from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.privacy import BUSINESS_SEGMENTS, Principal, people_named, protect, redact_optional
+from dashboard.store.retention import rolled_up_to
 from dashboard.store.schema import (
     accounts,
     audit,
@@ -40,6 +43,7 @@ from dashboard.store.schema import (
     churn_events,
     incident_cells,
     incidents,
+    kpi_rollups,
     kpi_samples,
     offer_events,
     regions,
@@ -100,10 +104,11 @@ def subscriber_link(subscriber_id: str, **query: str) -> str:
     return path + ("?" + urlencode(query) if query else "")
 
 
-def experienced_kpis(catalogue: Catalogue) -> list[str]:
-    """The KPIs a subscriber feels: the catalogue's measured technical KPIs that have thresholds."""
+def experienced_kpis(catalogue: Catalogue) -> list[KpiDefinition]:
+    """The KPIs a subscriber feels: the catalogue's measured technical KPIs that have thresholds (their
+    definitions: the story reads each by its aggregate)."""
     return [
-        k.name
+        k
         for k in catalogue.kpis
         if k.domain == "technical"
         and k.type != "derived"
@@ -356,77 +361,165 @@ def _cells(conn: Connection, subscriber_id: str) -> list[ServingCell]:
     ]
 
 
-def _bucket(conn: Connection, column: ColumnElement[Any], step: int) -> ColumnElement[Any]:
-    """``column`` truncated to the start of its ``step``-minute period, in the database's dialect."""
-    if step == 15:
-        return column
-    unit = "hour" if step == 60 else "day"
-    if conn.dialect.name == "postgresql":
-        return func.date_trunc(literal_column(f"'{unit}'"), column)
-    # SQLite keeps SQLAlchemy DateTimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text: cutting the text is
-    # about twice as fast as strftime over thousands of samples.
-    return func.substr(column, 1, 13 if step == 60 else 10)
+#: What :func:`subscriber_story` is asked to read: KPI names (each read as the mean of its samples)
+#: or the catalogue's definitions (each read by its ``aggregate``), as :func:`experienced_kpis` gives.
+KpiSelection = Sequence[str] | Sequence[KpiDefinition]
 
 
-def _period_iso(value: Any, step: int) -> str | None:
-    if isinstance(value, str):  # an SQLite bucket: 'YYYY-MM-DD HH' or 'YYYY-MM-DD'
-        return f"{value[:10]}T{value[11:13] or '00'}:00:00Z" if step != 15 else _iso(value)
-    return _iso(value)
+def _names(kpis: KpiSelection | None) -> list[str] | None:
+    return None if kpis is None else [k if isinstance(k, str) else k.name for k in kpis]
+
+
+def _definitions(kpis: KpiSelection | None) -> list[KpiDefinition] | None:
+    """The definitions when every KPI asked for comes with one (else the samples are read as means)."""
+    if not kpis or any(isinstance(k, str) for k in kpis):
+        return None
+    return [k for k in kpis if not isinstance(k, str)]
+
+
+def _rollup_grain(step: int) -> int:
+    """The roll-ups a step reads where the raw samples are gone: hours, or days for a daily step."""
+    return 86400 if step == 1440 else 3600
 
 
 def _experienced_kpis(
     conn: Connection,
     subscriber_id: str,
     *,
+    cell_ids: Sequence[str],
     since: datetime,
     until: datetime,
     step: int,
-    kpis: Sequence[str] | None,
+    kpis: KpiSelection | None,
 ) -> list[KpiPoint]:
     """Per KPI and period: the serving cells' values weighted by the share of the subscriber's
-    traffic on each, ``sum(share * value) / sum(share)`` over the cells that reported."""
-    stmt = experienced_kpis_statement(conn, subscriber_id, since=since, until=until, step=step, kpis=kpis)
+    traffic on each, ``sum(share * value) / sum(share)`` over the cells that reported.
+
+    Hours and days of KPIs given as definitions come from the cells' roll-ups where those are final
+    (before the roll-up pass's watermark) and from the raw samples after, which give the same
+    values; quarter hours, and KPIs given by name or not at all, from the raw samples. The part of
+    the window before the oldest raw sample read (retention dropped older days) comes from the
+    cells' hourly roll-ups (daily ones for a daily step; at 15 minutes each quarter shows its hour).
+    """
+    grain = _rollup_grain(step)
+    lo = floor_time(since, grain)
+    final = rolled_up_to(conn) if step != 15 and _definitions(kpis) is not None else None
+    raw_from = min(max(since, floor_time(final, grain)), until) if final is not None else since
+    raw: Sequence[Any] = ()
+    if raw_from < until:
+        stmt = experienced_kpis_statement(
+            conn, subscriber_id, cell_ids=cell_ids, since=raw_from, until=until, step=step, kpis=kpis
+        )
+        raw = conn.execute(stmt).all()
+    hi = floor_time(min(_as_datetime(r[1]) for r in raw), grain) if raw else until
+    names = _names(kpis) or sorted({r[0] for r in raw})
+    older: Sequence[Any] = ()
+    if hi > lo and names:
+        rows = stored_rows(names, "cell", grain, lo, hi).where(kpi_rollups.c.entity_id.in_(list(cell_ids)))
+        older = conn.execute(_share_weighted(rows.subquery("stored"), subscriber_id, kpis)).all()
+        if step == 15:
+            quarter = timedelta(minutes=15)
+            older = [
+                (kpi, _as_datetime(start) + q * quarter, value, n)
+                for kpi, start, value, n in older
+                for q in range(4)
+            ]
     return [
-        {"kpi": kpi, "period_start": _period_iso(start, step), "value": _num(value), "cells": int(n)}
-        for kpi, start, value, n in conn.execute(stmt).all()
+        {"kpi": kpi, "period_start": _iso(start), "value": _num(value), "cells": int(n)}
+        for kpi, start, value, n in sorted([*older, *raw], key=lambda r: (r[0], _as_datetime(r[1])))
     ]
+
+
+def _as_datetime(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def experienced_kpis_statement(
     conn: Connection,
     subscriber_id: str,
     *,
+    cell_ids: Sequence[str],
     since: datetime,
     until: datetime,
     step: int,
-    kpis: Sequence[str] | None,
+    kpis: KpiSelection | None,
 ) -> Select[Any]:
-    """The one aggregate query of :func:`_experienced_kpis` (public so benchmarks can EXPLAIN it):
-    keyed by the subscriber's cells, so it reads only their samples in the window."""
-    serving = _serving_cells(subscriber_id)
+    """The aggregate query of :func:`_experienced_kpis` over the kept raw samples (public so
+    benchmarks can EXPLAIN it): keyed by the subscriber's cells, so it reads only their samples in
+    ``[since, until)``. Each cell's value in a period is its KPI's as the roll-ups keep it
+    (dashboard/kpi_eval/_sql.py: ``sample_cell_rows``), so the roll-ups read for older periods
+    give the same values."""
+    grain = None if step == 15 else _rollup_grain(step)
+    definitions = _definitions(kpis)
+    if definitions is not None:
+        rows = sample_cell_rows(
+            definitions, grain_s=grain, lo=since, hi=until, dialect=conn.dialect.name, cell_ids=cell_ids
+        )
+    else:
+        rows = _sample_means(conn, cell_ids, since=since, until=until, grain=grain, names=_names(kpis))
+    return _share_weighted(rows.subquery("cellrows"), subscriber_id, kpis)
+
+
+def _sample_means(
+    conn: Connection,
+    cell_ids: Sequence[str],
+    *,
+    since: datetime,
+    until: datetime,
+    grain: int | None,
+    names: Sequence[str] | None,
+) -> Select[Any]:
+    """Roll-up rows per cell of every KPI read as the mean of its samples: a sample weighs 1, as the
+    roll-ups weigh the samples of every aggregate but ``traffic_weighted``."""
     ks = kpi_samples
-    period = _bucket(conn, ks.c.period_start, step).label("period_start")
-    weighted = func.sum(ks.c.value * serving.c.share) / func.sum(serving.c.share)
+    period = ks.c.period_start if grain is None else bucket(ks.c.period_start, grain, conn.dialect.name)
     stmt = (
         select(
-            ks.c.kpi,
-            period,
-            weighted.label("value"),
-            func.count(func.distinct(ks.c.entity_id)).label("cells"),
+            ks.c.kpi.label("series"),
+            ks.c.entity_id,
+            period.label("period_start"),
+            func.sum(ks.c.value).label("total"),
+            func.count().label("weight"),
+            func.min(ks.c.value).label("low"),
+            func.max(ks.c.value).label("high"),
         )
-        .select_from(serving.join(ks, ks.c.entity_id == serving.c.cell_id))
         .where(
             ks.c.entity_type == "cell",
+            ks.c.entity_id.in_(list(cell_ids)),
             ks.c.period_start >= since,
-            ks.c.period_start <= until,
-            serving.c.share > 0,
+            ks.c.period_start < until,
         )
-        .group_by(ks.c.kpi, period)
-        .order_by(ks.c.kpi, period)
+        .group_by(ks.c.kpi, ks.c.entity_id, period)
     )
-    if kpis is not None:
-        stmt = stmt.where(ks.c.kpi.in_(list(kpis)))
-    return stmt
+    return stmt if names is None else stmt.where(ks.c.kpi.in_(names))
+
+
+def _share_weighted(rows: Subquery, subscriber_id: str, kpis: KpiSelection | None) -> Select[Any]:
+    """Roll-up rows per cell (a subquery of ROLLUP_COLUMNS) as (kpi, period_start, value, cells):
+    each cell's value by its KPI's aggregate, as dashboard/kpi_eval/read.py reads a roll-up row
+    (sum: total; min: low; max: high; else total / weight), weighted by the subscriber's share."""
+    serving = _serving_cells(subscriber_id)
+    by_aggregate = {
+        aggregate: [k.name for k in _definitions(kpis) or () if k.aggregate == aggregate]
+        for aggregate in ("sum", "min", "max")
+    }
+    columns = {"sum": rows.c.total, "min": rows.c.low, "max": rows.c.high}
+    whens = [(rows.c.series.in_(names), columns[a]) for a, names in by_aggregate.items() if names]
+    mean = rows.c.total / func.nullif(rows.c.weight, 0)
+    value: ColumnElement[Any] = case(*whens, else_=mean) if whens else mean
+    weighted = func.sum(value * serving.c.share) / func.sum(serving.c.share)
+    return (
+        select(
+            rows.c.series.label("kpi"),
+            rows.c.period_start,
+            weighted.label("value"),
+            func.count(func.distinct(rows.c.entity_id)).label("cells"),
+        )
+        .select_from(rows.join(serving, serving.c.cell_id == rows.c.entity_id))
+        .where(serving.c.share > 0, value.is_not(None))
+        .group_by(rows.c.series, rows.c.period_start)
+        .order_by(rows.c.series, rows.c.period_start)
+    )
 
 
 @dataclass
@@ -831,14 +924,17 @@ def subscriber_story(
     *,
     now: datetime,
     days: int = 30,
-    kpis: Sequence[str] | None = None,
+    kpis: KpiSelection | None = None,
 ) -> Story | None:
     """Everything known about one subscriber, masked for ``principal`` and its free text redacted
     (for every role: :func:`reveal` after an audited unmask restores the personal fields, not the
     text); None when there is none.
 
-    ``days`` is the window of the experienced KPIs; ``kpis`` names the KPIs to read (all the cells
-    report when None). Other history is the subscriber's whole, up to ``HISTORY_LIMIT`` rows a list.
+    ``days`` is the window of the experienced KPIs; ``kpis`` the KPIs to read, best as their
+    definitions (:func:`experienced_kpis`), which read each by its aggregate; names read each as the
+    mean of its samples, and None every KPI the cells report (and, before the oldest raw sample kept,
+    the roll-ups of those only). Other history is the subscriber's whole, up to ``HISTORY_LIMIT``
+    rows a list.
     """
     days = max(1, min(int(days), 366))
     profile = _profile(conn, subscriber_id, now)
@@ -862,7 +958,9 @@ def subscriber_story(
             "since": _iso(since),
             "until": _iso(now),
             "step_minutes": step,
-            "series": _experienced_kpis(conn, subscriber_id, since=since, until=now, step=step, kpis=kpis)
+            "series": _experienced_kpis(
+                conn, subscriber_id, cell_ids=list(shares), since=since, until=now, step=step, kpis=kpis
+            )
             if serving
             else [],
         },
