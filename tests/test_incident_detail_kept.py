@@ -28,7 +28,7 @@ from dashboard.store.schema import (
     kpi_rollups,
     kpi_samples,
 )
-from tests.incident_net import T, ingest, scoring, two_incidents
+from tests.incident_net import T, incidents_by_cell, ingest, scoring, two_incidents
 
 KPIS = ["availability_pct", "dl_throughput_mbps"]
 FIRST = T - timedelta(hours=4)  # 08:00
@@ -55,14 +55,6 @@ def _samples(store: Store, since: datetime = FIRST) -> None:
             ]
         period += Q
     ingest(store, "kpi_samples", rows)
-
-
-def _incidents(store: Store) -> dict[str, str]:
-    with store.connect() as conn:
-        return {
-            str(c): str(i)
-            for i, c in conn.execute(select(incident_cells.c.incident_id, incident_cells.c.cell_id))
-        }
 
 
 def _read(store: Store, incident_id: str, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -99,7 +91,7 @@ def test_the_kept_cells_and_kpi_means_read_as_the_live_ones(net: Store) -> None:
     two_incidents(net)
     refresh_queue(net, scoring(), now=T)
     now = T + timedelta(minutes=5)
-    for iid in sorted(set(_incidents(net).values())):
+    for iid in sorted(set(incidents_by_cell(net).values())):
         assert all(n > 0 for n in _kept_rows(net, iid))  # the rows were there to be read
         cells, kpis = _read(net, iid, now)
         live_cells, live_kpis = _live(net, iid, now)
@@ -107,7 +99,7 @@ def test_the_kept_cells_and_kpi_means_read_as_the_live_ones(net: Store) -> None:
         pd.testing.assert_frame_equal(cells, live_cells)
         pd.testing.assert_frame_equal(kpis, live_kpis)
         assert records(cells) == records(live_cells)
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     cells, kpis = _read(net, b, now)
     assert cells["cell_id"].tolist() == ["c2", "c3"]  # c2 the more degraded (75% short against 50%)
     assert cells["lines"].tolist() == [500.0, 0.0]
@@ -123,7 +115,7 @@ def test_the_detail_reads_the_kept_rows_while_their_inputs_are_unchanged(net: St
     _samples(net)
     two_incidents(net)
     refresh_queue(net, scoring(), now=T)
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     c, m = incident_detail_cells, incident_detail_kpis
     with net.begin() as conn:  # values no live measurement could give: the detail must read them
         conn.execute(update(c).where(c.c.incident_id == b, c.c.position == 0).values(lines=123.0))
@@ -167,7 +159,7 @@ def test_the_next_refresh_measures_again_what_changed_and_nothing_else(net: Stor
     assert len(before) == 4 and _computed(net) == before
     ingest(net, "cells", [{"id": "c3", "site_id": "S2", "name": "C3 renamed", "technology": "5g"}])
     refresh_queue(net, scoring(), now=later + timedelta(seconds=60))
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     after = _computed(net)
     assert after[(b, "cells")] != before[(b, "cells")]  # measured again, by its cell's own ingest
     assert {k: v for k, v in after.items() if k != (b, "cells")} == {
@@ -209,7 +201,7 @@ def test_the_kpi_means_read_roll_ups_where_the_raw_samples_were_dropped(net: Sto
         conn.execute(insert(kpi_rollups), hours)
     two_incidents(net)
     refresh_queue(net, scoring(), now=T)
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     kept = _read(net, b, T)[1]
     live = _live(net, b, T)[1]
     pd.testing.assert_frame_equal(kept, live)
@@ -248,7 +240,7 @@ def test_a_baseline_before_the_kept_samples_comes_from_the_roll_ups(net: Store) 
         )
     two_incidents(net)
     refresh_queue(net, scoring(), now=T)
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     cells = _read(net, b, T)[0].set_index("cell_id")
     # Baseline window 10:40-11:40: 10:45 from 10:00's roll-up; raw samples begin at 11:00.
     assert cells.loc["c2", "degraded_share"] == pytest.approx(0.75)  # 10 of 40 Mbit/s
@@ -266,7 +258,7 @@ def test_no_personal_data_is_kept_or_served_with_the_cells_and_means(net: Store)
     _samples(net)
     two_incidents(net)
     refresh_queue(net, scoring(), now=T, currency="EUR")
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     with net.connect() as conn:
         kept = [conn.execute(select(t)).all() for t in (incident_detail_cells, incident_detail_kpis)]
     texts = [str(v) for rows in kept for row in rows for v in row]
