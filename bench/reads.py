@@ -6,7 +6,10 @@ incident queue once, then measures, server-side:
 - incident detail: ``GET /api/v1/incidents/<id>`` through Flask's test client with a viewer's token,
   and the Incidents page's detail read (``dashboard.pages.incidents.read_detail``), for the top
   --incidents incidents of the queue in turn (at 2,000 alarms, four of the top 20 are transport
-  failures of 600 cells and 30,000 lines each; the others about 24 cells);
+  failures of 600 cells and 30,000 lines each; the others about 24 cells); then, in the same
+  process, each part of the detail that grows with an incident's cells (``read.affected_cells``,
+  ``read.kpi_impact``, ``read.affected_accounts``) apart, for the incidents of --big-cells cells
+  or more and for the others;
 - the value-sorted subscriber list: ``GET /api/v1/subscribers?sort=value`` (first page of 50 with its
   count), the next pages from its cursor, and the Subscribers page's own read
   (``dashboard.subscribers.search.search_page``, a viewer's first page of 100, as the grid asks),
@@ -15,13 +18,14 @@ Goals: incident detail p95 <= 150 ms; value-sorted page p95 <= 200 ms.
 
 Building a million lines takes a while: ``--keep`` leaves the store in place and prints how to
 reuse it, ``--reuse`` measures a kept store again (migrating it to the current head first), and
-``--build-only`` stops after the build; ``--refresh`` runs one queue refresh before measuring (a
-store kept before migration 0012 needs one to fill what the reads use). Prints progress, then one
+``--build-only`` stops after the build; ``--refresh [N]`` runs one (or N) queue refreshes before
+measuring (a store kept before a migration that adds what the reads use needs them to fill it: a
+pass keeps the detail's parts of 2,000 cells' incidents at most). Prints progress, then one
 line of JSON.
 
     .venv/bin/python bench/reads.py [--subscribers 1000000] [--alarms 2000]
-        [--backend sqlite|postgresql] [--requests 100] [--incidents 20]
-        [--keep] [--build-only] [--reuse SCHEMA_OR_PATH] [--refresh] [--analyze auto|yes|no]
+        [--backend sqlite|postgresql] [--requests 100] [--incidents 20] [--big-cells 300]
+        [--keep] [--build-only] [--reuse SCHEMA_OR_PATH] [--refresh [N]] [--analyze auto|yes|no]
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from connectors.base import utcnow
 from dashboard.incidents.queue import refresh_queue
 from dashboard.kpis import load_catalogue
 from dashboard.store import Store
-from dashboard.store.schema import incident_queue, subscribers
+from dashboard.store.schema import incident_cells, incident_queue, subscribers
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS_MS = {"detail": 150.0, "value_page": 200.0}
@@ -145,9 +149,10 @@ def analyze(store: Store) -> None:
 
 
 def time_detail(
-    store: Store, client: Any, app: Any, scoring: Any, catalogue: Any, n: int, top: int
+    store: Store, client: Any, app: Any, scoring: Any, catalogue: Any, n: int, top: int, big_cells: int
 ) -> dict[str, Any]:
-    """The detail API and the page's detail read over the ``top`` first incidents of the queue."""
+    """The detail API and the page's detail read over the ``top`` first incidents of the queue, then
+    its parts (:func:`time_detail_parts`)."""
     from dashboard.pages.incidents import read_detail
 
     with store.connect() as conn:
@@ -186,7 +191,56 @@ def time_detail(
         f"detail: API p50 {out['detail_api_p50_ms']} p95 {out['detail_api_p95_ms']} ms; page p50 "
         f"{out['detail_page_p50_ms']} p95 {out['detail_page_p95_ms']} ms"
     )
+    out.update(time_detail_parts(store, ids, scoring, n, big_cells))
     return out
+
+
+def time_detail_parts(store: Store, ids: list[str], scoring: Any, n: int, big_cells: int) -> dict[str, Any]:
+    """Each part of the detail that grows with the incident's cells, read apart in this process,
+    over the incidents of ``big_cells`` cells or more (``big``) and the others (``small``)."""
+    from dashboard.incidents import read
+
+    kpis = [scoring.impact.availability_kpi, scoring.impact.throughput_kpi]
+    with store.connect() as conn:
+        sizes = dict(
+            conn.execute(
+                select(incident_cells.c.incident_id, func.count())
+                .where(incident_cells.c.incident_id.in_(ids))
+                .group_by(incident_cells.c.incident_id)
+            ).all()
+        )
+    groups = {
+        "big": [i for i in ids if sizes.get(i, 0) >= big_cells],
+        "small": [i for i in ids if sizes.get(i, 0) < big_cells],
+    }
+    parts: dict[str, Callable[[Any, str], Any]] = {
+        "cells": read.affected_cells,
+        "kpis": lambda conn, iid: read.kpi_impact(conn, iid, kpis, now=utcnow()),
+        "accounts": lambda conn, iid: read.affected_accounts(conn, iid, scoring, now=utcnow()),
+    }
+    out: dict[str, Any] = {"detail_big_incidents": len(groups["big"]), "detail_big_cells": big_cells}
+    for group, members in groups.items():
+        if not members:
+            continue
+        said = []
+        for name, part in parts.items():
+            ms = _timed(_in_turn(store, part, members), max(len(members), n // 2))
+            p50, p95 = _p(ms, 50), _p(ms, 95)
+            out[f"detail_{name}_{group}_p50_ms"], out[f"detail_{name}_{group}_p95_ms"] = p50, p95
+            said.append(f"{name} p50 {p50} p95 {p95} ms")
+        _say(f"detail parts, {group} incidents ({len(members)}): " + "; ".join(said))
+    return out
+
+
+def _in_turn(store: Store, part: Callable[[Any, str], Any], ids: list[str]) -> Callable[[], None]:
+    """A call of ``part`` on its own connection, for each of ``ids`` in turn."""
+    turn = iter(range(10**9))
+
+    def call() -> None:
+        with store.connect() as conn:
+            part(conn, ids[next(turn) % len(ids)])
+
+    return call
 
 
 def time_value_pages(store: Store, client: Any, scoring: Any, n: int) -> dict[str, Any]:
@@ -258,11 +312,22 @@ def main() -> None:
     p.add_argument(
         "--incidents", type=int, default=20, help="top-ranked incidents whose detail is read in turn"
     )
+    p.add_argument(
+        "--big-cells", type=int, default=300, help="incidents of this many cells or more are timed apart"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--keep", action="store_true", help="keep the store built (and say how to reuse it)")
     p.add_argument("--build-only", action="store_true", help="build (and keep) the store, measure nothing")
     p.add_argument("--reuse", metavar="SCHEMA_OR_PATH", help="measure a kept store instead of building one")
-    p.add_argument("--refresh", action="store_true", help="one queue refresh before measuring")
+    p.add_argument(
+        "--refresh",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="N",
+        help="N queue refreshes before measuring",
+    )
     p.add_argument(
         "--analyze",
         choices=("auto", "yes", "no"),
@@ -283,9 +348,10 @@ def main() -> None:
     try:
         if args.refresh:
             t0 = time.perf_counter()
-            refresh_queue(store, scoring, now=utcnow().replace(microsecond=0), currency="EUR")
+            for _ in range(args.refresh):
+                refresh_queue(store, scoring, now=utcnow().replace(microsecond=0), currency="EUR")
             result["refresh_s"] = round(time.perf_counter() - t0, 1)
-            _say(f"queue refreshed in {result['refresh_s']} s")
+            _say(f"queue refreshed {args.refresh} time(s) in {result['refresh_s']} s")
         if args.analyze == "yes" or (args.analyze == "auto" and args.backend == "postgresql"):
             analyze(store)
         if args.keep or args.reuse:
@@ -302,7 +368,11 @@ def main() -> None:
             # A user of its own per run: a kept store already holds the earlier runs' users.
             text = _auth.token(store, "viewer", f"bench-reads-{uuid.uuid4().hex[:8]}")
             client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {text}"
-            result.update(time_detail(store, client, app, scoring, catalogue, args.requests, args.incidents))
+            result.update(
+                time_detail(
+                    store, client, app, scoring, catalogue, args.requests, args.incidents, args.big_cells
+                )
+            )
             result.update(time_value_pages(store, client, scoring, args.requests))
             result["goals_met"] = {
                 "detail_p95_le_150_ms": max(result["detail_api_p95_ms"], result["detail_page_p95_ms"])

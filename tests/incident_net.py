@@ -22,7 +22,7 @@ from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.ingest import Ingestor
 from dashboard.kpis import Catalogue, Scoring, load_catalogue
 from dashboard.store.db import Store
-from dashboard.store.schema import incidents
+from dashboard.store.schema import incident_cells, incidents
 
 T = datetime(2026, 3, 2, 12, 0)
 
@@ -168,6 +168,15 @@ def engine_incidents(store: Store) -> pd.DataFrame:
                 select(incidents).where(incidents.c.source == ENGINE_SOURCE).order_by(incidents.c.id)
             ).fetchall()
         )
+
+
+def incidents_by_cell(store: Store) -> dict[str, str]:
+    """Each affected cell's incident (every cell here is affected by one incident at most)."""
+    with store.connect() as conn:
+        return {
+            str(c): str(i)
+            for i, c in conn.execute(select(incident_cells.c.incident_id, incident_cells.c.cell_id))
+        }
 
 
 def two_incidents(store: Store) -> None:

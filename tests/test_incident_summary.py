@@ -19,7 +19,7 @@ from dashboard.incidents.queue import refresh_queue
 from dashboard.incidents.summary import refresh_summary
 from dashboard.store.db import Store
 from dashboard.store.schema import incident_cells, incident_detail_accounts, incident_detail_summary
-from tests.incident_net import T, ingest, queue_rows, scoring, two_incidents
+from tests.incident_net import T, incidents_by_cell, ingest, queue_rows, scoring, two_incidents
 
 HOLDER = "Joana Silva"
 
@@ -65,14 +65,6 @@ def _more_accounts(store: Store) -> None:
     ingest(store, "subscriber_cells", served)
 
 
-def _incidents(store: Store) -> dict[str, str]:
-    with store.connect() as conn:
-        return {
-            str(c): str(i)
-            for i, c in conn.execute(select(incident_cells.c.incident_id, incident_cells.c.cell_id))
-        }
-
-
 def _shares(store: Store, incident_id: str, shares: dict[str, float]) -> None:
     ic = incident_cells
     with store.begin() as conn:
@@ -107,7 +99,7 @@ def test_the_stored_accounts_read_as_the_live_ones(net: Store) -> None:
     _more_accounts(net)
     two_incidents(net)
     refresh_queue(net, scoring(), now=T)
-    on = _incidents(net)
+    on = incidents_by_cell(net)
     b = on["c2"]
     _shares(net, b, {"c2": 0.35, "c3": 0.8})
     with net.begin() as conn:
@@ -132,7 +124,7 @@ def test_the_detail_reads_the_stored_rows_while_its_inputs_are_unchanged(net: St
     _more_accounts(net)
     two_incidents(net)
     refresh_queue(net, scoring(), now=T)
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     a = incident_detail_accounts
     with net.begin() as conn:  # a value no live measurement could give: the detail must read it
         conn.execute(update(a).where(a.c.incident_id == b, a.c.position == 0).values(lines=123.0))
@@ -153,7 +145,7 @@ def test_the_next_refresh_measures_again_what_changed(net: Store) -> None:
     _more_accounts(net)
     two_incidents(net)
     refresh_queue(net, scoring(), now=T)
-    b = _incidents(net)["c2"]
+    b = incidents_by_cell(net)["c2"]
     later = T + timedelta(seconds=30)
     ingest(net, "accounts", [{"id": "SMB9", "name": "New Shop", "segment": "smb", "vip": False}])
     ingest(net, "subscribers", [{"id": "N0", "account_id": "SMB9", "msisdn": "351930077777", "arpu": 500.0}])
@@ -212,7 +204,7 @@ def test_a_pass_measures_the_highest_ranked_first_and_drops_what_it_leaves_stale
     two_incidents(net)
     monkeypatch.setattr(summary, "CELLS_PER_PASS", 1)  # one incident per pass
     refresh_queue(net, scoring(), now=T)
-    on = _incidents(net)
+    on = incidents_by_cell(net)
     ranked = queue_rows(net)["incident_id"].tolist()
     assert set(_computed(net)) == {ranked[0]}  # the other waits, its detail measured live
     later = T + timedelta(days=400)  # past every row's ingest time and the overlap

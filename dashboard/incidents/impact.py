@@ -4,7 +4,9 @@ Affected cells are the cells below the resources of the incident's active alarms
 alarms once none is active). A cell's degraded share is the larger of its unavailability and its
 throughput shortfall against its own median before the incident; before its first sample after
 the incident opened, the configured assumed share stands in. Shares are re-measured only when a
-newer KPI period arrived, so a refresh costs the affected cells' latest samples, nothing more.
+newer KPI period arrived, so a refresh costs the affected cells' latest samples, nothing more. A
+baseline reaching back past the raw samples retention keeps is read from the cells' hourly
+roll-ups there (:mod:`dashboard.incidents.samples`): the median of their hours' means.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, tuple_, update
 
+from dashboard.incidents import samples
 from dashboard.kpis import ImpactRules
 from dashboard.store.db import chunks, read_frame
 from dashboard.store.schema import cells, incident_cells, kpi_samples, topology_edges
@@ -107,17 +110,27 @@ def latest_period(conn: Connection, kpi: str) -> datetime | None:
 def _samples(
     conn: Connection, cells: list[str], kpis: tuple[str, ...], lo: datetime, hi: datetime
 ) -> pd.DataFrame:
+    """The cells' samples of ``kpis`` in [lo, hi): cell_id, kpi, period_start, value. Before the hour
+    the kept raw samples begin, each quarter carries its hour's roll-up (a baseline measured late,
+    for an incident older than the raw samples retention keeps)."""
     frames = []
+    raw_from = samples.raw_samples_from(conn, kpis)
+    raw_from = hi if raw_from is None else min(max(raw_from, lo), hi)
+    if raw_from > lo:
+        hours = samples.hourly_sums(conn, cells, kpis, lo, raw_from, per_cell=True)
+        hours["value"] = hours["total"] / hours["weight"]
+        frames.append(samples.quarters(hours, lo, raw_from)[["cell_id", "kpi", "period_start", "value"]])
     ks = kpi_samples
-    for part in chunks(cells):
+    for part in chunks(cells) if raw_from < hi else ():
         q = select(ks.c.entity_id, ks.c.kpi, ks.c.period_start, ks.c.value).where(
             ks.c.entity_type == "cell",
             ks.c.entity_id.in_(part),
             ks.c.kpi.in_(kpis),
-            ks.c.period_start >= lo,
+            ks.c.period_start >= raw_from,
             ks.c.period_start < hi,
         )
         frames.append(read_frame(conn, q).set_axis(["cell_id", "kpi", "period_start", "value"], axis=1))
+    frames = [f for f in frames if not f.empty]
     return (
         pd.concat(frames, ignore_index=True)
         if frames

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
-from dashboard.incidents import summary
+from dashboard.incidents import kept, summary
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.queue import STATE_KEY
 from dashboard.incidents.reach import cells_key, degraded_cells
@@ -36,23 +36,19 @@ from dashboard.privacy import (
     people_named,
     redact_optional,
 )
-from dashboard.store.db import read_frame, read_frame_in
+from dashboard.store.db import read_frame
 from dashboard.store.schema import (
     accounts,
     alarms,
     cell_account_value,
-    cell_value,
-    cells,
     incident_alarms,
     incident_cells,
     incident_notes,
     incident_queue,
     incident_reach,
     incidents,
-    kpi_samples,
     regions,
     resources,
-    sites,
     subscriber_cells,
     subscriber_signals,
     subscribers,
@@ -229,38 +225,14 @@ def alarm_timeline(conn: Connection, incident_id: str) -> pd.DataFrame:
 
 
 def affected_cells(conn: Connection, incident_id: str) -> pd.DataFrame:
-    """Cells the incident affects, with site coordinates, degraded share and lines served."""
-    ic = incident_cells
-    # Lines per cell for this incident's cells only (not an aggregate of the whole table).
-    lines = (
-        select(cell_value.c.cell_id, func.sum(cell_value.c.lines).label("lines"))
-        .where(cell_value.c.cell_id.in_(select(ic.c.cell_id).where(ic.c.incident_id == incident_id)))
-        .group_by(cell_value.c.cell_id)
-        .subquery()
-    )
-    return _frame(
-        conn,
-        select(
-            ic.c.cell_id,
-            cells.c.name,
-            cells.c.technology,
-            sites.c.id.label("site_id"),
-            sites.c.name.label("site"),
-            sites.c.lat,
-            sites.c.lon,
-            ic.c.degraded_share,
-            ic.c.basis,
-            ic.c.measured_period,
-            func.coalesce(lines.c.lines, 0.0).label("lines"),
-        )
-        .select_from(
-            ic.outerjoin(cells, cells.c.id == ic.c.cell_id)
-            .outerjoin(sites, sites.c.id == cells.c.site_id)
-            .outerjoin(lines, lines.c.cell_id == ic.c.cell_id)
-        )
-        .where(ic.c.incident_id == incident_id)
-        .order_by(ic.c.degraded_share.desc(), ic.c.cell_id),
-    ).drop_duplicates("cell_id")
+    """Cells the incident affects, with site coordinates, degraded share and lines served, the most
+    degraded first.
+
+    The cells the queue refresh kept (:mod:`dashboard.incidents.kept`) while they were measured from
+    the incident's cells, shares and periods measured as they are now; otherwise measured here.
+    """
+    kept_rows = kept.kept_cells(conn, incident_id, kept.cells_key(kept.cell_rows(conn, incident_id)))
+    return kept_rows if kept_rows is not None else kept.measure_cells(conn, incident_id)
 
 
 def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, now: datetime) -> pd.DataFrame:
@@ -300,52 +272,34 @@ def kpi_impact(
     kpis: list[str],
     *,
     now: datetime,
-    before: timedelta = timedelta(hours=3),
+    before: timedelta = kept.BEFORE,
 ) -> pd.DataFrame:
-    """Mean of each KPI over the affected cells per period, from ``before`` the incident to now."""
+    """Mean of each KPI over the affected cells per period, from ``before`` the incident to now (or
+    to ``before`` after it was resolved): period_start, kpi, value, by period then KPI.
+
+    Periods before the oldest raw sample retention keeps come from the cells' hourly roll-ups
+    (:mod:`dashboard.incidents.samples`). The means the queue refresh kept
+    (:mod:`dashboard.incidents.kept`) while they were measured from the same incident, cells, KPIs
+    and samples; otherwise measured here.
+    """
     inc = conn.execute(
         select(incidents.c.opened_at, incidents.c.resolved_at).where(
             incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
         )
     ).first()
     if inc is None:
-        return pd.DataFrame(columns=["period_start", "kpi", "value"])
-    end = (inc.resolved_at + before) if inc.resolved_at else now
-    ks = kpi_samples
+        return pd.DataFrame(columns=kept.KPI_COLUMNS)
     ic = incident_cells
     cell_ids = [
         str(c) for c in conn.execute(select(ic.c.cell_id).where(ic.c.incident_id == incident_id)).scalars()
     ]
-    # Sums and counts by the cells' ids (a list the planner sees, so each cell's samples are read
-    # by key: joined, an incident of hundreds of cells was planned as a scan of every sample),
-    # per chunk of ids, then the means.
-    sums = read_frame_in(
-        conn,
-        select(
-            ks.c.period_start,
-            ks.c.kpi,
-            func.sum(ks.c.value).label("total"),
-            func.count(ks.c.value).label("n"),
-        )
-        .where(
-            ks.c.entity_type == "cell",
-            ks.c.kpi.in_(kpis),
-            ks.c.period_start >= inc.opened_at - before,
-            ks.c.period_start <= end,
-        )
-        .group_by(ks.c.period_start, ks.c.kpi),
-        ks.c.entity_id,
-        sorted(set(cell_ids)),
-    )
-    if sums.empty:
-        return pd.DataFrame(columns=["period_start", "kpi", "value"])
-    means = sums.groupby(["period_start", "kpi"], as_index=False, sort=True)[["total", "n"]].sum()
-    means["value"] = means["total"] / means["n"]
-    return (
-        means[["period_start", "kpi", "value"]]
-        .sort_values("period_start", kind="stable")
-        .reset_index(drop=True)
-    )
+    marks = kept.kpi_marks(conn, kpis)
+    key = kept.kpis_key(inc.opened_at, inc.resolved_at, cell_ids, kpis, before, marks)
+    found = kept.kept_kpis(conn, incident_id, key, active=inc.resolved_at is None, marks=marks, now=now)
+    if found is not None:
+        return found
+    end = kept.kpi_span(inc.opened_at, inc.resolved_at, before, now)
+    return kept.measure_kpis(conn, cell_ids, kpis, inc.opened_at - before, end, marks)
 
 
 def related_tickets(conn: Connection, incident_id: str, *, limit: int = 100) -> pd.DataFrame:

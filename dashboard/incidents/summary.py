@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
+from dashboard.incidents import kept
 from dashboard.incidents.correlate import ENGINE_SOURCE
 from dashboard.incidents.scoring import clock_inputs
 from dashboard.incidents.value import ValueRefresh
@@ -36,11 +37,16 @@ from dashboard.store.db import chunks, read_frame, read_frame_in
 from dashboard.store.schema import (
     accounts,
     cell_account_value,
+    cells,
     incident_cells,
     incident_detail_accounts,
+    incident_detail_cells,
+    incident_detail_keys,
+    incident_detail_kpis,
     incident_detail_summary,
     incident_queue,
     incidents,
+    sites,
 )
 
 STATE_KEY = ("vantage", "incident-detail-summary")
@@ -191,15 +197,16 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _queued(conn: Connection) -> dict[str, datetime]:
-    """The queued incidents and when each opened, in queue order (ranked first, by rank)."""
+def _queued(conn: Connection) -> dict[str, tuple[datetime, datetime | None]]:
+    """The queued incidents and when each opened and was resolved, in queue order (ranked first, by
+    rank)."""
     q = incident_queue
     rows = conn.execute(
-        select(q.c.incident_id, incidents.c.opened_at)
+        select(q.c.incident_id, incidents.c.opened_at, incidents.c.resolved_at)
         .join(incidents, (incidents.c.id == q.c.incident_id) & (incidents.c.source == ENGINE_SOURCE))
         .order_by(q.c.rank.is_(None), q.c.rank, q.c.incident_id)
     ).all()
-    return {str(i): o for i, o in rows}
+    return {str(i): (o, r) for i, o, r in rows}
 
 
 def _changed_accounts(conn: Connection, since: datetime) -> set[str] | None:
@@ -213,37 +220,80 @@ def _changed_accounts(conn: Connection, since: datetime) -> set[str] | None:
     return None if len(ids) > REMEASURE_ALL else {str(i) for i in ids}
 
 
+def _changed_cells(conn: Connection, since: datetime) -> set[str] | None:
+    """Cells ingested since ``since``, or on a site ingested since (a name, technology, site or
+    coordinates may have changed); None when too many did."""
+    found = (
+        conn.execute(
+            select(cells.c.id)
+            .where(cells.c.ingested_at > since)
+            .union(
+                select(cells.c.id).where(
+                    cells.c.site_id.in_(select(sites.c.id).where(sites.c.ingested_at > since))
+                )
+            )
+            .limit(REMEASURE_ALL + 1)
+        )
+        .scalars()
+        .all()
+    )
+    return None if len(found) > REMEASURE_ALL else {str(c) for c in found}
+
+
 def refresh_summary(
     conn: Connection, scoring: Scoring, *, now: datetime, values: ValueRefresh | None = None
 ) -> int:
-    """Measure again, in the caller's transaction, the accounts of the queued incidents whose inputs
-    changed since the last pass (every incident on the first), as many as :data:`CELLS_PER_PASS`
-    allows, the highest ranked first; returns how many were measured.
+    """Measure again, in the caller's transaction, the parts of the detail (accounts, cells, KPI
+    means) of the queued incidents whose inputs changed since the last pass (every incident on the
+    first), as many incidents as :data:`CELLS_PER_PASS` allows, the highest ranked first; returns how
+    many were measured.
 
-    An incident is measured again when its digest (:func:`inputs_key`) changed, when the value pass
-    ``values`` recomputed one of its cells' account rows (all of them after a full rebuild, or when
-    a pass this one did not follow ran in between), or when one of its accounts was ingested again.
+    An incident's accounts are measured again when its digest (:func:`inputs_key`) changed, when the
+    value pass ``values`` recomputed one of its cells' account rows (all of them after a full
+    rebuild, or when a pass this one did not follow ran in between), or when one of its accounts
+    was ingested again; its cells when their digest (:func:`dashboard.incidents.kept.cells_key`)
+    changed, when the value pass recomputed one of its cells' lines, or when one of its cells or
+    their sites was ingested again; its KPI means when their digest
+    (:func:`dashboard.incidents.kept.kpis_key`) changed.
     """
     state = load_state(conn, *STATE_KEY, for_update=True)
     since = datetime.fromisoformat(state["changed_at"]) if state.get("changed_at") else None
     mark = conn.execute(select(func.max(accounts.c.ingested_at))).scalar()
+    cells_since = datetime.fromisoformat(state["cells_changed_at"]) if state.get("cells_changed_at") else None
+    newest = [conn.execute(select(func.max(t.c.ingested_at))).scalar() for t in (cells, sites)]
+    cells_mark = max((t for t in newest if t is not None), default=None)
     queued = _queued(conn)
     ids = sorted(queued)
     ic, q = incident_cells, incident_queue
     # One statement through the queue (a few thousand rows), as plain tuples: this runs every pass.
     rows = conn.execute(
-        select(ic.c.incident_id, ic.c.cell_id, ic.c.degraded_share).join(
+        select(ic.c.incident_id, ic.c.cell_id, ic.c.degraded_share, ic.c.basis, ic.c.measured_period).join(
             q, q.c.incident_id == ic.c.incident_id
         )
     ).all()
     rules = scoring_key(scoring)
     pairs: dict[str, list[tuple[str, float]]] = {iid: [] for iid in ids}
-    for iid, cid, share in rows:
+    measured_cells: dict[str, list[tuple[Any, ...]]] = {iid: [] for iid in ids}
+    for iid, cid, share, basis, period in rows:
         if iid in pairs:
             pairs[iid].append((str(cid), float(share)))
-    keys = {iid: inputs_key(queued[iid], pairs[iid], rules) for iid in ids}
+            measured_cells[iid].append((cid, share, basis, period))
+    keys = {iid: inputs_key(queued[iid][0], pairs[iid], rules) for iid in ids}
+    kpis = kept.impact_kpis(scoring)
+    marks = kept.kpi_marks(conn, kpis)
+    part_keys = {
+        "cells": {iid: kept.cells_key(measured_cells[iid]) for iid in ids},
+        "kpis": {
+            iid: kept.kpis_key(*queued[iid], [c for c, _ in pairs[iid]], kpis, kept.BEFORE, marks)
+            for iid in ids
+        },
+    }
     s = incident_detail_summary
     stored = {str(i): k for i, k in conn.execute(select(s.c.incident_id, s.c.inputs_key)).all()}
+    k = incident_detail_keys
+    stored_parts: dict[str, dict[str, str]] = {"cells": {}, "kpis": {}}
+    for iid, part, key in conn.execute(select(k.c.incident_id, k.c.part, k.c.inputs_key)).all():
+        stored_parts.setdefault(str(part), {})[str(iid)] = str(key)
     follows = (
         values is not None
         and not values.full
@@ -251,57 +301,142 @@ def refresh_summary(
         and values.previous == state.get("value_pass")
     )
     touched_accounts = _changed_accounts(conn, since) if since is not None and follows else None
-    stale: set[str] = {iid for iid in ids if stored.get(iid) != keys[iid]}
-    if touched_accounts is None or values is None:
-        stale = set(ids)
+    touched_cells = _changed_cells(conn, cells_since) if cells_since is not None and follows else None
+    stale: dict[str, set[str]] = {
+        "accounts": {iid for iid in ids if stored.get(iid) != keys[iid]},
+        **{
+            part: {iid for iid in ids if stored_parts[part].get(iid) != part_keys[part][iid]}
+            for part in ("cells", "kpis")
+        },
+    }
+    if values is None or touched_accounts is None:
+        stale["accounts"] = set(ids)
     else:
-        stale.update(iid for iid, found in pairs.items() if any(c in values.touched for c, _ in found))
+        stale["accounts"].update(
+            iid for iid, found in pairs.items() if any(c in values.touched for c, _ in found)
+        )
         a = incident_detail_accounts
         for part in chunks(sorted(touched_accounts)):
-            stale.update(
+            stale["accounts"].update(
                 str(i)
                 for i in conn.execute(
                     select(a.c.incident_id).where(a.c.account_id.in_(part)).distinct()
                 ).scalars()
             )
-        stale &= set(ids)
-    gone = sorted(set(stored) - set(ids))
-    for part in chunks(gone):
-        conn.execute(delete(s).where(s.c.incident_id.in_(part)))
-        conn.execute(delete(incident_detail_accounts).where(incident_detail_accounts.c.incident_id.in_(part)))
+        stale["accounts"] &= set(ids)
+    if values is None or touched_cells is None:
+        stale["cells"] = set(ids)
+    else:
+        changed = values.touched | touched_cells
+        stale["cells"].update(iid for iid, found in pairs.items() if any(c in changed for c, _ in found))
+    gone = sorted((set(stored) | set(stored_parts["cells"]) | set(stored_parts["kpis"])) - set(ids))
+    _drop(conn, gone, ("accounts", "cells", "kpis"))
     todo: list[str] = []
     budget = CELLS_PER_PASS
-    for iid in (i for i in queued if i in stale):
+    for iid in (i for i in queued if any(i in found for found in stale.values())):
         if todo and len(pairs[iid]) > budget:
             break
         todo.append(iid)
         budget -= len(pairs[iid])
     # Stale ones left for a later pass go (their details measure live): a later pass would not
     # know that a changed cell or account made them stale.
-    later = sorted(stale.difference(todo).intersection(stored))
-    for part in chunks(later):
-        conn.execute(delete(s).where(s.c.incident_id.in_(part)))
-        conn.execute(delete(incident_detail_accounts).where(incident_detail_accounts.c.incident_id.in_(part)))
-    for lo in range(0, len(todo), PER_ROUND):
-        part = todo[lo : lo + PER_ROUND]
+    kept_now = {"accounts": set(stored), **{part: set(found) for part, found in stored_parts.items()}}
+    for part, found in stale.items():
+        _drop(conn, sorted(found.difference(todo).intersection(kept_now[part])), (part,))
+    accounts_todo = [iid for iid in todo if iid in stale["accounts"]]
+    for lo in range(0, len(accounts_todo), PER_ROUND):
+        part = accounts_todo[lo : lo + PER_ROUND]
         part_cells = pd.DataFrame(
             [(iid, c, d) for iid in part for c, d in pairs[iid]],
             columns=["incident_id", "cell_id", "degraded_share"],
         )
-        measured = measure_accounts(conn, part_cells, {i: queued[i] for i in part}, scoring)
+        measured = measure_accounts(conn, part_cells, {i: queued[i][0] for i in part}, scoring)
         _write(conn, part, measured, keys, now)
+    cells_todo = [iid for iid in todo if iid in stale["cells"]]
+    _write_part(conn, "cells", {iid: kept.measure_cells(conn, iid) for iid in cells_todo}, part_keys, now)
+    kpis_todo = [iid for iid in todo if iid in stale["kpis"]]
+    _write_part(
+        conn,
+        "kpis",
+        {
+            iid: kept.measure_kpis(
+                conn,
+                [c for c, _ in pairs[iid]],
+                kpis,
+                queued[iid][0] - kept.BEFORE,
+                kept.kpi_span(*queued[iid], kept.BEFORE, now),
+                marks,
+            )
+            for iid in kpis_todo
+        },
+        part_keys,
+        now,
+    )
     save_state(
         conn,
         *STATE_KEY,
         {
-            "changed_at": (
-                min(mark, now - OVERLAP) if mark is not None else since or now - OVERLAP
-            ).isoformat(),
+            "changed_at": _watermark(mark, since, now).isoformat(),
+            "cells_changed_at": _watermark(cells_mark, cells_since, now).isoformat(),
             "value_pass": values.pass_id if values is not None else None,
         },
         now=now,
     )
     return len(todo)
+
+
+def _watermark(mark: datetime | None, since: datetime | None, now: datetime) -> datetime:
+    """Where the next pass reads changed rows from: the newest ingest seen, no later than
+    :data:`OVERLAP` before ``now`` (a batch committed late)."""
+    return min(mark, now - OVERLAP) if mark is not None else since or now - OVERLAP
+
+
+#: Per part of the detail, the tables that keep it: its digest's and its rows'.
+_PART_TABLES = {
+    "accounts": (incident_detail_summary, incident_detail_accounts),
+    "cells": (incident_detail_keys, incident_detail_cells),
+    "kpis": (incident_detail_keys, incident_detail_kpis),
+}
+
+
+def _drop(conn: Connection, incident_ids: list[str], parts: Iterable[str]) -> None:
+    """Delete the kept ``parts`` of the incidents ``incident_ids``."""
+    for name in parts:
+        head, rows = _PART_TABLES[name]
+        for chunk in chunks(incident_ids):
+            where = head.c.incident_id.in_(chunk)
+            conn.execute(delete(head).where(where & (head.c.part == name) if "part" in head.c else where))
+            conn.execute(delete(rows).where(rows.c.incident_id.in_(chunk)))
+
+
+def _write_part(
+    conn: Connection,
+    name: str,
+    measured: Mapping[str, pd.DataFrame],
+    keys: Mapping[str, Mapping[str, str]],
+    now: datetime,
+) -> None:
+    """Replace the kept part ``name`` (cells or KPI means) of the incidents measured by ``measured``."""
+    if not measured:
+        return
+    ids = sorted(measured)
+    _drop(conn, ids, (name,))
+    _, table = _PART_TABLES[name]
+    frames = [df.assign(incident_id=iid, position=range(len(df))) for iid, df in measured.items() if len(df)]
+    if frames:
+        df = pd.concat(frames, ignore_index=True)
+        names = ["incident_id", "position", *(c for c in df.columns if c not in ("incident_id", "position"))]
+        columns = [_plain(df[c]) for c in names]
+        conn.execute(
+            insert(table), [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        )
+    conn.execute(
+        insert(incident_detail_keys),
+        [
+            {"incident_id": iid, "part": name, "inputs_key": keys[name][iid], "computed_at": now}
+            for iid in ids
+        ],
+    )
 
 
 def _write(

@@ -777,6 +777,50 @@ incident_detail_accounts = Table(
     Index("ix_incident_detail_accounts_account", "account_id"),
 )
 
+# The rest of what an incident's detail reads that grows with its cells, kept by the queue refresh
+# (dashboard.incidents.kept): per incident and part ("cells", "kpis"), a digest of the inputs the
+# part was measured from; its cells as the detail lists them (position 0 first, the most degraded);
+# and the mean of each impact KPI over its cells per period (by period, then KPI).
+incident_detail_keys = Table(
+    "incident_detail_keys",
+    metadata,
+    Column("incident_id", String(128), nullable=False),
+    Column("part", String(16), nullable=False, info={"enum": ["cells", "kpis"]}),
+    Column("inputs_key", String(64), nullable=False),
+    Column("computed_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("incident_id", "part"),
+)
+
+incident_detail_cells = Table(
+    "incident_detail_cells",
+    metadata,
+    Column("incident_id", String(128), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("cell_id", String(128), nullable=False),
+    Column("name", String(128), nullable=True),
+    Column("technology", String(8), nullable=True),
+    Column("site_id", String(128), nullable=True),
+    Column("site", String(128), nullable=True),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("degraded_share", Float, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("measured_period", DateTime, nullable=True),
+    Column("lines", Float, nullable=False),
+    PrimaryKeyConstraint("incident_id", "position"),
+)
+
+incident_detail_kpis = Table(
+    "incident_detail_kpis",
+    metadata,
+    Column("incident_id", String(128), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("period_start", DateTime, nullable=False),
+    Column("kpi", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    PrimaryKeyConstraint("incident_id", "position"),
+)
+
 # The ranked queue as of computed_at: one row per open, acknowledged or recently resolved incident.
 incident_queue = Table(
     "incident_queue",
