@@ -50,6 +50,8 @@ HIGH_RISK = 0.5
 """An account counts a subscriber as high-risk from this churn probability."""
 MIN_POSITIVES = 20
 """Fewest churners a training set (and 5 for the held-out set) needs before a model is trained."""
+SCORING_DAYS = 45
+"""Days of history the scoring pass reads, and the most the roll-ups add to a training history."""
 
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
@@ -147,10 +149,20 @@ def _rolled_up_days(conn: Connection, raw_daily: pd.DataFrame, since: datetime |
     roll-up keeps its traffic-weighted mean, and weighs a day by its traffic), max and min the
     highest and lowest sample, n the weight (the number of samples of every other aggregate)."""
     first = pd.Timestamp(min(raw_daily["day"])).to_pydatetime() if not raw_daily.empty else None
-    start = floor_time(since, 86400) if since is not None else None
-    if first is not None and start is not None and first <= start:
-        return pd.DataFrame()  # the samples reach back to ``since``
     r = kpi_rollups
+    if since is None:
+        # Training reads every raw sample kept; the roll-ups add at most the scoring window before
+        # the newest day (years of daily roll-ups of every cell would not fit in memory).
+        newest = conn.execute(
+            select(func.max(r.c.period_start)).where(r.c.level == "cell", r.c.grain_s == 86400)
+        ).scalar()
+        if newest is None:
+            return pd.DataFrame()
+        newest_day = pd.Timestamp(max(raw_daily["day"]) if first is not None else newest).to_pydatetime()
+        since = newest_day - timedelta(days=SCORING_DAYS)
+    start = floor_time(since, 86400)
+    if first is not None and first <= start:
+        return pd.DataFrame()  # the samples reach back to ``since``
     # The KPIs the samples kept have (by the roll-ups' index), or, with none kept, every series
     # that is not a business measure.
     names = sorted(set(raw_daily["kpi"])) if first is not None else []
@@ -166,9 +178,7 @@ def _rolled_up_days(conn: Connection, raw_daily: pd.DataFrame, since: datetime |
     ).where(series, r.c.level == "cell", r.c.grain_s == 86400, r.c.weight > 0)
     if first is not None:
         q = q.where(r.c.period_start < first)
-    if start is not None:
-        q = q.where(r.c.period_start >= start)
-    return _frame(conn, q)
+    return _frame(conn, q.where(r.c.period_start >= start))
 
 
 @dataclass
@@ -392,7 +402,7 @@ def write_signals(store: Store, subs: pd.DataFrame, accs: pd.DataFrame, *, now: 
 
 def score_subscribers(store: Store, *, now: datetime, history: History | None = None) -> dict[str, Any]:
     """Score every active subscriber with the latest stored model and write the signals."""
-    h = history or load_history(store, since=now - timedelta(days=45))
+    h = history or load_history(store, since=now - timedelta(days=SCORING_DAYS))
     found = latest_model(store)
     version, model = found if found is not None else (None, None)
     subs = subscriber_signal_frame(h, now=now, model=model, model_version=version)
