@@ -8,6 +8,7 @@ from L1, one from L2), L3 churns on 5 March.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,13 +17,15 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, insert, select, text
 
+from connectors.base import Batch
+from dashboard.ingest import Ingestor
 from dashboard.kpi_eval import evaluate, read
 from dashboard.kpi_eval.rollup import refresh_rollups
 from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
 from dashboard.store import Store
 from dashboard.store.db import read_frame
-from dashboard.store.schema import kpi_rollups, kpi_status, tickets
+from dashboard.store.schema import kpi_rollups, kpi_sample_hours, kpi_status, tickets
 from dashboard.store.schema import kpi_samples as kpi_samples_table
 from tests import kpi_data
 from tests.apps import api_client
@@ -403,6 +406,93 @@ def test_incremental_passes_over_a_month_and_a_day_boundary_equal_a_full_rebuild
     full = _rollup_table(net)
     assert len(full) == len(incremental) and len(full) > 10_000
     pd.testing.assert_frame_equal(incremental, full, check_exact=False)
+
+
+def test_a_sample_hours_late_is_rolled_up_by_the_next_pass_which_reads_only_the_hours_written(
+    net: Store, cat: Catalogue
+) -> None:
+    # The pass has seen up to 10:00; then a new period (10:15) and a sample ten hours late (00:15)
+    # arrive through the ingest path. The next pass recomputes hour 00 and hour 10, nothing else,
+    # and the roll-ups equal a full rebuild.
+    kpi_data.samples(
+        net, [("C1", "availability_pct", T0 + 10 * H, 97.0), ("C1", "traffic_gb", T0 + 10 * H, 4.0)]
+    )
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + Q, sample_risk=False)
+    kpi_data.samples(
+        net,
+        [
+            ("C1", "availability_pct", T0 + 10 * H + Q, 95.0),
+            ("C2", "availability_pct", T0 + Q, 60.0),  # late: 00:15 had no C2 sample before
+            ("C2", "traffic_gb", T0 + Q, 10.0),
+        ],
+    )
+    with net.begin() as conn:
+        inc = refresh_rollups(conn, cat, now=NOW + 2 * Q, sample_risk=False)
+    assert inc.sample_hours == 2 and inc.sample_window == (T0, T0 + 11 * H)
+    assert value(net, cat, "availability_pct", "site", "S1", 3600, T0) == pytest.approx(
+        (1000 + 2700 + 1600 + 600) / 70
+    )
+    incremental = _rollup_table(net)
+    with net.begin() as conn:
+        quiet = refresh_rollups(conn, cat, now=NOW + 3 * Q, sample_risk=False)
+    assert quiet.sample_hours == 0 and quiet.sample_window is None  # nothing written: nothing read
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + 3 * Q, full=True, sample_risk=False)
+    pd.testing.assert_frame_equal(incremental, _rollup_table(net), check_exact=False)
+
+
+@pytest.mark.postgres
+def test_samples_committed_while_a_pass_runs_are_rolled_up_then_or_next_time(
+    pg_store: Store, cat: Catalogue
+) -> None:
+    """An ingest holds its hour's mark until it commits: a pass that reaches the mark waits for it
+    and then reads the committed samples; none is left out of both passes."""
+    kpi_data.build(pg_store)
+    with pg_store.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW, sample_risk=False)
+    kpi_data.samples(pg_store, [("C3", "availability_pct", T0 + Q, 50.0), ("C3", "traffic_gb", T0 + Q, 40.0)])
+    ingest = Ingestor(pg_store)
+    batch = Batch(
+        kind="kpi_samples",
+        records=[
+            {"entity_type": "cell", "entity_id": "C1", "kpi": k, "period_start": T0 + 2 * Q, "value": v}
+            for k, v in (("availability_pct", 10.0), ("traffic_gb", 5.0))
+        ],
+    )
+    done: dict[str, Any] = {}
+    with pg_store.begin() as writer:
+        ingest.ingest_batch(writer, connector="net", stream="push", batch=batch)  # marks hour 00, locked
+
+        def run_pass() -> None:
+            with pg_store.begin() as conn:
+                done["pass"] = refresh_rollups(conn, cat, now=NOW + Q, sample_risk=False)
+
+        worker = threading.Thread(target=run_pass)
+        worker.start()
+        worker.join(timeout=3)
+        assert worker.is_alive()  # waiting for the ingest's mark
+    worker.join(timeout=60)
+    assert not worker.is_alive() and done["pass"].sample_hours >= 1
+    assert value(pg_store, cat, "availability_pct", "cell", "C1", 900, T0 + 2 * Q) == 10.0
+    with pg_store.connect() as conn:
+        hour = conn.execute(
+            select(kpi_rollups.c.total, kpi_rollups.c.weight).where(
+                kpi_rollups.c.series == "availability_pct",
+                kpi_rollups.c.level == "cell",
+                kpi_rollups.c.entity_id == "C1",
+                kpi_rollups.c.grain_s == 3600,
+                kpi_rollups.c.period_start == T0,
+            )
+        ).one()
+    assert hour.total == pytest.approx(100 * 10 + 90 * 30 + 10 * 5)  # the sample the ingest held is in
+    with pg_store.connect() as conn:
+        left = conn.execute(select(func.count()).select_from(kpi_sample_hours)).scalar_one()
+    assert left == 0
+    incremental = _rollup_table(pg_store)
+    with pg_store.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + Q, full=True, sample_risk=False)
+    pd.testing.assert_frame_equal(incremental, _rollup_table(pg_store), check_exact=False)
 
 
 def test_rows_read_in_the_overlap_are_not_reread_but_a_late_commit_is(net: Store, cat: Catalogue) -> None:

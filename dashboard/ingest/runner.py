@@ -27,7 +27,8 @@ from dashboard.ingest.derive import derive_keys
 from dashboard.ingest.enrich import Enricher, default_enrichers
 from dashboard.ingest.validate import CUT_MARK, TimeGuard, dedupe, validate
 from dashboard.store.db import Store
-from dashboard.store.schema import CANONICAL_KINDS, connector_runs, connector_state, quarantine
+from dashboard.store.sample_marks import mark_sample_hours
+from dashboard.store.schema import CANONICAL_KINDS, connector_runs, connector_state, kpi_samples, quarantine
 from dashboard.store.upsert import upsert
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,9 @@ class Ingestor:
             if enrich is not None and not rows.empty:
                 rows = enrich(rows)
             counts.upserted = upsert(conn, table, rows, now=now)
+            if table is kpi_samples and counts.upserted:
+                # The roll-up pass recomputes the hours marked here (dashboard/store/sample_marks.py).
+                mark_sample_hours(conn, rows["period_start"], now=now)
         if bad:
             conn.execute(quarantine_insert(conn), bad)
         counts.quarantined = len(bad)

@@ -4,11 +4,12 @@ A pass recomputes only the periods that changed since the last one, with the agg
 database (INSERT ... SELECT ... GROUP BY; the affected periods are deleted first, in the caller's
 transaction):
 
-- Samples: ``kpi_samples`` has no ingest time, so the pass keeps the latest sample period it saw and
-  recomputes from ``REWINDOW`` before it to the newest sample; samples arriving later than that are
-  picked up by ``full=True`` (``vantage kpi evaluate --full``). Cell hours come from one read of the
-  samples; cell days and the other levels' hours from cell hours; site, region and network days from
-  their hours, segment days from cell days.
+- Samples: the hours after the newest sample period the last pass saw, and every hour the ingest
+  path marked as written since (``kpi_sample_hours``, dashboard/store/sample_marks.py: a late sample
+  of any age, down to the oldest sample retention keeps). Samples written into an hour already
+  rolled up other than through the ingest path are picked up by ``full=True`` (``vantage kpi
+  evaluate --full``). Cell hours come from one read of the samples; cell days and the other levels'
+  hours from cell hours; site, region and network days from their hours, segment days from cell days.
 - Tickets and churn events: the days of the rows ingested since the watermark (``ingested_at``,
   trailing the clock by ``OVERLAP``; rows in the overlap already read are not read again unless a
   batch committed late into it, see ``_since``).
@@ -48,6 +49,7 @@ from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpi_eval import _sql
 from dashboard.kpi_eval._sql import FLOWS, RISK, ROLLUP_COLUMNS, STOCKS, floor_time
 from dashboard.kpis import Catalogue, KpiDefinition
+from dashboard.store.sample_marks import take_sample_hours
 from dashboard.store.schema import (
     accounts,
     cells,
@@ -64,8 +66,6 @@ from dashboard.store.schema import (
 
 STATE_KEY = ("vantage", "kpi-rollups")
 GRAINS = (3600, 86400)
-#: Samples up to this much older than the newest one seen last time are still picked up.
-REWINDOW = timedelta(hours=2)
 #: The watermark on ingest times trails the clock, so a batch committed late is still seen.
 OVERLAP = timedelta(minutes=5)
 #: A full build never reaches further back than this.
@@ -73,6 +73,7 @@ HISTORY_MAX = timedelta(days=400)
 SAMPLE_PERIOD = timedelta(minutes=15)
 LEVELS_FROM_CELLS = ("site", "region", "network", "segment")
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 _DAYS_PER_STATEMENT = 60  # SQLite allows 500 terms in a compound SELECT
 
 
@@ -80,6 +81,7 @@ _DAYS_PER_STATEMENT = 60  # SQLite allows 500 terms in a compound SELECT
 class RollupSummary:
     full: bool
     sample_window: tuple[datetime, datetime] | None = None
+    sample_hours: int = 0
     flow_days: int = 0
     stock_days: int = 0
     risk_sampled: bool = False
@@ -92,6 +94,7 @@ class RollupSummary:
         return {
             "full": self.full,
             "sample_window": [window[0].isoformat(), window[1].isoformat()] if window else None,
+            "sample_hours": self.sample_hours,
             "flow_days": self.flow_days,
             "stock_days": self.stock_days,
             "risk_sampled": self.risk_sampled,
@@ -362,14 +365,14 @@ def _refresh_samples_staged(
 # --- business measures ------------------------------------------------------------------------
 
 
-def _ranges(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
-    """Contiguous runs of day starts as [start, end) ranges."""
+def _ranges(starts: Iterable[datetime], step: timedelta = DAY) -> list[tuple[datetime, datetime]]:
+    """Contiguous runs of period starts (days, or ``step``) as [start, end) ranges."""
     out: list[tuple[datetime, datetime]] = []
-    for d in sorted(set(days)):
+    for d in sorted(set(starts)):
         if out and out[-1][1] == d:
-            out[-1] = (out[-1][0], d + DAY)
+            out[-1] = (out[-1][0], d + step)
         else:
-            out.append((d, d + DAY))
+            out.append((d, d + step))
     return out
 
 
@@ -576,20 +579,31 @@ def refresh_rollups(
                 or_(kpi_rollups.c.series.not_in(names), kpi_rollups.c.period_start >= keep_before)
             )
         conn.execute(gone)
+    # Hours the ingest path wrote samples into since the last pass (a full build reads them all).
+    marked = take_sample_hours(conn)
     if sample_hi is not None:
-        if full or not state.get("samples_to"):
-            lo = sample_lo or sample_hi
-        else:
-            seen = datetime.fromisoformat(state["samples_to"])
-            lo = min(floor_time(seen, 3600) - REWINDOW, floor_time(sample_hi, 3600))
-        lo = max(lo, now - HISTORY_MAX)
         hi = sample_hi + SAMPLE_PERIOD
-        if lo < hi:
+        # Hours before the oldest sample kept are never recomputed: their samples are gone.
+        oldest = max(floor_time(sample_lo or sample_hi, 3600), floor_time(now - HISTORY_MAX, 3600))
+        if full or not state.get("samples_to"):
+            spans = [(lo, hi)] if (lo := max(sample_lo or sample_hi, now - HISTORY_MAX)) < hi else []
+        else:
+            # The hours of periods after the newest one seen last time, and every hour marked since.
+            seen = datetime.fromisoformat(state["samples_to"])
+            hours = {h for h in marked if oldest <= h < hi}
+            hour = floor_time(seen + SAMPLE_PERIOD, 3600)
+            while sample_hi > seen and hour < hi:
+                hours.add(hour)
+                hour += HOUR
+            spans = _ranges(hours, HOUR)
+        for lo, end in spans:
             if full and w.dialect == "postgresql":
-                _refresh_samples_staged(w, kpis, lo, hi, summary.steps)
+                _refresh_samples_staged(w, kpis, lo, end, summary.steps)
             else:
-                _refresh_samples(w, kpis, lo, hi, summary.steps)
-            summary.sample_window = (lo, hi)
+                _refresh_samples(w, kpis, lo, end, summary.steps)
+        if spans:
+            summary.sample_window = (spans[0][0], spans[-1][1])
+            summary.sample_hours = sum(int((_ceil(b, 3600) - floor_time(a, 3600)) // HOUR) for a, b in spans)
     if rebuild:
         w.build_indexes(rebuild)
         w.analyze()
@@ -655,4 +669,4 @@ def refresh_rollups(
     return summary
 
 
-__all__ = ["GRAINS", "REWINDOW", "RollupSummary", "refresh_rollups", "sampled_kpis"]
+__all__ = ["GRAINS", "RollupSummary", "refresh_rollups", "sampled_kpis"]

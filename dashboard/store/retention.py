@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from dashboard.config import RetentionConfig, Settings
 from dashboard.store.db import Store
@@ -31,14 +31,13 @@ from dashboard.store.partitions import (
     is_partitioned,
     maintain_partitions,
 )
-from dashboard.store.schema import connector_state, kpi_rollups, kpi_samples
+from dashboard.store.schema import connector_state, kpi_rollups, kpi_sample_hours, kpi_samples
 
 log = logging.getLogger(__name__)
 
-#: Where the KPI roll-up pass (dashboard/kpi_eval/rollup.py) keeps its state, and how far before its
-#: watermark it still recomputes from samples.
+#: Where the KPI roll-up pass (dashboard/kpi_eval/rollup.py) keeps its state.
 ROLLUP_STATE = ("vantage", "kpi-rollups")
-ROLLUP_REWINDOW = timedelta(hours=2)
+SAMPLE_PERIOD = timedelta(minutes=15)
 #: Where each pass's report and the running totals are kept.
 REPORT_STATE = ("vantage", "store-retention")
 DAY = timedelta(days=1)
@@ -86,7 +85,9 @@ class RetentionReport:
 
 
 def rolled_up_to(conn: Connection) -> datetime | None:
-    """The latest sample period every roll-up is final for, or None before the first roll-up pass."""
+    """The latest sample period every roll-up is final for, or None before the first roll-up pass:
+    the newest sample the last pass read, or the oldest hour samples were ingested into since then
+    (dashboard/store/sample_marks.py), whichever is older."""
     state = conn.execute(
         select(connector_state.c.state).where(
             connector_state.c.connector == ROLLUP_STATE[0], connector_state.c.stream == ROLLUP_STATE[1]
@@ -95,7 +96,9 @@ def rolled_up_to(conn: Connection) -> datetime | None:
     seen = (state or {}).get("samples_to")
     if not seen:
         return None
-    return datetime.fromisoformat(str(seen)) - ROLLUP_REWINDOW
+    final = datetime.fromisoformat(str(seen))
+    pending = conn.execute(select(func.min(kpi_sample_hours.c.hour))).scalar()
+    return final if pending is None else min(final, pending - SAMPLE_PERIOD)
 
 
 def samples_cutoff(

@@ -439,6 +439,16 @@ kpi_samples = Table(
 _default_partition = DDL(default_ddl(KPI_SAMPLES))  # type: ignore[no-untyped-call]
 event.listen(kpi_samples, "after_create", _default_partition.execute_if(dialect="postgresql"))
 
+#: The hours the ingest path wrote samples into, not yet rolled up: the roll-up pass takes them
+#: (dashboard/store/sample_marks.py), so a late sample for any hour is rolled up by the next pass.
+kpi_sample_hours = Table(
+    "kpi_sample_hours",
+    metadata,
+    Column("hour", DateTime, nullable=False),
+    Column("ingested_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("hour"),
+)
+
 bills = Table(
     "bills",
     metadata,
