@@ -153,13 +153,15 @@ def _rolled_up_days(conn: Connection, raw_daily: pd.DataFrame, since: datetime |
     if since is None:
         # Training reads every raw sample kept; the roll-ups add at most the scoring window before
         # the newest day (years of daily roll-ups of every cell would not fit in memory).
-        newest = conn.execute(
-            select(func.max(r.c.period_start)).where(r.c.level == "cell", r.c.grain_s == 86400)
-        ).scalar()
-        if newest is None:
-            return pd.DataFrame()
-        newest_day = pd.Timestamp(max(raw_daily["day"]) if first is not None else newest).to_pydatetime()
-        since = newest_day - timedelta(days=SCORING_DAYS)
+        if first is not None:
+            newest = max(raw_daily["day"])
+        else:  # no samples kept at all (rare): the newest daily roll-up of a cell
+            newest = conn.execute(
+                select(func.max(r.c.period_start)).where(r.c.level == "cell", r.c.grain_s == 86400)
+            ).scalar()
+            if newest is None:
+                return pd.DataFrame()
+        since = pd.Timestamp(newest).to_pydatetime() - timedelta(days=SCORING_DAYS)
     start = floor_time(since, 86400)
     if first is not None and first <= start:
         return pd.DataFrame()  # the samples reach back to ``since``
