@@ -330,12 +330,15 @@ def disk(store: Store, schema: str) -> dict[str, float]:
             text(
                 "SELECT i.inhparent::regclass::text, sum(pg_total_relation_size(i.inhrelid)) "
                 "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s GROUP BY 1"
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :s AND c.relkind IN ('r', 'p') GROUP BY 1"
             ),
             {"s": schema},
         ).all()
     sizes = {name: float(size) for name, size in rows}
-    for parent, size in parts:  # a partitioned table's size is its partitions'
+    # A partitioned table's size is its partitions' (each with its indexes); partitioned indexes
+    # inherit too, and are left out so that no index is counted twice.
+    for parent, size in parts:
         name = str(parent).split(".")[-1].strip('"')
         sizes[name] = sizes.get(name, 0.0) + float(size)
     mb = {k: round(v / 2**20, 1) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v >= 2**20 / 10}
