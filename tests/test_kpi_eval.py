@@ -602,3 +602,33 @@ def test_a_first_build_leaves_the_rollup_indexes_as_the_migrations_made_them(net
         "ix_kpi_rollups_series_period": "btree (series, level, grain_s, period_start)",
     }
     assert list(primary) == ["pk_kpi_rollups"]
+
+
+def test_a_status_held_longer_than_the_window_keeps_the_time_it_began(net: Store, cat: Catalogue) -> None:
+    """A cell critical for six hours (availability below 95 % for two periods, so critical from its
+    second period) says so since that period on every pass, not since the start of the window each
+    pass reads."""
+    start = T0 + 12 * H
+    periods = 24
+    kpi_data.samples(
+        net,
+        [("C1", "availability_pct", start + i * Q, 80.0) for i in range(periods)]
+        + [("C1", "traffic_gb", start + i * Q, 10.0) for i in range(periods)],
+    )
+    began = pd.Timestamp(start + Q)
+    seen = []
+    for i in range(2, periods + 1):
+        now = start + i * Q + timedelta(minutes=5)
+        with net.begin() as conn:
+            refresh_status(conn, cat, now=now)
+        with net.connect() as conn:
+            row = conn.execute(
+                select(kpi_status.c.status, kpi_status.c.since).where(
+                    kpi_status.c.kpi == "availability_pct",
+                    kpi_status.c.level == "cell",
+                    kpi_status.c.entity_id == "C1",
+                )
+            ).one()
+        assert row.status == "critical", now
+        seen.append(pd.Timestamp(row.since))
+    assert seen == [began] * len(seen)

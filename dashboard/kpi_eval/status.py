@@ -142,7 +142,7 @@ def refresh_status(
             key = (level, grain, until)
             lo, names = wanted.get(key, (since, set()))
             wanted[key] = (min(lo, since), names | read.inputs(catalogue, kpi))
-            plans.append((kpi, level, grain, since, until, last_complete, lateness, window))
+            plans.append((kpi, level, grain, since, until, last_complete, lateness, window, need))
     fetched: dict[tuple[str, int, datetime], pd.DataFrame] = {}
     quarters: dict[datetime, tuple[datetime, set[str], list[str]]] = {}
     for key, (lo, names) in wanted.items():
@@ -165,7 +165,7 @@ def refresh_status(
     written: list[tuple[str, str]] = []
     columns: dict[str, list[Any]] = {c: [] for c in _STATUS_COLUMNS}
     names_of = np.asarray(STATUSES, dtype=object)
-    for kpi, level, grain, since, until, last_complete, lateness, window in plans:
+    for kpi, level, grain, since, until, last_complete, lateness, window, need in plans:
         if level not in entities:
             entities[level] = read.entities(conn, level)
         ents = entities[level]
@@ -186,15 +186,19 @@ def refresh_status(
         shown = read.apply_no_data(wide.astype(float), kpi.no_data).to_numpy(dtype=float)
         codes = status_codes(shown, kpi, grain)
         last = codes[-1]
+        # The window's first need - 1 periods have no look-back: a breach there is not yet counted
+        # for its `for`, so their statuses may be understated and a run is followed back to the
+        # first period after them at most.
+        trusted = codes[min(need - 1, len(codes) - 1) :]
         # Length of the trailing run of each entity's last status, vectorised over entities.
-        trailing = np.cumprod((codes == last)[::-1], axis=0).sum(axis=0)
+        trailing = np.cumprod((trusted == last)[::-1], axis=0).sum(axis=0)
         began = index.to_numpy()[len(codes) - trailing]
         previous = before.get((kpi.name, level))
         if previous is not None and len(ents):
             # Unchanged over the whole window and as before: the status began when it was first seen.
             prev = previous.reindex(ents)
             prev_since = pd.to_datetime(prev["since"]).to_numpy()
-            same = (trailing == len(codes)) & (prev["status"].to_numpy() == names_of[last])
+            same = (trailing == len(trusted)) & (prev["status"].to_numpy() == names_of[last])
             same &= ~pd.isna(prev_since)
             began = np.where(same, prev_since, began)
         n = len(ents)
