@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +21,14 @@ from typing import Any
 import dash
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from dashboard import guard, ids
-from dashboard.auth import tokens, users
+from dashboard.auth import keys, tokens, users
 from dashboard.config import ConnectorConfig, Settings
 from dashboard.guard import rules
+from dashboard.guard import session as sessions
 from dashboard.privacy import ROLES, Role
 from dashboard.store.db import Store
 from dashboard.store.schema import alarms, audit
@@ -291,6 +294,63 @@ def test_a_session_is_a_hardened_cookie_that_ends_when_it_should(
     with store.connect() as conn:
         actions = conn.execute(select(audit.c.action).where(audit.c.actor == name)).scalars().all()
     assert actions.count("login") == 4 and actions.count("login.failed") == 1 and "logout" in actions
+
+
+def test_pages_answer_while_the_store_cannot_give_the_session_key(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh store whose first job holds SQLite's write lock cannot make the session key: the
+    login page and the pages still answer (a login is asked for again), never with an error; once
+    the store answers, logging in works."""
+    locked = {"now": True}
+    real = keys.session_key
+
+    def session_key(s: Store, *, now: datetime) -> str:
+        if locked["now"]:
+            raise OperationalError("INSERT INTO app_secrets", {}, Exception("database is locked"))
+        return real(s, now=now)
+
+    monkeypatch.setattr(keys, "session_key", session_key)
+    monkeypatch.setattr(sessions, "KEY_RETRY_S", 0.0)
+    app = new_app(store, _settings(store), clock=Clock(NOW))
+    name = user(store, "operator", "kim")
+    with live_server(app.server) as url, _http(url) as browser:
+        form = browser.get("/login")
+        assert form.status_code == 200 and "set-cookie" not in form.headers
+        refused = _login(browser, url, name, PASSWORDS[name])
+        assert refused.status_code == 400 and "expired" in refused.text
+        browser.cookies.set(sessions.COOKIE_NAME, "a cookie that cannot be checked now")
+        page = browser.get("/incidents")
+        assert page.status_code == 302 and page.headers["location"].startswith("/login")
+        assert browser.get("/api/v1/incidents").status_code == 401
+        locked["now"] = False
+        browser.cookies.delete(sessions.COOKIE_NAME)
+        ok = _login(browser, url, name, PASSWORDS[name])
+        assert ok.status_code == 303 and ok.headers["location"] == "/incidents"
+        assert browser.get("/api/v1/incidents").status_code == 200
+
+
+@pytest.mark.postgres
+def test_a_login_the_store_cannot_write_now_is_a_try_again_page(pg_store: Store) -> None:
+    """A login writes (the attempt and its audit entry). While another transaction holds the users
+    table against writes (as a fresh store's preparation holds SQLite's write lock), the login is a
+    503 page that says to try again, within the request's time limit; then it goes through."""
+    settings = _settings(pg_store).model_copy(
+        update={"web": _settings(pg_store).web.model_copy(update={"statement_timeout_s": 1.0})}
+    )
+    app = new_app(pg_store, settings, clock=Clock(NOW))
+    name = user(pg_store, "operator", "lee")
+    with live_server(app.server) as url, _http(url) as browser:
+        with pg_store.engine.connect() as holder:
+            holder.execute(text("LOCK TABLE users IN SHARE MODE"))  # reads go on, writes wait
+            started = time.monotonic()
+            busy = _login(browser, url, name, PASSWORDS[name])
+            assert busy.status_code == 503 and "try again" in busy.text, busy.text[:300]
+            assert busy.headers["retry-after"] == "5"
+            assert time.monotonic() - started < 6
+            holder.rollback()
+        ok = _login(browser, url, name, PASSWORDS[name])
+        assert ok.status_code == 303 and ok.headers["location"] == "/incidents"
 
 
 def test_repeated_wrong_passwords_lock_the_user_out(served: tuple[str, Store, QueueExpected, Clock]) -> None:

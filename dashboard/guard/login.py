@@ -14,12 +14,14 @@ from urllib.parse import urlencode
 import flask
 from flask.typing import ResponseReturnValue
 from markupsafe import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.auth import audit
 from dashboard.auth import users as users_
 from dashboard.context import current_context
 from dashboard.guard import limits, session
 from dashboard.guard.rules import access
+from dashboard.store.db import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +93,23 @@ def login() -> ResponseReturnValue:
         return _page("The form had expired; please try again.", 400)
     name = flask.request.form.get("username", "")
     password = flask.request.form.get("password", "")
-    result = users_.authenticate(
-        ctx.store,
-        name,
-        password,
-        now=ctx.now(),
-        lockout_after=sec.lockout_after,
-        lockout_for=timedelta(seconds=sec.lockout_for_s),
-        client=address,
-    )
+    try:
+        result = users_.authenticate(
+            ctx.store,
+            name,
+            password,
+            now=ctx.now(),
+            lockout_after=sec.lockout_after,
+            lockout_for=timedelta(seconds=sec.lockout_for_s),
+            client=address,
+        )
+    except (SQLAlchemyError, StoreError) as err:
+        # A login writes (the attempt, its audit entry): a store that cannot take the write now
+        # (down, or a fresh SQLite store whose preparation holds the write lock) is a "try again".
+        log.warning("login for %r from %s: the store could not answer: %s", name[:128], address, err)
+        page = _page("Vantage could not reach its store just now; please try again in a moment.", 503)
+        page.headers["Retry-After"] = "5"
+        return page
     if result.user is None:
         log.info("login refused for %r from %s: %s", name[:128], address, result.reason)
         return _page("Wrong user name or password, or the account is locked.", 401)

@@ -55,7 +55,23 @@ class SessionInterface(SecureCookieSessionInterface):
         # session is saved, so a request without a session never waits for the store here.
         if request.cookies.get(self.get_cookie_name(app)) is None:
             return self.session_class()
+        if self.get_signing_serializer(app) is None:
+            # The cookie cannot be verified without the key: the request goes on without a
+            # session (asked to log in), never as an error.
+            return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: flask.Flask, session: Any, response: flask.Response) -> None:
+        # Without the key the session is not saved: the page is served, and what needed the
+        # session (the login form's token) is asked for again once the store gives the key.
+        if session and self.should_set_cookie(app, session) and self.get_signing_serializer(app) is None:
+            return
+        super().save_session(app, session, response)
+
+    def load_key(self, app: flask.Flask) -> None:
+        """Read (or make) the signing key now, before any job holds the store; a store that cannot
+        give it leaves it to the first request that needs it."""
+        self.get_signing_serializer(app)
 
     def get_signing_serializer(self, app: flask.Flask) -> URLSafeTimedSerializer | None:
         # The signing key lives in the store (or the environment) and is read at the first request
@@ -68,7 +84,8 @@ class SessionInterface(SecureCookieSessionInterface):
                 app.secret_key = self.key()
             except Exception as err:
                 self.failed_at = time.monotonic()
-                log.warning("session key unavailable: %s", type(err).__name__)
+                detail = f": {err}" if isinstance(err, ValueError) else ""
+                log.warning("session key unavailable: %s%s", type(err).__name__, detail)
                 return None
         return super().get_signing_serializer(app)
 
