@@ -621,3 +621,24 @@ def test_the_first_start_makes_admin_with_a_password_shown_once(sqlite_store: St
     assert users.ensure_first_admin(sqlite_store, None, now=NOW) is None  # users exist: nothing more
     with sqlite_store.connect() as conn:
         assert [(u.name, u.role) for u in users.list_users(conn)] == [("admin", "admin")]
+
+
+def test_the_first_start_makes_the_session_key_and_refuses_a_short_one(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vantage run` and `vantage serve` make the session key before any job holds the store (the
+    web then only reads it); a $VANTAGE_SECRET_KEY too short stops them with what was expected."""
+    from dashboard.cli.serve import first_admin
+    from dashboard.store.schema import app_secrets
+    from tests.apps import context_for
+
+    monkeypatch.delenv(keys.SESSION_KEY_ENV, raising=False)
+    monkeypatch.setenv("VANTAGE_ADMIN_PASSWORD", "a chosen admin password")
+    ctx = context_for(sqlite_store)
+    first_admin(ctx)
+    with sqlite_store.connect() as conn:
+        stored = conn.execute(select(app_secrets.c.value).where(app_secrets.c.name == "session_key")).scalar()
+    assert stored is not None and len(stored) == 64
+    monkeypatch.setenv(keys.SESSION_KEY_ENV, "too short")
+    with pytest.raises(SystemExit, match="VANTAGE_SECRET_KEY is too short: expected at least 32"):
+        first_admin(ctx)

@@ -14,7 +14,7 @@ from dataclasses import replace
 import waitress
 
 from dashboard.app import create_app
-from dashboard.auth import users
+from dashboard.auth import keys, users
 from dashboard.cli import common
 from dashboard.context import Context
 from dashboard.failpoints import frozen_clock
@@ -77,7 +77,12 @@ ADMIN_PASSWORD_ENV = "VANTAGE_ADMIN_PASSWORD"
 
 def first_admin(ctx: Context) -> None:
     """A store with no user gets ``admin``: with ``$VANTAGE_ADMIN_PASSWORD`` when set, else a
-    generated password printed once on the terminal (never to the log, never a default one)."""
+    generated password printed once on the terminal (never to the log, never a default one). The
+    session key is made here too, before any job holds the store: the web only reads it."""
+    try:
+        keys.session_key(ctx.store, now=ctx.now())
+    except ValueError as err:  # $VANTAGE_SECRET_KEY set but too short
+        raise SystemExit(str(err)) from None
     given = os.environ.get(ADMIN_PASSWORD_ENV) or None
     try:
         password = users.ensure_first_admin(ctx.store, given, now=ctx.now())

@@ -69,9 +69,9 @@ def install(app: dash.Dash | flask.Flask, ctx: Context) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=int(sec.session_max_s),
     )
-    sessions = session.SessionInterface(sec.cookie_secure, lambda: keys.session_key(ctx.store, now=ctx.now()))
-    server.session_interface = sessions
-    sessions.load_key(server)
+    server.session_interface = session.SessionInterface(
+        sec.cookie_secure, lambda: keys.session_key(ctx.store, now=ctx.now())
+    )
     proxies = session.TrustedProxies(server.wsgi_app, sec.trusted_proxies)
     server.wsgi_app = proxies  # type: ignore[method-assign]
     server.config["VANTAGE_PROXIES"] = proxies

@@ -68,11 +68,6 @@ class SessionInterface(SecureCookieSessionInterface):
             return
         super().save_session(app, session, response)
 
-    def load_key(self, app: flask.Flask) -> None:
-        """Read (or make) the signing key now, before any job holds the store; a store that cannot
-        give it leaves it to the first request that needs it."""
-        self.get_signing_serializer(app)
-
     def get_signing_serializer(self, app: flask.Flask) -> URLSafeTimedSerializer | None:
         # The signing key lives in the store (or the environment) and is read at the first request
         # that needs a session; while the store cannot answer, requests go without one (and the
