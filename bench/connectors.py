@@ -9,15 +9,19 @@ The last line is one JSON object whose keys carry their units.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import copy
 import json
-import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]

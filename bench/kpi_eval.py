@@ -10,14 +10,22 @@ tickets and churn events; then times the plain GROUP BY of every sample to (cell
 reference), ``refresh_rollups(full=True)``, the status pass, the first baseline and anomaly pass, an
 incremental pass after one new 15-minute period, and one after the periods up to the next midnight
 (the pass that crosses into a new day), each followed by the status and baseline passes, and
-``current()``. Prints the figures; asserts nothing. ``--schema`` keeps the schema and, on a second
-run, re-uses its samples (later periods are appended after the newest).
+``current()``. Prints progress on stderr, then ONE line of JSON on stdout; asserts nothing.
+``--schema`` keeps the schema and, on a second run, re-uses its samples (later periods are appended
+after the newest).
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.sort(key=lambda p: Path(p or ".").resolve() == Path(__file__).resolve().parent)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import io
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -299,40 +307,47 @@ def main() -> None:
         store, drop = open_store(args.backend, args.dir, "kpi_eval_bench")
     catalogue = load_catalogue("kpi_definitions.yaml")
     start = datetime(2024, 3, 1)
+    fig: dict[str, Any] = {"backend": args.backend}
     try:
         with store.connect() as conn:
             last = conn.execute(select(func.max(kpi_samples.c.period_start))).scalar()
         if last is None:
             t0 = time.perf_counter()
             build(store, n_cells=args.cells, days=args.days, n_lines=args.lines, start=start)
-            print(f"{args.backend}: generated in {time.perf_counter() - t0:.0f} s")
+            fig["generate_s"] = _say(f"{args.backend}: generated in", time.perf_counter() - t0)
             end = start + timedelta(days=args.days)
         else:
             end = pd.Timestamp(last).to_pydatetime() + timedelta(minutes=15)
         with store.connect() as conn:
             n_samples = conn.execute(select(func.count()).select_from(kpi_samples)).scalar_one()
             n_cells = conn.execute(select(func.count()).select_from(cells)).scalar_one()
-        print(f"{args.backend}: {n_samples:,} samples, {n_cells:,} cells")
-        print(f"reference GROUP BY (cell, KPI, day): {_reference(store):.1f} s")
+        fig |= {"samples": n_samples, "cells": n_cells}
+        print(f"{args.backend}: {n_samples:,} samples, {n_cells:,} cells", file=sys.stderr)
+        fig["reference_s"] = _say("reference GROUP BY (cell, KPI, day)", _reference(store))
         now = end + timedelta(minutes=5)
         with store.begin() as conn:
             summary = refresh_rollups(conn, catalogue, now=now, full=True)
         with store.connect() as conn:
             n_rollups = conn.execute(select(func.count()).select_from(kpi_rollups)).scalar_one()
         steps = {k: round(v, 2) for k, v in summary.steps.items()}
-        print(f"full build: {summary.elapsed_s:.1f} s, {n_rollups:,} roll-up rows; steps {steps}")
+        fig |= {"full_build_s": _say(f"full build ({n_rollups:,} rows; steps {steps})", summary.elapsed_s)}
+        fig["ratio"] = round(fig["full_build_s"] / max(fig["reference_s"], 1e-9), 2)
         t = time.perf_counter()
         with store.begin() as conn:
             refresh_status(conn, catalogue, now=now)
-        print(f"status pass after the build: {time.perf_counter() - t:.2f} s")
+        fig["status_after_build_s"] = _say("status pass after the build", time.perf_counter() - t)
         t = time.perf_counter()
         with store.begin() as conn:
             an = refresh_anomalies(conn, catalogue, now=now)
         steps = {k: round(v, 2) for k, v in an.steps.items()}
-        print(f"first baseline pass: {time.perf_counter() - t:.2f} s, {an.series:,} series; steps {steps}")
+        took = time.perf_counter() - t
+        fig["first_baseline_s"] = _say(f"first baseline pass ({an.series:,} series; steps {steps})", took)
         rng = np.random.default_rng(7)
         cell_ids = np.array([f"C{i:05d}" for i in range(n_cells)])
-        for label, at in (("one new 15-min period", end), ("a new day's first period", None)):
+        for key, label, at in (
+            ("period", "one new 15-min period", end),
+            ("new_day", "a new day's first period", None),
+        ):
             if at is None:
                 # The periods up to the next midnight arrive, then the pass that crosses into the new day.
                 at = end + timedelta(minutes=15)
@@ -349,21 +364,21 @@ def main() -> None:
             with store.begin() as conn:
                 inc = refresh_rollups(conn, catalogue, now=now)
             steps = {k: round(v, 2) for k, v in inc.steps.items()}
-            print(f"incremental pass after {label}: {inc.elapsed_s:.2f} s; steps {steps}")
+            fig[f"{key}_rollups_s"] = _say(f"incremental pass after {label} (steps {steps})", inc.elapsed_s)
             t = time.perf_counter()
             with store.begin() as conn:
                 st = refresh_status(conn, catalogue, now=now)
-            print(f"status pass: {time.perf_counter() - t:.2f} s, {st.rows} statuses")
+            fig[f"{key}_status_s"] = _say(f"status pass ({st.rows} statuses)", time.perf_counter() - t)
             t = time.perf_counter()
             with store.begin() as conn:
                 refresh_anomalies(conn, catalogue, now=now)
-            print(f"baseline pass: {time.perf_counter() - t:.2f} s")
+            fig[f"{key}_baseline_s"] = _say("baseline pass", time.perf_counter() - t)
         with store.connect() as conn:
             read.current(conn, catalogue)
             t = time.perf_counter()
             for _ in range(5):
                 read.current(conn, catalogue)
-        print(f"current(network): {(time.perf_counter() - t) / 5 * 1000:.0f} ms")
+        fig["current_ms"] = _say("current(network), ms", (time.perf_counter() - t) / 5 * 1000)
         with store.connect() as conn:
             t = time.perf_counter()
             p = read.panel(
@@ -375,12 +390,18 @@ def main() -> None:
                 until=end,
                 measures=["subscribers"],
             )
-        print(f"panel(cell, daily, {len(p):,} rows): {time.perf_counter() - t:.2f} s")
+        fig["panel_s"] = _say(f"panel(cell, daily, {len(p):,} rows)", time.perf_counter() - t)
     finally:
         if not args.keep and not args.schema:
             drop()
         else:
             store.dispose()
+    print(json.dumps(fig))
+
+
+def _say(what: str, value: float) -> float:
+    print(f"{what}: {value:.2f}", file=sys.stderr)
+    return round(value, 3)
 
 
 if __name__ == "__main__":
