@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, text
 from connectors.base import Batch
 from dashboard.ingest import Ingestor
 from dashboard.kpi_eval import evaluate, read
+from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpi_eval.rollup import refresh_rollups
 from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
@@ -632,3 +633,77 @@ def test_a_status_held_longer_than_the_window_keeps_the_time_it_began(net: Store
         assert row.status == "critical", now
         seen.append(pd.Timestamp(row.since))
     assert seen == [began] * len(seen)
+
+
+def _statuses(store: Store) -> pd.DataFrame:
+    with store.connect() as conn:
+        df = read_frame(conn, select(kpi_status))
+    return df.sort_values(["kpi", "level", "entity_id"]).reset_index(drop=True)
+
+
+def _period(at: datetime, availability: dict[str, float]) -> list[tuple[str, str, datetime, float]]:
+    rows = []
+    for cell in ("C1", "C2", "C3"):
+        rows += [
+            (cell, "availability_pct", at, availability.get(cell, 99.8)),
+            (cell, "traffic_gb", at, 5.0),
+            (cell, "prb_utilisation_pct", at, 85.0 if cell == "C2" else 40.0),
+            (cell, "latency_ms", at, 30.0),
+        ]
+    return rows
+
+
+def test_passes_that_keep_quarter_hours_write_what_a_pass_reading_everything_writes(
+    net: Store, cat: Catalogue
+) -> None:
+    """The scheduler's passes keep the quarter-hour rows they read (QuarterHours) and read again only
+    the hours the roll-up pass recomputed: a new period each pass, a sample two hours late, and the
+    statuses of every level equal those of a pass that reads its whole window, after every pass."""
+    start = NOW - 5 * H
+    kpi_data.history(net, start, NOW)
+    memo = QuarterHours()
+    reads = []
+    for i in range(10):
+        at = NOW + i * Q
+        outage = {"C1": 80.0} if 3 <= i <= 6 else {}
+        rows = _period(at, outage)
+        if i == 5:  # late, into an hour read before: C3 was down for three periods an hour ago
+            rows += [("C3", "availability_pct", NOW + k * Q, 70.0) for k in range(1, 4)]
+        kpi_data.samples(net, rows)
+        now = at + Q + timedelta(minutes=5)
+        done = evaluate(net, cat, now=now, memo=memo)
+        reads.append(done.status.hours_read)
+        kept = _statuses(net)
+        with net.begin() as conn:
+            refresh_status(conn, cat, now=now)
+        pd.testing.assert_frame_equal(kept, _statuses(net), check_exact=False)
+        assert set(kept["status"]) >= {"ok"}
+    assert reads[0] is not None and reads[0] >= 5  # the first pass reads the whole window
+    assert max(reads[1:]) <= 2 and reads[5] == 2  # then the newest hour, and the late sample's hour
+    cells = _statuses(net).query("kpi == 'availability_pct' and level == 'cell'").set_index("entity_id")
+    assert cells.loc["C1", "status"] == "ok"
+    assert pd.Timestamp(cells.loc["C3", "since"]) == pd.Timestamp(NOW + 4 * Q)  # ok since its late outage
+
+
+def test_kept_quarter_hours_are_forgotten_when_another_process_ran_a_pass(net: Store, cat: Catalogue) -> None:
+    """A pass by another scheduler in between takes the marks of the hours it recomputed: the kept
+    rows of those hours may be old, so the next pass reads its whole window again."""
+    kpi_data.history(net, NOW - 5 * H, NOW)
+    memo = QuarterHours()
+    kpi_data.samples(net, _period(NOW, {}))
+    evaluate(net, cat, now=NOW + Q + timedelta(minutes=5), memo=memo)
+    # Another process: a late outage on C2 an hour ago, rolled up by its own pass.
+    kpi_data.samples(net, [("C2", "availability_pct", NOW - H + k * Q, 60.0) for k in range(4)])
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + Q + timedelta(minutes=6))
+    kpi_data.samples(net, _period(NOW + Q, {}))
+    now = NOW + 2 * Q + timedelta(minutes=5)
+    done = evaluate(net, cat, now=now, memo=memo)
+    assert done.status.hours_read is not None and done.status.hours_read >= 5
+    kept = _statuses(net)
+    with net.begin() as conn:
+        refresh_status(conn, cat, now=now)
+    pd.testing.assert_frame_equal(kept, _statuses(net), check_exact=False)
+    # A full rebuild, too, makes the next pass read everything.
+    evaluate(net, cat, now=now, full=True, memo=memo)
+    assert memo.read_hours >= 5

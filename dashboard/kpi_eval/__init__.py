@@ -14,6 +14,7 @@ from typing import Any
 from dashboard import failpoints
 from dashboard.context import Context, Jobs
 from dashboard.kpi_eval.anomaly import AnomalySummary, refresh_anomalies
+from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpi_eval.read import KpiReadError, current, panel, series
 from dashboard.kpi_eval.rollup import RollupSummary, refresh_rollups
 from dashboard.kpi_eval.status import StatusSummary, evaluate_series, refresh_status, status_frame
@@ -37,15 +38,19 @@ class Evaluation:
         }
 
 
-def evaluate(store: Store, catalogue: Catalogue, *, now: datetime, full: bool = False) -> Evaluation:
+def evaluate(
+    store: Store, catalogue: Catalogue, *, now: datetime, full: bool = False, memo: QuarterHours | None = None
+) -> Evaluation:
     """Bring the roll-ups up to date, then the statuses, then the baselines and anomaly verdicts; each
-    step in its own transaction."""
+    step in its own transaction. ``memo`` keeps quarter-hour rows between one process's passes."""
     at = now
     with store.begin() as conn:
         rollups = refresh_rollups(conn, catalogue, now=at, full=full)
+    if memo is not None:
+        memo.follow(rollups)
     failpoints.pause("kpi:rolled-up")
     with store.begin() as conn:
-        status = refresh_status(conn, catalogue, now=at)
+        status = refresh_status(conn, catalogue, now=at, memo=memo)
     with store.begin() as conn:
         anomalies = refresh_anomalies(conn, catalogue, now=at)
     log.info(
@@ -64,10 +69,12 @@ def evaluate(store: Store, catalogue: Catalogue, *, now: datetime, full: bool = 
 
 
 def scheduled_jobs(ctx: Context) -> Jobs:
-    """The scheduler's KPI job: roll-ups and statuses every ``scheduler.kpi_refresh_s``."""
+    """The scheduler's KPI job: roll-ups and statuses every ``scheduler.kpi_refresh_s``, keeping the
+    quarter-hour rows it read between its passes."""
+    memo = QuarterHours()
 
     def job() -> Evaluation:
-        return evaluate(ctx.store, ctx.catalogue, now=ctx.now())
+        return evaluate(ctx.store, ctx.catalogue, now=ctx.now(), memo=memo)
 
     return {"kpi-evaluation": (ctx.settings.scheduler.kpi_refresh_s, job)}
 

@@ -23,6 +23,7 @@ transaction):
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,6 +86,12 @@ class RollupSummary:
     flow_days: int = 0
     stock_days: int = 0
     risk_sampled: bool = False
+    #: The hours of samples recomputed, as [lo, hi) spans (every hour when ``full``).
+    sample_spans: list[tuple[datetime, datetime]] = field(default_factory=list)
+    #: The token the pass before this one left in the roll-up state, and this pass's: a process that
+    #: keeps what it read between passes knows from them whether it saw every pass (quarters.py).
+    previous_pass: str | None = None
+    pass_id: str = ""
     rows: int = 0
     elapsed_s: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
@@ -551,7 +558,7 @@ def refresh_rollups(
         # Aggregations of a day of samples fit in memory; JIT compiling costs more than it saves here.
         conn.execute(text("SET LOCAL work_mem = '128MB'"))
         conn.execute(text("SET LOCAL jit = off"))
-    summary = RollupSummary(full=full)
+    summary = RollupSummary(full=full, previous_pass=state.get("pass"), pass_id=uuid.uuid4().hex)
     kpis = sampled_kpis(catalogue)
     names = [k.name for k in kpis]
     today = floor_time(now, 86400)
@@ -601,6 +608,7 @@ def refresh_rollups(
                 _refresh_samples_staged(w, kpis, lo, end, summary.steps)
             else:
                 _refresh_samples(w, kpis, lo, end, summary.steps)
+        summary.sample_spans = list(spans)
         if spans:
             summary.sample_window = (spans[0][0], spans[-1][1])
             summary.sample_hours = sum(int((_ceil(b, 3600) - floor_time(a, 3600)) // HOUR) for a, b in spans)
@@ -661,6 +669,7 @@ def refresh_rollups(
             "ingested_at": new_mark.isoformat() if new_mark else previous,
             "windows": windows if new_mark else state.get("windows", {}),
             "stock_day": today.isoformat(),
+            "pass": summary.pass_id,
         },
         now=now,
     )

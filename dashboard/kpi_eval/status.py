@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from sqlalchemy import Connection, delete, select
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval._sql import RISK, floor_time
 from dashboard.kpi_eval._write import insert_columns
+from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpis import Catalogue, KpiDefinition, Threshold
 from dashboard.store.db import read_frame
 from dashboard.store.schema import kpi_status
@@ -41,9 +43,16 @@ class StatusSummary:
     rows: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    #: Hours of quarter-hour rows read from the store (None: the whole window, no memo).
+    hours_read: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "by_status": self.by_status, "elapsed_s": round(self.elapsed_s, 3)}
+        return {
+            "rows": self.rows,
+            "by_status": self.by_status,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "hours_read": self.hours_read,
+        }
 
 
 def _periods_needed(t: Threshold | None, grain_s: float) -> int:
@@ -117,10 +126,29 @@ def _levels(catalogue: Catalogue, kpi: KpiDefinition, levels: tuple[str, ...] | 
     return chosen
 
 
+def _fetch_quarters(
+    conn: Connection,
+    catalogue: Catalogue,
+    names: set[str],
+    levels: list[str],
+    since: datetime,
+    until: datetime,
+) -> dict[str, pd.DataFrame]:
+    return read.fetch_levels(conn, catalogue, names, levels=levels, grain_s=900, since=since, until=until)
+
+
 def refresh_status(
-    conn: Connection, catalogue: Catalogue, *, now: datetime, levels: tuple[str, ...] | None = None
+    conn: Connection,
+    catalogue: Catalogue,
+    *,
+    now: datetime,
+    levels: tuple[str, ...] | None = None,
+    memo: QuarterHours | None = None,
 ) -> StatusSummary:
-    """Evaluate every KPI at its grain for each entity of the status levels; rewrite kpi_status."""
+    """Evaluate every KPI at its grain for each entity of the status levels; rewrite kpi_status.
+
+    ``memo`` keeps the quarter-hour rows between the passes of one process (quarters.py): only the
+    hours the roll-up pass just recomputed, and hours not read yet, are read from the store."""
     started = time.perf_counter()
     summary = StatusSummary()
     counts: Counter[str] = Counter()
@@ -156,7 +184,12 @@ def refresh_status(
                 conn, catalogue, names, level=level, grain_s=grain, since=lo, until=until
             )
     for until, (lo, names, lvls) in quarters.items():
-        rows_of = read.fetch_levels(conn, catalogue, names, levels=lvls, grain_s=900, since=lo, until=until)
+        fetch = partial(_fetch_quarters, conn, catalogue, names, lvls)
+        if memo is not None and len(quarters) == 1:
+            rows_of = memo.rows(fetch, series=names, levels=lvls, since=lo, until=until)
+            summary.hours_read = memo.read_hours
+        else:
+            rows_of = fetch(lo, until)
         fetched |= {(lvl, 900, until): rows_of[lvl] for lvl in lvls}
     entities: dict[str, list[str]] = {}
     st = kpi_status.c
