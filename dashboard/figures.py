@@ -8,26 +8,21 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from dashboard.theme import ACCENT, GRID, MUTED, SERIES, SEVERITY_COLOURS, TEMPLATE, TEXT
 
 
 def empty_figure(message: str) -> go.Figure:
     """A blank figure that says why it is blank."""
-    fig = go.Figure(layout={"template": TEMPLATE})
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.add_annotation(
-        text=message,
-        showarrow=False,
-        x=0.5,
-        y=0.5,
-        xref="paper",
-        yref="paper",
-        font={"color": MUTED, "size": 18},
-    )
-    return fig
+    note = {"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+            "font": {"color": MUTED, "size": 18}}  # fmt: skip
+    layout = {
+        "template": TEMPLATE,
+        "xaxis": {"visible": False},
+        "yaxis": {"visible": False},
+        "annotations": [note],
+    }
+    return go.Figure(layout=layout)
 
 
 THRESHOLD_COLOURS = {"warning": "#f39c12", "critical": "#e74c3c"}
@@ -59,37 +54,44 @@ def alarm_timeline_figure(df: pd.DataFrame, now: datetime) -> go.Figure:
         for res, rid, aid, root in zip(d["resource"], d["resource_id"], d["id"], d["root"], strict=True)
     ]
     d["status"] = ["active" if pd.isna(c) else "cleared" for c in d["cleared_at"]]
-    fig = go.Figure(layout={"template": TEMPLATE})
-    fig.add_trace(
-        go.Bar(
-            y=d["label"],
-            base=d["raised_at"],
-            x=d["duration_ms"],
-            orientation="h",
-            marker={
-                "color": [SEVERITY_COLOURS.get(s, MUTED) for s in d["severity"]],
-                "line": {
-                    "color": [TEXT if r else GRID for r in d["root"]],
-                    "width": [3 if r else 1 for r in d["root"]],
-                },
-                "pattern": {"shape": ["" if s == "active" else "/" for s in d["status"]]},
+    bar = {
+        "type": "bar",
+        "y": d["label"],
+        "base": d["raised_at"],
+        "x": d["duration_ms"],
+        "orientation": "h",
+        "marker": {
+            "color": [SEVERITY_COLOURS.get(s, MUTED) for s in d["severity"]],
+            "line": {
+                "color": [TEXT if r else GRID for r in d["root"]],
+                "width": [3 if r else 1 for r in d["root"]],
             },
-            customdata=d[["severity", "status"]].to_numpy(),
-            hovertemplate="%{y}<br>%{customdata[0]}, %{customdata[1]}<br>raised %{base|%H:%M:%S} UTC"
-            "<extra></extra>",
-        )
-    )
-    fig.add_vline(x=pd.Timestamp(now), line={"dash": "dot", "width": 1, "color": MUTED})
-    fig.update_layout(
-        title="Alarms: raised to cleared (hatched) or now (solid), UTC",
-        showlegend=False,
-        height=max(220, 70 + 34 * len(d)),
-        margin={"l": 20, "r": 20, "t": 50, "b": 40},
-        bargap=0.35,
-    )
-    fig.update_xaxes(type="date")
-    fig.update_yaxes(autorange="reversed", automargin=True, tickfont={"color": TEXT})
-    return fig
+            "pattern": {"shape": ["" if s == "active" else "/" for s in d["status"]]},
+        },
+        "customdata": d[["severity", "status"]].to_numpy(),
+        "hovertemplate": "%{y}<br>%{customdata[0]}, %{customdata[1]}<br>raised %{base|%H:%M:%S} UTC"
+        "<extra></extra>",
+    }
+    layout = {
+        "template": TEMPLATE,
+        "title": {"text": "Alarms: raised to cleared (hatched) or now (solid), UTC"},
+        "showlegend": False,
+        "height": max(220, 70 + 34 * len(d)),
+        "margin": {"l": 20, "r": 20, "t": 50, "b": 40},
+        "bargap": 0.35,
+        "xaxis": {"type": "date"},
+        "yaxis": {"autorange": "reversed", "automargin": True, "tickfont": {"color": TEXT}},
+        "shapes": [_vline(now, "x", "y", {"dash": "dot", "width": 1, "color": MUTED})],
+    }
+    # Built in one pass: add_trace, update_layout and add_vline each re-validate the figure.
+    return go.Figure(data=[bar], layout=layout)
+
+
+def _vline(when: object, xa: str, ya: str, line: dict[str, object]) -> dict[str, object]:
+    """A vertical line at ``when`` across the panel of axes ``xa``/``ya``, as add_vline draws it."""
+    at = pd.Timestamp(when)
+    return {"type": "line", "x0": at, "x1": at, "xref": xa, "y0": 0, "y1": 1, "yref": f"{ya} domain",
+            "line": line}  # fmt: skip
 
 
 def cells_map_figure(df: pd.DataFrame) -> go.Figure:
@@ -114,44 +116,51 @@ def cells_map_figure(df: pd.DataFrame) -> go.Figure:
         )
     )
     size = 14 + 26 * (sites["lines"] / max(float(sites["lines"].max()), 1.0)) ** 0.5
-    fig = go.Figure(layout={"template": TEMPLATE})
-    fig.add_trace(
-        go.Scatter(
-            x=sites["lon"],
-            y=sites["lat"],
-            mode="markers+text",
-            text=sites["site"].fillna(sites["site_id"]),
-            textposition="top center",
-            textfont={"color": TEXT},
-            marker={
-                "size": size,
-                "color": sites["degraded"],
-                "cmin": 0.0,
-                "cmax": 1.0,
-                "colorscale": [[0.0, "#3498db"], [0.5, "#f39c12"], [1.0, "#e74c3c"]],
-                "colorbar": {"title": {"text": "degraded"}, "tickformat": ".0%", "len": 0.8},
-                "line": {"color": TEXT, "width": 1},
-            },
-            customdata=sites[["cells", "degraded", "lines", "n"]].to_numpy(),
-            hovertemplate="%{text}<br>%{customdata[3]} cells: %{customdata[0]}<br>"
-            "most degraded %{customdata[1]:.0%}<br>%{customdata[2]:,.0f} lines<extra></extra>",
-        )
-    )
+    markers = {
+        "type": "scatter",
+        "x": sites["lon"],
+        "y": sites["lat"],
+        "mode": "markers+text",
+        "text": sites["site"].fillna(sites["site_id"]),
+        "textposition": "top center",
+        "textfont": {"color": TEXT},
+        "marker": {
+            "size": size,
+            "color": sites["degraded"],
+            "cmin": 0.0,
+            "cmax": 1.0,
+            "colorscale": [[0.0, "#3498db"], [0.5, "#f39c12"], [1.0, "#e74c3c"]],
+            "colorbar": {"title": {"text": "degraded"}, "tickformat": ".0%", "len": 0.8},
+            "line": {"color": TEXT, "width": 1},
+        },
+        "customdata": sites[["cells", "degraded", "lines", "n"]].to_numpy(),
+        "hovertemplate": "%{text}<br>%{customdata[3]} cells: %{customdata[0]}<br>"
+        "most degraded %{customdata[1]:.0%}<br>%{customdata[2]:,.0f} lines<extra></extra>",
+    }
     lat = float(sites["lat"].mean())
     pad = 0.01
     title = "Affected sites (colour: most degraded cell; size: lines)"
     if missing:
         title += f"; {missing} cell{'s' if missing != 1 else ''} without coordinates"
-    fig.update_layout(title=title, showlegend=False, height=380, margin={"l": 60, "r": 20, "t": 50, "b": 50})
-    fig.update_xaxes(title="longitude", range=[sites["lon"].min() - pad, sites["lon"].max() + pad])
-    fig.update_yaxes(
-        title="latitude",
-        range=[sites["lat"].min() - pad, sites["lat"].max() + pad],
-        # A degree of longitude is cos(latitude) of a degree of latitude: keep distances true.
-        scaleanchor="x",
-        scaleratio=1 / max(math.cos(math.radians(lat)), 0.1),
-    )
-    return fig
+    layout = {
+        "template": TEMPLATE,
+        "title": {"text": title},
+        "showlegend": False,
+        "height": 380,
+        "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+        "xaxis": {
+            "title": {"text": "longitude"},
+            "range": [sites["lon"].min() - pad, sites["lon"].max() + pad],
+        },
+        "yaxis": {
+            "title": {"text": "latitude"},
+            "range": [sites["lat"].min() - pad, sites["lat"].max() + pad],
+            # A degree of longitude is cos(latitude) of a degree of latitude: keep distances true.
+            "scaleanchor": "x",
+            "scaleratio": 1 / max(math.cos(math.radians(lat)), 0.1),
+        },
+    }
+    return go.Figure(data=[markers], layout=layout)
 
 
 def kpi_impact_figure(
@@ -169,45 +178,61 @@ def kpi_impact_figure(
     panels = [(k, t) for k, t in panels if (df["kpi"] == k).any()] if not df.empty else []
     if not panels:
         return empty_figure("No KPI samples from the affected cells around this incident")
-    fig = make_subplots(
-        rows=len(panels),
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.12,
-        subplot_titles=[t for _, t in panels],
-    )
-    fig.update_layout(template=TEMPLATE)
-    for row, (kpi, title) in enumerate(panels, start=1):
-        part = df[df["kpi"] == kpi]
-        fig.add_trace(
-            go.Scatter(
-                x=part["period_start"],
-                y=part["value"],
-                mode="lines+markers" if len(part) <= 60 else "lines",
-                name=title,
-                line={"color": SERIES[(row - 1) % len(SERIES)], "width": 2},
-                hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.4g}<extra>" + title + "</extra>",
-            ),
-            row=row,
-            col=1,
+    n = len(panels)
+    traces: list[dict[str, object]] = []
+    shapes: list[dict[str, object]] = []
+    notes: list[dict[str, object]] = []
+    layout: dict[str, object] = {}
+    # Laid out by hand, as make_subplots(shared_xaxes=True) would, in one pass.
+    for i, ((kpi, title), (ax, bottom, top)) in enumerate(zip(panels, _stacked_axes(n, 0.12), strict=True)):
+        xa, ya = f"x{ax}", f"y{ax}"
+        last = f"x{n}" if n > 1 else "x"
+        layout[f"xaxis{ax}"] = {"anchor": ya, "domain": [0.0, 1.0]} | (
+            {} if i == n - 1 else {"matches": last, "showticklabels": False}
         )
-    for when, colour in ((opened_at, SEVERITY_COLOURS["critical"]), (resolved_at, ACCENT)):
-        if when is not None:
-            fig.add_vline(
-                x=pd.Timestamp(when), line={"dash": "dash", "width": 2, "color": colour}, row="all", col=1
-            )
-    fig.add_annotation(
-        x=pd.Timestamp(opened_at), y=1.0, xref="x", yref="paper", text="incident opened", showarrow=False,
-        xanchor="left", yanchor="bottom", font={"color": SEVERITY_COLOURS["critical"]},
-    )  # fmt: skip
-    fig.update_layout(
-        title="KPIs over the affected cells (mean per period, UTC)",
-        showlegend=False,
-        margin={"t": 90},
-        height=200 + 170 * len(panels),
-        hovermode="x unified",
+        layout[f"yaxis{ax}"] = {"anchor": xa, "domain": [bottom, top]}
+        part = df[df["kpi"] == kpi]
+        traces.append(
+            {
+                "type": "scatter",
+                "x": part["period_start"],
+                "y": part["value"],
+                "xaxis": xa,
+                "yaxis": ya,
+                "mode": "lines+markers" if len(part) <= 60 else "lines",
+                "name": title,
+                "line": {"color": SERIES[i % len(SERIES)], "width": 2},
+                "hovertemplate": "%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.4g}<extra>" + title + "</extra>",
+            }
+        )
+        notes.append(_panel_title(title, top))
+        for when, colour in ((opened_at, SEVERITY_COLOURS["critical"]), (resolved_at, ACCENT)):
+            if when is not None:
+                shapes.append(_vline(when, xa, ya, {"dash": "dash", "width": 2, "color": colour}))
+    notes.append(
+        {
+            "x": pd.Timestamp(opened_at),
+            "y": 1.0,
+            "xref": "x",
+            "yref": "paper",
+            "text": "incident opened",
+            "showarrow": False,
+            "xanchor": "left",
+            "yanchor": "bottom",
+            "font": {"color": SEVERITY_COLOURS["critical"]},
+        }
     )
-    return fig
+    layout |= {
+        "template": TEMPLATE,
+        "title": {"text": "KPIs over the affected cells (mean per period, UTC)"},
+        "showlegend": False,
+        "margin": {"t": 90},
+        "height": 200 + 170 * n,
+        "hovermode": "x unified",
+        "shapes": shapes,
+        "annotations": notes,
+    }
+    return go.Figure(data=traces, layout=layout)
 
 
 # --- KPIs against their usual band -----------------------------------------------------------
