@@ -88,9 +88,9 @@ class QuarterHours:
         stale = [h for h in window if h not in self.hours or h in self.changed]
         self.read_hours = len(stale)
         for lo, hi in _spans(stale):
-            by_level = read(lo, hi)
+            by_level = {lvl: _by_hour(rows) for lvl, rows in read(lo, hi).items() if lvl in lvls}
             for h in _hours_between(lo, hi):
-                self.hours[h] = {lvl: _in_hour(by_level[lvl], h) for lvl in lvls}
+                self.hours[h] = {lvl: parts.get(h, empty) for lvl, (parts, empty) in by_level.items()}
                 self.changed.discard(h)
         lo_ts, hi_ts = pd.Timestamp(since), pd.Timestamp(until)
         out = {}
@@ -117,10 +117,11 @@ def _spans(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
     return spans
 
 
-def _in_hour(rows: pd.DataFrame, hour: datetime) -> pd.DataFrame:
-    start = pd.Timestamp(hour)
-    keep = (rows["period_start"] >= start) & (rows["period_start"] < start + pd.Timedelta(hours=1))
-    return rows[keep].reset_index(drop=True)
+def _by_hour(rows: pd.DataFrame) -> tuple[dict[datetime, pd.DataFrame], pd.DataFrame]:
+    """``rows`` split by the hour of their period (one pass), and an empty frame like them."""
+    hour = rows["period_start"].dt.floor("h")
+    parts = {pd.Timestamp(h).to_pydatetime(): part.reset_index(drop=True) for h, part in rows.groupby(hour)}
+    return parts, rows.iloc[0:0]
 
 
 __all__ = ["QuarterHours"]

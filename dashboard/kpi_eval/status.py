@@ -137,6 +137,14 @@ def _fetch_quarters(
     return read.fetch_levels(conn, catalogue, names, levels=levels, grain_s=900, since=since, until=until)
 
 
+def _inputs_rows(by_series: dict[str, pd.DataFrame], empty: pd.DataFrame, names: set[str]) -> pd.DataFrame:
+    """The rows of ``names`` among rows split by series (``empty``: none of them has any)."""
+    parts = [by_series[n] for n in sorted(names) if n in by_series]
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts, ignore_index=True) if parts else empty
+
+
 def refresh_status(
     conn: Connection,
     catalogue: Catalogue,
@@ -196,13 +204,19 @@ def refresh_status(
     stored = read_frame(conn, select(st.kpi, st.level, st.entity_id, st.status, st.since))
     before = {key: part.set_index("entity_id") for key, part in stored.groupby(["kpi", "level"], sort=False)}
     written: list[tuple[str, str]] = []
+    by_series: dict[tuple[str, int, datetime], tuple[dict[str, pd.DataFrame], pd.DataFrame]] = {}
     columns: dict[str, list[Any]] = {c: [] for c in _STATUS_COLUMNS}
     names_of = np.asarray(STATUSES, dtype=object)
     for kpi, level, grain, since, until, last_complete, lateness, window, need in plans:
         if level not in entities:
             entities[level] = read.entities(conn, level)
         ents = entities[level]
-        rows = fetched[(level, grain, until)]
+        key = (level, grain, until)
+        if key not in by_series:
+            # Each KPI reads its own inputs' rows, not a mask over every series' rows per KPI.
+            frame = fetched.pop(key)
+            by_series[key] = (dict(tuple(frame.groupby("series", sort=False))), frame.iloc[0:0])
+        rows = _inputs_rows(*by_series[key], read.inputs(catalogue, kpi))
         rows = rows[rows["period_start"] >= pd.Timestamp(floor_time(since, min(grain, 86400)))]
         values = read.kpi_values(catalogue, kpi, rows)
         end = last_complete
