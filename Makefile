@@ -34,13 +34,16 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Tests not marked slow on two workers, then the slow ones (whole-product runs, process kills,
-# timing) one at a time, so they do not compete with each other for the two cores.
+# timing) on two workers a file each, so a module's servers and stores are built once, then the
+# tests marked serial in one process (schemathesis gives each generated operation the same node id,
+# which pytest-xdist would run only once).
 test: $(STAMP) lint imports typecheck
-	$(BIN)/python -m pytest -m "not slow" -n 2
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m "not slow and not serial" -n 2
+	$(BIN)/python -m pytest -m "slow and not serial" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m serial
 
 test-fast: $(STAMP) lint imports
-	$(BIN)/python -m pytest -m "not slow" -q -n 2
+	$(BIN)/python -m pytest -m "not slow and not serial" -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -19,6 +19,22 @@ PG_URL = os.environ.get("VANTAGE_TEST_PG_URL", "postgresql+psycopg://postgres@12
 _pg_reachable: bool | None = None
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests whose cases share one node id must be marked ``serial``: pytest-xdist schedules by node
+    id, so on its workers all but one of those cases would silently never run."""
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
+    unmarked = sorted(
+        {item.nodeid for item in items if seen[item.nodeid] > 1 and item.get_closest_marker("serial") is None}
+    )
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests collect several cases under one node id; mark them serial so that `make test` "
+            "runs them in one process: " + ", ".join(unmarked)
+        )
+
+
 def pg_available() -> bool:
     """Whether the test PostgreSQL answers; in CI its absence is a failure, not a skip."""
     global _pg_reachable

@@ -77,6 +77,7 @@ def test_every_route_is_described_and_every_description_is_a_route(api_app: obje
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # each operation's case has the same node id: pytest-xdist would run one of them
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
