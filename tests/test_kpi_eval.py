@@ -26,6 +26,7 @@ from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_fr
 from dashboard.kpis import Catalogue, load_catalogue
 from dashboard.store import Store
 from dashboard.store.db import read_frame
+from dashboard.store.sample_marks import mark_sample_hours
 from dashboard.store.schema import kpi_rollups, kpi_sample_hours, kpi_status, tickets
 from dashboard.store.schema import kpi_samples as kpi_samples_table
 from tests import kpi_data
@@ -365,6 +366,60 @@ def test_incremental_pass_equals_a_full_rebuild(net: Store, cat: Catalogue) -> N
         full = refresh_rollups(conn, cat, now=NOW + Q, full=True, sample_risk=False)
     assert full.full
     pd.testing.assert_frame_equal(incremental, _rollup_table(net), check_exact=False)
+
+
+def test_an_incremental_pass_deletes_the_roll_ups_of_samples_that_are_gone(
+    net: Store, cat: Catalogue
+) -> None:
+    # C3's only PRB sample of 00:00 is removed (a correction upstream) and its hour marked again:
+    # the pass must drop the cell's hour and day rows it made, not keep the old ones.
+    assert rollup(net, "prb_utilisation_pct", "cell", "C3", 3600, T0)
+    with net.begin() as conn:
+        s = kpi_samples_table.c
+        gone = conn.execute(
+            kpi_samples_table.delete().where(
+                s.entity_id == "C3", s.kpi == "prb_utilisation_pct", s.period_start == T0
+            )
+        )
+        assert gone.rowcount == 1
+        mark_sample_hours(conn, [T0], now=NOW)
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + Q, sample_risk=False)
+    r = kpi_rollups.c
+    with net.connect() as conn:
+        left = conn.execute(
+            select(r.grain_s).where(r.series == "prb_utilisation_pct", r.level == "cell", r.entity_id == "C3")
+        )
+        assert left.scalars().all() == []
+    incremental = _rollup_table(net)
+    with net.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + Q, full=True, sample_risk=False)
+    pd.testing.assert_frame_equal(incremental, _rollup_table(net), check_exact=False)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_pass_updates_the_hour_and_day_it_recomputes_in_place(
+    pg_store: Store, cat: Catalogue
+) -> None:
+    # A late sample for an hour already rolled up changes rows that exist: the pass updates them
+    # without a new index entry (heap-only tuples), inserts nothing and leaves unchanged rows alone.
+    kpi_data.build(pg_store)
+    with pg_store.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW, full=True, sample_risk=False)
+    kpi_data.samples(pg_store, [("C1", "availability_pct", T0 + Q, 10.0), ("C1", "traffic_gb", T0 + Q, 9.0)])
+    counts = text(
+        "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+        "WHERE relid = CAST('kpi_rollups' AS regclass)"
+    )
+    with pg_store.begin() as conn:
+        before = conn.execute(counts).one()  # the backend's counts not yet reported
+        refresh_rollups(conn, cat, now=NOW + Q, sample_risk=False)
+        ins, upd, hot = (a - b for a, b in zip(conn.execute(counts).one(), before, strict=True))
+    assert ins == 0
+    assert upd > 0 and hot == upd
+    # Only the rows the sample changed: C1's hour and day, and the site, region, network and segments
+    # they roll into, for availability and traffic (not every row of the hour).
+    assert upd < 40
 
 
 def test_incremental_passes_over_a_month_and_a_day_boundary_equal_a_full_rebuild(
