@@ -9,7 +9,8 @@ not through ingest: COPY on PostgreSQL, the table's indexes built after), lines 
 tickets and churn events; then times the plain GROUP BY of every sample to (cell, KPI, day) (the
 reference), ``refresh_rollups(full=True)``, the status pass (as the scheduler's job runs it,
 keeping its quarter-hour rows between passes), the first baseline and anomaly pass, an incremental
-pass after one new 15-minute period, and one after the periods up to the next midnight (the pass
+pass after one new 15-minute period (an hour's first), one after the next (within that hour,
+where the hour's rows exist and are updated), and one after the periods up to the next midnight (the pass
 that crosses into a new day), each followed by the status pass (as the job runs it, then one
 reading its whole window) and the baseline pass, and ``current()``. Prints progress on stderr, then
 ONE line of JSON on stdout; asserts nothing. ``--schema`` keeps the schema and, on a second run,
@@ -349,12 +350,13 @@ def main() -> None:
         rng = np.random.default_rng(7)
         cell_ids = np.array([f"C{i:05d}" for i in range(n_cells)])
         for key, label, at in (
-            ("period", "one new 15-min period", end),
+            ("period", "one new 15-min period (an hour's first)", end),
+            ("within_hour", "the next period (within the hour)", end + timedelta(minutes=15)),
             ("new_day", "a new day's first period", None),
         ):
             if at is None:
                 # The periods up to the next midnight arrive, then the pass that crosses into the new day.
-                at = end + timedelta(minutes=15)
+                at = end + timedelta(minutes=30)
                 midnight = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
                 frames = []
                 while at <= midnight:

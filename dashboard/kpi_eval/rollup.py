@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -128,6 +129,19 @@ _ROLLUP_TABLE_COLUMNS = ["series", "level", "entity_id", "grain_s", "period_star
 _ROLLUP_TABLE_COLUMNS += ["total", "weight", "low", "high", "computed_at"]
 
 
+@contextmanager
+def _no_nested_loops(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: plan the statements inside without nested loops (joins of a period just written,
+    which the statistics do not know yet: a nested loop chosen for the one row estimated took minutes
+    where a hash join scans each side once)."""
+    before = "on" if conn.execute(text("SHOW enable_nestloop")).scalar() == "on" else "off"
+    conn.execute(text("SET LOCAL enable_nestloop = off"))
+    try:
+        yield
+    finally:
+        conn.execute(text(f"SET LOCAL enable_nestloop = {before}"))
+
+
 def _in_range(series: Sequence[str], level: str, grain_s: int, lo: datetime, hi: datetime) -> tuple[Any, ...]:
     """The rows of ``kpi_rollups`` one replacement covers."""
     r = kpi_rollups.c
@@ -151,6 +165,8 @@ class _Writer:
         self.fresh = fresh
         #: Its indexes were dropped for the build: rows need no particular order.
         self.unindexed = False
+        #: Merges of hours note what they change per day, for fold_days (PostgreSQL).
+        self.folding = False
 
     def replace(
         self, series: Sequence[str], level: str, grain_s: int, lo: datetime, hi: datetime, rows: Any
@@ -186,6 +202,8 @@ class _Writer:
             insert(_MERGE).from_select(ROLLUP_COLUMNS, select(sub).where(sub.c.entity_id.is_not(None)))
         )
         conn.execute(text(f"ANALYZE {_MERGE.name}"))
+        if self.folding and grain_s == 3600 and level in _FOLDED_LEVELS:
+            self._capture_fold(series, level, lo, hi)
         m = _MERGE
         same_key = (
             m.c.series == r.c.series,
@@ -194,14 +212,17 @@ class _Writer:
         )
         # The statistics may not know the period yet (it was just written): a nested loop over both
         # sides, chosen for the one row estimated, took minutes. A hash anti join scans each once.
-        nestloop = "on" if conn.execute(text("SHOW enable_nestloop")).scalar() == "on" else "off"
-        conn.execute(text("SET LOCAL enable_nestloop = off"))
-        conn.execute(
-            delete(r).where(
-                *_in_range(series, level, grain_s, lo, hi), ~exists(select(literal(1)).where(*same_key))
+        with _no_nested_loops(conn):
+            conn.execute(
+                delete(r).where(
+                    *_in_range(series, level, grain_s, lo, hi), ~exists(select(literal(1)).where(*same_key))
+                )
             )
-        )
-        conn.execute(text(f"SET LOCAL enable_nestloop = {nestloop}"))
+        self._upsert(level, grain_s, m)
+
+    def _upsert(self, level: str, grain_s: int, m: Any) -> None:
+        """Insert the roll-up rows of ``m`` (ROLLUP_COLUMNS), updating the rows already there in place."""
+        r = kpi_rollups
         new = select(
             m.c.series,
             literal(level, String),
@@ -223,8 +244,40 @@ class _Writer:
                 tuple_(*(stmt.excluded[c] for c in values))
             ),
         )
-        result = conn.execute(stmt.execution_options(preserve_rowcount=True))
+        result = self.conn.execute(stmt.execution_options(preserve_rowcount=True))
         self.rows += max(result.rowcount or 0, 0)
+
+    def _capture_fold(self, series: Sequence[str], level: str, lo: datetime, hi: datetime) -> None:
+        """Per (series, entity, day): the hours of [lo, hi) as stored and as about to be merged."""
+        conn = self.conn
+        conn.execute(_CREATE_FOLD)
+        with _no_nested_loops(conn):
+            conn.execute(_CAPTURE_FOLD, {"level": level, "series": list(series), "lo": lo, "hi": hi})
+
+    def fold_days(self, series: Sequence[str], level: str) -> None:
+        """PostgreSQL: bring ``level``'s day rows up to date from what the merges of its hours
+        changed, without reading the day's other hours.
+
+        Totals and weights are sums: the day gives up the hours' old sums and takes their new ones.
+        The lowest value folds in with least() unless the changed hours held the day's lowest and
+        now hold none as low (a value revised upwards, or hours gone); likewise the highest. Those
+        days, and days whose hours are all gone, are added up again from their stored hours.
+        """
+        conn = self.conn
+        conn.execute(_CREATE_FOLD)
+        conn.execute(text("DROP TABLE IF EXISTS kpi_day_folded"))
+        with _no_nested_loops(conn):
+            conn.execute(_FOLD_DAYS, {"level": level, "series": list(series)})
+        self._upsert(level, 86400, select(_FOLDED).where(text("NOT redo")).subquery("folded"))
+        again = conn.execute(text("SELECT series, entity_id, period_start FROM kpi_day_folded WHERE redo"))
+        r = kpi_rollups
+        for series_name, entity, day in again.all():
+            key = r.c.entity_id == entity
+            hours = _sql.stored_rows([series_name], level, 3600, day, day + DAY).where(key)
+            self._upsert(level, 86400, _sql.rebucket(hours.subquery("fine"), 86400, self.dialect).subquery())
+            if conn.execute(hours.limit(1)).first() is None:
+                conn.execute(delete(r).where(*_in_range([series_name], level, 86400, day, day + DAY), key))
+        conn.execute(text("DELETE FROM kpi_day_fold WHERE level = :level"), {"level": level})
 
     def analyze(self) -> None:
         """Fresh statistics after a bulk insert, so the next statements get hash plans, not nested loops."""
@@ -348,6 +401,9 @@ def _refresh_samples(
         steps[step] = steps.get(step, 0.0) + now - t
         t = now
 
+    # On PostgreSQL an incremental pass folds the hours' changes into their days (fold_days).
+    fold = w.dialect == "postgresql" and not w.fresh
+    w.folding = fold
     day = d0
     while day < d1:
         a, b = max(h0, day), min(h1, day + DAY)
@@ -358,11 +414,15 @@ def _refresh_samples(
         w.analyze()
     lap("samples.cell_hours")
     w.levels(names, 3600, h0, h1, sum_series=sums)
+    w.folding = False
     lap("samples.level_hours")
-    w.days_from_hours(names, "cell", d0, d1)
-    lap("samples.cell_days")
-    for level in ("site", "region", "network"):
-        w.days_from_hours(names, level, d0, d1)
+    for level in _FOLDED_LEVELS:
+        if fold:
+            w.fold_days(names, level)
+        else:
+            w.days_from_hours(names, level, d0, d1)
+        if level == "cell":
+            lap("samples.cell_days")
     w.levels(names, 86400, d0, d1, levels=("segment",), sum_series=sums)
     lap("samples.level_days")
 
@@ -392,6 +452,42 @@ _STAGE_COLUMNS = (
 )
 #: The rows one merge brings a period range to (PostgreSQL, incremental passes).
 _MERGE = _stage_table("kpi_merge_rows")
+#: What merges of hours changed per (level, series, entity, day), and the day rows folded from it.
+_CREATE_FOLD = text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS kpi_day_fold (level varchar(16), series varchar(64), "
+    "entity_id varchar(128), day timestamp, "
+    "old_total float8, old_weight float8, old_low float8, old_high float8, old_n int, "
+    "new_total float8, new_weight float8, new_low float8, new_high float8, new_n int) ON COMMIT DROP"
+)
+_CAPTURE_FOLD = text(
+    "INSERT INTO kpi_day_fold SELECT :level, coalesce(o.series, n.series), "
+    "coalesce(o.entity_id, n.entity_id), coalesce(o.day, n.day), "
+    "o.total, o.weight, o.low, o.high, coalesce(o.n, 0), n.total, n.weight, n.low, n.high, coalesce(n.n, 0) "
+    "FROM (SELECT series, entity_id, date_trunc('day', period_start) AS day, sum(total) AS total, "
+    "sum(weight) AS weight, min(low) AS low, max(high) AS high, count(*) AS n FROM kpi_rollups "
+    "WHERE series = ANY(:series) AND level = :level AND grain_s = 3600 "
+    "AND period_start >= :lo AND period_start < :hi GROUP BY 1, 2, 3) o "
+    "FULL JOIN (SELECT series, entity_id, date_trunc('day', period_start) AS day, sum(total) AS total, "
+    "sum(weight) AS weight, min(low) AS low, max(high) AS high, count(*) AS n FROM kpi_merge_rows "
+    "GROUP BY 1, 2, 3) n ON o.series = n.series AND o.entity_id = n.entity_id AND o.day = n.day"
+)
+_FOLD_DAYS = text(
+    "CREATE TEMPORARY TABLE kpi_day_folded ON COMMIT DROP AS SELECT f.series, f.entity_id, "
+    "f.day AS period_start, "
+    "coalesce(d.total, 0) - coalesce(f.old_total, 0) + f.new_total AS total, "
+    "coalesce(d.weight, 0) - coalesce(f.old_weight, 0) + f.new_weight AS weight, "
+    "CASE WHEN d.series IS NULL THEN f.new_low ELSE least(d.low, f.new_low) END AS low, "
+    "CASE WHEN d.series IS NULL THEN f.new_high ELSE greatest(d.high, f.new_high) END AS high, "
+    "(f.new_n = 0 OR (d.series IS NULL AND f.old_n > 0) "
+    "OR (f.old_n > 0 AND f.old_low <= d.low AND (f.new_low IS NULL OR f.new_low > f.old_low)) "
+    "OR (f.old_n > 0 AND f.old_high >= d.high AND (f.new_high IS NULL OR f.new_high < f.old_high))) AS redo "
+    "FROM kpi_day_fold f LEFT JOIN kpi_rollups d ON d.series = f.series AND d.level = f.level "
+    "AND d.entity_id = f.entity_id AND d.grain_s = 86400 AND d.period_start = f.day "
+    "WHERE f.level = :level AND f.series = ANY(:series)"
+)
+_FOLDED = _stage_table("kpi_day_folded")
+#: Levels whose days are added up from their own hours (segment days come from cell days).
+_FOLDED_LEVELS = ("cell", "site", "region", "network")
 
 
 def _stage(conn: Connection, table: Table) -> Table:
