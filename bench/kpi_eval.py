@@ -10,9 +10,11 @@ tickets and churn events; then times the plain GROUP BY of every sample to (cell
 reference), ``refresh_rollups(full=True)``, the status pass (as the scheduler's job runs it,
 keeping its quarter-hour rows between passes), the first baseline and anomaly pass, an incremental
 pass after one new 15-minute period (an hour's first), one after the next (within that hour,
-where the hour's rows exist and are updated), and one after the periods up to the next midnight (the pass
-that crosses into a new day), each followed by the status pass (as the job runs it, then one
-reading its whole window) and the baseline pass, and ``current()``. Prints progress on stderr, then
+where the hour's rows exist and are updated), the whole job (``evaluate``, as the scheduler runs
+it: on PostgreSQL the baseline pass beside the roll-ups) after the next, and one after the periods
+up to the next midnight (the pass that crosses into a new day), each but the job's followed by the
+status pass (as the job runs it, then one reading its whole window) and the baseline pass, and
+``current()``. Prints progress on stderr, then
 ONE line of JSON on stdout; asserts nothing. ``--schema`` keeps the schema and, on a second run,
 re-uses its samples (later periods are appended after the newest).
 """
@@ -40,7 +42,7 @@ from sqlalchemy import func, insert, select, text
 
 from bench._data import PG_URL, open_store
 from dashboard.incidents.value import rebuild
-from dashboard.kpi_eval import read
+from dashboard.kpi_eval import evaluate, read
 from dashboard.kpi_eval.anomaly import refresh_anomalies
 from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpi_eval.rollup import refresh_rollups
@@ -352,11 +354,28 @@ def main() -> None:
         for key, label, at in (
             ("period", "one new 15-min period (an hour's first)", end),
             ("within_hour", "the next period (within the hour)", end + timedelta(minutes=15)),
+            ("job", "the period after, the whole job", end + timedelta(minutes=30)),
             ("new_day", "a new day's first period", None),
         ):
+            if key == "job":
+                _write_samples(store, [_samples_frame(cell_ids, at, rng)])
+                t = time.perf_counter()
+                ev = evaluate(store, catalogue, now=at + timedelta(minutes=20), memo=memo)
+                took = time.perf_counter() - t
+                fig |= {
+                    "job_rollups_s": round(ev.rollups.elapsed_s, 3),
+                    "job_status_s": round(ev.status.elapsed_s, 3),
+                    "job_baseline_s": round(ev.anomalies.elapsed_s, 3),
+                }
+                fig["job_s"] = _say(
+                    f"{label}: roll-ups {ev.rollups.elapsed_s:.2f} s, statuses {ev.status.elapsed_s:.2f} s, "
+                    f"baselines {ev.anomalies.elapsed_s:.2f} s (beside the roll-ups on PostgreSQL)",
+                    took,
+                )
+                continue
             if at is None:
                 # The periods up to the next midnight arrive, then the pass that crosses into the new day.
-                at = end + timedelta(minutes=30)
+                at = end + timedelta(minutes=45)
                 midnight = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
                 frames = []
                 while at <= midnight:

@@ -19,7 +19,7 @@ from dashboard.config import ConfigError
 from dashboard.incidents import correlate, refresh_queue
 from dashboard.incidents.correlate import DETECTOR_SOURCE, ENGINE_SOURCE
 from dashboard.incidents.detect import detect
-from dashboard.kpi_eval.anomaly import band_for, band_frame, refresh_anomalies
+from dashboard.kpi_eval.anomaly import _traffic_array, band_for, band_frame, refresh_anomalies
 from dashboard.kpi_eval.baseline import slot_of
 from dashboard.kpi_eval.fixtures import run_rule_tests
 from dashboard.kpis import Catalogue, load_catalogue
@@ -433,3 +433,32 @@ def test_calls_about_a_degradation_vantage_found_and_that_ended_open_nothing_new
         )
     with net.begin() as conn:
         assert detect(conn, now=now).raised == 0
+
+
+def test_each_series_is_held_back_by_its_own_entitys_traffic_at_its_own_level() -> None:
+    """The traffic floor's array: a series with a floor gets its entity's traffic at its level (0 for
+    a period with none recorded); a series without a floor, or whose entity has no traffic at all, +inf."""
+    periods = pd.date_range("2024-03-04", periods=3, freq="900s")
+    traffic = {
+        "cell": pd.DataFrame({"C1": [1.0, np.nan, 3.0], "C2": [0.5, 0.6, 0.7]}, index=periods[[0, 1, 2]]),
+        "site": pd.DataFrame({"S1": [9.0, 8.0]}, index=periods[[0, 2]]),
+    }
+    keys = [
+        ("dl_throughput_mbps", "cell", "C2"),
+        ("dl_throughput_mbps", "site", "S1"),
+        ("latency_ms", "cell", "C1"),  # no floor
+        ("dl_throughput_mbps", "cell", "C1"),
+        ("dl_throughput_mbps", "cell", "C9"),  # no traffic recorded at all
+        ("dl_throughput_mbps", "region", "R1"),  # no traffic at this level
+    ]
+    floors = np.array([0.05, 0.05, 0.0, 0.05, 0.05, 0.05])
+    got = _traffic_array(traffic, keys, periods, floors)
+    inf = np.inf
+    want = np.array(
+        [
+            [0.5, 9.0, inf, 1.0, inf, inf],
+            [0.6, 0.0, inf, 0.0, inf, inf],
+            [0.7, 8.0, inf, 3.0, inf, inf],
+        ]
+    )
+    np.testing.assert_array_equal(got, want)

@@ -9,6 +9,7 @@ from L1, one from L2), L3 churns on 5 March.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,8 +20,11 @@ from sqlalchemy import func, insert, select, text
 
 from connectors.base import Batch
 from dashboard.ingest import Ingestor
+from dashboard.ingest.runner import load_state
 from dashboard.kpi_eval import evaluate, read
+from dashboard.kpi_eval.anomaly import STATE_KEY as ANOMALY_STATE
 from dashboard.kpi_eval.quarters import QuarterHours
+from dashboard.kpi_eval.rollup import STATE_KEY as ROLLUP_STATE
 from dashboard.kpi_eval.rollup import refresh_rollups
 from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
@@ -762,3 +766,67 @@ def test_kept_quarter_hours_are_forgotten_when_another_process_ran_a_pass(net: S
     # A full rebuild, too, makes the next pass read everything.
     evaluate(net, cat, now=now, full=True, memo=memo)
     assert memo.read_hours >= 5
+
+
+def _anomalies_through(store: Store) -> str | None:
+    with store.connect() as conn:
+        return load_state(conn, *ANOMALY_STATE).get("through")
+
+
+def _evaluate_while_rollups_wait(
+    store: Store, cat: Catalogue, now: datetime, memo: QuarterHours, *, full: bool
+) -> list[Any]:
+    """Hold the roll-up state's row locked, so the job's roll-up pass waits on it, start the job, and
+    return whether the baseline pass committed while the roll-ups were still waiting, then the job's
+    result once the lock is let go."""
+    done: list[Any] = []
+
+    def job() -> None:
+        done.append(evaluate(store, cat, now=now, full=full, memo=memo))
+
+    worker = threading.Thread(target=job, daemon=True)
+    before = _anomalies_through(store)
+    with store.begin() as conn:
+        load_state(conn, *ROLLUP_STATE, for_update=True)
+        worker.start()
+        deadline = time.monotonic() + 10
+        while _anomalies_through(store) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        moved = _anomalies_through(store) != before
+        assert worker.is_alive() and not done  # the roll-ups still wait on the lock
+    worker.join(60)
+    assert not worker.is_alive()
+    return [moved, *done]
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_job_reads_samples_beside_an_incremental_roll_up_pass(
+    pg_store: Store, cat: Catalogue
+) -> None:
+    """What reads only samples runs on PostgreSQL on a connection of its own while the roll-ups run:
+    the baseline pass commits while the roll-up pass is held up, and the status pass finds the hours
+    the roll-ups recomputed already read (status.read_ahead) and writes what a pass reading its whole
+    window writes. A full build goes first, the baselines after it."""
+    kpi_data.build(pg_store)
+    kpi_data.history(pg_store, NOW - 5 * H, NOW)
+    memo = QuarterHours()
+    evaluate(pg_store, cat, now=NOW + timedelta(minutes=5), memo=memo)
+    for i, outage in enumerate(({"C1": 80.0}, {"C1": 80.0, "C2": 70.0})):
+        kpi_data.samples(pg_store, _period(NOW + i * Q, outage))
+        now = NOW + (i + 1) * Q + timedelta(minutes=5)
+        moved, result = _evaluate_while_rollups_wait(pg_store, cat, now, memo, full=False)
+        assert moved, "the baseline pass waited for the roll-ups"
+        assert result.anomalies.periods == 1 and result.rollups.sample_hours == 1
+        assert result.status.hours_read == result.status.hours_read_ahead == 1  # beside the roll-ups
+        assert _anomalies_through(pg_store) == (NOW + i * Q).isoformat()
+        kept = _statuses(pg_store)
+        with pg_store.begin() as conn:
+            refresh_status(conn, cat, now=now)
+        pd.testing.assert_frame_equal(kept, _statuses(pg_store), check_exact=False)
+    cells = kept.query("kpi == 'availability_pct' and level == 'cell'").set_index("entity_id")
+    assert list(cells.loc[["C1", "C2"], "status"]) != ["ok", "ok"]
+    kpi_data.samples(pg_store, _period(NOW + 2 * Q, {}))
+    moved, result = _evaluate_while_rollups_wait(pg_store, cat, now + Q, memo, full=True)
+    assert not moved, "the baseline pass ran beside a full build"
+    assert result.rollups.full and result.anomalies.periods == 1
+    assert result.status.hours_read >= 5 and not result.status.hours_read_ahead  # after a full build

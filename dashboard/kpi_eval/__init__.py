@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,8 +18,8 @@ from dashboard.context import Context, Jobs
 from dashboard.kpi_eval.anomaly import AnomalySummary, refresh_anomalies
 from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpi_eval.read import KpiReadError, current, panel, series
-from dashboard.kpi_eval.rollup import RollupSummary, refresh_rollups
-from dashboard.kpi_eval.status import StatusSummary, evaluate_series, refresh_status, status_frame
+from dashboard.kpi_eval.rollup import RollupSummary, built, refresh_rollups
+from dashboard.kpi_eval.status import StatusSummary, evaluate_series, read_ahead, refresh_status, status_frame
 from dashboard.kpis import Catalogue
 from dashboard.store.db import Store
 
@@ -41,18 +43,54 @@ class Evaluation:
 def evaluate(
     store: Store, catalogue: Catalogue, *, now: datetime, full: bool = False, memo: QuarterHours | None = None
 ) -> Evaluation:
-    """Bring the roll-ups up to date, then the statuses, then the baselines and anomaly verdicts; each
-    step in its own transaction. ``memo`` keeps quarter-hour rows between one process's passes."""
+    """Bring the roll-ups up to date, then the statuses, and the baselines and anomaly verdicts; each
+    step in its own transaction. ``memo`` keeps quarter-hour rows between one process's passes.
+
+    On PostgreSQL an incremental pass does the work that reads only samples beside the roll-ups, on
+    a connection of its own: as soon as the roll-up pass knows the hours it recomputes, the quarter
+    hours the status pass will need are read into ``memo`` (status.read_ahead); the baseline pass
+    runs from the start (it reads samples, or before the oldest one kept hourly roll-ups that an incremental
+    pass does not touch, and writes only its own tables). Their work in Python overlaps the
+    roll-ups' in the database, and the status pass, after the roll-ups (it also reads what they
+    write), finds its quarter hours read. A full build goes first (the baselines may learn from the
+    hours it rebuilds), and SQLite has one writer at a time: there the steps run in turn."""
     at = now
-    with store.begin() as conn:
-        rollups = refresh_rollups(conn, catalogue, now=at, full=full)
-    if memo is not None:
-        memo.follow(rollups)
-    failpoints.pause("kpi:rolled-up")
-    with store.begin() as conn:
-        status = refresh_status(conn, catalogue, now=at, memo=memo)
-    with store.begin() as conn:
-        anomalies = refresh_anomalies(conn, catalogue, now=at)
+    beside = False
+    if store.dialect == "postgresql" and not full:
+        with store.connect() as conn:
+            beside = built(conn)
+    known = threading.Event()
+    followed: list[RollupSummary] = []
+
+    def planned(summary: RollupSummary) -> None:
+        if memo is not None:
+            memo.follow(summary)
+        followed.append(summary)
+        known.set()
+
+    def ahead() -> int:
+        known.wait()
+        if not followed or memo is None:
+            return 0
+        with store.connect() as conn:
+            return read_ahead(conn, catalogue, now=at, memo=memo)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpi-beside") as pool:
+        read = pool.submit(ahead) if beside else None
+        baselines = pool.submit(_anomalies, store, catalogue, at) if beside else None
+        try:
+            with store.begin() as conn:
+                rollups = refresh_rollups(conn, catalogue, now=at, full=full, planned=planned)
+        finally:
+            known.set()  # a pass that failed before it knew its hours lets the worker go on
+        failpoints.pause("kpi:rolled-up")
+        hours_ahead = read.result() if read is not None else 0
+        with store.begin() as conn:
+            status = refresh_status(conn, catalogue, now=at, memo=memo)
+        if hours_ahead:
+            status.hours_read = (status.hours_read or 0) + hours_ahead
+            status.hours_read_ahead = hours_ahead
+        anomalies = baselines.result() if baselines is not None else _anomalies(store, catalogue, at)
     log.info(
         "KPI evaluation: %d roll-up rows in %.1f s, %d statuses in %.1f s, %d periods of %d series "
         "against their baselines in %.1f s (%d anomalous)",
@@ -66,6 +104,11 @@ def evaluate(
         anomalies.anomalous,
     )
     return Evaluation(rollups=rollups, status=status, anomalies=anomalies)
+
+
+def _anomalies(store: Store, catalogue: Catalogue, at: datetime) -> AnomalySummary:
+    with store.begin() as conn:
+        return refresh_anomalies(conn, catalogue, now=at)
 
 
 def scheduled_jobs(ctx: Context) -> Jobs:

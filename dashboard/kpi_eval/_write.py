@@ -34,10 +34,3 @@ def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Sequenc
     for lo in range(0, n, _BATCH):
         conn.execute(insert(table), rows[lo : lo + _BATCH])
     return n
-
-
-def records_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Row dictionaries (all with the same keys) as columns."""
-    if not rows:
-        return {}
-    return {c: [r[c] for r in rows] for c in rows[0]}

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, delete, func, select
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval._sql import floor_time
-from dashboard.kpi_eval._write import insert_columns, records_to_columns
+from dashboard.kpi_eval._write import insert_columns
 from dashboard.kpi_eval.baseline import SLOTS, Baseline, Verdicts, breach_arrays, slot_of
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.store.db import chunks, read_frame
@@ -341,11 +341,7 @@ def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) 
     summary.steps["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     arr = values.to_numpy(dtype=float)
-    traffic_arr = np.full(arr.shape, np.inf)
-    for j, (_kpi, key_level, ent) in enumerate(keys):
-        tr = traffic.get(key_level)
-        if tr is not None and ent in tr.columns and s.rules.min_traffic[j] > 0:
-            traffic_arr[:, j] = tr[ent].reindex(periods).fillna(0.0).to_numpy(dtype=float)
+    traffic_arr = _traffic_array(traffic, keys, periods, s.rules.min_traffic)
     stamps = periods.to_pydatetime()
     first = 0
     if len(periods) > REPLAY_PERIODS + CHUNK_PERIODS:
@@ -400,6 +396,32 @@ def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) 
     return summary
 
 
+def _traffic_array(
+    traffic: dict[str, pd.DataFrame],
+    keys: list[tuple[str, str, str]],
+    periods: pd.DatetimeIndex,
+    min_traffic: np.ndarray,
+) -> np.ndarray:
+    """Traffic per period (rows) and series (columns) for the series whose rule has a traffic floor:
+    their entity's traffic at their level (0 where none was recorded, so the floor holds them back);
+    +inf for the others, whom no floor applies to. One take per level, not one lookup per series."""
+    out = np.full((len(periods), len(keys)), np.inf)
+    if not keys:
+        return out
+    levels = np.asarray([k[1] for k in keys], dtype=object)
+    ents = pd.Index([k[2] for k in keys])
+    floor = min_traffic > 0
+    for level, tr in traffic.items():
+        mine = np.flatnonzero((levels == level) & floor)
+        if not len(mine):
+            continue
+        grid = tr.reindex(periods).fillna(0.0).to_numpy(dtype=float)
+        at = tr.columns.get_indexer(ents[mine])
+        known = at >= 0
+        out[:, mine[known]] = grid[:, at[known]]
+    return out
+
+
 def _write_baselines(
     conn: Connection, s: _Series, base: Baseline, names: list[str], slots: list[int]
 ) -> None:
@@ -427,43 +449,48 @@ def _write_baselines(
     )
 
 
-def _num(v: float) -> float | None:
-    return None if not np.isfinite(v) else float(v)
+def _nums(values: np.ndarray, keep: np.ndarray | None = None) -> list[float | None]:
+    """Values as floats, None where not finite (or where ``keep`` is False)."""
+    ok = np.isfinite(values) if keep is None else np.isfinite(values) & keep
+    return [float(v) if k else None for v, k in zip(values.tolist(), ok.tolist(), strict=True)]
 
 
 def _write_verdicts(conn: Connection, s: _Series, names: list[str], now: datetime) -> None:
     a = kpi_anomalies
     conn.execute(delete(a).where(a.c.kpi.in_(names)))
-    rows = []
-    for i, (kpi, level, ent) in enumerate(s.keys):
-        if s.verdicts.anomalous[i]:
-            state = "anomalous"
-        elif s.last_period[i] is None and not np.isfinite(s.last["value"][i]):
-            state = "no_data"
-        elif s.last["warm"][i] == 1.0:
-            state = "normal"
-        else:
-            state = "learning"
-        rows.append(
-            {
-                "kpi": kpi,
-                "level": level,
-                "entity_id": ent,
-                "state": state,
-                "period_start": s.last_period[i],
-                "value": _num(s.last["value"][i]),
-                "expected": _num(s.last["expected"][i]) if s.last["warm"][i] == 1.0 else None,
-                "scale": _num(s.last["scale"][i]) if s.last["warm"][i] == 1.0 else None,
-                "z": _num(s.last["z"][i]),
-                "deviation": _num(s.last["deviation"][i]),
-                "run": int(s.verdicts.run[i]),
-                "calm": int(s.verdicts.calm[i]),
-                "since": s.since[i],
-                "worst_deviation": _num(s.worst[i]) if s.verdicts.anomalous[i] else None,
-                "evaluated_at": now,
-            }
-        )
-    insert_columns(conn, a, records_to_columns(rows))
+    n = len(s.keys)
+    if not n:
+        return
+    warm = s.last["warm"] == 1.0
+    never = np.fromiter((p is None for p in s.last_period), dtype=bool, count=n)
+    state = np.where(
+        s.verdicts.anomalous,
+        "anomalous",
+        np.where(never & ~np.isfinite(s.last["value"]), "no_data", np.where(warm, "normal", "learning")),
+    )
+    keys = np.empty((n, 3), dtype=object)
+    keys[:] = s.keys
+    insert_columns(
+        conn,
+        a,
+        {
+            "kpi": keys[:, 0].tolist(),
+            "level": keys[:, 1].tolist(),
+            "entity_id": keys[:, 2].tolist(),
+            "state": state.tolist(),
+            "period_start": list(s.last_period),
+            "value": _nums(s.last["value"]),
+            "expected": _nums(s.last["expected"], warm),
+            "scale": _nums(s.last["scale"], warm),
+            "z": _nums(s.last["z"]),
+            "deviation": _nums(s.last["deviation"]),
+            "run": s.verdicts.run.astype(np.int64).tolist(),
+            "calm": s.verdicts.calm.astype(np.int64).tolist(),
+            "since": list(s.since),
+            "worst_deviation": _nums(s.worst, s.verdicts.anomalous),
+            "evaluated_at": [now] * n,
+        },
+    )
 
 
 def band_frame(conn: Connection, catalogue: Catalogue, kpi: str, level: str, entity_id: str) -> pd.DataFrame:

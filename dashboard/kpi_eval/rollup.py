@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -720,10 +720,25 @@ def _sample_risk(w: _Writer) -> None:
 # --- the pass ---------------------------------------------------------------------------------
 
 
+def built(conn: Connection) -> bool:
+    """Whether a roll-up pass has run on this store, so that the next one without ``full`` is
+    incremental: it recomputes only hours of samples kept, and leaves every older row as it is."""
+    return bool(load_state(conn, *STATE_KEY))
+
+
 def refresh_rollups(
-    conn: Connection, catalogue: Catalogue, *, now: datetime, full: bool = False, sample_risk: bool = True
+    conn: Connection,
+    catalogue: Catalogue,
+    *,
+    now: datetime,
+    full: bool = False,
+    sample_risk: bool = True,
+    planned: Callable[[RollupSummary], None] | None = None,
 ) -> RollupSummary:
-    """Bring ``kpi_rollups`` up to date, in the caller's transaction; ``full`` rebuilds everything."""
+    """Bring ``kpi_rollups`` up to date, in the caller's transaction; ``full`` rebuilds everything.
+
+    ``planned`` is called with the summary as soon as the pass knows the hours of samples it
+    recomputes (``sample_spans``), before it writes anything."""
     started = time.perf_counter()
     state = load_state(conn, *STATE_KEY, for_update=True)
     full = full or not state
@@ -777,15 +792,17 @@ def refresh_rollups(
                 hours.add(hour)
                 hour += HOUR
             spans = _ranges(hours, HOUR)
-        for lo, end in spans:
-            if full and w.dialect == "postgresql":
-                _refresh_samples_staged(w, kpis, lo, end, summary.steps)
-            else:
-                _refresh_samples(w, kpis, lo, end, summary.steps)
         summary.sample_spans = list(spans)
         if spans:
             summary.sample_window = (spans[0][0], spans[-1][1])
             summary.sample_hours = sum(int((_ceil(b, 3600) - floor_time(a, 3600)) // HOUR) for a, b in spans)
+    if planned is not None:
+        planned(summary)
+    for lo, end in summary.sample_spans:
+        if full and w.dialect == "postgresql":
+            _refresh_samples_staged(w, kpis, lo, end, summary.steps)
+        else:
+            _refresh_samples(w, kpis, lo, end, summary.steps)
     if rebuild:
         w.build_indexes(rebuild)
         w.analyze()

@@ -43,8 +43,10 @@ class StatusSummary:
     rows: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
-    #: Hours of quarter-hour rows read from the store (None: the whole window, no memo).
+    #: Hours of quarter-hour rows read from the store (None: the whole window, no memo), of which
+    #: ``hours_read_ahead`` were read beside the roll-up pass (read_ahead).
     hours_read: int | None = None
+    hours_read_ahead: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class StatusSummary:
             "by_status": self.by_status,
             "elapsed_s": round(self.elapsed_s, 3),
             "hours_read": self.hours_read,
+            "hours_read_ahead": self.hours_read_ahead,
         }
 
 
@@ -145,25 +148,17 @@ def _inputs_rows(by_series: dict[str, pd.DataFrame], empty: pd.DataFrame, names:
     return pd.concat(parts, ignore_index=True) if parts else empty
 
 
-def refresh_status(
-    conn: Connection,
-    catalogue: Catalogue,
-    *,
-    now: datetime,
-    levels: tuple[str, ...] | None = None,
-    memo: QuarterHours | None = None,
-) -> StatusSummary:
-    """Evaluate every KPI at its grain for each entity of the status levels; rewrite kpi_status.
+Plan = tuple[KpiDefinition, str, int, datetime, datetime, datetime, int, int, int]
+Wanted = dict[tuple[str, int, datetime], tuple[datetime, set[str]]]
 
-    ``memo`` keeps the quarter-hour rows between the passes of one process (quarters.py): only the
-    hours the roll-up pass just recomputed, and hours not read yet, are read from the store."""
-    started = time.perf_counter()
-    summary = StatusSummary()
-    counts: Counter[str] = Counter()
-    plans = []
+
+def _plan(catalogue: Catalogue, now: datetime, levels: tuple[str, ...] | None) -> tuple[list[Plan], Wanted]:
+    """What a pass evaluates (per KPI and level: its grain, window and ``for``) and reads (per level,
+    grain and end: the earliest period and the series)."""
+    plans: list[Plan] = []
     # The KPIs of a level and grain share one read of roll-up rows (the union of their inputs over
     # the longest of their windows); each KPI then keeps the periods of its own window.
-    wanted: dict[tuple[str, int, datetime], tuple[datetime, set[str]]] = {}
+    wanted: Wanted = {}
     for kpi in catalogue.kpis:
         grain = int(kpi.grain)
         need = max(
@@ -179,15 +174,69 @@ def refresh_status(
             lo, names = wanted.get(key, (since, set()))
             wanted[key] = (min(lo, since), names | read.inputs(catalogue, kpi))
             plans.append((kpi, level, grain, since, until, last_complete, lateness, window, need))
-    fetched: dict[tuple[str, int, datetime], pd.DataFrame] = {}
+    return plans, wanted
+
+
+def _quarter_reads(wanted: Wanted) -> dict[datetime, tuple[datetime, set[str], list[str]]]:
+    """The reads of quarter hours, per end: the earliest period, the series and the levels (every
+    level's quarter hours come from one read of the samples, read.fetch_levels)."""
     quarters: dict[datetime, tuple[datetime, set[str], list[str]]] = {}
-    for key, (lo, names) in wanted.items():
-        level, grain, until = key
+    for (level, grain, until), (lo, names) in wanted.items():
         if grain == 900:
-            # Quarter hours of every level come from one read of the samples (read.fetch_levels).
             q_lo, q_names, q_levels = quarters.get(until, (lo, set(), []))
             quarters[until] = (min(q_lo, lo), q_names | names, [*q_levels, level])
-        else:
+    return quarters
+
+
+def read_ahead(
+    conn: Connection,
+    catalogue: Catalogue,
+    *,
+    now: datetime,
+    memo: QuarterHours,
+    levels: tuple[str, ...] | None = None,
+) -> int:
+    """Read into ``memo`` the quarter hours the status pass at ``now`` will ask it for (the hours it
+    has not read and those it was told changed), so that the pass finds them there; returns the hours
+    read. The scheduler's job does this beside the roll-up pass, once it knows the hours that pass
+    recomputes: quarter hours are read from samples only (read.check_grain), which the roll-ups do
+    not write, so neither waits for the other."""
+    _, wanted = _plan(catalogue, now, levels)
+    quarters = _quarter_reads(wanted)
+    if len(quarters) != 1:
+        return 0
+    [(until, (lo, names, lvls))] = quarters.items()
+    memo.rows(
+        partial(_fetch_quarters, conn, catalogue, names, lvls),
+        series=names,
+        levels=lvls,
+        since=lo,
+        until=until,
+    )
+    return memo.read_hours
+
+
+def refresh_status(
+    conn: Connection,
+    catalogue: Catalogue,
+    *,
+    now: datetime,
+    levels: tuple[str, ...] | None = None,
+    memo: QuarterHours | None = None,
+) -> StatusSummary:
+    """Evaluate every KPI at its grain for each entity of the status levels; rewrite kpi_status.
+
+    ``memo`` keeps the quarter-hour rows between the passes of one process (quarters.py): only the
+    hours the roll-up pass just recomputed, and hours not read yet, are read from the store."""
+    started = time.perf_counter()
+    summary = StatusSummary()
+    counts: Counter[str] = Counter()
+    plans, wanted = _plan(catalogue, now, levels)
+    fetched: dict[tuple[str, int, datetime], pd.DataFrame] = {}
+    quarters = _quarter_reads(wanted)
+    for key, (lo, names) in wanted.items():
+        level, grain, until = key
+        if grain != 900:
             fetched[key] = read.fetch_rows(
                 conn, catalogue, names, level=level, grain_s=grain, since=lo, until=until
             )
