@@ -11,7 +11,8 @@ reference), ``refresh_rollups(full=True)``, the status pass (as the scheduler's 
 keeping its quarter-hour rows between passes), the first baseline and anomaly pass, an incremental
 pass after one new 15-minute period (an hour's first), one after the next (within that hour,
 where the hour's rows exist and are updated), the whole job (``evaluate``, as the scheduler runs
-it: on PostgreSQL the baseline pass beside the roll-ups) after the next, and one after the periods
+it: on PostgreSQL the baseline pass and the statuses of 15-minute KPIs beside the roll-ups) after
+the next, and one after the periods
 up to the next midnight (the pass that crosses into a new day), each but the job's followed by the
 status pass (as the job runs it, then one reading its whole window) and the baseline pass, and
 ``current()``. Prints progress on stderr, then
@@ -365,11 +366,13 @@ def main() -> None:
                 fig |= {
                     "job_rollups_s": round(ev.rollups.elapsed_s, 3),
                     "job_status_s": round(ev.status.elapsed_s, 3),
+                    "job_status_beside_s": round(ev.status.beside_s, 3),
                     "job_baseline_s": round(ev.anomalies.elapsed_s, 3),
                 }
                 fig["job_s"] = _say(
-                    f"{label}: roll-ups {ev.rollups.elapsed_s:.2f} s, statuses {ev.status.elapsed_s:.2f} s, "
-                    f"baselines {ev.anomalies.elapsed_s:.2f} s (beside the roll-ups on PostgreSQL)",
+                    f"{label}: roll-ups {ev.rollups.elapsed_s:.2f} s, statuses {ev.status.elapsed_s:.2f} s "
+                    f"({ev.status.beside_s:.2f} s of them and the baselines' {ev.anomalies.elapsed_s:.2f} s "
+                    "beside the roll-ups on PostgreSQL)",
                     took,
                 )
                 continue

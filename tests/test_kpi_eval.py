@@ -24,7 +24,6 @@ from dashboard.ingest.runner import load_state
 from dashboard.kpi_eval import evaluate, read
 from dashboard.kpi_eval.anomaly import STATE_KEY as ANOMALY_STATE
 from dashboard.kpi_eval.quarters import QuarterHours
-from dashboard.kpi_eval.rollup import STATE_KEY as ROLLUP_STATE
 from dashboard.kpi_eval.rollup import refresh_rollups
 from dashboard.kpi_eval.status import evaluate_series, refresh_status, status_frame
 from dashboard.kpis import Catalogue, load_catalogue
@@ -458,6 +457,8 @@ def test_incremental_passes_over_a_month_and_a_day_boundary_equal_a_full_rebuild
         with net.begin() as conn:
             passes.append(refresh_rollups(conn, cat, now=at + H + Q, sample_risk=False))
     assert not any(p.full for p in passes)
+    # On PostgreSQL each pass adds the new periods to their hours and days (no sample came late).
+    assert [p.folded for p in passes] == [net.dialect == "postgresql"] * 3
     # After the first (which catches up on most of a day), each pass reads hours of samples, not the month.
     assert all(p.sample_window and p.sample_window[1] - p.sample_window[0] <= 4 * H for p in passes[1:])
     incremental = _rollup_table(net)
@@ -466,6 +467,110 @@ def test_incremental_passes_over_a_month_and_a_day_boundary_equal_a_full_rebuild
     full = _rollup_table(net)
     assert len(full) == len(incremental) and len(full) > 10_000
     pd.testing.assert_frame_equal(incremental, full, check_exact=False)
+
+
+def _periods(store: Store, start: datetime, end: datetime, seed: int) -> None:
+    """Samples of every 15-minute period in [start, end) through the ingest path (marked hours)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    t = start
+    while t < end:
+        for cell in ("C1", "C2", "C3"):
+            rows += [
+                (cell, "availability_pct", t, float(rng.uniform(80, 100))),
+                (cell, "traffic_gb", t, float(rng.uniform(1, 9))),
+                (cell, "prb_utilisation_pct", t, float(rng.uniform(10, 95))),
+            ]
+        t += Q
+    kpi_data.samples(store, rows)
+
+
+def _built_until(store: Store, cat: Catalogue, start: datetime, seed: int) -> None:
+    """The hand-made network with every period from T0 + 2 days to ``start``, rolled up in full."""
+    kpi_data.build(store)
+    _periods(store, T0 + 2 * D, start, seed=seed)
+    with store.begin() as conn:
+        refresh_rollups(conn, cat, now=start, full=True, sample_risk=False)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_new_periods_are_added_to_their_hours_and_days_and_equal_a_rebuild(
+    pg_store: Store, cat: Catalogue
+) -> None:
+    # Passes every period across an hour and a day boundary, each period's samples arriving through
+    # the ingest path; one of them with a sample for a period already read (then the hour is added
+    # up again, not added to).
+    start = T0 + 2 * D + 22 * H
+    _built_until(pg_store, cat, start, seed=1)
+    folded = []
+    for i in range(12):  # 22:00 to 00:45 the next day
+        at = start + i * Q
+        _periods(pg_store, at, at + Q, seed=10 + i)
+        if i == 7:  # 23:45's samples, with a late one for 23:15
+            kpi_data.samples(pg_store, [("C2", "availability_pct", start + 5 * Q, 1.0)])
+        with pg_store.begin() as conn:
+            folded.append(refresh_rollups(conn, cat, now=at + Q, sample_risk=False).folded)
+    assert folded == [True] * 7 + [False] + [True] * 4
+    incremental = _rollup_table(pg_store)
+    with pg_store.begin() as conn:
+        refresh_rollups(conn, cat, now=start + 12 * Q, full=True, sample_risk=False)
+    full = _rollup_table(pg_store)
+    assert set(full["level"]) >= {"cell", "site", "region", "network", "segment"}
+    assert (full["period_start"] >= T0 + 3 * D).any()
+    pd.testing.assert_frame_equal(incremental, full, check_exact=False)
+
+
+@pytest.mark.postgres
+def test_samples_of_a_period_newer_than_a_pass_saw_when_it_began_are_added_by_the_next_pass_once(
+    pg_store: Store, cat: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A period's samples committed after a pass read the newest period (as an ingest that commits
+    # while the pass runs): that pass must not read them, or the next one, which adds every period
+    # after the newest the pass saw, would count them twice.
+    from dashboard.kpi_eval import rollup as rollup_module
+
+    start = T0 + 2 * D + 10 * H
+    _built_until(pg_store, cat, start, seed=2)
+    _periods(pg_store, start, start + 3 * Q, seed=3)  # 10:00, 10:15 and 10:30 arrive
+    real = rollup_module._sample_bounds
+
+    def seen_before_the_last(conn: Any, names: Any) -> tuple[datetime | None, datetime | None]:
+        lo, _ = real(conn, names)
+        return lo, start + Q  # as if 10:30 had committed after the pass read the bounds
+
+    monkeypatch.setattr(rollup_module, "_sample_bounds", seen_before_the_last)
+    with pg_store.begin() as conn:
+        first = refresh_rollups(conn, cat, now=start + 3 * Q, sample_risk=False)
+    monkeypatch.setattr(rollup_module, "_sample_bounds", real)
+    assert first.folded
+    assert rollup(pg_store, "traffic_gb", "network", "all", 3600, start)[1] == 2 * 3  # 10:00, 10:15
+    with pg_store.begin() as conn:
+        second = refresh_rollups(conn, cat, now=start + 3 * Q, sample_risk=False)
+    assert second.folded
+    assert rollup(pg_store, "traffic_gb", "network", "all", 3600, start)[1] == 3 * 3
+    incremental = _rollup_table(pg_store)
+    with pg_store.begin() as conn:
+        refresh_rollups(conn, cat, now=start + 3 * Q, full=True, sample_risk=False)
+    pd.testing.assert_frame_equal(incremental, _rollup_table(pg_store), check_exact=False)
+
+
+def test_a_mark_keeps_the_earliest_period_written_into_its_hour(store: Store) -> None:
+    t = kpi_sample_hours.c
+    hour = T0 + 5 * H
+    with store.begin() as conn:
+        mark_sample_hours(conn, [hour + 2 * Q, hour + 3 * Q, hour + H], now=NOW)
+        mark_sample_hours(conn, [hour + Q], now=NOW)  # late, same hour
+        mark_sample_hours(conn, [hour + 3 * Q], now=NOW)
+        conn.execute(insert(kpi_sample_hours).values(hour=hour + 2 * H, ingested_at=NOW))  # none known
+        mark_sample_hours(conn, [hour + 2 * H + 3 * Q], now=NOW)
+    with store.connect() as conn:
+        marks = conn.execute(select(t.hour, t.first_period).order_by(t.hour)).all()
+    got = [(pd.Timestamp(h), None if p is None else pd.Timestamp(p)) for h, p in marks]
+    assert got == [
+        (pd.Timestamp(hour), pd.Timestamp(hour + Q)),
+        (pd.Timestamp(hour + H), pd.Timestamp(hour + H)),
+        (pd.Timestamp(hour + 2 * H), None),  # stays unknown: that hour is added up again
+    ]
 
 
 def test_a_sample_hours_late_is_rolled_up_by_the_next_pass_which_reads_only_the_hours_written(
@@ -773,12 +878,24 @@ def _anomalies_through(store: Store) -> str | None:
         return load_state(conn, *ANOMALY_STATE).get("through")
 
 
+def _evaluated_at(store: Store, cat: Catalogue) -> dict[int, set[datetime]]:
+    """When the statuses of the KPIs of each grain were last evaluated."""
+    grains = {k.name: int(k.grain) for k in cat.kpis}
+    with store.connect() as conn:
+        rows = conn.execute(select(kpi_status.c.kpi, kpi_status.c.evaluated_at)).all()
+    out: dict[int, set[datetime]] = {}
+    for kpi, at in rows:
+        out.setdefault(grains[kpi], set()).add(pd.Timestamp(at).to_pydatetime())
+    return out
+
+
 def _evaluate_while_rollups_wait(
     store: Store, cat: Catalogue, now: datetime, memo: QuarterHours, *, full: bool
 ) -> list[Any]:
-    """Hold the roll-up state's row locked, so the job's roll-up pass waits on it, start the job, and
-    return whether the baseline pass committed while the roll-ups were still waiting, then the job's
-    result once the lock is let go."""
+    """Hold C1's availability day row of ``now`` locked, so the job's roll-up pass waits on it once it
+    writes (a full build as soon as it empties the table), start the job, and return whether the
+    baseline pass committed while the roll-ups were still waiting, when the statuses of each grain
+    had been evaluated by then, and the job's result once the lock is let go."""
     done: list[Any] = []
 
     def job() -> None:
@@ -786,27 +903,38 @@ def _evaluate_while_rollups_wait(
 
     worker = threading.Thread(target=job, daemon=True)
     before = _anomalies_through(store)
+    r = kpi_rollups.c
+    day = datetime.combine(now.date(), datetime.min.time())
     with store.begin() as conn:
-        load_state(conn, *ROLLUP_STATE, for_update=True)
+        held = conn.execute(
+            select(r.total)
+            .where(r.series == "availability_pct", r.level == "cell", r.entity_id == "C1")
+            .where(r.grain_s == 86400, r.period_start == day)
+            .with_for_update()
+        )
+        assert held.one()
         worker.start()
         deadline = time.monotonic() + 10
-        while _anomalies_through(store) == before and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            _anomalies_through(store) == before or _evaluated_at(store, cat).get(900) != {now}
+        ):
             time.sleep(0.05)
         moved = _anomalies_through(store) != before
+        evaluated = _evaluated_at(store, cat)
         assert worker.is_alive() and not done  # the roll-ups still wait on the lock
     worker.join(60)
     assert not worker.is_alive()
-    return [moved, *done]
+    return [moved, evaluated, *done]
 
 
 @pytest.mark.postgres
 def test_on_postgresql_the_job_reads_samples_beside_an_incremental_roll_up_pass(
     pg_store: Store, cat: Catalogue
 ) -> None:
-    """What reads only samples runs on PostgreSQL on a connection of its own while the roll-ups run:
-    the baseline pass commits while the roll-up pass is held up, and the status pass finds the hours
-    the roll-ups recomputed already read (status.read_ahead) and writes what a pass reading its whole
-    window writes. A full build goes first, the baselines after it."""
+    """What reads only samples runs on PostgreSQL on connections of its own while the roll-ups run:
+    the baseline pass and the statuses of the KPIs of 15-minute grain commit while the roll-up pass
+    is held up, the other statuses follow it, and together they are what a pass reading its whole
+    window writes. A full build goes first, the rest after it."""
     kpi_data.build(pg_store)
     kpi_data.history(pg_store, NOW - 5 * H, NOW)
     memo = QuarterHours()
@@ -814,10 +942,13 @@ def test_on_postgresql_the_job_reads_samples_beside_an_incremental_roll_up_pass(
     for i, outage in enumerate(({"C1": 80.0}, {"C1": 80.0, "C2": 70.0})):
         kpi_data.samples(pg_store, _period(NOW + i * Q, outage))
         now = NOW + (i + 1) * Q + timedelta(minutes=5)
-        moved, result = _evaluate_while_rollups_wait(pg_store, cat, now, memo, full=False)
+        moved, evaluated, result = _evaluate_while_rollups_wait(pg_store, cat, now, memo, full=False)
         assert moved, "the baseline pass waited for the roll-ups"
+        assert evaluated[900] == {now}, "the 15-minute statuses waited for the roll-ups"
+        assert all(now not in at for grain, at in evaluated.items() if grain != 900)  # they read roll-ups
         assert result.anomalies.periods == 1 and result.rollups.sample_hours == 1
-        assert result.status.hours_read == result.status.hours_read_ahead == 1  # beside the roll-ups
+        assert result.status.hours_read == 1 and 0 < result.status.beside_s < result.status.elapsed_s
+        assert _evaluated_at(pg_store, cat) == {grain: {now} for grain in evaluated}
         assert _anomalies_through(pg_store) == (NOW + i * Q).isoformat()
         kept = _statuses(pg_store)
         with pg_store.begin() as conn:
@@ -826,7 +957,8 @@ def test_on_postgresql_the_job_reads_samples_beside_an_incremental_roll_up_pass(
     cells = kept.query("kpi == 'availability_pct' and level == 'cell'").set_index("entity_id")
     assert list(cells.loc[["C1", "C2"], "status"]) != ["ok", "ok"]
     kpi_data.samples(pg_store, _period(NOW + 2 * Q, {}))
-    moved, result = _evaluate_while_rollups_wait(pg_store, cat, now + Q, memo, full=True)
+    moved, evaluated, result = _evaluate_while_rollups_wait(pg_store, cat, now + Q, memo, full=True)
     assert not moved, "the baseline pass ran beside a full build"
+    assert now + Q not in evaluated[900], "statuses ran beside a full build"
     assert result.rollups.full and result.anomalies.periods == 1
-    assert result.status.hours_read >= 5 and not result.status.hours_read_ahead  # after a full build
+    assert result.status.hours_read >= 5 and not result.status.beside_s  # after a full build

@@ -19,7 +19,7 @@ from dashboard.kpi_eval.anomaly import AnomalySummary, refresh_anomalies
 from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpi_eval.read import KpiReadError, current, panel, series
 from dashboard.kpi_eval.rollup import RollupSummary, built, refresh_rollups
-from dashboard.kpi_eval.status import StatusSummary, evaluate_series, read_ahead, refresh_status, status_frame
+from dashboard.kpi_eval.status import StatusSummary, evaluate_series, refresh_status, status_frame
 from dashboard.kpis import Catalogue
 from dashboard.store.db import Store
 
@@ -47,13 +47,14 @@ def evaluate(
     step in its own transaction. ``memo`` keeps quarter-hour rows between one process's passes.
 
     On PostgreSQL an incremental pass does the work that reads only samples beside the roll-ups, on
-    a connection of its own: as soon as the roll-up pass knows the hours it recomputes, the quarter
-    hours the status pass will need are read into ``memo`` (status.read_ahead); the baseline pass
-    runs from the start (it reads samples, or before the oldest one kept hourly roll-ups that an incremental
-    pass does not touch, and writes only its own tables). Their work in Python overlaps the
-    roll-ups' in the database, and the status pass, after the roll-ups (it also reads what they
-    write), finds its quarter hours read. A full build goes first (the baselines may learn from the
-    hours it rebuilds), and SQLite has one writer at a time: there the steps run in turn."""
+    connections of its own: as soon as the roll-up pass knows the hours it recomputes (so that
+    ``memo`` reads them again), the statuses of the KPIs of 15-minute grain, which read samples
+    only (read.check_grain); the baseline pass from the start (it reads samples, or before the
+    oldest one kept hourly roll-ups that an incremental pass does not touch, and writes only its
+    own tables). Their work in Python overlaps the roll-ups' in the database; the statuses of the
+    other KPIs, which read roll-ups, follow the roll-ups. A full build goes first (the baselines
+    may learn from the hours it rebuilds), and SQLite has one writer at a time: there the steps run
+    in turn."""
     at = now
     beside = False
     if store.dialect == "postgresql" and not full:
@@ -68,15 +69,15 @@ def evaluate(
         followed.append(summary)
         known.set()
 
-    def ahead() -> int:
+    def quarter_statuses() -> StatusSummary | None:
         known.wait()
-        if not followed or memo is None:
-            return 0
-        with store.connect() as conn:
-            return read_ahead(conn, catalogue, now=at, memo=memo)
+        if not followed:
+            return None  # the roll-up pass failed before it knew its hours
+        with store.begin() as conn:
+            return refresh_status(conn, catalogue, now=at, memo=memo, part="quarters")
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpi-beside") as pool:
-        read = pool.submit(ahead) if beside else None
+        quarters = pool.submit(quarter_statuses) if beside else None
         baselines = pool.submit(_anomalies, store, catalogue, at) if beside else None
         try:
             with store.begin() as conn:
@@ -84,12 +85,12 @@ def evaluate(
         finally:
             known.set()  # a pass that failed before it knew its hours lets the worker go on
         failpoints.pause("kpi:rolled-up")
-        hours_ahead = read.result() if read is not None else 0
+        done_beside = quarters.result() if quarters is not None else None
         with store.begin() as conn:
-            status = refresh_status(conn, catalogue, now=at, memo=memo)
-        if hours_ahead:
-            status.hours_read = (status.hours_read or 0) + hours_ahead
-            status.hours_read_ahead = hours_ahead
+            part = "all" if done_beside is None else "rollups"
+            status = refresh_status(conn, catalogue, now=at, memo=memo, part=part)
+        if done_beside is not None:
+            status = done_beside.beside(status)
         anomalies = baselines.result() if baselines is not None else _anomalies(store, catalogue, at)
     log.info(
         "KPI evaluation: %d roll-up rows in %.1f s, %d statuses in %.1f s, %d periods of %d series "

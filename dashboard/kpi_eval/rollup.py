@@ -10,6 +10,10 @@ transaction):
   rolled up other than through the ingest path are picked up by ``full=True`` (``vantage kpi
   evaluate --full``). Cell hours come from one read of the samples; cell days and the other levels'
   hours from cell hours; site, region and network days from their hours, segment days from cell days.
+  On PostgreSQL, when no mark the pass takes has a period at or before the newest one the last pass
+  read (nothing arrived late), the new periods' samples are instead added to the rows of their
+  hours and days (``_fold_periods``). Every pass reads samples only up to the newest period it saw
+  when it began, so a period is never added to rows that already hold part of it.
 - Tickets and churn events: the days of the rows ingested since the watermark (``ingested_at``,
   trailing the clock by ``OVERLAP``; rows in the overlap already read are not read again unless a
   batch committed late into it, see ``_since``).
@@ -79,6 +83,8 @@ SAMPLE_PERIOD = timedelta(minutes=15)
 LEVELS_FROM_CELLS = ("site", "region", "network", "segment")
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
+#: The smallest step of a stored time: ``t + _TICK`` as an exclusive bound takes in ``t``.
+_TICK = timedelta(microseconds=1)
 _DAYS_PER_STATEMENT = 60  # SQLite allows 500 terms in a compound SELECT
 
 
@@ -96,6 +102,9 @@ class RollupSummary:
     #: keeps what it read between passes knows from them whether it saw every pass (quarters.py).
     previous_pass: str | None = None
     pass_id: str = ""
+    #: The new periods' samples were added to their hours and days (``_fold_periods``), not the
+    #: hours added up again.
+    folded: bool = False
     rows: int = 0
     elapsed_s: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
@@ -109,6 +118,7 @@ class RollupSummary:
             "flow_days": self.flow_days,
             "stock_days": self.stock_days,
             "risk_sampled": self.risk_sampled,
+            "folded": self.folded,
             "rows": self.rows,
             "elapsed_s": round(self.elapsed_s, 3),
             "steps": {k: round(v, 3) for k, v in self.steps.items()},
@@ -123,6 +133,18 @@ def sampled_kpis(catalogue: Catalogue) -> list[KpiDefinition]:
 def _ceil(t: datetime, grain_s: int) -> datetime:
     f = floor_time(t, grain_s)
     return f if f == t else f + timedelta(seconds=grain_s)
+
+
+class _Laps:
+    """Called with a step's name, adds the time since the last call (or since it was made) to it."""
+
+    def __init__(self, steps: dict[str, float]) -> None:
+        self.steps, self.t = steps, time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = self.steps.get(step, 0.0) + now - self.t
+        self.t = now
 
 
 _ROLLUP_TABLE_COLUMNS = ["series", "level", "entity_id", "grain_s", "period_start"]
@@ -220,8 +242,10 @@ class _Writer:
             )
         self._upsert(level, grain_s, m)
 
-    def _upsert(self, level: str, grain_s: int, m: Any) -> None:
-        """Insert the roll-up rows of ``m`` (ROLLUP_COLUMNS), updating the rows already there in place."""
+    def _upsert(self, level: str, grain_s: int, m: Any, *, add: bool = False) -> None:
+        """Insert the roll-up rows of ``m`` (ROLLUP_COLUMNS), updating the rows already there in place:
+        to the rows of ``m``, or with ``add`` by adding them (totals and weights summed, the lowest
+        and highest kept)."""
         r = kpi_rollups
         new = select(
             m.c.series,
@@ -234,16 +258,30 @@ class _Writer:
             m.c.low,
             m.c.high,
             literal(self.now, DateTime),
-        ).order_by(m.c.series, m.c.entity_id, m.c.period_start)
+        ).where(m.c.entity_id.is_not(None))
+        new = new.order_by(m.c.series, m.c.entity_id, m.c.period_start)
         stmt = pg_insert(r).from_select(_ROLLUP_TABLE_COLUMNS, new)
         values = ("total", "weight", "low", "high")
-        stmt = stmt.on_conflict_do_update(
-            constraint=r.primary_key,
-            set_={c: stmt.excluded[c] for c in (*values, "computed_at")},
-            where=tuple_(*(r.c[c] for c in values)).is_distinct_from(
-                tuple_(*(stmt.excluded[c] for c in values))
-            ),
-        )
+        if add:
+            x = stmt.excluded
+            stmt = stmt.on_conflict_do_update(
+                constraint=r.primary_key,
+                set_={
+                    "total": r.c.total + x.total,
+                    "weight": r.c.weight + x.weight,
+                    "low": func.least(r.c.low, x.low),
+                    "high": func.greatest(r.c.high, x.high),
+                    "computed_at": x.computed_at,
+                },
+            )
+        else:
+            stmt = stmt.on_conflict_do_update(
+                constraint=r.primary_key,
+                set_={c: stmt.excluded[c] for c in (*values, "computed_at")},
+                where=tuple_(*(r.c[c] for c in values)).is_distinct_from(
+                    tuple_(*(stmt.excluded[c] for c in values))
+                ),
+            )
         result = self.conn.execute(stmt.execution_options(preserve_rowcount=True))
         self.rows += max(result.rowcount or 0, 0)
 
@@ -278,6 +316,10 @@ class _Writer:
             if conn.execute(hours.limit(1)).first() is None:
                 conn.execute(delete(r).where(*_in_range([series_name], level, 86400, day, day + DAY), key))
         conn.execute(text("DELETE FROM kpi_day_fold WHERE level = :level"), {"level": level})
+
+    def add(self, level: str, grain_s: int, rows: Any) -> None:
+        """PostgreSQL: add ``rows`` (ROLLUP_COLUMNS) to the roll-up rows of ``level`` and ``grain_s``."""
+        self._upsert(level, grain_s, rows.subquery("added"), add=True)
 
     def analyze(self) -> None:
         """Fresh statistics after a bulk insert, so the next statements get hash plans, not nested loops."""
@@ -379,9 +421,16 @@ def _as_dt(v: Any) -> datetime:
 
 
 def _refresh_samples(
-    w: _Writer, kpis: Sequence[KpiDefinition], lo: datetime, hi: datetime, steps: dict[str, float]
+    w: _Writer,
+    kpis: Sequence[KpiDefinition],
+    lo: datetime,
+    hi: datetime,
+    until: datetime,
+    steps: dict[str, float],
 ) -> None:
-    """Recompute every roll-up of the sampled KPIs touching [lo, hi).
+    """Recompute every roll-up of the sampled KPIs touching [lo, hi), from the samples of periods up
+    to ``until`` (the newest the pass saw when it began: a later one is left whole to the next pass,
+    which may add it to its hour, see ``_fold_periods``).
 
     One read of the samples makes the cell hours (a day per statement, so the aggregation stays in
     memory); everything else is rolled from stored rows, one statement per level and grain: sites,
@@ -393,13 +442,7 @@ def _refresh_samples(
     sums = [k.name for k in kpis if k.aggregate == "sum"]
     h0, h1 = floor_time(lo, 3600), _ceil(hi, 3600)
     d0, d1 = floor_time(lo, 86400), _ceil(hi, 86400)
-    t = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        steps[step] = steps.get(step, 0.0) + now - t
-        t = now
+    lap = _Laps(steps)
 
     # On PostgreSQL an incremental pass folds the hours' changes into their days (fold_days).
     fold = w.dialect == "postgresql" and not w.fresh
@@ -407,7 +450,7 @@ def _refresh_samples(
     day = d0
     while day < d1:
         a, b = max(h0, day), min(h1, day + DAY)
-        rows = _sql.sample_cell_rows(kpis, grain_s=3600, lo=a, hi=b, dialect=w.dialect)
+        rows = _sql.sample_cell_rows(kpis, grain_s=3600, lo=a, hi=min(b, until + _TICK), dialect=w.dialect)
         w.replace(names, "cell", 3600, a, b, rows)
         day += DAY
     if w.fresh:
@@ -497,7 +540,12 @@ def _stage(conn: Connection, table: Table) -> Table:
 
 
 def _refresh_samples_staged(
-    w: _Writer, kpis: Sequence[KpiDefinition], lo: datetime, hi: datetime, steps: dict[str, float]
+    w: _Writer,
+    kpis: Sequence[KpiDefinition],
+    lo: datetime,
+    hi: datetime,
+    until: datetime,
+    steps: dict[str, float],
 ) -> None:
     """A full build of the sampled KPIs on PostgreSQL, each roll-up row written once and in key order.
 
@@ -511,18 +559,12 @@ def _refresh_samples_staged(
     h0, h1 = floor_time(lo, 3600), _ceil(hi, 3600)
     d0, d1 = floor_time(lo, 86400), _ceil(hi, 86400)
     conn = w.conn
-    t = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        steps[step] = steps.get(step, 0.0) + now - t
-        t = now
+    lap = _Laps(steps)
 
     hours, days = _stage(conn, _CELL_HOURS), _stage(conn, _CELL_DAYS)
     day = d0
     while day < d1:
-        a, b = max(h0, day), min(h1, day + DAY)
+        a, b = max(h0, day), min(h1, day + DAY, until + _TICK)
         rows = _sql.sample_cell_rows(kpis, grain_s=3600, lo=a, hi=b, dialect=w.dialect)
         conn.execute(insert(hours).from_select(ROLLUP_COLUMNS, rows))
         day += DAY
@@ -540,6 +582,65 @@ def _refresh_samples_staged(
     lap("samples.cell_days")
     for level in LEVELS_FROM_CELLS:
         w.insert(level, 86400, _sql.level_rows(select(days).subquery("cellrows"), level, sum_series=sums))
+    lap("samples.level_days")
+
+
+#: The cell rows of the periods one fold adds, and the same rows rolled up to one level.
+_PERIODS = _stage_table("kpi_fold_cells")
+_PERIODS_LEVEL = _stage_table("kpi_fold_level")
+
+
+def _restage(conn: Connection, table: Table) -> Table:
+    conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.name} {_STAGE_COLUMNS} ON COMMIT DROP"))
+    conn.execute(text(f"TRUNCATE {table.name}"))
+    return table
+
+
+def _fold_periods(
+    w: _Writer, kpis: Sequence[KpiDefinition], since: datetime, until: datetime, steps: dict[str, float]
+) -> None:
+    """PostgreSQL: add the samples of the periods in (since, until] to the rows of their hours and
+    days, at every level but segments.
+
+    The caller has made sure no pass read a sample of those periods (every pass reads periods up to
+    the newest it saw when it began, and no mark it took lies at or before ``since``), so adding is
+    exact: totals and weights are sums, the lowest and highest fold in with least() and greatest().
+    One read of the new periods' samples, instead of every period of their hours, and no old rows to
+    take away from the days. Segment rows weigh each cell's value over the whole period by its lines,
+    which is not a sum of the parts: they are rolled up again from the cell rows, as elsewhere.
+    """
+    conn, dialect = w.conn, w.dialect
+    names = [k.name for k in kpis]
+    sums = [k.name for k in kpis if k.aggregate == "sum"]
+    lap = _Laps(steps)
+
+    cells = _restage(conn, _PERIODS)
+    lo, hi = since + _TICK, until + _TICK
+    day = floor_time(lo, 86400)
+    while day < hi:  # a day per statement, as elsewhere
+        rows = _sql.sample_cell_rows(
+            kpis, grain_s=3600, lo=max(lo, day), hi=min(hi, day + DAY), dialect=dialect
+        )
+        conn.execute(insert(cells).from_select(ROLLUP_COLUMNS, rows))
+        day += DAY
+    conn.execute(text(f"ANALYZE {cells.name}"))
+    hours = [_as_dt(h) for h in conn.execute(select(cells.c.period_start).distinct()).scalars()]
+    lap("samples.read")
+    w.add("cell", 3600, select(cells))
+    lap("samples.cell_hours")
+    w.add("cell", 86400, _sql.rebucket(cells, 86400, dialect))
+    lap("samples.cell_days")
+    for level in ("site", "region", "network"):
+        rows = _sql.level_rows(select(cells).subquery("cellrows"), level, sum_series=sums)
+        part = _restage(conn, _PERIODS_LEVEL)
+        conn.execute(insert(part).from_select(ROLLUP_COLUMNS, rows))
+        w.add(level, 3600, select(part))
+        w.add(level, 86400, _sql.rebucket(part, 86400, dialect))
+    for h0, h1 in _ranges(hours, HOUR):
+        w.levels(names, 3600, h0, h1, levels=("segment",), sum_series=sums)
+    lap("samples.level_hours")
+    for d0, d1 in _ranges({floor_time(h, 86400) for h in hours}):
+        w.levels(names, 86400, d0, d1, levels=("segment",), sum_series=sums)
     lap("samples.level_days")
 
 
@@ -758,6 +859,9 @@ def refresh_rollups(
         return t1
 
     t = time.perf_counter()
+    # Hours the ingest path wrote samples into since the last pass (a full build reads them all),
+    # taken first: taking a mark waits for an ingest that holds it, whose samples the bounds then see.
+    marked = take_sample_hours(conn)
     sample_lo, sample_hi = _sample_bounds(conn, names) if names else (None, None)
     rebuild: list[str] = []
     if full:
@@ -775,8 +879,7 @@ def refresh_rollups(
                 or_(kpi_rollups.c.series.not_in(names), kpi_rollups.c.period_start >= keep_before)
             )
         conn.execute(gone)
-    # Hours the ingest path wrote samples into since the last pass (a full build reads them all).
-    marked = take_sample_hours(conn)
+    fold_since: datetime | None = None
     if sample_hi is not None:
         hi = sample_hi + SAMPLE_PERIOD
         # Hours before the oldest sample kept are never recomputed: their samples are gone.
@@ -786,23 +889,34 @@ def refresh_rollups(
         else:
             # The hours of periods after the newest one seen last time, and every hour marked since.
             seen = datetime.fromisoformat(state["samples_to"])
-            hours = {h for h in marked if oldest <= h < hi}
+            hours = {m.hour for m in marked if oldest <= m.hour < hi}
             hour = floor_time(seen + SAMPLE_PERIOD, 3600)
             while sample_hi > seen and hour < hi:
                 hours.add(hour)
                 hour += HOUR
             spans = _ranges(hours, HOUR)
+            # No sample went into a period an earlier pass read: the new periods can be added to
+            # their hours and days (a mark made without its earliest period counts from its hour).
+            earlier = [m for m in marked if oldest <= m.hour < hi and (m.first_period or m.hour) <= seen]
+            # (A pass of a version that read whole hours may have read past its newest period.)
+            bounded = bool(state.get("reads_bounded"))
+            if w.dialect == "postgresql" and bounded and sample_hi > seen and not earlier:
+                fold_since = seen
         summary.sample_spans = list(spans)
         if spans:
             summary.sample_window = (spans[0][0], spans[-1][1])
             summary.sample_hours = sum(int((_ceil(b, 3600) - floor_time(a, 3600)) // HOUR) for a, b in spans)
     if planned is not None:
         planned(summary)
-    for lo, end in summary.sample_spans:
-        if full and w.dialect == "postgresql":
-            _refresh_samples_staged(w, kpis, lo, end, summary.steps)
-        else:
-            _refresh_samples(w, kpis, lo, end, summary.steps)
+    summary.folded = fold_since is not None
+    if sample_hi is not None and fold_since is not None:
+        _fold_periods(w, kpis, fold_since, sample_hi, summary.steps)
+    elif sample_hi is not None:
+        for lo, end in summary.sample_spans:
+            if full and w.dialect == "postgresql":
+                _refresh_samples_staged(w, kpis, lo, end, sample_hi, summary.steps)
+            else:
+                _refresh_samples(w, kpis, lo, end, sample_hi, summary.steps)
     if rebuild:
         w.build_indexes(rebuild)
         w.analyze()
@@ -861,6 +975,8 @@ def refresh_rollups(
             "windows": windows if new_mark else state.get("windows", {}),
             "stock_day": today.isoformat(),
             "pass": summary.pass_id,
+            # Samples were read up to samples_to and no further (a later pass may add what follows).
+            "reads_bounded": True,
         },
         now=now,
     )

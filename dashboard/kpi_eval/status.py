@@ -36,6 +36,9 @@ TECHNICAL_LEVELS = ("site", "cell")
 EXTRA_PERIODS = 8
 #: Data this many periods late (or up to an hour) still counts as the current period.
 LATE_PERIODS = 2
+#: The KPIs one pass evaluates: all of them; those of 15-minute grain, read from samples only
+#: (read.check_grain), which need no roll-up pass first; the others, which read roll-ups.
+PARTS = ("all", "quarters", "rollups")
 
 
 @dataclass
@@ -43,18 +46,30 @@ class StatusSummary:
     rows: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
-    #: Hours of quarter-hour rows read from the store (None: the whole window, no memo), of which
-    #: ``hours_read_ahead`` were read beside the roll-up pass (read_ahead).
+    #: Hours of quarter-hour rows read from the store (None: the whole window, no memo).
     hours_read: int | None = None
-    hours_read_ahead: int = 0
+    #: Of ``elapsed_s``, the seconds of the part that ran beside the roll-up pass (the KPIs of
+    #: 15-minute grain, on PostgreSQL; kpi_eval.evaluate).
+    beside_s: float = 0.0
+
+    def beside(self, after: StatusSummary) -> StatusSummary:
+        """This pass (of the KPIs of 15-minute grain, run beside the roll-ups) and ``after`` (of the
+        others, after them) as one."""
+        return StatusSummary(
+            rows=self.rows + after.rows,
+            by_status=dict(Counter(self.by_status) + Counter(after.by_status)),
+            elapsed_s=self.elapsed_s + after.elapsed_s,
+            hours_read=self.hours_read,
+            beside_s=self.elapsed_s,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "by_status": self.by_status,
             "elapsed_s": round(self.elapsed_s, 3),
+            "beside_s": round(self.beside_s, 3),
             "hours_read": self.hours_read,
-            "hours_read_ahead": self.hours_read_ahead,
         }
 
 
@@ -152,15 +167,21 @@ Plan = tuple[KpiDefinition, str, int, datetime, datetime, datetime, int, int, in
 Wanted = dict[tuple[str, int, datetime], tuple[datetime, set[str]]]
 
 
-def _plan(catalogue: Catalogue, now: datetime, levels: tuple[str, ...] | None) -> tuple[list[Plan], Wanted]:
+def _plan(
+    catalogue: Catalogue, now: datetime, levels: tuple[str, ...] | None, part: str = "all"
+) -> tuple[list[Plan], Wanted]:
     """What a pass evaluates (per KPI and level: its grain, window and ``for``) and reads (per level,
-    grain and end: the earliest period and the series)."""
+    grain and end: the earliest period and the series), for the KPIs of ``part`` (PARTS)."""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}: expected one of {', '.join(PARTS)}")
     plans: list[Plan] = []
     # The KPIs of a level and grain share one read of roll-up rows (the union of their inputs over
     # the longest of their windows); each KPI then keeps the periods of its own window.
     wanted: Wanted = {}
     for kpi in catalogue.kpis:
         grain = int(kpi.grain)
+        if part != "all" and (grain == 900) != (part == "quarters"):
+            continue
         need = max(
             _periods_needed(kpi.thresholds.warning, grain), _periods_needed(kpi.thresholds.critical, grain), 1
         )
@@ -188,34 +209,6 @@ def _quarter_reads(wanted: Wanted) -> dict[datetime, tuple[datetime, set[str], l
     return quarters
 
 
-def read_ahead(
-    conn: Connection,
-    catalogue: Catalogue,
-    *,
-    now: datetime,
-    memo: QuarterHours,
-    levels: tuple[str, ...] | None = None,
-) -> int:
-    """Read into ``memo`` the quarter hours the status pass at ``now`` will ask it for (the hours it
-    has not read and those it was told changed), so that the pass finds them there; returns the hours
-    read. The scheduler's job does this beside the roll-up pass, once it knows the hours that pass
-    recomputes: quarter hours are read from samples only (read.check_grain), which the roll-ups do
-    not write, so neither waits for the other."""
-    _, wanted = _plan(catalogue, now, levels)
-    quarters = _quarter_reads(wanted)
-    if len(quarters) != 1:
-        return 0
-    [(until, (lo, names, lvls))] = quarters.items()
-    memo.rows(
-        partial(_fetch_quarters, conn, catalogue, names, lvls),
-        series=names,
-        levels=lvls,
-        since=lo,
-        until=until,
-    )
-    return memo.read_hours
-
-
 def refresh_status(
     conn: Connection,
     catalogue: Catalogue,
@@ -223,15 +216,17 @@ def refresh_status(
     now: datetime,
     levels: tuple[str, ...] | None = None,
     memo: QuarterHours | None = None,
+    part: str = "all",
 ) -> StatusSummary:
-    """Evaluate every KPI at its grain for each entity of the status levels; rewrite kpi_status.
+    """Evaluate every KPI (or those of ``part``, PARTS) at its grain for each entity of the status
+    levels; rewrite their rows of kpi_status.
 
     ``memo`` keeps the quarter-hour rows between the passes of one process (quarters.py): only the
     hours the roll-up pass just recomputed, and hours not read yet, are read from the store."""
     started = time.perf_counter()
     summary = StatusSummary()
     counts: Counter[str] = Counter()
-    plans, wanted = _plan(catalogue, now, levels)
+    plans, wanted = _plan(catalogue, now, levels, part)
     fetched: dict[tuple[str, int, datetime], pd.DataFrame] = {}
     quarters = _quarter_reads(wanted)
     for key, (lo, names) in wanted.items():

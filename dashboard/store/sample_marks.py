@@ -12,47 +12,79 @@ UPDATE``, which locks the hour's row until the ingest commits. A pass that delet
 for the lock, and its read of the samples, a later statement, sees the committed samples (READ
 COMMITTED on PostgreSQL; SQLite has one writer at a time). An ingest that commits after the pass
 read its hour leaves a mark the pass did not delete, for the next pass.
+
+Each mark also keeps the earliest period written into its hour since it was last taken
+(``first_period``). When every mark a pass takes lies after the newest period the passes before it
+read, nothing they read has changed, and the pass adds the new periods' samples to the rows of
+their hours and days instead of adding the hours up again (dashboard/kpi_eval/rollup.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, case, delete, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dashboard.store.schema import kpi_sample_hours
 
-HOUR_S = 3600
+
+@dataclass(frozen=True)
+class SampleMark:
+    """An hour the ingest path wrote samples into, and the earliest period it wrote there."""
+
+    hour: datetime
+    #: None for a mark made before the store kept it (the hour is then added up again).
+    first_period: datetime | None
 
 
-def _hours(periods: Iterable[object]) -> list[datetime]:
+def _first_periods(periods: Iterable[object]) -> dict[datetime, datetime]:
+    """The earliest period of ``periods`` in each hour."""
     stamps = pd.to_datetime(pd.Series(list(periods)), format="mixed").dropna()
-    return sorted({t.to_pydatetime() for t in stamps.dt.floor("h").unique()})
+    if stamps.empty:
+        return {}
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    first = stamps.groupby(stamps.dt.floor("h")).min()
+    return {h.to_pydatetime(): t.to_pydatetime() for h, t in first.items()}
 
 
 def mark_sample_hours(conn: Connection, periods: Iterable[object], *, now: datetime) -> int:
     """Mark the hours of ``periods`` (the samples' period starts) as written, in the caller's
-    transaction; returns how many hours were marked."""
-    hours = _hours(periods)
-    if not hours:
+    transaction; returns how many hours were marked. A mark keeps the earliest period written into
+    its hour since it was last taken."""
+    first = _first_periods(periods)
+    if not first:
         return 0
-    rows = [{"hour": h, "ingested_at": now} for h in hours]
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make(kpi_sample_hours).values(rows)
-    # An update, not "do nothing": it locks an existing mark until this transaction commits.
-    conn.execute(stmt.on_conflict_do_update(index_elements=["hour"], set_={"ingested_at": now}))
-    return len(hours)
-
-
-def take_sample_hours(conn: Connection) -> list[datetime]:
-    """Delete every mark, in the caller's transaction, and return their hours (oldest first)."""
     t = kpi_sample_hours
-    taken = conn.execute(delete(t).returning(t.c.hour)).scalars().all()
-    return sorted(pd.Timestamp(h).to_pydatetime() for h in taken)
+    rows = [{"hour": h, "ingested_at": now, "first_period": p} for h, p in sorted(first.items())]
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = make(t).values(rows)
+    earliest = func.least if conn.dialect.name == "postgresql" else func.min
+    # An unknown earliest period stays unknown (least() would drop the NULL).
+    kept = case(
+        (t.c.first_period.is_(None), None), else_=earliest(t.c.first_period, stmt.excluded.first_period)
+    )
+    # An update, not "do nothing": it locks an existing mark until this transaction commits.
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["hour"], set_={"ingested_at": now, "first_period": kept})
+    )
+    return len(first)
 
 
-__all__ = ["mark_sample_hours", "take_sample_hours"]
+def take_sample_hours(conn: Connection) -> list[SampleMark]:
+    """Delete every mark, in the caller's transaction, and return them (oldest hour first)."""
+    t = kpi_sample_hours
+    taken = conn.execute(delete(t).returning(t.c.hour, t.c.first_period)).all()
+    marks = [
+        SampleMark(pd.Timestamp(h).to_pydatetime(), None if p is None else pd.Timestamp(p).to_pydatetime())
+        for h, p in taken
+    ]
+    return sorted(marks, key=lambda m: m.hour)
+
+
+__all__ = ["SampleMark", "mark_sample_hours", "take_sample_hours"]

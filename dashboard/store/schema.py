@@ -446,6 +446,8 @@ kpi_sample_hours = Table(
     metadata,
     Column("hour", DateTime, nullable=False),
     Column("ingested_at", DateTime, nullable=False),
+    # The earliest sample period written into the hour since the mark was taken (NULL: not known).
+    Column("first_period", DateTime),
     PrimaryKeyConstraint("hour"),
 )
 
