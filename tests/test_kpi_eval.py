@@ -826,7 +826,7 @@ def test_passes_that_keep_quarter_hours_write_what_a_pass_reading_everything_wri
     start = NOW - 5 * H
     kpi_data.history(net, start, NOW)
     memo = QuarterHours()
-    reads = []
+    reads, added = [], []
     for i in range(10):
         at = NOW + i * Q
         outage = {"C1": 80.0} if 3 <= i <= 6 else {}
@@ -837,6 +837,7 @@ def test_passes_that_keep_quarter_hours_write_what_a_pass_reading_everything_wri
         now = at + Q + timedelta(minutes=5)
         done = evaluate(net, cat, now=now, memo=memo)
         reads.append(done.status.hours_read)
+        added.append(done.status.hours_added)
         kept = _statuses(net)
         with net.begin() as conn:
             refresh_status(conn, cat, now=now)
@@ -844,9 +845,48 @@ def test_passes_that_keep_quarter_hours_write_what_a_pass_reading_everything_wri
         assert set(kept["status"]) >= {"ok"}
     assert reads[0] is not None and reads[0] >= 5  # the first pass reads the whole window
     assert max(reads[1:]) <= 2 and reads[5] == 2  # then the newest hour, and the late sample's hour
+    # Of an hour kept up to the newest period read before, only the new period is read; a new hour, or
+    # an hour a late sample went into, is read whole.
+    assert added == [0, 1, 1, 1, 0, 0, 1, 1, 0, 1]
     cells = _statuses(net).query("kpi == 'availability_pct' and level == 'cell'").set_index("entity_id")
     assert cells.loc["C1", "status"] == "ok"
     assert pd.Timestamp(cells.loc["C3", "since"]) == pd.Timestamp(NOW + 4 * Q)  # ok since its late outage
+
+
+def test_kept_quarter_hours_stop_at_the_newest_period_the_roll_up_pass_read(
+    net: Store, cat: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A period whose samples commit after the roll-up pass read its bounds is left out of what the
+    job keeps, and the next job, told only that period is new, adds it once."""
+    from dashboard.kpi_eval import rollup as rollup_module
+
+    kpi_data.history(net, NOW - 5 * H, NOW)
+    memo = QuarterHours()
+    kpi_data.samples(net, _period(NOW, {}))
+    evaluate(net, cat, now=NOW + Q + timedelta(minutes=5), memo=memo)
+    kpi_data.samples(net, _period(NOW + Q, {}))
+    kpi_data.samples(net, _period(NOW + 2 * Q, {"C1": 80.0}))
+    real = rollup_module._sample_bounds
+
+    def before_the_last(conn: Any, names: Any) -> tuple[datetime | None, datetime | None]:
+        return real(conn, names)[0], NOW + Q  # as if 00:30 had committed after the bounds were read
+
+    monkeypatch.setattr(rollup_module, "_sample_bounds", before_the_last)
+    evaluate(net, cat, now=NOW + 2 * Q + timedelta(minutes=5), memo=memo)
+    monkeypatch.setattr(rollup_module, "_sample_bounds", real)
+    kept = memo.hours[NOW]["cell"]
+    assert kept["period_start"].max() == pd.Timestamp(NOW + Q)
+    now = NOW + 3 * Q + timedelta(minutes=5)
+    done = evaluate(net, cat, now=now, memo=memo)
+    assert done.status.hours_read == done.status.hours_added == 1
+    assert not memo.hours[NOW]["cell"].duplicated(["series", "entity_id", "period_start"]).any()
+    assert memo.hours[NOW]["cell"]["period_start"].max() == pd.Timestamp(NOW + 2 * Q)
+    statuses = _statuses(net)
+    with net.begin() as conn:
+        refresh_status(conn, cat, now=now)
+    pd.testing.assert_frame_equal(statuses, _statuses(net), check_exact=False)
+    cells = statuses.query("kpi == 'availability_pct' and level == 'cell'").set_index("entity_id")
+    assert cells.loc["C1", "value"] == pytest.approx(80.0)
 
 
 def test_kept_quarter_hours_are_forgotten_when_another_process_ran_a_pass(net: Store, cat: Catalogue) -> None:

@@ -105,6 +105,12 @@ class RollupSummary:
     #: The new periods' samples were added to their hours and days (``_fold_periods``), not the
     #: hours added up again.
     folded: bool = False
+    #: The newest sample period the pass read up to (None: no samples).
+    samples_to: datetime | None = None
+    #: The newest period the pass before had read, when only periods after it received samples
+    #: since (no mark at or before it): what was read of earlier periods still holds (quarters.py).
+    #: On PostgreSQL the pass then adds the new periods to their hours and days (``folded``).
+    added_after: datetime | None = None
     rows: int = 0
     elapsed_s: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
@@ -900,15 +906,17 @@ def refresh_rollups(
             earlier = [m for m in marked if oldest <= m.hour < hi and (m.first_period or m.hour) <= seen]
             # (A pass of a version that read whole hours may have read past its newest period.)
             bounded = bool(state.get("reads_bounded"))
-            if w.dialect == "postgresql" and bounded and sample_hi > seen and not earlier:
-                fold_since = seen
+            if bounded and sample_hi > seen and not earlier:
+                summary.added_after = seen
+                fold_since = seen if w.dialect == "postgresql" else None
         summary.sample_spans = list(spans)
         if spans:
             summary.sample_window = (spans[0][0], spans[-1][1])
             summary.sample_hours = sum(int((_ceil(b, 3600) - floor_time(a, 3600)) // HOUR) for a, b in spans)
+    summary.folded = fold_since is not None
+    summary.samples_to = sample_hi
     if planned is not None:
         planned(summary)
-    summary.folded = fold_since is not None
     if sample_hi is not None and fold_since is not None:
         _fold_periods(w, kpis, fold_since, sample_hi, summary.steps)
     elif sample_hi is not None:

@@ -46,8 +46,10 @@ class StatusSummary:
     rows: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
-    #: Hours of quarter-hour rows read from the store (None: the whole window, no memo).
+    #: Hours of quarter-hour rows read from the store (None: the whole window, no memo), and of
+    #: them the hours kept whose new periods only were read (quarters.py).
     hours_read: int | None = None
+    hours_added: int = 0
     #: Of ``elapsed_s``, the seconds of the part that ran beside the roll-up pass (the KPIs of
     #: 15-minute grain, on PostgreSQL; kpi_eval.evaluate).
     beside_s: float = 0.0
@@ -60,6 +62,7 @@ class StatusSummary:
             by_status=dict(Counter(self.by_status) + Counter(after.by_status)),
             elapsed_s=self.elapsed_s + after.elapsed_s,
             hours_read=self.hours_read,
+            hours_added=self.hours_added,
             beside_s=self.elapsed_s,
         )
 
@@ -70,6 +73,7 @@ class StatusSummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "beside_s": round(self.beside_s, 3),
             "hours_read": self.hours_read,
+            "hours_added": self.hours_added,
         }
 
 
@@ -239,7 +243,7 @@ def refresh_status(
         fetch = partial(_fetch_quarters, conn, catalogue, names, lvls)
         if memo is not None and len(quarters) == 1:
             rows_of = memo.rows(fetch, series=names, levels=lvls, since=lo, until=until)
-            summary.hours_read = memo.read_hours
+            summary.hours_read, summary.hours_added = memo.read_hours, memo.added_hours
         else:
             rows_of = fetch(lo, until)
         fetched |= {(lvl, 900, until): rows_of[lvl] for lvl in lvls}
