@@ -932,10 +932,10 @@ def _evaluated_at(store: Store, cat: Catalogue) -> dict[int, set[datetime]]:
 def _evaluate_while_rollups_wait(
     store: Store, cat: Catalogue, now: datetime, memo: QuarterHours, *, full: bool
 ) -> list[Any]:
-    """Hold C1's availability day row of ``now`` locked, so the job's roll-up pass waits on it once it
-    writes (a full build as soon as it empties the table), start the job, and return whether the
-    baseline pass committed while the roll-ups were still waiting, when the statuses of each grain
-    had been evaluated by then, and the job's result once the lock is let go."""
+    """Hold the network's revenue-at-risk row of ``now``'s hour locked, so the job's roll-up pass
+    waits on it at its end (after the samples' roll-ups, full or not), start the job, and return
+    whether the baseline pass committed while the roll-ups were still waiting, when the statuses of
+    each grain had been evaluated by then, and the job's result once the lock is let go."""
     done: list[Any] = []
 
     def job() -> None:
@@ -944,12 +944,12 @@ def _evaluate_while_rollups_wait(
     worker = threading.Thread(target=job, daemon=True)
     before = _anomalies_through(store)
     r = kpi_rollups.c
-    day = datetime.combine(now.date(), datetime.min.time())
+    hour = now.replace(minute=0, second=0, microsecond=0)
     with store.begin() as conn:
         held = conn.execute(
             select(r.total)
-            .where(r.series == "availability_pct", r.level == "cell", r.entity_id == "C1")
-            .where(r.grain_s == 86400, r.period_start == day)
+            .where(r.series == "revenue_at_risk", r.level == "network", r.entity_id == "all")
+            .where(r.grain_s == 3600, r.period_start == hour)
             .with_for_update()
         )
         assert held.one()
@@ -974,11 +974,20 @@ def test_on_postgresql_the_job_reads_samples_beside_an_incremental_roll_up_pass(
     """What reads only samples runs on PostgreSQL on connections of its own while the roll-ups run:
     the baseline pass and the statuses of the KPIs of 15-minute grain commit while the roll-up pass
     is held up, the other statuses follow it, and together they are what a pass reading its whole
-    window writes. A full build goes first, the rest after it."""
+    window writes. Beside a full build the 15-minute statuses run too, and the baselines when their
+    window holds no period before the oldest sample kept (they would read hourly roll-ups there)."""
     kpi_data.build(pg_store)
     kpi_data.history(pg_store, NOW - 5 * H, NOW)
+    with pg_store.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + timedelta(minutes=5))  # the hour's risk rows, to hold
     memo = QuarterHours()
-    evaluate(pg_store, cat, now=NOW + timedelta(minutes=5), memo=memo)
+    moved, evaluated, result = _evaluate_while_rollups_wait(
+        pg_store, cat, NOW + timedelta(minutes=5), memo, full=True
+    )
+    # The first baseline pass learns from 14 days, which begin before the oldest sample (5 hours back).
+    assert not moved, "the first baseline pass read roll-ups beside a full build"
+    assert evaluated[900] == {NOW + timedelta(minutes=5)}
+    assert result.rollups.full and result.anomalies.periods > 1000
     for i, outage in enumerate(({"C1": 80.0}, {"C1": 80.0, "C2": 70.0})):
         kpi_data.samples(pg_store, _period(NOW + i * Q, outage))
         now = NOW + (i + 1) * Q + timedelta(minutes=5)
@@ -997,8 +1006,30 @@ def test_on_postgresql_the_job_reads_samples_beside_an_incremental_roll_up_pass(
     cells = kept.query("kpi == 'availability_pct' and level == 'cell'").set_index("entity_id")
     assert list(cells.loc[["C1", "C2"], "status"]) != ["ok", "ok"]
     kpi_data.samples(pg_store, _period(NOW + 2 * Q, {}))
+    # Another full build: the baselines' window is one period now, within the samples kept.
     moved, evaluated, result = _evaluate_while_rollups_wait(pg_store, cat, now + Q, memo, full=True)
-    assert not moved, "the baseline pass ran beside a full build"
-    assert now + Q not in evaluated[900], "statuses ran beside a full build"
+    assert moved and evaluated[900] == {now + Q}
     assert result.rollups.full and result.anomalies.periods == 1
-    assert result.status.hours_read >= 5 and not result.status.beside_s  # after a full build
+    assert (
+        result.status.hours_read >= 5 and result.status.beside_s > 0
+    )  # the whole window, after a full build
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_full_build_has_the_baselines_beside_it_when_samples_cover_their_window(
+    pg_store: Store, cat: Catalogue
+) -> None:
+    # A new store whose samples go back 15 days: the first baseline pass (14 days) reads samples only.
+    kpi_data.build(pg_store)
+    kpi_data.history(pg_store, NOW - 15 * D, NOW, skip=(T0, T0 + H))
+    with pg_store.begin() as conn:
+        refresh_rollups(conn, cat, now=NOW + timedelta(minutes=5))  # the hour's risk rows, to hold
+    moved, evaluated, result = _evaluate_while_rollups_wait(
+        pg_store, cat, NOW + timedelta(minutes=5), QuarterHours(), full=True
+    )
+    assert moved and evaluated[900] == {NOW + timedelta(minutes=5)}
+    assert result.rollups.full and result.anomalies.periods == 14 * 96
+    kept = _statuses(pg_store)
+    with pg_store.begin() as conn:
+        refresh_status(conn, cat, now=NOW + timedelta(minutes=5))
+    pd.testing.assert_frame_equal(kept, _statuses(pg_store), check_exact=False)

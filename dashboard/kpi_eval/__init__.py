@@ -15,7 +15,7 @@ from typing import Any
 
 from dashboard import failpoints
 from dashboard.context import Context, Jobs
-from dashboard.kpi_eval.anomaly import AnomalySummary, refresh_anomalies
+from dashboard.kpi_eval.anomaly import AnomalySummary, reads_samples_only, refresh_anomalies
 from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpi_eval.read import KpiReadError, current, panel, series
 from dashboard.kpi_eval.rollup import RollupSummary, built, refresh_rollups
@@ -46,20 +46,22 @@ def evaluate(
     """Bring the roll-ups up to date, then the statuses, and the baselines and anomaly verdicts; each
     step in its own transaction. ``memo`` keeps quarter-hour rows between one process's passes.
 
-    On PostgreSQL an incremental pass does the work that reads only samples beside the roll-ups, on
-    connections of its own: as soon as the roll-up pass knows the hours it recomputes (so that
-    ``memo`` reads them again), the statuses of the KPIs of 15-minute grain, which read samples
-    only (read.check_grain); the baseline pass from the start (it reads samples, or before the
-    oldest one kept hourly roll-ups that an incremental pass does not touch, and writes only its
-    own tables). Their work in Python overlaps the roll-ups' in the database; the statuses of the
-    other KPIs, which read roll-ups, follow the roll-ups. A full build goes first (the baselines
-    may learn from the hours it rebuilds), and SQLite has one writer at a time: there the steps run
-    in turn."""
+    On PostgreSQL the work that reads only samples runs beside the roll-ups, on connections of its
+    own: as soon as the roll-up pass knows the hours it recomputes (so that ``memo`` reads them
+    again), the statuses of the KPIs of 15-minute grain, which read samples only
+    (read.check_grain); the baseline pass from the start, unless the pass is a full build and the
+    baselines' window begins before the oldest sample kept (before it they read hourly roll-ups,
+    which a full build rewrites; an incremental pass leaves those hours alone). Both write only
+    their own rows. Their work in Python overlaps the roll-ups' in the database; the statuses of
+    the other KPIs, which read roll-ups, follow the roll-ups. SQLite has one writer at a time:
+    there the steps run in turn."""
     at = now
-    beside = False
-    if store.dialect == "postgresql" and not full:
+    beside = baselines_beside = False
+    if store.dialect == "postgresql":
+        beside = True
         with store.connect() as conn:
-            beside = built(conn)
+            rebuild = full or not built(conn)
+            baselines_beside = not rebuild or reads_samples_only(conn, catalogue, now=at)
     known = threading.Event()
     followed: list[RollupSummary] = []
 
@@ -78,7 +80,7 @@ def evaluate(
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpi-beside") as pool:
         quarters = pool.submit(quarter_statuses) if beside else None
-        baselines = pool.submit(_anomalies, store, catalogue, at) if beside else None
+        baselines = pool.submit(_anomalies, store, catalogue, at) if baselines_beside else None
         try:
             with store.begin() as conn:
                 rollups = refresh_rollups(conn, catalogue, now=at, full=full, planned=planned)

@@ -265,6 +265,35 @@ def _stored_keys(conn: Connection, names: list[str]) -> list[tuple[str, str, str
     return [(str(k), str(lv), str(e)) for k, lv, e in conn.execute(q)]
 
 
+def _window(
+    conn: Connection, kpis: list[KpiDefinition], state: dict[str, Any], now: datetime
+) -> tuple[datetime, datetime, datetime | None] | None:
+    """The first and last period a pass at ``now`` reads, and the last period the passes before
+    learnt from (None: none); None when there are no samples yet."""
+    latest = _latest_sample(conn, [k.name for k in kpis])
+    if latest is None:
+        return None
+    done = datetime.fromisoformat(state["through"]) if state.get("through") else None
+    end = min(floor_time(latest, GRAIN_S), floor_time(now, GRAIN_S) - GRAIN)
+    learn = max(k.anomaly.learn_days for k in kpis if k.anomaly is not None)
+    earliest = end - timedelta(days=learn) + GRAIN
+    return (earliest if done is None else max(done + GRAIN, earliest)), end, done
+
+
+def reads_samples_only(conn: Connection, catalogue: Catalogue, *, now: datetime) -> bool:
+    """Whether a pass at ``now`` would read raw samples only: its window begins at or after the oldest
+    sample kept, so it reads none of the hourly roll-ups (which a full roll-up build is rewriting)."""
+    kpis = anomaly_kpis(catalogue)
+    if not kpis:
+        return True
+    window = _window(conn, kpis, load_state(conn, *STATE_KEY), now)
+    if window is None:
+        return True
+    start = window[0]
+    names = sorted({k.name for k in kpis} | ({TRAFFIC_KPI} if _wants_traffic(catalogue, kpis) else set()))
+    return read.raw_samples_from(conn, names, start) <= start
+
+
 def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) -> AnomalySummary:
     """Learn from the periods completed since the last pass and rewrite the verdicts."""
     started = time.perf_counter()
@@ -274,16 +303,11 @@ def refresh_anomalies(conn: Connection, catalogue: Catalogue, *, now: datetime) 
         return summary
     names = [k.name for k in kpis]
     state = load_state(conn, *STATE_KEY, for_update=True)
-    latest = _latest_sample(conn, names)
-    last_complete = floor_time(now, GRAIN_S) - GRAIN
-    if latest is None:
+    window = _window(conn, kpis, state, now)
+    if window is None:
         summary.elapsed_s = time.perf_counter() - started
         return summary
-    end = min(floor_time(latest, GRAIN_S), last_complete)
-    learn = max(k.anomaly.learn_days for k in kpis if k.anomaly is not None)
-    earliest = end - timedelta(days=learn) + GRAIN
-    done = datetime.fromisoformat(state["through"]) if state.get("through") else None
-    start = earliest if done is None else max(done + GRAIN, earliest)
+    start, end, done = window
     summary.through = done
     if start > end:
         summary.elapsed_s = time.perf_counter() - started

@@ -149,7 +149,7 @@ def _technical_rows(
         return rows if grain_s in (3600, 86400) else _rebucket(rows, grain_s)
     # Quarter hours come from the raw samples, which retention keeps for fewer days than roll-ups:
     # before the oldest sample kept, they come from the hourly roll-ups (_quarters_from_hours).
-    raw_from = max(_raw_samples_from(conn, names, until), since)
+    raw_from = max(raw_samples_from(conn, names, until), since)
     parts = []
     if raw_from > since:
         older = _stored(conn, names, level, 3600, floor_time(since, 3600), raw_from, entities)
@@ -159,7 +159,7 @@ def _technical_rows(
     return _concat(parts)
 
 
-def _raw_samples_from(conn: Connection, names: Sequence[str], until: datetime) -> datetime:
+def raw_samples_from(conn: Connection, names: Sequence[str], until: datetime) -> datetime:
     """The hour the kept raw samples of ``names`` begin (``until`` when none are kept): one index
     probe per KPI (per partition on PostgreSQL)."""
     ks = kpi_samples
