@@ -495,7 +495,7 @@
       if (!row.id || (!row.sla && !row.breached)) { setText(cell, row.id ? "—" : ""); setClass(cell, "vt-q-sla"); continue; }
       var left = row.sla ? Math.floor((row.sla - now) / 1000) : -1;
       if (left <= 0 || (row.breached && !row.sla)) {
-        setText(cell, "■ BREACHED");
+        setText(cell, "BREACHED");
         setClass(cell, "vt-q-sla vt-sla-breached");
       } else {
         var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;

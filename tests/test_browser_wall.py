@@ -198,6 +198,16 @@ def test_new_critical_enterprise_incident_brings_its_view_to_the_front(
         f"return document.querySelector('.vt-wall-row[data-id=\"{expected.harbour}\"] .vt-q-sla').innerText",
     )
     assert clock != later and "m " in later  # the SLA countdown ticks in the browser
+    # Past its 30 minutes the cell says so in white on red, whole within its column.
+    cell = f"document.querySelector('.vt-wall-row[data-id=\"{expected.harbour}\"] .vt-q-sla')"
+    breached = f"window.vantageWall.offsetMs = 31 * 60 * 1000; return {cell}.innerText"
+    _until(driver, lambda d: _js(d, breached) == "BREACHED", what="the SLA shown as breached")
+    shown = _js(
+        driver,
+        f"const c = {cell}; const s = getComputedStyle(c); return [c.scrollWidth <= c.clientWidth, s.color, "
+        "getComputedStyle(c, '::before').content];",
+    )
+    assert shown == [True, "rgb(255, 255, 255)", "none"]
     # The sites arrived after the page loaded: the map learnt them and marks both by status.
     marks = (
         "return [...document.querySelectorAll('#wall-map .vt-site')].map(e => e.getAttribute('class')).sort()"
