@@ -194,6 +194,40 @@ def test_every_level_from_one_read_of_the_samples_equals_each_level_read_apart(
     assert compare(start, start + 4 * H) > 500
 
 
+def test_cell_quarter_hours_shaped_from_the_samples_equal_the_databases_roll_up(
+    net: Store, cat: Catalogue
+) -> None:
+    """The jobs' 15-minute cell rows, read from the samples in bulk and put in shape in memory, are
+    the rows the database's roll-up statement gives: two sources (added up), gaps, traffic-weighted
+    KPIs with and without their traffic, a subset of cells, and one source alone."""
+    from dashboard.kpi_eval import _sql
+
+    start = T0 + 6 * H
+    names = _sampled_history(net, cat, start, start + 3 * H)
+    kpis = [cat.get(n) for n in names]
+    key = ["series", "entity_id", "period_start"]
+
+    def both(ks: list[Any], since: datetime, until: datetime, cells: list[str] | None) -> int:
+        with net.connect() as conn:
+            got = read._cell_sample_rows(conn, ks, since, until, cells)
+            stmt = _sql.sample_cell_rows(
+                ks, grain_s=None, lo=since, hi=until, dialect=conn.dialect.name, cell_ids=cells
+            )
+            want = read._typed(read_frame(conn, stmt))
+        got, want = (f.sort_values(key).reset_index(drop=True) for f in (got, want))
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+        return len(want)
+
+    assert both(kpis, start, start + 3 * H, None) > 250
+    assert both(kpis, start + Q, start + 2 * H, ["C1", "C3"]) > 80
+    weighted = [k for k in kpis if k.aggregate == "traffic_weighted"]
+    assert weighted and both(weighted, start, start + 3 * H, None) > 20
+    assert both(kpis, start, start + Q, ["nowhere"]) == 0
+    with net.begin() as conn:  # one source left: nothing to add up
+        conn.execute(kpi_samples_table.delete().where(kpi_samples_table.c.source == "net-b"))
+    assert both(kpis, start, start + 3 * H, None) > 200
+
+
 def test_traffic_weighted_mean_is_not_the_plain_mean(net: Store, cat: Catalogue) -> None:
     # C1 in the hour: (100 x 10 + 90 x 30) / 40 = 92.5, where the plain mean would be 95.
     assert value(net, cat, "availability_pct", "cell", "C1", 3600, T0) == pytest.approx(92.5)

@@ -338,3 +338,41 @@ def test_every_canonical_kind_round_trips_idempotently(kind: str, store: Store) 
         second = ing.ingest_batch(conn, connector="src", stream="s", batch=Batch(kind, [dict(record)]))
     assert (first.upserted, first.quarantined, second.upserted) == (1, 0, 0), kind
     assert _count(store, table) == 1
+
+
+def test_bulk_reads_give_the_frame_a_row_by_row_read_gives(store: Store) -> None:
+    """bulk_frame (COPY TO STDOUT parsed by pyarrow on PostgreSQL) returns what read_frame returns:
+    text that needs quoting, an empty text apart from NULL, NaN and infinities, microseconds,
+    whole numbers with a null, bound parameters with '%' and quotes, IN lists, and no rows."""
+    from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, insert, literal
+
+    from dashboard.store.db import bulk_frame, read_frame
+
+    md = MetaData()
+    t = Table(
+        "bulk_try", md, Column("s", String), Column("i", Integer), Column("f", Float), Column("d", DateTime)
+    )
+    rows = [
+        {"s": 'a,b "q"\nnext line', "i": 1, "f": float("nan"), "d": datetime(2024, 1, 1, 0, 15)},
+        {"s": "", "i": None, "f": float("inf"), "d": None},
+        {"s": None, "i": 3, "f": -float("inf"), "d": datetime(2024, 1, 1, 0, 15, 0, 123456)},
+        {"s": "100% ünï \\N", "i": 4, "f": 1.0000000000000002, "d": datetime(2024, 1, 1)},
+    ]
+    try:
+        with store.begin() as conn:
+            md.create_all(conn)
+            conn.execute(insert(t), rows)
+        every = select(t.c.s, t.c.i, t.c.f, t.c.d).order_by(t.c.d.nulls_first(), t.c.s)
+        chosen = every.where(t.c.i.in_([1, 4]) | t.c.i.is_(None), t.c.s != literal("x%'y"))
+        nothing = every.where(t.c.i == 99)
+        with store.connect() as conn:
+            for stmt, n in ((every, 4), (chosen, 3), (nothing, 0)):
+                got, want = bulk_frame(conn, stmt), read_frame(conn, stmt)
+                assert len(got) == n
+                pd.testing.assert_frame_equal(got, want, check_dtype=n > 0)
+            got = bulk_frame(conn, every)
+            assert got["s"].isna().sum() == 1 and (got["s"] == "").sum() == 1
+            assert "100% ünï \\N" in got["s"].tolist()
+    finally:
+        with store.begin() as conn:
+            md.drop_all(conn)

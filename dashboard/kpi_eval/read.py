@@ -24,7 +24,7 @@ from dashboard.errors import VantageError
 from dashboard.kpi_eval import _sql
 from dashboard.kpi_eval._sql import FLOWS, RISK, STOCKS, floor_time
 from dashboard.kpis import MEASURES, Catalogue, KpiDefinition, evaluate, references
-from dashboard.store.db import read_frame
+from dashboard.store.db import bulk_frame, read_frame
 from dashboard.store.schema import KPI_LEVELS, cells, kpi_rollups, kpi_samples, kpi_status, regions, sites
 
 Scope = tuple[str, str] | None
@@ -80,7 +80,10 @@ def _empty_rows() -> pd.DataFrame:
 
 
 def _frame(conn: Connection, stmt: Any) -> pd.DataFrame:
-    df = read_frame(conn, stmt)
+    return _typed(read_frame(conn, stmt))
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return _empty_rows()
     df["period_start"] = pd.to_datetime(df["period_start"])
@@ -104,7 +107,7 @@ def _stored(
     stmt = _sql.stored_rows(series, level, grain_s, lo, hi)
     if entities is not None:
         stmt = stmt.where(kpi_rollups.c.entity_id.in_(list(entities)))
-    return _frame(conn, stmt)
+    return _typed(bulk_frame(conn, stmt))
 
 
 def _rebucket(rows: pd.DataFrame, grain_s: int) -> pd.DataFrame:
@@ -194,18 +197,71 @@ def _sample_rows(
     cell_ids: Sequence[str] | None,
 ) -> pd.DataFrame:
     """Quarter-hour rows of ``level`` straight from the raw samples."""
+    if level == "cell":
+        return _cell_sample_rows(conn, kpis, since, until, cell_ids)
     dialect = conn.dialect.name
     cell_rows = _sql.sample_cell_rows(
         kpis, grain_s=None, lo=since, hi=until, dialect=dialect, cell_ids=cell_ids
     )
-    if level == "cell":
-        return _frame(conn, cell_rows)
     sums = [k.name for k in kpis if k.aggregate == "sum"]
     stmt = _sql.level_rows(cell_rows.subquery("cellrows"), level, sum_series=sums)
     rows = _frame(conn, stmt)
     if entities is not None:
         rows = rows[rows["entity_id"].isin(list(entities))]
     return rows
+
+
+def _cell_sample_rows(
+    conn: Connection,
+    kpis: Sequence[KpiDefinition],
+    since: datetime,
+    until: datetime,
+    cell_ids: Sequence[str] | None,
+) -> pd.DataFrame:
+    """Quarter-hour rows per cell of the sampled ``kpis`` in [since, until), from the samples as they are.
+
+    The same rows :func:`_sql.sample_cell_rows` adds up in the database (a sample is total = value,
+    weight 1, low = high = value; a ``traffic_weighted`` one is weighed by the traffic of its cell,
+    period and source, and counts nowhere without it; several sources of a cell and period add up),
+    but at 15 minutes there is nothing to add up unless a cell has several sources: the samples are
+    read in bulk (:func:`bulk_frame`: COPY on PostgreSQL) and put in shape here, which moves a day of
+    20,000 cells several times faster than the database's two hash aggregates and a row per value.
+    """
+    if not kpis:
+        raise ValueError("no sampled KPIs given")
+    plain = sorted({k.name for k in kpis if k.aggregate != "traffic_weighted"})
+    weighted = sorted({k.name for k in kpis if k.aggregate == "traffic_weighted"} - set(plain))
+    wanted = sorted({*plain, *weighted, _sql.TRAFFIC_KPI} if weighted else set(plain))
+    s = kpi_samples
+    stmt = select(s.c.kpi, s.c.entity_id, s.c.period_start, s.c.source, s.c.value).where(
+        s.c.entity_type == "cell", s.c.period_start >= since, s.c.period_start < until, s.c.kpi.in_(wanted)
+    )
+    if cell_ids is not None:
+        stmt = stmt.where(s.c.entity_id.in_(list(cell_ids)))
+    raw = bulk_frame(conn, stmt)
+    raw = raw[raw["value"].notna()]
+    if raw.empty:
+        return _empty_rows()
+    kpi = raw["kpi"]
+    parts = []
+    own = raw[kpi.isin(plain)] if len(plain) < len(wanted) else raw
+    if len(own):
+        v = own["value"].to_numpy(float)
+        keep = own[["kpi", "entity_id", "period_start", "source"]]
+        parts.append(keep.assign(total=v, weight=1.0, low=v, high=v))
+    if weighted:
+        at = ["entity_id", "period_start", "source"]
+        traffic = raw.loc[kpi == _sql.TRAFFIC_KPI, [*at, "value"]].rename(columns={"value": "traffic"})
+        heavy = raw[kpi.isin(weighted)].merge(traffic, on=at, how="inner")
+        v, w = heavy["value"].to_numpy(float), heavy["traffic"].to_numpy(float)
+        parts.append(heavy[["kpi", *at]].assign(total=v * w, weight=w, low=v, high=v))
+    rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    source = rows["source"]
+    if len(source) and (source != source.iloc[0]).any():
+        rows = rows.groupby(["kpi", "entity_id", "period_start"], as_index=False, sort=False).agg(
+            total=("total", "sum"), weight=("weight", "sum"), low=("low", "min"), high=("high", "max")
+        )
+    return _typed(rows.rename(columns={"kpi": "series"}))
 
 
 def _business_rows(

@@ -5,6 +5,7 @@ Nothing here connects at import time; ``Store(url)`` creates the engine lazily o
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -18,7 +19,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import JSON, Boolean, Connection, Date, DateTime, Engine, create_engine, event, text
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -411,3 +427,53 @@ def read_frame(conn: Connection, stmt: Any) -> pd.DataFrame:
         elif isinstance(kind, JSON):
             df[name] = df[name].map(lambda v: None if v is None else json.loads(v))
     return df
+
+
+def _arrow_type(kind: Any) -> Any:
+    if isinstance(kind, DateTime) and not kind.timezone:
+        return pa.timestamp("us")
+    if isinstance(kind, Float):
+        return pa.float64()
+    if isinstance(kind, Integer):
+        return pa.int64()
+    if isinstance(kind, String):
+        return pa.string()
+    return None
+
+
+def bulk_frame(conn: Connection, stmt: Any) -> pd.DataFrame:
+    """:func:`read_frame` for reads of millions of rows.
+
+    On PostgreSQL (psycopg) the rows leave the server as CSV through ``COPY (SELECT ...) TO STDOUT``
+    and pyarrow parses them, several times faster than a Python object per value; elsewhere it is
+    :func:`read_frame`. The statement's columns must be text, whole numbers, floats or times without
+    a time zone (the frame is the same either way: ``str``, ``int64``, ``float64``,
+    ``datetime64[us]``; an integer column with nulls comes as float, as :func:`read_frame` gives it).
+    """
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        return read_frame(conn, stmt)
+    fields = []
+    for col in stmt.selected_columns:
+        kind = _arrow_type(col.type)
+        if kind is None:
+            raise TypeError(f"bulk_frame: column {col.name!r} ({col.type}) is not text, number or naive time")
+        fields.append(pa.field(col.name, kind))
+    schema = pa.schema(fields)
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    buf = io.BytesIO()
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
+        for block in copy:
+            buf.write(block)
+    if not buf.tell():
+        return schema.empty_table().to_pandas()
+    buf.seek(0)
+    table = pa_csv.read_csv(
+        buf,
+        read_options=pa_csv.ReadOptions(column_names=schema.names),
+        # COPY writes NULL unquoted and empty, an empty text quoted ("").
+        convert_options=pa_csv.ConvertOptions(
+            column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    return table.to_pandas()
