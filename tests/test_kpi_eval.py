@@ -361,6 +361,62 @@ def test_status_pass_writes_kpi_status(net: Store, cat: Catalogue) -> None:
     assert cards["availability_pct"]["sparkline"][-1] == pytest.approx(93.0)
 
 
+def test_a_status_pass_writes_over_the_stored_statuses_and_drops_those_of_entities_gone(
+    net: Store, cat: Catalogue
+) -> None:
+    """A second pass gives every status the value and time of its own evaluation; on PostgreSQL it
+    updates the stored rows in place (heap-only: no index entry, nothing inserted) instead of
+    deleting and inserting them. A cell gone from the network loses its statuses, and a status row
+    of a KPI the pass does not evaluate is left as it was."""
+    with net.begin() as conn:
+        first = refresh_status(conn, cat, now=T0 + H)
+    st = kpi_status
+    with net.begin() as conn:
+        conn.execute(
+            insert(st).values(
+                kpi="not_in_catalogue", level="network", entity_id="all", status="ok", evaluated_at=T0
+            )
+        )
+    pg = net.dialect == "postgresql"
+    key = ["kpi", "level", "entity_id"]
+    with net.connect() as conn:
+        was = read_frame(conn, select(st.c.kpi, st.c.level, st.c.entity_id, st.c.status)).set_index(key)[
+            "status"
+        ]
+    counts = text(
+        "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_xact_user_tables "
+        "WHERE relid = CAST('kpi_status' AS regclass)"
+    )
+    with net.begin() as conn:
+        before = conn.execute(counts).one() if pg else None
+        second = refresh_status(conn, cat, now=T0 + 2 * H)
+        moved = [a - b for a, b in zip(conn.execute(counts).one(), before, strict=True)] if pg else None
+    assert second.rows == first.rows
+    if moved is not None:
+        ins, upd, _, deleted = moved
+        assert (ins, deleted) == (0, 0)
+        assert upd == second.rows
+    with net.connect() as conn:
+        df = read_frame(conn, select(st))
+    if moved is not None:
+        # A row whose status changed moves in the (level, status) index; the others stay heap-only
+        # (but for a new version that no longer fits its page).
+        unchanged = int((df.set_index(key)["status"].reindex(was.index) == was).sum())
+        assert unchanged > second.rows // 2 and moved[2] >= 0.9 * unchanged
+    assert len(df) == second.rows + 1
+    mine = df[df["kpi"] != "not_in_catalogue"]
+    assert (pd.to_datetime(mine["evaluated_at"]) == pd.Timestamp(T0 + 2 * H)).all()
+    with net.begin() as conn:  # C3 leaves the network: its statuses go with the next pass
+        conn.execute(text("DELETE FROM subscriber_cells WHERE cell_id = 'C3'"))
+        conn.execute(text("DELETE FROM cells WHERE id = 'C3'"))
+        third = refresh_status(conn, cat, now=T0 + 3 * H)
+    with net.connect() as conn:
+        df = read_frame(conn, select(st))
+    assert not ((df["level"] == "cell") & (df["entity_id"] == "C3")).any()
+    assert len(df) == third.rows + 1 and third.rows < second.rows
+    assert df[df["kpi"] == "not_in_catalogue"]["status"].tolist() == ["ok"]
+
+
 def _rollup_table(store: Store) -> pd.DataFrame:
     with store.connect() as conn:
         df = read_frame(conn, select(kpi_rollups).where(kpi_rollups.c.series != "revenue_at_risk"))

@@ -16,10 +16,17 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    MetaData,
     SmallInteger,
     String,
     Table,
+    and_,
+    delete,
+    exists,
     insert,
+    literal,
+    select,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -27,21 +34,25 @@ from sqlalchemy.types import TypeEngine
 _BATCH = 5000
 
 
-def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Sequence[Any]]) -> int:
+def insert_columns(
+    conn: Connection, table: Table, columns: Mapping[str, Sequence[Any]], *, into: str | None = None
+) -> int:
     """Insert the rows whose values ``columns`` holds per column (plain Python values, equal lengths),
-    in the caller's transaction: COPY on PostgreSQL with psycopg, batched executemany otherwise."""
+    in the caller's transaction: COPY on PostgreSQL with psycopg, batched executemany otherwise.
+    ``into``: PostgreSQL, the name of a table of the same columns to COPY into instead."""
     names = list(columns)
     values = [columns[c] for c in names]
     n = len(values[0]) if values else 0
     if not n:
         return 0
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+    if _copies(conn):
         raw = cast(Any, conn.connection.driver_connection)
         cols = ", ".join(f'"{c}"' for c in names)
         types = [_binary_type(table.c[c].type) for c in names]
         binary = all(_binary_fits(kind, column) for kind, column in zip(types, values, strict=True))
         options = " (FORMAT BINARY)" if binary else ""
-        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN{options}') as copy:
+        target = into or table.name
+        with raw.cursor() as cur, cur.copy(f'COPY "{target}" ({cols}) FROM STDIN{options}') as copy:
             if binary:
                 # Values go as PostgreSQL's own binary forms: nothing is printed here or parsed there
                 # (240,000 status rows in about a fifth of the time of text).
@@ -52,6 +63,53 @@ def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Sequenc
     rows = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
     for lo in range(0, n, _BATCH):
         conn.execute(insert(table), rows[lo : lo + _BATCH])
+    return n
+
+
+def _copies(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+def replace_columns(
+    conn: Connection, table: Table, columns: Mapping[str, Sequence[Any]], *, scope: Any
+) -> int:
+    """Make the rows of ``table`` that ``scope`` (a condition on its columns) selects the rows of
+    ``columns`` (as :func:`insert_columns` takes them; every key column given, every key inside the
+    scope), in the caller's transaction.
+
+    On PostgreSQL the rows are staged by COPY into a temporary table, then written over the stored
+    rows of the same key in place (``INSERT .. ON CONFLICT DO UPDATE``: with room left on the page,
+    an update that changes no indexed column adds no index entry, where a delete and an insert add
+    one per index and leave the old row dead), new keys inserted and the rows of the scope not given
+    deleted. Elsewhere the scope is deleted and the rows inserted.
+    """
+    if not _copies(conn):
+        conn.execute(delete(table).where(scope))
+        return insert_columns(conn, table, columns)
+    staged = f"{table.name}_next"
+    conn.execute(
+        text(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staged}" (LIKE "{table.name}") ON COMMIT DROP')
+    )
+    conn.execute(text(f'TRUNCATE "{staged}"'))
+    n = insert_columns(conn, table, columns, into=staged)
+    key = [c.name for c in table.primary_key.columns]
+    names = list(columns)
+    missing = [k for k in key if k not in names]
+    if missing:
+        raise ValueError(f"replace_columns: key column {missing[0]!r} not given")
+    quoted, keys = ", ".join(f'"{c}"' for c in names), ", ".join(f'"{k}"' for k in key)
+    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in names if c not in key)
+    action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+    if n:
+        conn.execute(
+            text(
+                f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM "{staged}" '  # noqa: S608
+                f"ORDER BY {keys} ON CONFLICT ({keys}) {action}"
+            )
+        )
+    given = table.to_metadata(MetaData(), name=staged)
+    same_key = and_(*(given.c[k] == table.c[k] for k in key))
+    conn.execute(delete(table).where(scope, ~exists(select(literal(1)).select_from(given).where(same_key))))
     return n
 
 

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, delete, func, select
 from dashboard.ingest.runner import load_state, save_state
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval._sql import floor_time
-from dashboard.kpi_eval._write import insert_columns
+from dashboard.kpi_eval._write import insert_columns, replace_columns
 from dashboard.kpi_eval.baseline import SLOTS, Baseline, Verdicts, breach_arrays, slot_of
 from dashboard.kpis import Catalogue, KpiDefinition
 from dashboard.store.db import chunks, read_frame
@@ -481,9 +481,9 @@ def _nums(values: np.ndarray, keep: np.ndarray | None = None) -> list[float | No
 
 def _write_verdicts(conn: Connection, s: _Series, names: list[str], now: datetime) -> None:
     a = kpi_anomalies
-    conn.execute(delete(a).where(a.c.kpi.in_(names)))
     n = len(s.keys)
     if not n:
+        conn.execute(delete(a).where(a.c.kpi.in_(names)))
         return
     warm = s.last["warm"] == 1.0
     never = np.fromiter((p is None for p in s.last_period), dtype=bool, count=n)
@@ -494,7 +494,7 @@ def _write_verdicts(conn: Connection, s: _Series, names: list[str], now: datetim
     )
     keys = np.empty((n, 3), dtype=object)
     keys[:] = s.keys
-    insert_columns(
+    replace_columns(
         conn,
         a,
         {
@@ -514,6 +514,7 @@ def _write_verdicts(conn: Connection, s: _Series, names: list[str], now: datetim
             "worst_deviation": _nums(s.worst, s.verdicts.anomalous),
             "evaluated_at": [now] * n,
         },
+        scope=a.c.kpi.in_(names),
     )
 
 

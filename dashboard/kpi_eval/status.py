@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, and_, or_, select
 
 from dashboard.kpi_eval import read
 from dashboard.kpi_eval._sql import RISK, floor_time
-from dashboard.kpi_eval._write import insert_columns
+from dashboard.kpi_eval._write import replace_columns
 from dashboard.kpi_eval.quarters import QuarterHours
 from dashboard.kpis import Catalogue, KpiDefinition, Threshold
 from dashboard.store.db import read_frame
@@ -308,10 +308,10 @@ def refresh_status(
         counts.update(names_of[last].tolist())
         written.append((kpi.name, level))
         summary.rows += n
-    # One read of the previous statuses above; here one delete per KPI and level, then one write.
-    for name, level in written:
-        conn.execute(delete(kpi_status).where(kpi_status.c.kpi == name, kpi_status.c.level == level))
-    insert_columns(conn, kpi_status, columns)
+    # One read of the previous statuses above; here one write of every KPI and level evaluated.
+    if written:
+        scope = or_(*(and_(st.kpi == name, st.level == level) for name, level in written))
+        replace_columns(conn, kpi_status, columns, scope=scope)
     summary.by_status = dict(counts)
     summary.elapsed_s = time.perf_counter() - started
     return summary
