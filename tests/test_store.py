@@ -344,7 +344,9 @@ def test_bulk_reads_give_the_frame_a_row_by_row_read_gives(store: Store) -> None
     """bulk_frame (COPY TO STDOUT parsed by pyarrow on PostgreSQL) returns what read_frame returns:
     text that needs quoting, an empty text apart from NULL, NaN and infinities, microseconds,
     whole numbers with a null, bound parameters with '%' and quotes, IN lists, and no rows."""
-    from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, insert, literal
+    from typing import Any
+
+    from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, event, insert, literal
 
     from dashboard.store.db import bulk_frame, read_frame
 
@@ -370,7 +372,17 @@ def test_bulk_reads_give_the_frame_a_row_by_row_read_gives(store: Store) -> None
                 got, want = bulk_frame(conn, stmt), read_frame(conn, stmt)
                 assert len(got) == n
                 pd.testing.assert_frame_equal(got, want, check_dtype=n > 0)
-            got = bulk_frame(conn, every)
+            seen: list[str] = []
+
+            def one(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+                seen.append(statement)
+
+            event.listen(store.engine, "before_cursor_execute", one)
+            try:
+                got = bulk_frame(conn, every)
+            finally:
+                event.remove(store.engine, "before_cursor_execute", one)
+            assert len(seen) == 1 and "bulk_try" in seen[0]  # counted and watched as any statement
             assert got["s"].isna().sum() == 1 and (got["s"] == "").sum() == 1
             assert "100% ünï \\N" in got["s"].tolist()
     finally:

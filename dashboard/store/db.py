@@ -460,11 +460,19 @@ def bulk_frame(conn: Connection, stmt: Any) -> pd.DataFrame:
         fields.append(pa.field(col.name, kind))
     schema = pa.schema(fields)
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    sql, params = f"COPY ({compiled}) TO STDOUT (FORMAT csv)", compiled.params
     buf = io.BytesIO()
     raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT csv)", compiled.params) as copy:
-        for block in copy:
-            buf.write(block)
+    with raw.cursor() as cur:
+        # The engine's statement events, as for any statement: the client-side deadline of a web
+        # request is armed, and the statement is counted.
+        conn.dispatch.before_cursor_execute(conn, cur, sql, params, None, False)
+        try:
+            with cur.copy(sql, params) as copy:
+                for block in copy:
+                    buf.write(block)
+        finally:
+            conn.dispatch.after_cursor_execute(conn, cur, sql, params, None, False)
     if not buf.tell():
         return schema.empty_table().to_pandas()
     buf.seek(0)
