@@ -380,6 +380,60 @@ def test_figures_say_why_they_are_empty() -> None:
     assert "No KPI samples" in kpi_impact_figure(no_kpis, NOW, [("a", "A")]).layout.annotations[0].text
 
 
+def test_the_site_map_sums_each_sites_cells_in_key_order() -> None:
+    cells = pd.DataFrame(
+        {
+            "cell_id": ["c1", "c2", "c3", "c4", "c5", "c6"],
+            "name": ["North", None, "East", "West", None, "Far"],
+            "site_id": ["S2", "S2", "S1", "S1", None, "S3"],
+            "site": [None, "Quay", "Mill", "Mill", "Lone", None],
+            "lat": [41.2, 41.2, 41.1, 41.1, 41.3, None],
+            "lon": [-8.6, -8.6, -8.7, -8.7, -8.5, None],
+            "degraded_share": [None, 0.4, 0.9, 0.2, None, 1.0],
+            "lines": [10.0, None, 5.0, 7.0, 2.0, 9.0],
+        }
+    )
+    (sites,) = cells_map_figure(cells).data
+    # S1, S2, then the cell without a site id; S3 has no coordinates and is only counted.
+    assert list(sites.x) == [-8.7, -8.6, -8.5] and list(sites.y) == [41.1, 41.2, 41.3]
+    assert list(sites.text) == ["Mill", "Quay", "Lone"]  # a site's first name, not its first row's
+    # A cell without a name by its id; a missing share or line count ignored, not a zero.
+    assert [row[0] for row in sites.customdata] == ["East, West", "North, c2", "c5"]
+    assert [row[2] for row in sites.customdata] == [12.0, 10.0, 2.0]
+    assert [row[3] for row in sites.customdata] == [2, 2, 1]
+    assert sites.customdata[1][1] == 0.4 and pd.isna(sites.customdata[2][1])
+    assert list(sites.marker.color)[:2] == [0.9, 0.4]
+    assert "1 cell without coordinates" in cells_map_figure(cells).layout.title.text
+
+
+def test_grid_records_are_plain_json_values_whatever_the_column_type() -> None:
+    from dashboard.pages import records
+
+    when = pd.Timestamp("2026-03-01 12:30:05")
+    df = pd.DataFrame(
+        {
+            "n": [1, 2],
+            "x": [1.5, float("nan")],
+            "ok": [True, False],
+            "text": pd.array(["a", None], dtype="str"),
+            "at": [when, pd.NaT],
+            "at_tz": pd.to_datetime([when, pd.NaT]).tz_localize("UTC"),
+            "count": pd.array([3, None], dtype="Int64"),
+            "mixed": pd.Series([pd.Timestamp("2026-03-02"), None], dtype=object),
+        }
+    )
+    assert records(df) == [
+        {"n": 1, "x": 1.5, "ok": True, "text": "a", "at": "2026-03-01 12:30:05",
+         "at_tz": "2026-03-01 12:30:05", "count": 3, "mixed": "2026-03-02 00:00:00"},
+        {"n": 2, "x": None, "ok": False, "text": None, "at": None, "at_tz": None, "count": None,
+         "mixed": None},
+    ]  # fmt: skip
+    out = records(df)
+    assert [type(v) for v in out[0].values()] == [int, float, bool, str, str, str, int, str]
+    json.dumps(out)  # every value JSON-safe
+    assert records(df.iloc[0:0]) == []
+
+
 # --- Detected incidents and the usual band -----------------------------------------------------------
 
 
