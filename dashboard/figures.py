@@ -13,6 +13,17 @@ import plotly.graph_objects as go
 from dashboard.theme import ACCENT, GRID, MUTED, SERIES, SEVERITY_COLOURS, TEMPLATE, TEXT
 
 
+def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+    """The figure of ``data`` and ``layout``, built without plotly's per-property validation.
+
+    Validation checks every property of every trace and of the template again on each build: about
+    half of a detail panel's figure time, for figures whose properties this module alone writes.
+    The tests build each figure validated as well and hold the two equal (tests/conftest.py), so a
+    property plotly would refuse or change fails there, not in a browser.
+    """
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
 def empty_figure(message: str) -> go.Figure:
     """A blank figure that says why it is blank."""
     note = {"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
@@ -23,7 +34,7 @@ def empty_figure(message: str) -> go.Figure:
         "yaxis": {"visible": False},
         "annotations": [note],
     }
-    return go.Figure(layout=layout)
+    return _figure([], layout)
 
 
 THRESHOLD_COLOURS = {"warning": "#f39c12", "critical": "#e74c3c"}
@@ -85,7 +96,7 @@ def alarm_timeline_figure(df: pd.DataFrame, now: datetime) -> go.Figure:
         "shapes": [_vline(now, "x", "y", {"dash": "dot", "width": 1, "color": MUTED})],
     }
     # Built in one pass: add_trace, update_layout and add_vline each re-validate the figure.
-    return go.Figure(data=[bar], layout=layout)
+    return _figure([bar], layout)
 
 
 def _vline(when: object, xa: str, ya: str, line: dict[str, object]) -> dict[str, object]:
@@ -197,7 +208,7 @@ def cells_map_figure(df: pd.DataFrame) -> go.Figure:
             "scaleratio": 1 / max(math.cos(math.radians(lat)), 0.1),
         },
     }
-    return go.Figure(data=[markers], layout=layout)
+    return _figure([markers], layout)
 
 
 def kpi_impact_figure(
@@ -269,7 +280,7 @@ def kpi_impact_figure(
         "shapes": shapes,
         "annotations": notes,
     }
-    return go.Figure(data=traces, layout=layout)
+    return _figure(traces, layout)
 
 
 # --- KPIs against their usual band -----------------------------------------------------------
@@ -397,7 +408,7 @@ def band_figure(
         "hovermode": "x unified",
         "annotations": notes,
     }
-    return go.Figure(data=traces, layout=layout)
+    return _figure(traces, layout)
 
 
 # --- Subscriber 360 ------------------------------------------------------------------------
@@ -495,7 +506,9 @@ def experienced_kpi_figure(
             )  # fmt: skip
     layout |= {
         "template": TEMPLATE,
-        "title": f"KPIs this subscriber experienced: its cells weighted by its traffic, per {step} (UTC)",
+        "title": {
+            "text": f"KPIs this subscriber experienced: its cells weighted by its traffic, per {step} (UTC)"
+        },
         "showlegend": False,
         "height": 120 + 190 * n,
         "margin": {"t": 90},
@@ -503,7 +516,7 @@ def experienced_kpi_figure(
         "shapes": shapes,
         "annotations": notes,
     }
-    return go.Figure(data=traces, layout=layout)
+    return _figure(traces, layout)
 
 
 def churn_drivers_figure(drivers: pd.DataFrame) -> go.Figure:
@@ -529,14 +542,14 @@ def churn_drivers_figure(drivers: pd.DataFrame) -> go.Figure:
     }
     layout = {
         "template": TEMPLATE,
-        "title": "Churn drivers: risk points each adds",
+        "title": {"text": "Churn drivers: risk points each adds"},
         "showlegend": False,
         "height": max(220, 110 + 46 * len(d)),
         "margin": {"l": 20, "r": 20, "t": 50, "b": 40},
         "xaxis": {"title": {"text": "risk points"}, "zeroline": True},
         "yaxis": {"automargin": True, "tickfont": {"color": TEXT}},
     }
-    return go.Figure(data=[bar], layout=layout)
+    return _figure([bar], layout)
 
 
 def _month(values: pd.Series) -> list[str]:
@@ -585,7 +598,7 @@ def revenue_figure(bills: pd.DataFrame, usage: pd.DataFrame, currency: str) -> g
         "margin": {"t": 70},
         "annotations": notes,
     }
-    return go.Figure(data=traces, layout=layout)
+    return _figure(traces, layout)
 
 
 def story_timeline_figure(
@@ -631,7 +644,7 @@ def story_timeline_figure(
         xaxis["range"] = [pd.Timestamp(start), pd.Timestamp(end)]
     layout = {
         "template": TEMPLATE,
-        "title": "Timeline (UTC): hover a mark for what happened",
+        "title": {"text": "Timeline (UTC): hover a mark for what happened"},
         "height": max(240, 120 + 48 * len(present)),
         "showlegend": True,
         "legend": {"orientation": "h", "y": -0.2},
@@ -640,4 +653,4 @@ def story_timeline_figure(
         "yaxis": {"categoryorder": "array", "categoryarray": list(reversed(present)),
                   "tickfont": {"color": TEXT}, "automargin": True},
     }  # fmt: skip
-    return go.Figure(data=traces, layout=layout)
+    return _figure(traces, layout)

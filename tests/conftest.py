@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import plotly.graph_objects as go
 import pytest
+from plotly.io.json import to_json_plotly
 from sqlalchemy import create_engine, text
 
+from dashboard import figures
 from dashboard.store import Store
 from tests.incident_net import build_network
 from tests.loopback import LoopbackServer, loopback
@@ -33,6 +38,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "these tests collect several cases under one node id; mark them serial so that `make test` "
             "runs them in one process: " + ", ".join(unmarked)
         )
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """Where two JSON values first differ (``/layout/title: 'x' != {'text': 'x'}``), or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}/{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{path}: {a!r:.80} != {b!r:.80}"
+
+
+@pytest.fixture(autouse=True)
+def figures_as_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every figure dashboard/figures.py builds in any test (it builds them without plotly's
+    validation) is built validated too, and both must send the browser the same JSON: a property
+    plotly would refuse raises here, one it would rewrite (a title given as bare text) fails."""
+    unvalidated = figures._figure
+
+    def checked(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+        fig = unvalidated(data, layout)
+        valid = go.Figure(data=data, layout=layout)
+        sent, expected = json.loads(to_json_plotly(fig)), json.loads(to_json_plotly(valid))
+        assert sent == expected, (
+            f"a figure differs from its validated build at {_first_difference(sent, expected)}"
+        )
+        return fig
+
+    monkeypatch.setattr(figures, "_figure", checked)
 
 
 def pg_available() -> bool:

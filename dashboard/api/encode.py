@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from dashboard.store.rows import json_rows
+
 #: A JSON object as the API returns it.
 JSONObject = dict[str, Any]
 
@@ -25,9 +27,12 @@ def jsonable(v: Any) -> Any:
     return v
 
 
+def _real(v: float) -> float:
+    return round(v, 4)
+
+
 def records(df: pd.DataFrame, fields: tuple[str, ...] | None = None) -> list[JSONObject]:
-    """The frame's rows as JSON objects with ``fields`` (the columns it has of them), in order."""
+    """The frame's rows as JSON objects with ``fields`` (the columns it has of them), in order; each
+    value as :func:`jsonable` gives it, a column at a time (:mod:`dashboard.store.rows`)."""
     cols = [c for c in (fields or tuple(df.columns)) if c in df.columns]
-    return [
-        {c: jsonable(v) for c, v in zip(cols, row, strict=True)} for row in df[cols].itertuples(index=False)
-    ]
+    return json_rows(df[cols], time_format="%Y-%m-%dT%H:%M:%SZ", other=jsonable, real=_real)

@@ -10,13 +10,13 @@ from datetime import datetime
 from typing import Any
 
 import dash_bootstrap_components as dbc
-import numpy as np
 import pandas as pd
 from dash import dcc, html
 
 from dashboard.context import current_kpi
 from dashboard.figures import band_figure
 from dashboard.kpi_eval.bands import EntityBands, Verdict
+from dashboard.store.rows import json_rows
 
 #: Every page module, in navigation order; each defines ``layout(**query)`` and ``register_callbacks``.
 PAGE_MODULES = (
@@ -72,36 +72,10 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _column_cells(col: pd.Series) -> list[Any]:
-    """:func:`_cell` of every value of ``col``, a whole column at a time where its dtype allows."""
-    dtype = col.dtype
-    # Nullable integers and booleans hold NA: they go value by value, as objects do.
-    kind = dtype.kind if isinstance(dtype, np.dtype | pd.DatetimeTZDtype) else "O"
-    if kind == "M":  # datetime64, with or without a zone: the clock time as stored
-        text = col.dt.strftime("%Y-%m-%d %H:%M:%S")
-        return [None if t is None or t != t else t for t in text.tolist()]
-    if kind in "iub":  # integers and booleans have no missing value: tolist gives Python's own
-        return list(col.tolist())
-    if kind == "f":
-        return [None if v != v else v for v in col.tolist()]
-    if isinstance(dtype, pd.StringDtype):  # text, or NaN / None / NA where missing
-        return [v if isinstance(v, str) else None for v in col.tolist()]
-    return [_cell(v) for v in col.tolist()]
-
-
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """DataFrame rows as JSON-safe dicts for a grid (times as UTC text without the zone, missing as None).
-
-    Converted a column at a time: a grid of thousands of rows costs milliseconds, not a Python call
-    per value.
-    """
-    keys = [str(k) for k in df.columns]
-    columns = [_column_cells(df.iloc[:, i]) for i in range(df.shape[1])]
-    return (
-        [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
-        if keys
-        else [{} for _ in range(len(df))]
-    )
+    """DataFrame rows as JSON-safe dicts for a grid (times as UTC text without the zone, missing as None),
+    a column at a time (:mod:`dashboard.store.rows`)."""
+    return json_rows(df, time_format="%Y-%m-%d %H:%M:%S", other=_cell)
 
 
 #: A verdict's mark, so its tone reads without colour (as the KPI statuses: ✓ ok, ◆ warning, ▲ critical).
