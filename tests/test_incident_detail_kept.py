@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, event, insert, select, update
 
 from dashboard.api.encode import records
 from dashboard.incidents import read
@@ -25,6 +25,8 @@ from dashboard.store.schema import (
     incident_detail_cells,
     incident_detail_keys,
     incident_detail_kpis,
+    incident_detail_summary,
+    incident_reach,
     kpi_rollups,
     kpi_samples,
 )
@@ -182,6 +184,55 @@ def _rollup(cell: str, kpi: str, hour: datetime, total: float, weight: float) ->
         "high": None,
         "computed_at": T,
     }
+
+
+def _parts(conn: Any, iid: str, now: datetime, given: read.Facts | None) -> list[Any]:
+    return [
+        read.count_affected_subscribers(conn, iid, given=given),
+        read.affected_cells(conn, iid, given=given),
+        read.kpi_impact(conn, iid, KPIS, now=now, given=given),
+        read.affected_accounts(conn, iid, scoring(), now=now, given=given),
+        read.related_tickets(conn, iid, given=given),
+    ]
+
+
+def test_the_parts_read_from_the_incidents_facts_equal_those_read_alone(net: Store) -> None:
+    _samples(net)
+    two_incidents(net)
+    refresh_queue(net, scoring(), now=T)
+    now = T + timedelta(minutes=5)
+    statements: list[str] = []
+    accounts_seen = {"kept": 0, "live": 0}
+    event.listen(net.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for iid in sorted(set(incidents_by_cell(net).values())):
+        for how in ("kept", "live"):
+            if how == "live":  # nothing kept: every part measured here
+                with net.begin() as conn:
+                    conn.execute(delete(incident_detail_keys))
+                    conn.execute(delete(incident_detail_summary))
+                    conn.execute(delete(incident_reach))
+            with net.connect() as conn:
+                given = read.facts(conn, read.incident(conn, iid) or {})
+                statements.clear()
+                shared = _parts(conn, iid, now, given)
+                read_cells = [s for s in statements if "FROM incident_cells" in s]
+                alone = _parts(conn, iid, now, None)
+            assert shared[0] == alone[0] > 0, how
+            for mine, theirs in zip(shared[1:], alone[1:], strict=True):
+                pd.testing.assert_frame_equal(mine, theirs)
+            assert len(shared[2]) > 0, how  # KPI means to compare
+            accounts_seen[how] += len(shared[3])
+            # Kept, no part reads the incident's cells again; live, only the cells' measurement
+            # joins them to their sites.
+            if how == "kept":
+                assert read_cells == []
+            else:
+                assert len(read_cells) == 1 and "JOIN sites" in read_cells[0], read_cells
+        refresh_queue(net, scoring(), now=T)  # put back what was deleted
+    assert accounts_seen["kept"] == accounts_seen["live"] > 0  # A's enterprise account, both ways
+    with net.connect() as conn:  # no such incident: every part says so without facts
+        assert read.affected_accounts(conn, "INC-none", scoring(), now=now).empty
+        assert read.kpi_impact(conn, "INC-none", KPIS, now=now).empty
 
 
 def test_the_kpi_means_read_roll_ups_where_the_raw_samples_were_dropped(net: Store) -> None:

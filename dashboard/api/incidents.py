@@ -115,6 +115,7 @@ def incident(incident_id: str) -> tuple[flask.Response, int]:
         inc = read.incident(conn, incident_id)
         if inc is None:
             return flask.jsonify({"error": f"no incident {incident_id[:128]!r}"}), 404
+        given = read.facts(conn, inc)  # its times and cells, read once for the parts below
         queue_row = inc.pop("queue")
         body: JSONObject = {k: jsonable(v) for k, v in inc.items() if k not in ("source", "ingested_at")}
         body["currency"] = ctx.currency
@@ -124,12 +125,12 @@ def incident(incident_id: str) -> tuple[flask.Response, int]:
         else:
             body["queue"] = None
         body["alarms"] = records(read.alarm_timeline(conn, incident_id))
-        cells = read.affected_cells(conn, incident_id)
-        accounts = read.affected_accounts(conn, incident_id, ctx.scoring, now=now)
+        cells = read.affected_cells(conn, incident_id, given=given)
+        accounts = read.affected_accounts(conn, incident_id, ctx.scoring, now=now, given=given)
         body["impact"] = {
             "cells": records(cells),
             "accounts": records(accounts.drop(columns=["incident_id"], errors="ignore")),
-            "subscribers": read.count_affected_subscribers(conn, incident_id),
+            "subscribers": read.count_affected_subscribers(conn, incident_id, given=given),
         }
         body["notes"] = records(read.notes(conn, incident_id))
     return flask.jsonify(body), 200

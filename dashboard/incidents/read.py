@@ -14,9 +14,9 @@ cannot be read from it. The CSV export neutralises what a spreadsheet would run 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, literal, or_, select
@@ -188,6 +188,35 @@ def incident(conn: Connection, incident_id: str) -> dict[str, Any] | None:
     return out
 
 
+class Facts(NamedTuple):
+    """What several parts of one incident's detail are read from, read once for all of them: when it
+    opened and was resolved, and its ``incident_cells`` rows (cell, degraded share, basis, period
+    measured; :func:`dashboard.incidents.kept.cell_rows`)."""
+
+    opened_at: datetime
+    resolved_at: datetime | None
+    cells: list[tuple[Any, ...]]
+
+
+def facts(conn: Connection, inc: Mapping[str, Any]) -> Facts:
+    """The :class:`Facts` of ``inc``, the record :func:`incident` read."""
+    return Facts(inc["opened_at"], inc.get("resolved_at"), kept.cell_rows(conn, str(inc["id"])))
+
+
+def _facts(conn: Connection, incident_id: str, given: Facts | None) -> Facts | None:
+    """``given``, else the incident's facts read now; None when there is no such incident."""
+    if given is not None:
+        return given
+    inc = conn.execute(
+        select(incidents.c.opened_at, incidents.c.resolved_at).where(
+            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
+        )
+    ).first()
+    if inc is None:
+        return None
+    return Facts(inc.opened_at, inc.resolved_at, kept.cell_rows(conn, incident_id))
+
+
 def alarm_timeline(conn: Connection, incident_id: str) -> pd.DataFrame:
     """The incident's alarms in raise order, with the resource they sit on and which is the root."""
     root = conn.execute(
@@ -224,33 +253,38 @@ def alarm_timeline(conn: Connection, incident_id: str) -> pd.DataFrame:
     return df
 
 
-def affected_cells(conn: Connection, incident_id: str) -> pd.DataFrame:
+def affected_cells(conn: Connection, incident_id: str, *, given: Facts | None = None) -> pd.DataFrame:
     """Cells the incident affects, with site coordinates, degraded share and lines served, the most
     degraded first.
 
     The cells the queue refresh kept (:mod:`dashboard.incidents.kept`) while they were measured from
     the incident's cells, shares and periods measured as they are now; otherwise measured here.
+    ``given``: the incident's :class:`Facts`, when read already.
     """
-    kept_rows = kept.kept_cells(conn, incident_id, kept.cells_key(kept.cell_rows(conn, incident_id)))
+    rows = given.cells if given is not None else kept.cell_rows(conn, incident_id)
+    kept_rows = kept.kept_cells(conn, incident_id, kept.cells_key(rows))
     return kept_rows if kept_rows is not None else kept.measure_cells(conn, incident_id)
 
 
-def affected_accounts(conn: Connection, incident_id: str, scoring: Scoring, *, now: datetime) -> pd.DataFrame:
+def affected_accounts(
+    conn: Connection, incident_id: str, scoring: Scoring, *, now: datetime, given: Facts | None = None
+) -> pd.DataFrame:
     """Business, VIP and SLA accounts the incident affects, by value, with their SLA clocks; a
     consumer account's name (its holder's) masked.
 
     The accounts the queue refresh measured (:mod:`dashboard.incidents.summary`) while they were
     measured from the incident's opening time, cells and shares as they are now; otherwise measured
-    here. Either way only the clocks are read at ``now``.
+    here. Either way only the clocks are read at ``now``. ``given``: the incident's :class:`Facts`,
+    when read already.
     """
-    inc = conn.execute(
-        select(incidents.c.opened_at).where(
-            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
-        )
-    ).scalar()
-    if inc is None:
+    found = _facts(conn, incident_id, given)
+    if found is None:
         return pd.DataFrame()
-    cells_df = summary.incident_cells_frame(conn, [incident_id])
+    inc = found.opened_at
+    cells_df = pd.DataFrame(
+        [(incident_id, c, d) for c, d, *_ in found.cells],
+        columns=["incident_id", "cell_id", "degraded_share"],
+    )
     kept = summary.kept_accounts(
         conn,
         incident_id,
@@ -273,6 +307,7 @@ def kpi_impact(
     *,
     now: datetime,
     before: timedelta = kept.BEFORE,
+    given: Facts | None = None,
 ) -> pd.DataFrame:
     """Mean of each KPI over the affected cells per period, from ``before`` the incident to now (or
     to ``before`` after it was resolved): period_start, kpi, value, by period then KPI.
@@ -280,19 +315,12 @@ def kpi_impact(
     Periods before the oldest raw sample retention keeps come from the cells' hourly roll-ups
     (:mod:`dashboard.incidents.samples`). The means the queue refresh kept
     (:mod:`dashboard.incidents.kept`) while they were measured from the same incident, cells, KPIs
-    and samples; otherwise measured here.
+    and samples; otherwise measured here. ``given``: the incident's :class:`Facts`, when read already.
     """
-    inc = conn.execute(
-        select(incidents.c.opened_at, incidents.c.resolved_at).where(
-            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
-        )
-    ).first()
+    inc = _facts(conn, incident_id, given)
     if inc is None:
         return pd.DataFrame(columns=kept.KPI_COLUMNS)
-    ic = incident_cells
-    cell_ids = [
-        str(c) for c in conn.execute(select(ic.c.cell_id).where(ic.c.incident_id == incident_id)).scalars()
-    ]
+    cell_ids = [str(c) for c, *_ in inc.cells]
     marks = kept.kpi_marks(conn, kpis)
     key = kept.kpis_key(inc.opened_at, inc.resolved_at, cell_ids, kpis, before, marks)
     found = kept.kept_kpis(conn, incident_id, key, active=inc.resolved_at is None, marks=marks, now=now)
@@ -302,15 +330,21 @@ def kpi_impact(
     return kept.measure_kpis(conn, cell_ids, kpis, inc.opened_at - before, end, marks)
 
 
-def related_tickets(conn: Connection, incident_id: str, *, limit: int = 100) -> pd.DataFrame:
+def related_tickets(
+    conn: Connection, incident_id: str, *, limit: int = 100, given: Facts | None = None
+) -> pd.DataFrame:
     """Tickets opened since shortly before the incident by its affected accounts' or cells' customers,
     their subject and description redacted (:func:`dashboard.privacy.redact_text`, with the names of
-    each ticket's account holder and contact)."""
-    inc = conn.execute(
-        select(incidents.c.opened_at, incidents.c.resolved_at).where(
-            incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
-        )
-    ).first()
+    each ticket's account holder and contact). ``given``: the incident's :class:`Facts`, when read
+    already (its times alone are used)."""
+    inc = (
+        given
+        or conn.execute(
+            select(incidents.c.opened_at, incidents.c.resolved_at).where(
+                incidents.c.id == incident_id, incidents.c.source == ENGINE_SOURCE
+            )
+        ).first()
+    )
     if inc is None:
         return pd.DataFrame()
     start = inc.opened_at - timedelta(minutes=30)
@@ -450,7 +484,7 @@ def _affected_subscribers_stmt(incident_id: str, scoring: Scoring) -> Any:
     )
 
 
-def count_affected_subscribers(conn: Connection, incident_id: str) -> int:
+def count_affected_subscribers(conn: Connection, incident_id: str, *, given: Facts | None = None) -> int:
     """How many (not churned) subscribers are served by the incident's degraded cells.
 
     The count the queue refresh stored (:mod:`dashboard.incidents.reach`) while it was counted for
@@ -462,7 +496,12 @@ def count_affected_subscribers(conn: Connection, incident_id: str) -> int:
             incident_reach.c.incident_id == incident_id
         )
     ).first()
-    if kept is not None and kept.cells_key == cells_key(degraded_cells(conn, incident_id)):
+    degraded = (
+        [str(c) for c, d, *_ in given.cells if d is not None and d > 0]
+        if given is not None
+        else degraded_cells(conn, incident_id)
+    )
+    if kept is not None and kept.cells_key == cells_key(degraded):
         return int(kept.subscribers)
     ic = incident_cells
     served = (

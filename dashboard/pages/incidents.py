@@ -365,8 +365,9 @@ def read_detail(
         inc = read.incident(conn, incident_id)
         if inc is None:
             return None
-        n_subs = read.count_affected_subscribers(conn, incident_id)
-        cells = read.affected_cells(conn, incident_id)
+        given = read.facts(conn, inc)  # its times and cells, read once for every part below
+        n_subs = read.count_affected_subscribers(conn, incident_id, given=given)
+        cells = read.affected_cells(conn, incident_id, given=given)
         bands = (
             entity_bands(
                 conn,
@@ -383,9 +384,9 @@ def read_detail(
             incident=inc,
             alarms=read.alarm_timeline(conn, incident_id),
             cells=cells,
-            kpis=read.kpi_impact(conn, incident_id, kpis, now=now),
-            accounts=read.affected_accounts(conn, incident_id, scoring, now=now),
-            tickets=read.related_tickets(conn, incident_id),
+            kpis=read.kpi_impact(conn, incident_id, kpis, now=now, given=given),
+            accounts=read.affected_accounts(conn, incident_id, scoring, now=now, given=given),
+            tickets=read.related_tickets(conn, incident_id, given=given),
             notes=read.notes(conn, incident_id),
             subscribers=n_subs,
             bands=bands,
