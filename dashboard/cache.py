@@ -27,10 +27,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-import pandas as pd
 import redis
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -38,7 +36,6 @@ from sqlalchemy.engine import Engine
 from dashboard.config import CacheConfig, Settings
 from dashboard.ingest.runner import Counts, Ingestor, RunSummary
 from dashboard.store.db import Store
-from dashboard.store.rows import column_values
 
 log = logging.getLogger(__name__)
 
@@ -353,60 +350,6 @@ class BumpingIngestor(Ingestor):
 # --- frames in the cache ---------------------------------------------------------------------
 
 
-def _json_value(value: Any) -> Any:
-    """An object column's value as JSON holds it: missing as None, a time as ISO text, a numpy
-    scalar as its Python value."""
-    if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, datetime | pd.Timestamp):
-        return pd.Timestamp(value).isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-#: How :func:`dump_frame` writes a time: the clock time, to the microsecond (a zone's as UTC).
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
-
-
-def dump_frame(df: pd.DataFrame) -> str:
-    """A frame as JSON that :func:`load_frame` reads back with its columns' names and types (times
-    too); an object column's values as JSON holds them (times as ISO text).
-
-    Written a column at a time with each column's dtype beside it, so reading it back is a few typed
-    Series: pandas' "table" JSON parses a schema on every read (5 ms for the wall's one-row frame of
-    run summaries, read at every wall request).
-    """
-    columns, dtypes, data = [], [], []
-    for i, name in enumerate(df.columns):
-        col = df.iloc[:, i]
-        dtypes.append(str(col.dtype))
-        if isinstance(col.dtype, pd.DatetimeTZDtype):
-            col = col.dt.tz_convert("UTC").dt.tz_localize(None)
-        columns.append(name)
-        data.append(column_values(col, time_format=_TIME_FORMAT, other=_json_value))
-    return json.dumps({"columns": columns, "dtypes": dtypes, "data": data}, separators=(",", ":"))
-
-
-def _column(values: list[Any], dtype: str) -> pd.Series:
-    if not dtype.startswith("datetime64"):
-        return pd.Series(values, dtype=dtype)
-    times = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
-    if "," in dtype:  # datetime64[us, Europe/Lisbon]: written as UTC
-        zone = dtype[dtype.index(",") + 1 : -1].strip()
-        return times.dt.tz_localize("UTC").dt.tz_convert(zone).astype(dtype)
-    return times.astype(dtype)
-
-
-def load_frame(text: str) -> pd.DataFrame:
-    """The frame :func:`dump_frame` wrote."""
-    found = json.loads(text)
-    parts = [_column(v, t) for v, t in zip(found["data"], found["dtypes"], strict=True)]
-    frame = pd.concat(parts, axis=1, ignore_index=True) if parts else pd.DataFrame()
-    frame.columns = found["columns"]
-    return frame
-
-
 # --- store query counts --------------------------------------------------------------------------
 
 
@@ -478,9 +421,7 @@ __all__ = [
     "bumping",
     "bumping_jobs",
     "count_queries",
-    "dump_frame",
     "flush_counts",
-    "load_frame",
     "local_counts",
     "of",
     "shared",

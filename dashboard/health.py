@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,7 +99,15 @@ def source_statuses(
 
     ``summaries`` has the columns of ``dashboard.queries.RUN_SUMMARY_COLUMNS``.
     """
-    by_name: dict[str, dict[str, Any]] = {str(row["connector"]): row for row in summaries.to_dict("records")}
+    return pd.DataFrame(source_rows(connectors, summaries.to_dict("records"), now), columns=STATUS_COLUMNS)
+
+
+def source_rows(
+    connectors: Sequence[ConnectorConfig], runs: Iterable[Mapping[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """The rows of :func:`source_statuses` from run summaries given as mappings (a frame's records,
+    or the same as JSON holds them: times as ISO text, missing as None)."""
+    by_name: dict[str, Mapping[str, Any]] = {str(row["connector"]): row for row in runs}
     names = [c.name for c in connectors] + sorted(set(by_name) - {c.name for c in connectors})
     configs = {c.name: c for c in connectors}
     rows: list[dict[str, Any]] = []
@@ -146,7 +154,7 @@ def source_statuses(
                 "push_quarantined": _int(run.get("push_quarantined")),
             }
         )
-    return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+    return rows
 
 
 def _int(value: Any) -> int | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, NotRequired, TypedDict
 
@@ -31,13 +31,14 @@ from sqlalchemy import Connection, and_, case, func, or_, select
 
 from connectors.canonical import SEVERITIES
 from dashboard import health, queries, readiness
-from dashboard.cache import Cache, dump_frame, load_frame
+from dashboard.cache import Cache
 from dashboard.config import Settings
 from dashboard.incidents.read import queue_computed_at
 from dashboard.kpi_eval.bands import outside_counts, verdicts_mark
 from dashboard.kpi_eval.read import current
 from dashboard.kpis import Catalogue
 from dashboard.store.db import Store, read_frame
+from dashboard.store.rows import json_rows, json_value
 from dashboard.store.schema import (
     alarms,
     cells,
@@ -395,17 +396,28 @@ def _outside(counts: Mapping[str, int] | None) -> Outside | None:
     return {"cell": int(counts.get("cell", 0)), "site": int(counts.get("site", 0))}
 
 
+#: How :func:`run_rows` writes a time: ISO 8601, to the microsecond.
+_ISO_US = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+def run_rows(conn: Connection, *, now: datetime) -> list[dict[str, Any]]:
+    """The run summaries (``queries.run_summaries``) as JSON holds them (times as ISO text): what
+    the wall reads of the sources, from the store or the cache alike."""
+    return json_rows(queries.run_summaries(conn, now=now), time_format=_ISO_US, other=json_value)
+
+
 def sources_panel(conn: Connection, settings: Settings, now: datetime) -> list[SourceFreshness]:
-    return sources_from(queries.run_summaries(conn, now=now), settings, now)
+    return sources_from(run_rows(conn, now=now), settings, now)
 
 
-def sources_from(summaries: pd.DataFrame, settings: Settings, now: datetime) -> list[SourceFreshness]:
-    """Every enabled source's freshness at ``now`` from its run summaries (which may be older:
-    the verdict is always taken now)."""
+def sources_from(
+    runs: Sequence[Mapping[str, Any]], settings: Settings, now: datetime
+) -> list[SourceFreshness]:
+    """Every enabled source's freshness at ``now`` from its run summaries (:func:`run_rows`, which
+    may be older: the verdict is always taken now)."""
     enabled = settings.enabled_connectors
-    statuses = health.source_statuses(enabled, summaries, now)
     out: list[SourceFreshness] = []
-    for row in statuses.to_dict("records"):
+    for row in health.source_rows(enabled, runs, now):
         if not row["enabled"]:
             continue
         last = row["last_success_at"]
@@ -474,7 +486,9 @@ def wall_state(
     }
     if reads.site_map is not None:
         panels["site_map"] = reads.site_map
-    versions = {name: version(payload) for name, payload in panels.items()}
+    versions = {name: version(payload) for name, payload in panels.items() if name != "sites"}
+    # The largest panel's version comes with it from the cache (hashing it is most of a request).
+    versions["sites"] = reads.sites_version or version(reads.sites)
     versions["site_map"] = reads.map_version
     changed = {name: payload for name, payload in panels.items() if have.get(name) != versions[name]}
     site_states = reads.sites
@@ -503,8 +517,9 @@ class _Reads(NamedTuple):
     alerts: list[tuple[str | None, WallIncident]]
     money: Money
     sites: dict[str, str]
+    sites_version: str | None  # version(sites) when it came with them (the cache), else None
     kpis: list[KpiTile]
-    summaries: pd.DataFrame
+    summaries: list[dict[str, Any]]  # run_rows
     map_version: str
     site_map: list[SitePosition] | None  # None: the screen has this version already
     preparation: readiness.Preparation | None
@@ -520,8 +535,9 @@ def _store_reads(
             alerts=alert_candidates(conn, now),
             money=money_panel(conn, settings.currency),
             sites=cached_sites_panel(conn),
+            sites_version=None,
             kpis=_kpis_or_none(conn, catalogue, settings.currency),
-            summaries=queries.run_summaries(conn, now=now),
+            summaries=run_rows(conn, now=now),
             map_version=map_version,
             # Positions change rarely and are the largest panel: sent only when the screen's version
             # differs (first load, a site added).
@@ -575,27 +591,30 @@ def _cached_reads(
     preparation = readiness.Preparation.from_state(prep_state) if prep_state else None
     if preparation is not None and preparation.finished_at is None:
         preparation = _fresh_preparation(store)
+    # (Named apart from the earlier formats of these values, which a Redis may still hold.)
+    sites = read("site-states", ("queue", "ingest"), _versioned_sites)
     return _Reads(
         queue=head["queue"],
         alerts=[(opened, row) for opened, row in head["alerts"]],
         money=head["money"],
-        sites=read("sites", ("queue", "ingest"), sites_panel),
+        sites=sites["sites"],
+        sites_version=sites["version"],
         kpis=read(
             "kpis", ("kpis",), lambda conn: _kpis_or_none(conn, catalogue, currency), parts=(currency,)
         ),
-        summaries=read(
-            "runs",
-            ("runs",),
-            lambda conn: queries.run_summaries(conn, now=now),
-            dump=dump_frame,
-            load=load_frame,
-        ),
+        summaries=read("run-rows", ("runs",), lambda conn: run_rows(conn, now=now)),
         map_version=map_version,
         site_map=read("site-map", ("ingest",), site_map_panel)
         if have.get("site_map") != map_version
         else None,
         preparation=preparation,
     )
+
+
+def _versioned_sites(conn: Connection) -> dict[str, Any]:
+    """:func:`sites_panel` with its version, kept together in the cache."""
+    sites = sites_panel(conn)
+    return {"sites": sites, "version": version(sites)}
 
 
 def _fresh_preparation(store: Store) -> readiness.Preparation | None:

@@ -282,29 +282,3 @@ def test_a_password_in_the_cache_url_belongs_in_the_environment() -> None:
     )
     assert found.cache.url == "redis://:s3cret@cache:6379/1" and found.cache.ttl_s == 120.0
     assert settings_from_mapping({}).cache.url is None  # off unless asked for
-
-
-def test_a_frame_comes_back_from_the_cache_with_its_columns_types_and_values() -> None:
-    import pandas as pd
-
-    at = pd.Timestamp("2026-03-01 12:30:05.123456")
-    df = pd.DataFrame(
-        {
-            "name": pd.array(["a", None], dtype="str"),
-            "n": [1, 2],
-            "x": [1.5, float("nan")],
-            "ok": [True, False],
-            "at": pd.Series([at, pd.NaT], dtype="datetime64[us]"),
-            "at_ns": pd.Series([at, at], dtype="datetime64[ns]"),
-            "at_zone": pd.Series([at, pd.NaT], dtype="datetime64[us]").dt.tz_localize("Europe/Lisbon"),
-            "count": pd.array([3, None], dtype="Int64"),
-            "mixed": pd.Series(["text", None], dtype=object),
-        }
-    )
-    back = cache.load_frame(cache.dump_frame(df))
-    pd.testing.assert_frame_equal(back, df)
-    empty = df.iloc[0:0]
-    pd.testing.assert_frame_equal(cache.load_frame(cache.dump_frame(empty)), empty, check_index_type=False)
-    # An object column holding times gives them back as ISO text, which the readers parse.
-    when = pd.DataFrame({"t": pd.Series([datetime(2026, 3, 1, 5, 0), None], dtype=object)})
-    assert cache.load_frame(cache.dump_frame(when))["t"].tolist() == ["2026-03-01T05:00:00", None]

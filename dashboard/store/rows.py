@@ -9,10 +9,23 @@ Each caller says how a time is written and how a number is given; what a column'
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+
+def json_value(value: Any) -> Any:
+    """One value as JSON holds it, for ``other`` where a column's values are objects: missing as
+    None, a time as ISO text, a numpy scalar as its Python value, anything else as it is."""
+    if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, datetime | pd.Timestamp):
+        return pd.Timestamp(value).isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 def _as_is(value: float) -> Any:
