@@ -406,6 +406,17 @@ def test_the_site_map_sums_each_sites_cells_in_key_order() -> None:
     assert "1 cell without coordinates" in cells_map_figure(cells).layout.title.text
 
 
+def test_a_long_list_of_accounts_is_paged_and_a_short_one_is_not(page: ModuleType) -> None:
+    rows = [{"id": f"A{i}", "name": f"Account {i}", "value": float(100 - i)} for i in range(60)]
+    long = page.accounts_block(rows)
+    opts = long.dashGridOptions
+    assert opts["pagination"] is True and opts["paginationPageSize"] == page.ACCOUNTS_PAGE
+    assert len(long.rowData) == 60  # every account is there to sort and page through
+    short = page.accounts_block(rows[: page.ACCOUNTS_PAGE])
+    assert "pagination" not in short.dashGridOptions and short.dashGridOptions["domLayout"] == "autoHeight"
+    assert "No business" in page.accounts_block([]).children
+
+
 def test_grid_records_are_plain_json_values_whatever_the_column_type() -> None:
     from dashboard.pages import records
 

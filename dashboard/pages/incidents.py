@@ -63,6 +63,9 @@ QUEUE_LIMIT = 500
 BAND_CELLS = 2
 #: The playbooks' actions the detail lists for one incident, newest first.
 OUTBOX_SHOWN = 100
+#: Affected accounts per page of the detail's grid: a 600-cell incident has thousands, and a grid
+#: that grows to fit draws every row it holds (sorting still runs over all of them).
+ACCOUNTS_PAGE = 25
 #: The badge of an incident no alarm opened (KPI anomalies alone): the same words everywhere.
 DETECTED_BADGE = "Detected — no alarm"
 
@@ -632,6 +635,34 @@ def bands_row(detail: Detail) -> list[Any]:
     ]
 
 
+def accounts_block(accounts: list[dict[str, Any]]) -> Any:
+    """The affected accounts' grid, by value; a page at a time beyond :data:`ACCOUNTS_PAGE` rows."""
+    return (
+        dag.AgGrid(
+            columnDefs=ACCOUNT_COLUMNS,
+            rowData=accounts,
+            getRowId="params.data.id",
+            defaultColDef={"resizable": True, "sortable": True},
+            dashGridOptions=grid_options(
+                domLayout="autoHeight",
+                tooltipShowDelay=300,
+                **(
+                    {
+                        "pagination": True,
+                        "paginationPageSize": ACCOUNTS_PAGE,
+                        "paginationPageSizeSelector": False,
+                    }
+                    if len(accounts) > ACCOUNTS_PAGE
+                    else {}
+                ),
+            ),
+            className="vt-grid vt-accounts-grid",
+        )
+        if accounts
+        else html.P("No business, VIP or SLA account is affected.", className="vt-muted")
+    )
+
+
 def detail_body(detail: Detail, scoring: Scoring, now: datetime) -> list[Any]:
     """Alarms, cells against their usual bands, KPIs, accounts, tickets and notes of one incident."""
     inc = detail.incident
@@ -640,18 +671,6 @@ def detail_body(detail: Detail, scoring: Scoring, now: datetime) -> list[Any]:
         (scoring.impact.throughput_kpi, kpi_title(scoring.impact.throughput_kpi)),
     ]
     accounts = account_rows(detail.accounts)
-    accounts_block: Any = (
-        dag.AgGrid(
-            columnDefs=ACCOUNT_COLUMNS,
-            rowData=accounts,
-            getRowId="params.data.id",
-            defaultColDef={"resizable": True, "sortable": True},
-            dashGridOptions=grid_options(domLayout="autoHeight", tooltipShowDelay=300),
-            className="vt-grid",
-        )
-        if accounts
-        else html.P("No business, VIP or SLA account is affected.", className="vt-muted")
-    )
     return [
         dbc.Row(
             [
@@ -671,7 +690,9 @@ def detail_body(detail: Detail, scoring: Scoring, now: datetime) -> list[Any]:
                     ),
                     lg=6,
                 ),
-                dbc.Col(_card(f"Affected accounts by value ({len(accounts)})", accounts_block), lg=6),
+                dbc.Col(
+                    _card(f"Affected accounts by value ({len(accounts)})", accounts_block(accounts)), lg=6
+                ),
             ],
             className="g-3 mb-3",
         ),
