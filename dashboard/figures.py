@@ -106,6 +106,10 @@ def _vline(when: object, xa: str, ya: str, line: dict[str, object]) -> dict[str,
             "line": line}  # fmt: skip
 
 
+#: Sites the map names beside their markers; a transport failure's hundreds are named on hover only.
+MAP_LABELS = 25
+
+
 def _sites(placed: pd.DataFrame) -> pd.DataFrame:
     """One row per site (site_id, lat, lon), in that order, a missing site_id last: its label (the
     site's first name, else its id), most degraded share, lines, cells (their names, else ids,
@@ -168,7 +172,8 @@ def cells_map_figure(df: pd.DataFrame) -> go.Figure:
         "type": "scatter",
         "x": sites["lon"],
         "y": sites["lat"],
-        "mode": "markers+text",
+        # Names beside the markers while they stay readable; beyond, on hover only.
+        "mode": "markers+text" if len(sites) <= MAP_LABELS else "markers",
         "text": sites["label"],
         "textposition": "top center",
         "textfont": {"color": TEXT},

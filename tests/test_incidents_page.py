@@ -404,6 +404,14 @@ def test_the_site_map_sums_each_sites_cells_in_key_order() -> None:
     assert sites.customdata[1][1] == 0.4 and pd.isna(sites.customdata[2][1])
     assert list(sites.marker.color)[:2] == [0.9, 0.4]
     assert "1 cell without coordinates" in cells_map_figure(cells).layout.title.text
+    assert sites.mode == "markers+text"
+    many = pd.DataFrame(
+        {"cell_id": [f"c{i}" for i in range(30)], "name": None, "site_id": [f"S{i}" for i in range(30)],
+         "site": [f"Site {i}" for i in range(30)], "lat": [41.0 + i / 100 for i in range(30)], "lon": -8.6,
+         "degraded_share": 1.0, "lines": 10.0}
+    )  # fmt: skip
+    (crowded,) = cells_map_figure(many).data
+    assert crowded.mode == "markers" and len(crowded.text) == 30  # names on hover only
 
 
 def test_a_long_list_of_accounts_is_paged_and_a_short_one_is_not(page: ModuleType) -> None:
